@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need, then lint, types, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+echo "== ruff"; ruff check swarm tracker tests examples benchmarks
+echo "== mypy"; mypy swarm tracker
+echo "== pytest"
+set +e
+pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+    echo "pytest collected no tests: that is a failure" >&2
+    exit 1
+fi
+exit "$rc"

@@ -1,0 +1,80 @@
+"""Command-line entry point: ``swarm COMMAND ...`` (see shared/spec/cli.md).
+
+Each command lives in its own module exposing ``register(subparsers)`` and
+``run(args) -> int``; this module only wires them together and turns our
+exceptions into one line on stderr and the contract's exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from swarm import __version__
+from swarm.errors import BadInput, SwarmError
+
+from . import check, create, get, info, seed, tracker
+
+COMMANDS = (create, info, seed, get, check, tracker)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swarm",
+        description="A BitTorrent client and LAN tracker.",
+        epilog="Run 'swarm COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"swarm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def error_line(message: str) -> None:
+    """One line on stderr, coloured when stderr is a terminal."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\x1b[1;31mswarm: error:\x1b[0m {message}\n")
+    else:
+        sys.stderr.write(f"swarm: error: {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = getattr(args, "log_level", None) or ("ERROR" if getattr(args, "quiet", False) else "WARNING")
+    logging.basicConfig(
+        level=getattr(logging, str(level).upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except BadInput as exc:
+        error_line(str(exc))
+        return EXIT_USAGE
+    except SwarmError as exc:
+        error_line(str(exc))
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # A reader such as `head` went away: not an error worth a traceback.
+        try:
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return EXIT_OK
+
+
+def run() -> None:
+    sys.exit(main())

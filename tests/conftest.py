@@ -1,0 +1,30 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool; in CI a missing tool fails the test instead of skipping."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is not installed (scripts/setup.sh should install it)")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def require_libtorrent():  # type: ignore[no-untyped-def]
+    try:
+        import libtorrent
+    except ImportError:
+        if IN_CI:
+            pytest.fail("libtorrent Python bindings are not installed")
+        pytest.skip("libtorrent is not installed")
+    return libtorrent

@@ -1,0 +1,1 @@
+"""swarm's HTTP tracker (aiohttp); shares codecs with ``swarm.core``, not its session."""
