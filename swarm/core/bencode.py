@@ -190,6 +190,16 @@ def decode_with_spans(
     return value, spans, end
 
 
+class Raw:
+    """Already-encoded bytes that ``encode`` copies as they are (an info dict
+    inside a .torrent must keep its exact bytes to keep its info-hash)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = bytes(data)
+
+
 def encode(value: Any) -> bytes:
     """Encode ``value`` canonically (dict keys sorted as raw bytes).
 
@@ -202,7 +212,9 @@ def encode(value: Any) -> bytes:
 
 
 def _encode(value: Any, out: list[bytes]) -> None:
-    if isinstance(value, (bytes, bytearray, memoryview)):
+    if isinstance(value, Raw):
+        out.append(value.data)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
         out.append(b"%d:" % len(raw))
         out.append(raw)

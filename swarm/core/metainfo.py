@@ -1,12 +1,39 @@
-"""Metainfo (.torrent) model, BEP 3 v1 with BEP 12/19/27/47.
+"""Metainfo (.torrent) model, BEP 3 v1 with BEP 12/19/27/47: parse, validate, build.
 
-The data model is fixed here so that storage, the engine and the UI can be
-built against it; parsing and validation fill it in.
+Parsing is lenient where real torrents are sloppy (unsorted keys, trailing
+bytes, wrong types in optional fields: a warning) and strict where a mistake
+costs data or safety (piece hashes, lengths, paths: an error or a sanitised
+path). The info-hash is always the SHA-1 of the ``info`` bytes as they stand.
 """
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from swarm.core.bencode import Raw, decode, decode_with_spans, encode
+from swarm.errors import BencodeError, MetainfoError
+
+#: Largest piece length accepted when reading; libtorrent's corpus has 536854528.
+MAX_PIECE_LENGTH = 512 * 1024 * 1024
+#: libtorrent's default ``max_pieces``; also bounds the bitfield we allocate.
+MAX_PIECES = 0x200000
+MAX_FILES = 1 << 20
+#: Lengths beyond 2**62 are no real file and would overflow others' 64-bit maths.
+MAX_LENGTH = 1 << 62
+#: Longest path component most filesystems accept (bytes of UTF-8).
+MAX_COMPONENT_BYTES = 255
+MAX_PATH_DEPTH = 64
+MAX_TRACKERS = 200
+
+_WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"COM{i}" for i in range(1, 10)]
+    + [f"LPT{i}" for i in range(1, 10)]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +48,10 @@ class FileEntry:
     length: int
     offset: int  # where the file starts in the concatenation of all files
     pad: bool = False  # BEP 47 padding file: never written to disk
+    #: BEP 47 symlink target, sanitised components relative to the torrent root
+    #: (length is then 0); storage may create it or skip it, never follow it out.
+    symlink: tuple[str, ...] | None = None
+    executable: bool = False  # BEP 47 attr 'x'
 
     @property
     def end(self) -> int:
@@ -54,9 +85,497 @@ class Metainfo:
         return self.info_hash.hex()
 
     def piece_hash(self, index: int) -> bytes:
+        if not 0 <= index < self.num_pieces:
+            raise IndexError(f"piece {index} out of range")
         return self.pieces[index * 20 : index * 20 + 20]
 
     def piece_size(self, index: int) -> int:
+        if not 0 <= index < self.num_pieces:
+            raise IndexError(f"piece {index} out of range")
         if index == self.num_pieces - 1:
             return self.total_length - index * self.piece_length
         return self.piece_length
+
+    def magnet_uri(self, peers: Sequence[tuple[str, int]] = ()) -> str:
+        """BEP 9 link with name, every tracker (tier order), web seeds and ``peers``."""
+        from swarm.core.magnet import Magnet
+
+        trackers = [url for tier in self.trackers for url in tier]
+        return Magnet(
+            info_hash=self.info_hash,
+            name=self.name,
+            trackers=trackers,
+            peers=list(peers),
+            web_seeds=list(self.url_list),
+        ).to_uri()
+
+    def to_bytes(self) -> bytes:
+        """A .torrent holding the original info bytes (same info-hash)."""
+        return build_metainfo(
+            self.info_bytes,
+            trackers=self.trackers,
+            url_list=self.url_list,
+            comment=self.comment,
+            created_by=self.created_by,
+            creation_date=self.creation_date,
+        )
+
+
+# --------------------------------------------------------------------------- parse
+
+
+def parse_metainfo(data: bytes) -> Metainfo:
+    """Parse a whole .torrent file. Raises ``MetainfoError`` for anything unusable."""
+    try:
+        top, spans, end = decode_with_spans(data, strict_order=False)
+    except BencodeError as exc:
+        raise MetainfoError(f"not valid bencoding: {exc}") from exc
+    if not isinstance(top, dict):
+        raise MetainfoError("not a torrent file: the top level is not a dictionary")
+    warnings: list[str] = []
+    if end != len(data):
+        warnings.append(f"ignored {len(data) - end} trailing bytes after the torrent")
+    span = spans.get(b"info")
+    if span is None or not isinstance(top.get(b"info"), dict):
+        raise MetainfoError("info is missing or not a dictionary")
+    info_bytes = bytes(data[span[0] : span[1]])
+    trackers = _trackers(top, warnings)
+    url_list = _url_list(top.get(b"url-list"), warnings)
+    comment = _optional_text(top, b"comment", warnings)
+    created_by = _optional_text(top, b"created by", warnings)
+    creation_date: int | None = None
+    raw_date = top.get(b"creation date")
+    if raw_date is not None:
+        if isinstance(raw_date, int) and 0 <= raw_date < 1 << 40:
+            creation_date = raw_date
+        else:
+            warnings.append("ignored a creation date that is not a valid timestamp")
+    return _build_from_info(
+        top[b"info"],
+        info_bytes,
+        hashlib.sha1(info_bytes).digest(),
+        trackers=trackers,
+        url_list=url_list,
+        comment=comment,
+        created_by=created_by,
+        creation_date=creation_date,
+        warnings=warnings,
+    )
+
+
+def parse_info(
+    info_bytes: bytes,
+    *,
+    trackers: Sequence[Sequence[str]] = (),
+    url_list: Sequence[str] = (),
+    expected_hash: bytes | None = None,
+) -> Metainfo:
+    """Parse a bare info dictionary (BEP 9 metadata from peers).
+
+    With ``expected_hash`` the SHA-1 must match, else ``MetainfoError``: a peer
+    that sends other metadata than the magnet named must not be believed.
+    """
+    info_bytes = bytes(info_bytes)
+    digest = hashlib.sha1(info_bytes).digest()
+    if expected_hash is not None and digest != expected_hash:
+        raise MetainfoError(
+            f"metadata hash {digest.hex()} does not match the info-hash {expected_hash.hex()}"
+        )
+    try:
+        info = decode(info_bytes, strict_order=False)
+    except BencodeError as exc:
+        raise MetainfoError(f"info is not valid bencoding: {exc}") from exc
+    if not isinstance(info, dict):
+        raise MetainfoError("info is not a dictionary")
+    tiers = [list(t) for t in trackers if t]
+    return _build_from_info(
+        info,
+        info_bytes,
+        digest,
+        trackers=tiers,
+        url_list=list(url_list),
+        comment=None,
+        created_by=None,
+        creation_date=None,
+        warnings=[],
+    )
+
+
+def _build_from_info(
+    info: dict[bytes, Any],
+    info_bytes: bytes,
+    info_hash: bytes,
+    *,
+    trackers: list[list[str]],
+    url_list: list[str],
+    comment: str | None,
+    created_by: str | None,
+    creation_date: int | None,
+    warnings: list[str],
+) -> Metainfo:
+    meta_version = info.get(b"meta version")
+    pieces = info.get(b"pieces")
+    if pieces is None:
+        if meta_version == 2 or b"file tree" in info:
+            raise MetainfoError("v2-only torrents are not supported yet")
+        raise MetainfoError("info.pieces is missing")
+    if not isinstance(pieces, bytes):
+        raise MetainfoError("info.pieces is not a string")
+    if len(pieces) % 20:
+        raise MetainfoError("info.pieces length is not a multiple of 20")
+
+    piece_length = info.get(b"piece length")
+    if not isinstance(piece_length, int) or piece_length <= 0:
+        raise MetainfoError("info.piece length is not a positive integer")
+    if piece_length > MAX_PIECE_LENGTH:
+        raise MetainfoError(
+            f"info.piece length {piece_length} exceeds the {MAX_PIECE_LENGTH}-byte limit"
+        )
+    if piece_length & (piece_length - 1) or piece_length < 16384:
+        warnings.append(
+            f"piece length {piece_length} is not a power of two of at least 16 KiB"
+        )
+
+    name = _name(info, info_hash, warnings)
+    files_value = info.get(b"files")
+    if files_value is not None:
+        files = _multi_files(files_value, name, warnings)
+        multi = True
+    else:
+        length = info.get(b"length")
+        if not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
+            raise MetainfoError("info.length is not a non-negative integer")
+        attr = _attr(info)
+        files = [FileEntry((name,), length, 0, executable="x" in attr)]
+        multi = False
+
+    total = sum(f.length for f in files)
+    if total == 0:
+        raise MetainfoError("the torrent holds no data (total length is 0)")
+    needed = -(-total // piece_length)
+    if needed > MAX_PIECES:
+        raise MetainfoError(f"too many pieces: {needed} (limit {MAX_PIECES})")
+    have = len(pieces) // 20
+    if have != needed:
+        raise MetainfoError(f"info.pieces has {have} hashes but the files need {needed} pieces")
+
+    private_value = info.get(b"private", 0)
+    if not isinstance(private_value, int):
+        warnings.append("ignored an info.private that is not an integer")
+        private_value = 0
+    return Metainfo(
+        info_hash=info_hash,
+        info_bytes=info_bytes,
+        name=name,
+        piece_length=piece_length,
+        pieces=pieces,
+        total_length=total,
+        files=tuple(files),
+        multi_file=multi,
+        private=private_value == 1,
+        trackers=trackers,
+        url_list=url_list,
+        comment=comment,
+        created_by=created_by,
+        creation_date=creation_date,
+        warnings=warnings,
+    )
+
+
+def _name(info: dict[bytes, Any], info_hash: bytes, warnings: list[str]) -> str:
+    raw = info.get(b"name.utf-8")
+    if not isinstance(raw, bytes):
+        raw = info.get(b"name")
+    if raw is None:
+        raise MetainfoError("info.name is missing")
+    if not isinstance(raw, bytes):
+        raise MetainfoError("info.name is not a string")
+    text = _text(raw)
+    name = _component(text)
+    if not name:
+        name = info_hash.hex()
+        warnings.append(f"name {text[:80]!r} is unusable; using the info-hash {name} instead")
+    elif name != text:
+        warnings.append(f"name {text[:80]!r} sanitised to {name!r}")
+    return name
+
+
+def _attr(entry: dict[bytes, Any]) -> str:
+    attr = entry.get(b"attr")
+    return attr.decode("ascii", "replace") if isinstance(attr, bytes) else ""
+
+
+def _path_list(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list):
+        raise MetainfoError(f"{what} is not a list")
+    if len(value) > MAX_PATH_DEPTH:
+        raise MetainfoError(f"{what} has more than {MAX_PATH_DEPTH} components")
+    out = []
+    for part in value:
+        if not isinstance(part, bytes):
+            raise MetainfoError(f"{what} has a component that is not a string")
+        out.append(_text(part))
+    return out
+
+
+def _multi_files(value: Any, name: str, warnings: list[str]) -> list[FileEntry]:
+    if not isinstance(value, list):
+        raise MetainfoError("info.files is not a list")
+    if not value:
+        raise MetainfoError("info.files is empty")
+    if len(value) > MAX_FILES:
+        raise MetainfoError(f"info.files has more than {MAX_FILES} entries")
+    out: list[FileEntry] = []
+    used: set[tuple[str, ...]] = set()
+    dirs: set[tuple[str, ...]] = set()
+    renamed = 0
+    offset = 0
+    for index, entry in enumerate(value):
+        where = f"info.files[{index}]"
+        if not isinstance(entry, dict):
+            raise MetainfoError(f"{where} is not a dictionary")
+        attr = _attr(entry)
+        symlink = "l" in attr
+        length = entry.get(b"length")
+        if length is None and symlink:
+            length = 0
+        if not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
+            raise MetainfoError(f"{where}.length is not a non-negative integer")
+        if symlink:
+            length = 0
+        raw_path = entry.get(b"path.utf-8")
+        if not isinstance(raw_path, list) or not all(isinstance(p, bytes) for p in raw_path):
+            raw_path = entry.get(b"path")
+        pad = "p" in attr
+        if raw_path is None:
+            if not pad:
+                raise MetainfoError(f"{where}.path is missing")
+            parts = [".pad", str(length)]
+        else:
+            parts = _path_list(raw_path, f"{where}.path")
+        if not pad and parts and (
+            (len(parts) == 2 and parts[0] == ".pad" and parts[1].isdigit())
+            or parts[-1].startswith("_____padding_file_")
+        ):
+            pad = True
+        clean = tuple(c for c in (_component(p) for p in parts) if c)
+        if not clean:
+            clean = ("_",)
+        if clean != tuple(parts) and not pad:
+            warnings.append(f"path {'/'.join(parts)[:120]!r} sanitised to {'/'.join(clean)!r}")
+        target: tuple[str, ...] | None = None
+        if symlink:
+            raw_target = entry.get(b"symlink path")
+            if raw_target is None:
+                raise MetainfoError(f"{where} is a symlink without a symlink path")
+            target = tuple(
+                c
+                for c in (_component(p) for p in _path_list(raw_target, f"{where}.symlink path"))
+                if c
+            )
+        full = (name, *clean)
+        if not pad:
+            if full in used or full in dirs or any(full[:i] in used for i in range(1, len(full))):
+                unique = _unique(full, used, dirs)
+                if renamed < 20:
+                    warnings.append(f"duplicate path {'/'.join(full)!r} renamed {unique[-1]!r}")
+                renamed += 1
+                full = unique
+            used.add(full)
+            dirs.update(full[:i] for i in range(1, len(full)))
+        out.append(FileEntry(full, length, offset, pad, target, "x" in attr))
+        offset += length
+    if renamed > 20:
+        warnings.append(f"{renamed} duplicate paths renamed in all")
+    return out
+
+
+def _unique(
+    path: tuple[str, ...], used: set[tuple[str, ...]], dirs: set[tuple[str, ...]]
+) -> tuple[str, ...]:
+    """libtorrent's scheme: ``bar.txt`` -> ``bar.1.txt``; also clear of files on the way."""
+    parent = list(path[:-1])
+    # a parent that is already a file: rename that directory component
+    for i in range(1, len(parent)):
+        if tuple(parent[:i]) in used:
+            parent[i - 1] = parent[i - 1] + ".d"
+    last = path[-1]
+    stem, dot, ext = last.rpartition(".")
+    if not stem:
+        stem, dot, ext = last, "", ""
+    n = 1
+    while True:
+        candidate = (*parent, f"{stem}.{n}{dot}{ext}")
+        if candidate not in used and candidate not in dirs:
+            return candidate
+        n += 1
+
+
+def _text(raw: bytes) -> str:
+    """UTF-8 with undecodable bytes replaced (by '_', as libtorrent does)."""
+    return raw.decode("utf-8", "replace").replace("\ufffd", "_")
+
+
+def _component(text: str) -> str:
+    """One safe path component, or '' when nothing usable is left.
+
+    Separators inside a component are not allowed to make directories: the
+    pieces between them are kept (minus '.', '..' and empties) joined by '_'.
+    """
+    text = "".join(
+        "_" if unicodedata.category(ch) == "Cc" else ch for ch in text
+    )
+    parts = [p for p in text.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    out = "_".join(parts)
+    if out in ("", ".", ".."):
+        return ""
+    stem, _, _ = out.partition(".")
+    if stem.upper().rstrip(" ") in _WINDOWS_RESERVED:
+        out = stem + "_" + out[len(stem) :]
+    if len(out.encode("utf-8")) > MAX_COMPONENT_BYTES:
+        out = _truncate(out)
+    return out
+
+
+def _truncate(text: str) -> str:
+    stem, dot, ext = text.rpartition(".")
+    if not dot or len(ext.encode()) > 20:
+        stem, ext, dot = text, "", ""
+    budget = MAX_COMPONENT_BYTES - len((dot + ext).encode())
+    raw = stem.encode("utf-8")[:budget].decode("utf-8", "ignore")
+    return raw + dot + ext
+
+
+def _optional_text(top: dict[bytes, Any], key: bytes, warnings: list[str]) -> str | None:
+    value = top.get(key + b".utf-8")
+    if not isinstance(value, bytes):
+        value = top.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bytes):
+        warnings.append(f"ignored a {key.decode()} that is not a string")
+        return None
+    return value.decode("utf-8", "replace")
+
+
+def _url(value: Any) -> str | None:
+    if not isinstance(value, bytes):
+        return None
+    url = value.decode("utf-8", "replace").strip()
+    if not url or len(url) > 4096 or any(ord(c) < 0x20 for c in url):
+        return None
+    return url
+
+
+def _trackers(top: dict[bytes, Any], warnings: list[str]) -> list[list[str]]:
+    """BEP 12: announce-list when present and usable, else announce as one tier."""
+    seen: set[str] = set()
+    tiers: list[list[str]] = []
+    announce_list = top.get(b"announce-list")
+    if announce_list is not None:
+        if not isinstance(announce_list, list):
+            warnings.append("ignored an announce-list that is not a list")
+        else:
+            bad = 0
+            for tier in announce_list:
+                if not isinstance(tier, list):
+                    bad += 1
+                    continue
+                urls = []
+                for value in tier:
+                    url = _url(value)
+                    if url is None:
+                        bad += 1
+                    elif url not in seen and len(seen) < MAX_TRACKERS:
+                        seen.add(url)
+                        urls.append(url)
+                if urls:
+                    tiers.append(urls)
+            if bad:
+                warnings.append(f"ignored {bad} unusable announce-list entries")
+    if not tiers and b"announce" in top:
+        url = _url(top[b"announce"])
+        if url is None:
+            if top[b"announce"] != b"":
+                warnings.append("ignored an announce that is not a usable URL")
+        else:
+            tiers.append([url])
+    return tiers
+
+
+def _url_list(value: Any, warnings: list[str]) -> list[str]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, bytes) else value
+    if not isinstance(items, list):
+        warnings.append("ignored a url-list that is neither a string nor a list")
+        return []
+    out: list[str] = []
+    for item in items[:MAX_TRACKERS]:
+        url = _url(item)
+        if url is None:
+            if item != b"":
+                warnings.append("ignored an unusable url-list entry")
+        elif url not in out:
+            out.append(url)
+    return out
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_info(
+    *,
+    name: str | bytes,
+    piece_length: int,
+    pieces: bytes,
+    files: Sequence[tuple[Sequence[str | bytes], int]] | None = None,
+    length: int | None = None,
+    private: bool = False,
+) -> bytes:
+    """Bencoded info dict: single-file when ``length`` is given, else ``files``
+    (paths relative to the torrent's root, without the name)."""
+    if piece_length <= 0 or len(pieces) % 20:
+        raise ValueError("bad piece length or pieces")
+    info: dict[bytes, Any] = {
+        b"name": name,
+        b"piece length": piece_length,
+        b"pieces": pieces,
+    }
+    if (files is None) == (length is None):
+        raise ValueError("give exactly one of files and length")
+    if length is not None:
+        info[b"length"] = length
+    else:
+        assert files is not None
+        info[b"files"] = [{b"length": n, b"path": list(p)} for p, n in files]
+    if private:
+        info[b"private"] = 1
+    return encode(info)
+
+
+def build_metainfo(
+    info_bytes: bytes,
+    *,
+    trackers: Iterable[Sequence[str]] = (),
+    url_list: Sequence[str] = (),
+    comment: str | None = None,
+    created_by: str | None = None,
+    creation_date: int | None = None,
+) -> bytes:
+    """A whole .torrent around already-encoded info bytes (kept byte for byte)."""
+    tiers = [list(t) for t in trackers if t]
+    top: dict[bytes, Any] = {b"info": Raw(info_bytes)}
+    if tiers:
+        top[b"announce"] = tiers[0][0]
+        if len(tiers) > 1 or len(tiers[0]) > 1:
+            top[b"announce-list"] = tiers
+    if url_list:
+        top[b"url-list"] = list(url_list)
+    if comment:
+        top[b"comment"] = comment
+    if created_by:
+        top[b"created by"] = created_by
+    if creation_date is not None:
+        top[b"creation date"] = creation_date
+    return encode(top)
