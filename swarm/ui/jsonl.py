@@ -1,0 +1,140 @@
+"""``--json``: one JSON object per line, schema in docs/json-events.md (stable, additive only).
+
+Each line is flushed as written so a script reading the pipe sees events
+as they happen. Values that JSON cannot carry (NaN, bytes, paths) are
+turned into null or strings rather than breaking the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import TextIO
+
+from swarm.status import TorrentStatus
+
+from . import events as ev
+from .reporter import Clock, Reporter
+
+
+def _default(o: object) -> object:
+    if isinstance(o, bytes | bytearray | memoryview):
+        return bytes(o).hex()
+    if isinstance(o, set | frozenset | tuple):
+        return list(o)
+    return str(o)
+
+
+def _clean(v: object) -> object:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    return v
+
+
+def dumps(obj: dict[str, object]) -> str:
+    """Compact JSON; never NaN/Infinity (invalid JSON) whatever the engine hands us."""
+    try:
+        return json.dumps(obj, default=_default, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(_clean(obj), default=_default, allow_nan=False, separators=(",", ":"))
+
+
+def progress_fields(s: TorrentStatus) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "state": s.state,
+        "progress": round(min(1.0, max(0.0, s.progress)), 6),
+        "verified": s.verified,
+        "total_size": s.total_size,
+        "down_rate": round(s.down_rate, 1),
+        "up_rate": round(s.up_rate, 1),
+        "downloaded": s.downloaded,
+        "uploaded": s.uploaded,
+        "peers": len(s.peers),
+        "seeds": s.seeds,
+        "eta": None if s.eta is None else round(s.eta, 1),
+    }
+    if s.stalled_reason:
+        fields["stalled_reason"] = s.stalled_reason
+    return fields
+
+
+class JsonReporter(Reporter):
+    mode = "json"
+
+    def __init__(
+        self, *, stream: TextIO | None = None, clock: Clock = time.time, interval: float = 1.0
+    ) -> None:
+        super().__init__(clock=clock)
+        self.stream = stream if stream is not None else sys.stdout
+        self.interval = interval
+        self._last_progress = 0.0
+        self._last_state: str | None = None
+
+    def emit(self, kind: str, fields: dict[str, object], now: float | None = None) -> None:
+        obj: dict[str, object] = {
+            "event": kind,
+            "time": round(self.clock() if now is None else now, 3),
+            "info_hash": self.info_hash,
+        }
+        for k, v in fields.items():
+            if k not in obj:
+                obj[k] = v
+        self.stream.write(dumps(obj) + "\n")
+        self.stream.flush()
+
+    def start(self, status: TorrentStatus, **fields: object) -> None:
+        super().start(status)
+        now = self.clock()
+        self._last_progress = now
+        self._last_state = status.state
+        self.emit(
+            ev.ADDED,
+            {
+                "name": status.name,
+                "state": status.state,
+                "total_size": status.total_size,
+                "num_pieces": status.num_pieces,
+                "piece_length": status.piece_length,
+                **fields,
+            },
+            now,
+        )
+
+    def update(self, status: TorrentStatus) -> None:
+        self.status = status
+        now = self.clock()
+        if status.state != self._last_state or now - self._last_progress >= self.interval:
+            self._last_state = status.state
+            self._last_progress = now
+            self.emit(ev.PROGRESS, progress_fields(status), now)
+
+    def event(self, kind: str, **fields: object) -> None:
+        self.emit(kind, self.fill(kind, fields))
+
+    def close(self, status: TorrentStatus | None = None) -> None:
+        super().close(status)
+        s = self.status
+        if s is None:
+            return
+        now = self.clock()
+        self.emit(ev.PROGRESS, progress_fields(s), now)
+        self.emit(
+            ev.SUMMARY,
+            {
+                "state": s.state,
+                "complete": s.total_size > 0 and s.verified >= s.total_size,
+                "verified": s.verified,
+                "total_size": s.total_size,
+                "downloaded": s.downloaded,
+                "uploaded": s.uploaded,
+                "elapsed": self.elapsed(s),
+                "ratio": round(s.ratio, 4),
+            },
+            now,
+        )

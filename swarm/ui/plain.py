@@ -1,0 +1,79 @@
+"""Plain log lines for when stdout is not a terminal (pipes, CI logs).
+
+One timestamped line per event, and a progress line every ``interval``
+seconds (and whenever the state changes), so a log of an hour-long download
+stays short and greppable. Errors go to stderr as well as the log.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from swarm.status import TorrentStatus
+
+from . import events as ev
+from .format import clock_text, event_text, progress_line, summary_line
+from .reporter import Clock, Reporter
+
+
+class PlainReporter(Reporter):
+    mode = "plain"
+
+    def __init__(
+        self,
+        *,
+        stream: TextIO | None = None,
+        err_stream: TextIO | None = None,
+        clock: Clock = time.time,
+        interval: float = 5.0,
+    ) -> None:
+        super().__init__(clock=clock)
+        self.stream = stream if stream is not None else sys.stdout
+        # Errors are duplicated to stderr only when the log is stdout itself.
+        self.err = err_stream if err_stream is not None else (sys.stderr if stream is None else None)
+        self.interval = interval
+        self._last_line = 0.0
+        self._last_state: str | None = None
+
+    def _write(self, text: str, now: float | None = None) -> None:
+        stamp = clock_text(self.clock() if now is None else now)
+        self.stream.write(f"[{stamp}] {text}\n")
+        self.stream.flush()
+
+    def start(self, status: TorrentStatus, **fields: object) -> None:
+        super().start(status)
+        now = self.clock()
+        self._last_line = now
+        self._last_state = status.state
+        info = {
+            "name": status.name,
+            "total_size": status.total_size,
+            "num_pieces": status.num_pieces,
+            "piece_length": status.piece_length,
+            "info_hash": status.info_hash,
+            **fields,
+        }
+        self._write(event_text(ev.ADDED, info), now)
+
+    def update(self, status: TorrentStatus) -> None:
+        self.status = status
+        now = self.clock()
+        if status.state != self._last_state or now - self._last_line >= self.interval:
+            self._last_state = status.state
+            self._last_line = now
+            self._write(progress_line(status), now)
+
+    def event(self, kind: str, **fields: object) -> None:
+        self.fill(kind, fields)
+        text = event_text(kind, fields)
+        self._write(text)
+        if kind == ev.ERROR and self.err is not None:
+            self.err.write(f"swarm: error: {fields['message']}\n")
+            self.err.flush()
+
+    def close(self, status: TorrentStatus | None = None) -> None:
+        super().close(status)
+        if self.status is not None:
+            self._write(summary_line(self.status, self.clock()))
