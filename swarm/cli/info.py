@@ -1,17 +1,143 @@
-"""`swarm info`: placeholder until its issue lands."""
+"""`swarm info FILE.torrent`: what a .torrent holds, for people or (--json) scripts."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import sys
+from typing import Any
 
-from .common import add_output_options, not_implemented
+from swarm.core.metainfo import Metainfo, parse_metainfo
+from swarm.errors import BadInput, MetainfoError
+
+from .common import add_output_options
+
+#: A .torrent bigger than this is not one (the decoder's own limit is 64 MiB).
+MAX_TORRENT_FILE = 64 * 1024 * 1024
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("info", help="(not implemented yet)")
+    p = sub.add_parser(
+        "info",
+        help="show what a .torrent holds",
+        description="Print name, size, pieces, files, trackers, info-hash and magnet of a .torrent.",
+        epilog="example: swarm info ubuntu.iso.torrent --json",
+    )
+    p.add_argument("torrent", metavar="FILE.torrent", help="the .torrent file")
     add_output_options(p)
     p.set_defaults(func=run)
 
 
+def load_torrent(path: str) -> Metainfo:
+    """Read and parse; every failure is ``BadInput`` whose message starts with ``path``."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TORRENT_FILE + 1)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a directory, not a .torrent file") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_TORRENT_FILE:
+        raise MetainfoError(f"{path}: larger than {MAX_TORRENT_FILE} bytes; not a .torrent")
+    try:
+        return parse_metainfo(data)
+    except MetainfoError as exc:
+        raise MetainfoError(f"{path}: {exc}") from None
+
+
+def human_size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{n} B" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def as_dict(meta: Metainfo) -> dict[str, Any]:
+    """The stable --json schema of `swarm info` (event "info")."""
+    return {
+        "event": "info",
+        "name": meta.name,
+        "info_hash": meta.info_hash_hex,
+        "size": meta.total_length,
+        "piece_length": meta.piece_length,
+        "pieces": meta.num_pieces,
+        "private": meta.private,
+        "multi_file": meta.multi_file,
+        "files": [
+            {"path": "/".join(f.path), "length": f.length, "offset": f.offset}
+            for f in meta.files
+            if not f.pad
+        ],
+        "trackers": meta.trackers,
+        "web_seeds": meta.url_list,
+        "comment": meta.comment,
+        "created_by": meta.created_by,
+        "creation_date": meta.creation_date,
+        "magnet": meta.magnet_uri(),
+        "warnings": meta.warnings,
+    }
+
+
+def _date(ts: int) -> str:
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
+
+
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("info")
+    meta = load_torrent(args.torrent)
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(as_dict(meta), ensure_ascii=False) + "\n")
+        return 0
+    if getattr(args, "quiet", False):
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    real_files = [f for f in meta.files if not f.pad]
+    rows = [
+        ("name", escape(meta.name)),
+        ("size", f"{human_size(meta.total_length)} ({meta.total_length} bytes)"),
+        ("pieces", f"{meta.num_pieces} x {human_size(meta.piece_length)}"
+         f" ({meta.piece_length} bytes)"),
+        ("private", "yes" if meta.private else "no"),
+        ("files", str(len(real_files))),
+        ("info-hash", meta.info_hash_hex),
+    ]
+    if meta.comment:
+        rows.append(("comment", escape(meta.comment)))
+    if meta.created_by:
+        rows.append(("created by", escape(meta.created_by)))
+    if meta.creation_date is not None:
+        rows.append(("created", _date(meta.creation_date)))
+    for key, value in rows:
+        console.print(f"[bold]{key + ':':<11}[/bold] {value}")
+    if meta.trackers:
+        console.print("[bold]trackers:[/bold]")
+        for i, tier in enumerate(meta.trackers):
+            for url in tier:
+                console.print(f"  tier {i}: {escape(url)}")
+    if meta.url_list:
+        console.print("[bold]web seeds:[/bold]")
+        for url in meta.url_list:
+            console.print(f"  {escape(url)}")
+    if meta.multi_file:
+        table = Table(title=None, show_edge=False, pad_edge=False)
+        table.add_column("file")
+        table.add_column("size", justify="right")
+        table.add_column("bytes", justify="right")
+        for f in real_files:
+            table.add_row(escape("/".join(f.path[1:])), human_size(f.length), str(f.length))
+        console.print(table)
+    console.print(f"[bold]magnet:[/bold]     {escape(meta.magnet_uri())}")
+    for warning in meta.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    return 0
