@@ -1,17 +1,127 @@
-"""`swarm tracker`: placeholder until its issue lands."""
+"""`swarm tracker`: the HTTP tracker (announce, scrape, status page).
+
+The work lives in ``tracker.server``; this module turns options into a
+running server (one process, or ``--workers N`` forked processes sharing one
+port through SO_REUSEPORT and one Redis store).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
 
-from .common import add_output_options, not_implemented
+from swarm.errors import BadInput
+
+from .common import add_output_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("tracker", help="(not implemented yet)")
-    add_output_options(p)
+    p = sub.add_parser(
+        "tracker",
+        help="run the HTTP tracker",
+        description="Run the HTTP tracker: GET /announce, GET /scrape, a status page at /.",
+        epilog="example: swarm tracker --port 6969 --allow hashes.txt",
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to bind (default all interfaces)")
+    p.add_argument("--port", type=int, default=6969, help="port (default 6969; 0 = any free port)")
+    p.add_argument(
+        "--interval", type=int, default=1800, help="re-announce interval in seconds (default 1800)"
+    )
+    p.add_argument("--min-interval", type=int, default=None, help="'min interval' sent to clients")
+    p.add_argument("--allow", metavar="FILE", help="only serve the info-hashes (40 hex) listed")
+    p.add_argument("--trust-ip", action="store_true", help="honour the ip= parameter of announces")
+    p.add_argument(
+        "--no-full-scrape", action="store_true", help="refuse /scrape without an info_hash"
+    )
+    p.add_argument(
+        "--store",
+        default="memory:",
+        metavar="URL",
+        help="memory: (default) or redis://HOST:PORT/DB",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes serving one port (needs a redis store)"
+    )
+    add_output_options(p, json=False)
     p.set_defaults(func=run)
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    from tracker.app import load_allow_list
+
+    if not 0 <= args.port <= 65535:
+        raise BadInput(f"--port {args.port}: expected 0..65535")
+    if args.interval < 1:
+        raise BadInput(f"--interval {args.interval}: expected a positive number of seconds")
+    if args.workers < 1 or args.workers > 256:
+        raise BadInput(f"--workers {args.workers}: expected 1..256")
+    if args.workers > 1 and not args.store.startswith(("redis://", "rediss://", "unix://")):
+        raise BadInput("--workers needs a shared store: --store redis://HOST:PORT/DB")
+    return {
+        "interval": args.interval,
+        "min_interval": args.min_interval,
+        "allow": load_allow_list(args.allow) if args.allow else None,
+        "trust_ip": args.trust_ip,
+        "scrape_all": not args.no_full_scrape,
+        "store": args.store,
+    }
+
+
+def _run_loop(coro: Any) -> int:
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return int(runner.run(coro))
+    except ImportError:
+        return int(asyncio.run(coro))
+
+
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("tracker")
+    from tracker.server import reuse_port_socket, serve
+    from tracker.store import open_store
+
+    options = _options(args)
+    open_store(options["store"], peer_ttl=1.0)  # a bad URL is a usage error before binding
+    if args.workers == 1:
+        return _run_loop(serve(args.host, args.port, quiet=args.quiet, **options))
+    first = reuse_port_socket(args.host, args.port)
+    port = first.getsockname()[1]
+    socks = [first] + [reuse_port_socket(args.host, port) for _ in range(args.workers - 1)]
+    children: list[int] = []
+    for n in range(1, args.workers):
+        pid = os.fork()
+        if pid == 0:  # child: serve on its own socket, exit without running the parent's code
+            code = 1
+            try:
+                for i, s in enumerate(socks):
+                    if i != n:
+                        s.close()
+                code = _run_loop(
+                    serve(args.host, port, quiet=True, sock=socks[n], worker=n, **options)
+                )
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children.append(pid)
+    for s in socks[1:]:
+        s.close()
+    try:
+        code = _run_loop(serve(args.host, port, quiet=args.quiet, sock=first, **options))
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+    return code

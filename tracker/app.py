@@ -1,0 +1,241 @@
+"""The aiohttp tracker: ``GET /announce``, ``GET /scrape``, ``/`` (status page), ``/stats``.
+
+Every answer to a tracker client is HTTP 200 with a bencoded body: a bad
+request or a full/unavailable store becomes a ``failure reason`` the client
+shows its user, never a 500. Query strings are parsed raw (see field notes:
+aiohttp's decoded ``request.query`` corrupts binary info-hashes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from swarm.core.announce import (
+    BadAnnounce,
+    encode_announce_response,
+    encode_failure,
+    encode_scrape_response,
+    pack_peer,
+    parse_announce_query,
+    parse_scrape_query,
+)
+from tracker.store import Store, StoreFull, StoreUnavailable
+
+log = logging.getLogger("swarm.tracker")
+
+BENCODE_TYPE = "text/plain"
+
+
+@dataclass
+class TrackerConfig:
+    interval: int = 1800
+    min_interval: int | None = None
+    allow: frozenset[bytes] | None = None  # info-hash allow list; None = open
+    trust_ip: bool = False  # honour the ``ip=`` parameter
+    scrape_all: bool = True  # ``/scrape`` without info_hash lists every swarm
+    expire_every: float | None = None  # seconds between expiry sweeps (default interval/2)
+
+
+@dataclass
+class Counters:
+    started: float = field(default_factory=time.time)
+    announces: int = 0
+    scrapes: int = 0
+    failures: int = 0
+
+
+STORE_KEY: web.AppKey[Store] = web.AppKey("store")
+CONFIG_KEY = web.AppKey("config", TrackerConfig)
+COUNTERS_KEY = web.AppKey("counters", Counters)
+
+
+def _bencoded(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type=BENCODE_TYPE)
+
+
+def _fail(counters: Counters, reason: str) -> web.Response:
+    counters.failures += 1
+    return _bencoded(encode_failure(reason))
+
+
+async def announce(request: web.Request) -> web.Response:
+    store, cfg, counters = (
+        request.app[STORE_KEY],
+        request.app[CONFIG_KEY],
+        request.app[COUNTERS_KEY],
+    )
+    counters.announces += 1
+    try:
+        req = parse_announce_query(request.rel_url.raw_query_string)
+        if cfg.allow is not None and req.info_hash not in cfg.allow:
+            return _fail(counters, "torrent not registered with this tracker")
+        ip = req.ip if (cfg.trust_ip and req.ip) else request.remote
+        if not ip:
+            return _fail(counters, "cannot tell your address")
+        try:
+            addr = pack_peer(ip, req.port)
+        except ValueError:
+            return _fail(counters, "cannot tell your address")
+        result = await store.announce(req, addr, time.time())
+        body = encode_announce_response(
+            result.peers,
+            interval=cfg.interval,
+            min_interval=cfg.min_interval,
+            complete=result.complete,
+            incomplete=result.incomplete,
+            compact=req.compact,
+            no_peer_id=req.no_peer_id,
+        )
+        return _bencoded(body)
+    except BadAnnounce as exc:
+        return _fail(counters, str(exc))
+    except (StoreFull, StoreUnavailable) as exc:
+        log.warning("event=store_failure reason=%r", getattr(exc, "detail", "") or str(exc))
+        return _fail(counters, str(exc))
+    except Exception:  # never a 500 for a tracker client
+        log.exception("event=internal_error path=/announce")
+        return _fail(counters, "internal tracker error")
+
+
+async def scrape(request: web.Request) -> web.Response:
+    store, cfg, counters = (
+        request.app[STORE_KEY],
+        request.app[CONFIG_KEY],
+        request.app[COUNTERS_KEY],
+    )
+    counters.scrapes += 1
+    try:
+        hashes = parse_scrape_query(request.rel_url.raw_query_string)
+        if not hashes and not cfg.scrape_all:
+            return _fail(counters, "full scrape is disabled: give info_hash")
+        files = await store.scrape(hashes)
+        if cfg.allow is not None:
+            files = {h: s for h, s in files.items() if h in cfg.allow}
+        return _bencoded(encode_scrape_response(files))
+    except BadAnnounce as exc:
+        return _fail(counters, str(exc))
+    except StoreUnavailable as exc:
+        return _fail(counters, str(exc))
+    except Exception:
+        log.exception("event=internal_error path=/scrape")
+        return _fail(counters, "internal tracker error")
+
+
+async def _totals(app: web.Application) -> dict[str, object]:
+    counters = app[COUNTERS_KEY]
+    try:
+        totals: dict[str, object] = dict(await app[STORE_KEY].stats())
+    except StoreUnavailable:
+        totals = {"store": "unavailable"}
+    totals.update(
+        uptime=round(time.time() - counters.started, 1),
+        announces=counters.announces,
+        scrapes=counters.scrapes,
+        failures=counters.failures,
+    )
+    return totals
+
+
+async def stats_json(request: web.Request) -> web.Response:
+    return web.json_response(await _totals(request.app))
+
+
+def _fmt_uptime(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 86400}d {s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+async def status_page(request: web.Request) -> web.Response:
+    totals = await _totals(request.app)
+    try:
+        files = await request.app[STORE_KEY].scrape([])
+    except StoreUnavailable:
+        files = {}
+    rows = sorted(files.items(), key=lambda kv: -(kv[1].complete + kv[1].incomplete))[:200]
+    body = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>swarm tracker</title>",
+        "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:right}"
+        "td:first-child{font-family:monospace;text-align:left}</style></head><body>",
+        "<h1>swarm tracker</h1>",
+        "<p>uptime " + _fmt_uptime(float(str(totals["uptime"]))),
+        "".join(
+            f" &middot; {html.escape(str(k))}: {html.escape(str(v))}"
+            for k, v in totals.items()
+            if k != "uptime"
+        ),
+        "</p><table><tr><th>info-hash</th><th>seeders</th><th>leechers</th><th>completed</th></tr>",
+    ]
+    for h, s in rows:
+        body.append(
+            f"<tr><td>{h.hex()}</td><td>{s.complete}</td><td>{s.incomplete}</td>"
+            f"<td>{s.downloaded}</td></tr>"
+        )
+    body.append(f"</table><p>{len(files)} swarms</p></body></html>")
+    return web.Response(text="".join(body), content_type="text/html")
+
+
+async def _expiry_loop(app: web.Application) -> None:
+    cfg = app[CONFIG_KEY]
+    every = cfg.expire_every or max(1.0, min(300.0, cfg.interval / 2))
+    while True:
+        await asyncio.sleep(every)
+        try:
+            gone = await app[STORE_KEY].expire(time.time())
+            if gone:
+                log.info("event=expired peers=%d", gone)
+        except StoreUnavailable:
+            pass
+        except Exception:
+            log.exception("event=internal_error task=expiry")
+
+
+async def _background(app: web.Application) -> object:
+    task = asyncio.create_task(_expiry_loop(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await app[STORE_KEY].close()
+
+
+def make_app(store: Store, config: TrackerConfig | None = None) -> web.Application:
+    app = web.Application()
+    app[STORE_KEY] = store
+    app[CONFIG_KEY] = config or TrackerConfig()
+    app[COUNTERS_KEY] = Counters()
+    app.router.add_get("/announce", announce)
+    app.router.add_get("/scrape", scrape)
+    app.router.add_get("/stats", stats_json)
+    app.router.add_get("/", status_page)
+    app.cleanup_ctx.append(_background)  # type: ignore[arg-type]
+    return app
+
+
+def load_allow_list(path: str) -> frozenset[bytes]:
+    """40-hex info-hashes, one a line; blank lines and ``#`` comments ignored."""
+    from swarm.errors import BadInput
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read(16 * 1024 * 1024).splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read the allow list: {exc}") from None
+    out = set()
+    for n, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if len(line) != 40:
+            raise BadInput(f"{path}:{n}: not a 40-hex info-hash")
+        try:
+            out.add(bytes.fromhex(line))
+        except ValueError:
+            raise BadInput(f"{path}:{n}: not a 40-hex info-hash") from None
+    return frozenset(out)

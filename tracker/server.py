@@ -1,0 +1,204 @@
+"""Running the tracker: embedded (``swarm seed --with-tracker``) or standalone.
+
+``start_tracker`` is the one entry point both use, so the embedded tracker is
+the same code the standalone one runs. ``serve`` adds what only a standalone
+process needs: signals, the periodic terminal line and ``--workers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tracker.app import COUNTERS_KEY, TrackerConfig, make_app
+from tracker.store import MemoryStore, Store, StoreUnavailable, open_store
+
+log = logging.getLogger("swarm.tracker")
+
+
+def lan_address() -> str:
+    """This machine's LAN address, found without sending a packet.
+
+    ``connect()`` on a UDP socket only picks a route and a source address; the
+    destination (TEST-NET-1, never routed) is not contacted.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            addr = str(s.getsockname()[0])
+            if addr and addr != "0.0.0.0":
+                return addr
+    except OSError:
+        pass
+    return "127.0.0.1"
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        host = lan_address()
+    try:
+        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host
+
+
+@dataclass
+class RunningTracker:
+    runner: web.AppRunner
+    app: web.Application
+    host: str
+    port: int
+    url: str  # the announce URL to put in a .torrent
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rsplit("/", 1)[0]
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.runner.cleanup()
+            log.info("event=stopped port=%d", self.port)
+
+
+async def start_tracker(
+    host: str = "0.0.0.0",
+    port: int = 6969,
+    *,
+    store: Store | str | None = None,
+    interval: int = 1800,
+    min_interval: int | None = None,
+    allow: frozenset[bytes] | None = None,
+    trust_ip: bool = False,
+    scrape_all: bool = True,
+    announce_host: str | None = None,
+    sock: socket.socket | None = None,
+    reuse_port: bool = False,
+    expire_every: float | None = None,
+) -> RunningTracker:
+    """Start the HTTP tracker on ``host:port`` (0 = a free port) in the running loop.
+
+    ``store`` defaults to a ``MemoryStore``; peers expire after two intervals.
+    ``announce_host`` names the host in ``.url`` (default: the LAN address when
+    bound to all interfaces).
+    """
+    peer_ttl = 2.0 * interval
+    if store is None:
+        store = MemoryStore(peer_ttl=peer_ttl)
+    elif isinstance(store, str):
+        store = open_store(store, peer_ttl=peer_ttl)
+    config = TrackerConfig(
+        interval=interval,
+        min_interval=min_interval,
+        allow=allow,
+        trust_ip=trust_ip,
+        scrape_all=scrape_all,
+        expire_every=expire_every,
+    )
+    app = make_app(store, config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        if sock is not None:
+            site: web.BaseSite = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        from swarm.errors import SwarmError
+
+        raise SwarmError(f"tracker cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    addresses = runner.addresses
+    bound = int(addresses[0][1]) if addresses else port
+    bound_host = host if sock is None else str(sock.getsockname()[0])
+    url = f"http://{_url_host(announce_host or bound_host)}:{bound}/announce"
+    log.info("event=listening host=%s port=%d url=%s", bound_host, bound, url)
+    return RunningTracker(runner, app, bound_host, bound, url)
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket with SO_REUSEPORT, for several workers on one port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind((host or "0.0.0.0", port))
+    s.listen(1024)
+    s.setblocking(False)
+    return s
+
+
+async def _ticker(tracker: RunningTracker, store: Store, every: float = 5.0) -> None:
+    """A compact status line on a terminal: announces/s, swarms, peers."""
+    counters = tracker.app[COUNTERS_KEY]
+    last_n, last_t = counters.announces, time.monotonic()
+    while True:
+        await asyncio.sleep(every)
+        now = time.monotonic()
+        rate = (counters.announces - last_n) / max(now - last_t, 1e-6)
+        last_n, last_t = counters.announces, now
+        try:
+            st = await store.stats()
+            tail = f"swarms {st['swarms']}  peers {st['peers']} ({st['seeders']} seeding)"
+        except StoreUnavailable:
+            tail = "store unavailable"
+        sys.stderr.write(f"\r\x1b[Ktracker: {rate:7.1f} announces/s  {tail}")
+        sys.stderr.flush()
+
+
+async def serve(
+    host: str,
+    port: int,
+    *,
+    quiet: bool = False,
+    sock: socket.socket | None = None,
+    worker: int = 0,
+    **options: Any,
+) -> int:
+    """Run until SIGINT/SIGTERM; print the bound URL; return the exit code."""
+    store_opt = options.pop("store", None)
+    interval = int(options.get("interval", 1800))
+    store: Store = (
+        open_store(store_opt, peer_ttl=2.0 * interval)
+        if isinstance(store_opt, str)
+        else store_opt or MemoryStore(peer_ttl=2.0 * interval)
+    )
+    tracker = await start_tracker(host, port, store=store, sock=sock, **options)
+    if not quiet and worker == 0:
+        print(f"tracker listening on {tracker.host}:{tracker.port}", flush=True)
+        print(f"announce URL: {tracker.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ticker = None
+    if not quiet and worker == 0 and sys.stderr.isatty():
+        ticker = asyncio.create_task(_ticker(tracker, store))
+    try:
+        await stop.wait()
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            sys.stderr.write("\n")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await tracker.close()
+    log.info("event=shutdown pid=%d", os.getpid())
+    return 0
