@@ -1,0 +1,732 @@
+"""Pieces <-> files on disk: hash-then-pwrite in threads, verified reads, resume, safe paths.
+
+Why it is shaped like this:
+
+* A piece is written only after its SHA-1 matched, in one worker-thread job
+  (hash + pwrite), so a ``kill -9`` loses only pieces in flight and whatever is
+  on disk is either verified data or not yet written.
+* Every file is opened by walking from a directory fd of the output root with
+  ``O_NOFOLLOW`` on each component (``openat``-style), so no path from a
+  torrent, and no symlink found in the tree, can make us write outside root.
+  Components are re-checked too (no ``..``, ``/``, NUL, empty names).
+* Reads for uploads load the whole piece, check its SHA-1 and keep it in a
+  small LRU: several peers asking for the same piece cost one disk read, and a
+  file changed under a seed is detected (StorageError) instead of served.
+* Resume data (verified pieces + each file's size and mtime_ns) is believed
+  only while the files look exactly as recorded; otherwise ``load_resume``
+  returns None and the caller runs ``recheck``. It lives at
+  ``state_dir/<infohash>.resume`` or, by default, ``<root>/.swarm/<infohash>.resume``
+  (never a path of the torrent's own files; disabled if a torrent claims ``.swarm``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import logging
+import os
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+
+from swarm.core.bitfield import Bitfield
+from swarm.core.layout import (
+    ABSENT,
+    MAX_RESUME_SIZE,
+    Layout,
+    ResumeData,
+    decode_resume,
+    encode_resume,
+    trusted_have,
+)
+from swarm.core.metainfo import Metainfo
+from swarm.errors import ProtocolError, StorageError
+
+log = logging.getLogger(__name__)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK so that a FIFO planted in the tree cannot block open(); no effect on regular files.
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_NAME_MAX = 255
+#: Bytes fed to one recheck job: big enough to amortise the thread hop for small pieces.
+_RECHECK_JOB_BYTES = 4 * 1024 * 1024
+
+
+def make_executor(workers: int = 4) -> ThreadPoolExecutor:
+    """One pool for a whole session: hashing and disk I/O of every torrent."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="swarm-io")
+
+
+def _check_components(path: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse anything but plain names; the parser sanitised them, we do not rely on it."""
+    if not path:
+        raise StorageError("refusing a file with an empty path")
+    for c in path:
+        if (
+            not isinstance(c, str)
+            or c in ("", ".", "..")
+            or "/" in c
+            or "\x00" in c
+            or len(c.encode("utf-8", "surrogateescape")) > _NAME_MAX
+        ):
+            raise StorageError(f"refusing unsafe path component {c!r} in {'/'.join(map(str, path))!r}")
+    return path
+
+
+def _oserror(exc: OSError, path: str, action: str) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"disk full writing {path}")
+    if exc.errno == errno.ELOOP:
+        return StorageError(f"refusing to follow a symlink at {path}")
+    return StorageError(f"cannot {action} {path}: {exc.strerror or exc}")
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "short write")
+        data = data[n:]
+        offset += n
+
+
+def _pread_into(fd: int, buf: memoryview, offset: int) -> int:
+    """Fill ``buf`` from ``offset``; return bytes read (less at end of file)."""
+    got = 0
+    while got < len(buf):
+        n = os.preadv(fd, [buf[got:]], offset + got)
+        if n <= 0:
+            break
+        got += n
+    return got
+
+
+class _FdCache:
+    """Open fds by file index with a cap; an fd in use by a thread is never closed."""
+
+    def __init__(self, opener: Callable[[int, bool], int | None], cap: int) -> None:
+        self._opener = opener
+        self._cap = max(1, cap)
+        self._lock = threading.Lock()
+        self._fds: OrderedDict[int, list[int]] = OrderedDict()  # index -> [fd, users]
+
+    def acquire(self, index: int, create: bool) -> int | None:
+        with self._lock:
+            entry = self._fds.get(index)
+            if entry is None:
+                fd = self._opener(index, create)
+                if fd is None:
+                    return None
+                entry = self._fds[index] = [fd, 0]
+            else:
+                self._fds.move_to_end(index)
+            entry[1] += 1
+            self._evict()
+            return entry[0]
+
+    def release(self, index: int) -> None:
+        with self._lock:
+            entry = self._fds.get(index)
+            if entry is not None:
+                entry[1] -= 1
+            self._evict()
+
+    def _evict(self) -> None:
+        if len(self._fds) <= self._cap:
+            return
+        for index in list(self._fds):
+            if len(self._fds) <= self._cap:
+                break
+            fd, users = self._fds[index]
+            if users == 0:
+                del self._fds[index]
+                os.close(fd)
+
+    def forget(self, index: int) -> None:
+        """Drop a cached fd (after a file vanished); closed once idle."""
+        with self._lock:
+            entry = self._fds.get(index)
+            if entry is not None and entry[1] == 0:
+                del self._fds[index]
+                os.close(entry[0])
+
+    def fds(self) -> list[tuple[int, int]]:
+        with self._lock:
+            return [(i, e[0]) for i, e in self._fds.items()]
+
+    def close_all(self) -> None:
+        with self._lock:
+            for fd, _users in self._fds.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._fds.clear()
+
+
+class Storage:
+    """The files of one torrent under ``root``; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        meta: Metainfo,
+        root: str | Path,
+        *,
+        wanted_files: set[int] | None = None,
+        executor: Executor | None = None,
+        state_dir: Path | None = None,
+        max_open_files: int = 64,
+        read_cache_bytes: int = 16 * 1024 * 1024,
+        verify_reads: bool = True,
+        recheck_jobs: int = 4,
+    ) -> None:
+        self.meta = meta
+        self.layout = Layout.from_meta(meta)
+        self.root = Path(root)
+        n = len(self.layout.files)
+        if wanted_files is not None and any(not 0 <= i < n for i in wanted_files):
+            raise StorageError("wanted file index out of range")
+        self.wanted_files = (
+            set(range(n)) if wanted_files is None else set(wanted_files)
+        )
+        self.have = Bitfield(self.layout.num_pieces)
+        self._paths: list[tuple[str, ...] | None] = []  # None for pad files
+        self._executor = executor
+        self._own_executor = executor is None
+        self._state_dir = Path(state_dir) if state_dir is not None else None
+        self._resume_path: Path | None = None
+        self._root_fd: int | None = None
+        self._root_real = ""
+        self._writable = False
+        self._fds = _FdCache(self._open_file, max_open_files)
+        self._sized: set[int] = set()  # files already extended to full length
+        self._fresh: set[int] = set()  # files this process created and has not written yet
+        self._dirty: set[int] = set()  # files written since the last fsync
+        self._baseline: list[tuple[int, int]] | None = None
+        self._touched: set[int] = set()  # files written since the baseline
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cache_pieces = max(2, read_cache_bytes // max(1, meta.piece_length))
+        self._cache_enabled = read_cache_bytes > 0
+        self._loading: dict[int, asyncio.Future[bytes]] = {}
+        self._verify_reads = verify_reads
+        self._recheck_jobs = max(1, recheck_jobs)
+        self._resume_lock = asyncio.Lock()
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    # ------------------------------------------------------------------ setup
+
+    async def open(self, create: bool = True) -> None:
+        """Check every path, create root/directories/files (sparse) when ``create``.
+
+        Without ``create`` nothing is created or written (``swarm check``,
+        seeding from read-only media) and ``write_piece`` is refused.
+        """
+        paths: list[tuple[str, ...] | None] = []
+        seen: set[tuple[str, ...]] = set()
+        for f in self.layout.files:
+            if f.pad:
+                paths.append(None)
+                continue
+            p = _check_components(f.path)
+            if p in seen:
+                raise StorageError(f"two files of the torrent share the path {'/'.join(p)!r}")
+            seen.add(p)
+            paths.append(p)
+        self._paths = paths
+        if self._executor is None:
+            self._executor = make_executor()
+        self._writable = create
+        await self._run(self._open_sync, create)
+        hexhash = self.meta.info_hash.hex()
+        if self._state_dir is not None:
+            self._resume_path = self._state_dir / f"{hexhash}.resume"
+        elif any(p is not None and p[0] == ".swarm" for p in paths):
+            log.warning("%s: a torrent file lives under .swarm/, resume data disabled", self.root)
+            self._resume_path = None
+        else:
+            self._resume_path = Path(self._root_real) / ".swarm" / f"{hexhash}.resume"
+
+    def _open_sync(self, create: bool) -> None:
+        root = str(self.root)
+        if create:
+            try:
+                os.makedirs(root, exist_ok=True)
+            except OSError as exc:
+                raise _oserror(exc, root, "create") from None
+        self._root_real = os.path.realpath(root)
+        try:
+            self._root_fd = os.open(self._root_real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _oserror(exc, root, "open") from None
+        if create:
+            if not os.access(self._root_real, os.W_OK):
+                raise StorageError(f"cannot write to {root}: Permission denied")
+            for i in sorted(self.wanted_files):
+                if self._paths[i] is not None:
+                    self._fds.acquire(i, True)
+                    self._fds.release(i)
+
+    def _display(self, index: int) -> str:
+        p = self._paths[index] if index < len(self._paths) else None
+        return os.path.join(str(self.root), *p) if p else f"<file {index}>"
+
+    def _walk_dirs(self, index: int, create: bool) -> tuple[int, list[int]]:
+        """Directory fd holding file ``index`` (plus fds to close), no symlinks followed."""
+        assert self._root_fd is not None
+        comps = self._paths[index]
+        assert comps is not None
+        dfd = self._root_fd
+        opened: list[int] = []
+        try:
+            for c in comps[:-1]:
+                if create:
+                    try:
+                        os.mkdir(c, 0o755, dir_fd=dfd)
+                    except FileExistsError:
+                        pass
+                try:
+                    dfd = os.open(c, _DIR_FLAGS, dir_fd=dfd)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTDIR, errno.ELOOP) and stat.S_ISLNK(
+                        os.stat(c, dir_fd=dfd, follow_symlinks=False).st_mode
+                    ):
+                        raise StorageError(
+                            f"refusing to follow a symlink at {self._display(index)}"
+                        ) from None
+                    raise
+                opened.append(dfd)
+        except BaseException:
+            for d in opened:
+                os.close(d)
+            raise
+        return dfd, opened
+
+    def _open_file(self, index: int, create: bool) -> int | None:
+        """Open file ``index``; None if absent and not ``create``. Extends new files sparsely."""
+        if self._root_fd is None:
+            raise StorageError("storage is not open")
+        name = self._display(index)
+        length = self.layout.files[index].length
+        create = create and self._writable
+        try:
+            try:
+                dfd, opened = self._walk_dirs(index, create)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+            try:
+                comps = self._paths[index]
+                assert comps is not None
+                mode = os.O_RDWR if self._writable else os.O_RDONLY
+                try:
+                    fd = os.open(comps[-1], mode | _FILE_FLAGS, dir_fd=dfd)
+                except FileNotFoundError:
+                    if not create:
+                        return None
+                    fd = os.open(comps[-1], mode | _FILE_FLAGS | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dfd)
+                    self._fresh.add(index)
+            finally:
+                for d in opened:
+                    os.close(d)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                raise StorageError(f"{name} is not a regular file")
+            if create and index not in self._sized:
+                if st.st_size < length:
+                    os.ftruncate(fd, length)  # only ever extends: existing data is kept
+                self._sized.add(index)
+            return fd
+        except OSError as exc:
+            raise _oserror(exc, name, "write to" if create else "open") from None
+
+    def _stat_file(self, index: int) -> os.stat_result | None:
+        """lstat-equivalent of file ``index`` without following any symlink; None if absent."""
+        try:
+            dfd, opened = self._walk_dirs(index, False)
+        except (OSError, StorageError):
+            return None
+        try:
+            comps = self._paths[index]
+            assert comps is not None
+            st = os.stat(comps[-1], dir_fd=dfd, follow_symlinks=False)
+        except OSError:
+            return None
+        finally:
+            for d in opened:
+                os.close(d)
+        return st if stat.S_ISREG(st.st_mode) else None
+
+    def _observe(self) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for i, p in enumerate(self._paths):
+            st = None if p is None else self._stat_file(i)
+            out.append((ABSENT, 0) if st is None else (st.st_size, st.st_mtime_ns))
+        return out
+
+    async def _run(self, fn: Callable[..., object], *args: object) -> object:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def wanted_pieces(self) -> Bitfield:
+        """Pieces that hold any byte of a wanted file."""
+        bf = Bitfield(self.layout.num_pieces)
+        for i in self.layout.pieces_for_files(self.wanted_files):
+            bf.set(i)
+        return bf
+
+    # ----------------------------------------------------------------- writes
+
+    async def write_piece(self, index: int, data: bytes | bytearray | memoryview) -> bool:
+        """Hash, and only if the SHA-1 matches, pwrite the piece: one thread job.
+
+        False on a hash mismatch (nothing written). A wrong length or index is a
+        caller bug: StorageError.
+        """
+        if not self._writable:
+            raise StorageError("storage was opened read-only")
+        size = self.layout.piece_size(index)
+        mv = memoryview(data)
+        if mv.ndim != 1 or mv.itemsize != 1:
+            mv = mv.cast("B")
+        if mv.nbytes != size:
+            raise StorageError(f"piece {index}: {mv.nbytes} bytes, expected {size}")
+        ok = bool(await self._run(self._write_job, index, mv))
+        if ok:
+            self.have.set(index)
+            self._cache.pop(index, None)
+        return ok
+
+    def _write_job(self, index: int, mv: memoryview) -> bool:
+        if hashlib.sha1(mv).digest() != self.meta.piece_hash(index):
+            return False
+        pos = 0
+        files = self.layout.files
+        for seg in self.layout.piece_segments(index):
+            if not files[seg.file_index].pad:
+                i = seg.file_index
+                fd = self._fds.acquire(i, True)
+                if fd is None:
+                    raise StorageError(f"cannot write to {self._display(i)}: file vanished")
+                try:
+                    _pwrite_all(fd, mv[pos : pos + seg.length], seg.file_offset)
+                except OSError as exc:
+                    raise _oserror(exc, self._display(i), "write to") from None
+                finally:
+                    self._fds.release(i)
+                self._dirty.add(i)
+                self._touched.add(i)
+                self._fresh.discard(i)
+            pos += seg.length
+        return True
+
+    # ------------------------------------------------------------------ reads
+
+    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+        """A block of a piece we have, for an upload.
+
+        Bad bounds or a piece we do not have: ProtocolError (the requester's
+        fault: drop the peer). Disk trouble or data that no longer matches its
+        hash: StorageError, and the piece is cleared from ``have``.
+        """
+        if not 0 <= index < self.layout.num_pieces:
+            raise ProtocolError(f"request for piece {index} out of range")
+        size = self.layout.piece_size(index)
+        if begin < 0 or length <= 0 or begin + length > size:
+            raise ProtocolError(f"request {begin}+{length} outside piece {index} of {size} bytes")
+        if index not in self.have:
+            raise ProtocolError(f"request for piece {index} which we do not have")
+        if not self._cache_enabled:
+            data = await self._run(self._read_job, index, begin, length, False)
+            assert isinstance(data, bytes)
+            return data
+        piece = self._cache.get(index)
+        if piece is not None:
+            self.cache_hits += 1
+            self._cache.move_to_end(index)
+        else:
+            fut = self._loading.get(index)
+            if fut is None:
+                self.cache_misses += 1
+                fut = asyncio.get_running_loop().create_future()
+                self._loading[index] = fut
+                try:
+                    raw = await self._run(self._read_job, index, 0, size, self._verify_reads)
+                    assert isinstance(raw, bytes)
+                    piece = raw
+                except BaseException as exc:
+                    fut.set_exception(exc)
+                    fut.exception()  # consumed here; waiters get it too
+                    if isinstance(exc, StorageError):
+                        self.have.clear(index)
+                    raise
+                finally:
+                    del self._loading[index]
+                fut.set_result(piece)
+                self._cache[index] = piece
+                while len(self._cache) > self._cache_pieces:
+                    self._cache.popitem(last=False)
+            else:
+                self.cache_hits += 1
+                piece = await asyncio.shield(fut)
+        if begin == 0 and length == size:
+            return piece
+        return piece[begin : begin + length]
+
+    def _read_job(self, index: int, begin: int, length: int, verify: bool) -> bytes:
+        buf = bytearray(length)
+        mv = memoryview(buf)
+        pos = 0
+        for seg in self.layout.piece_segments(index, begin, length):
+            i = seg.file_index
+            if not self.layout.files[i].pad:
+                fd = self._fds.acquire(i, False)
+                if fd is None:
+                    raise StorageError(f"{self._display(i)} is missing (deleted under us?)")
+                try:
+                    got = _pread_into(fd, mv[pos : pos + seg.length], seg.file_offset)
+                except OSError as exc:
+                    raise _oserror(exc, self._display(i), "read") from None
+                finally:
+                    self._fds.release(i)
+                if got != seg.length:
+                    raise StorageError(f"{self._display(i)} is shorter than expected (changed on disk?)")
+            pos += seg.length
+        if verify and hashlib.sha1(mv).digest() != self.meta.piece_hash(index):
+            raise StorageError(
+                f"piece {index} no longer matches its hash on disk "
+                f"({', '.join(self._display(i) for i in self.layout.files_for_piece(index))} changed?)"
+            )
+        return bytes(buf)
+
+    # ---------------------------------------------------------------- recheck
+
+    async def recheck(self, progress: Callable[[int, int], None] | None = None) -> Bitfield:
+        """Hash every piece whose files exist, in parallel threads; sets ``have``.
+
+        Pieces in missing, short or freshly created files count as missing
+        without being read.
+        """
+        total = self.layout.num_pieces
+        per_job = max(1, _RECHECK_JOB_BYTES // self.layout.piece_length)
+        jobs = [range(s, min(s + per_job, total)) for s in range(0, total, per_job)]
+        sizes = await self._run(self._file_sizes)
+        assert isinstance(sizes, list)
+        result = Bitfield(total)
+        done = 0
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Future[tuple[range, list[int]]]] = set()
+        it = iter(jobs)
+        try:
+            while True:
+                while len(pending) < self._recheck_jobs:
+                    job = next(it, None)
+                    if job is None:
+                        break
+                    pending.add(loop.run_in_executor(self._executor, self._hash_job, job, sizes))
+                if not pending:
+                    break
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for f in finished:
+                    job_range, good = f.result()
+                    for i in good:
+                        result.set(i)
+                    done += len(job_range)
+                    if progress is not None:
+                        progress(done, total)
+        finally:
+            for f in pending:
+                f.cancel()
+        self.have = result.copy()
+        self._cache.clear()
+        self._baseline = await self._run(self._observe)  # type: ignore[assignment]
+        self._touched.clear()
+        return result
+
+    def _file_sizes(self) -> list[int]:
+        out: list[int] = []
+        for i, p in enumerate(self._paths):
+            st = None if p is None else self._stat_file(i)
+            out.append(ABSENT if st is None else st.st_size)
+        return out
+
+    def _hash_job(self, job: range, sizes: list[int]) -> tuple[range, list[int]]:
+        files = self.layout.files
+        buf = bytearray(self.layout.piece_length)
+        good: list[int] = []
+        for index in job:
+            size = self.layout.piece_size(index)
+            mv = memoryview(buf)[:size]
+            segs = self.layout.piece_segments(index)
+            if any(
+                not files[s.file_index].pad
+                and (sizes[s.file_index] < s.file_offset + s.length or s.file_index in self._fresh)
+                for s in segs
+            ):
+                continue
+            pos = 0
+            ok = True
+            for s in segs:
+                part = mv[pos : pos + s.length]
+                pos += s.length
+                if files[s.file_index].pad:
+                    part[:] = bytes(s.length)
+                    continue
+                try:
+                    fd = self._fds.acquire(s.file_index, False)
+                except StorageError:
+                    fd = None
+                if fd is None:
+                    ok = False
+                    break
+                try:
+                    got = _pread_into(fd, part, s.file_offset)
+                except OSError:
+                    got = -1
+                finally:
+                    self._fds.release(s.file_index)
+                if got != s.length:
+                    ok = False
+                    break
+            if ok and hashlib.sha1(mv).digest() == self.meta.piece_hash(index):
+                good.append(index)
+        return job, good
+
+    # ----------------------------------------------------------------- resume
+
+    @property
+    def resume_path(self) -> Path | None:
+        return self._resume_path
+
+    async def load_resume(self) -> Bitfield | None:
+        """The saved bitfield if every file is exactly as recorded; else None (then recheck)."""
+        if self._resume_path is None:
+            return None
+        have = await self._run(self._load_resume_sync, self._resume_path)
+        if not isinstance(have, Bitfield):
+            return None
+        self.have = have.copy()
+        self._cache.clear()
+        return have
+
+    def _load_resume_sync(self, path: Path) -> Bitfield | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | _FILE_FLAGS)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            raw = os.read(fd, MAX_RESUME_SIZE + 1)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        resume = decode_resume(raw, self.layout, self.meta.info_hash)
+        observed = self._observe()
+        have = trusted_have(resume, observed)
+        if have is not None:
+            self._baseline = observed
+            self._touched.clear()
+        return have
+
+    async def save_resume(self, have: Bitfield | None = None) -> None:
+        """Write resume data atomically (temp file, fsync, rename); data files fsynced first."""
+        if self._resume_path is None:
+            return
+        snapshot = (have if have is not None else self.have).copy()
+        async with self._resume_lock:
+            await self._run(self._save_resume_sync, self._resume_path, snapshot)
+
+    def _save_resume_sync(self, path: Path, have: Bitfield) -> None:
+        # The snapshot was taken before these fsyncs and stats: every piece it
+        # claims was already pwritten, so the recorded mtimes cover it.
+        for i, fd in self._fds.fds():
+            if i in self._dirty:
+                self._dirty.discard(i)
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise _oserror(exc, self._display(i), "write to") from None
+        observed = self._observe()
+        raw = encode_resume(ResumeData(self.meta.info_hash, have, tuple(observed)))
+        d = str(path.parent)
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            os.makedirs(d, exist_ok=True)
+            if stat.S_ISLNK(os.lstat(d).st_mode):
+                raise StorageError(f"refusing to follow a symlink at {d}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _FILE_FLAGS, 0o644)
+            try:
+                _pwrite_all(fd, memoryview(raw), 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            raise _oserror(exc, str(path), "write to") from None
+        self._baseline = observed
+        self._touched.clear()
+
+    # ---------------------------------------------------------------- changes
+
+    async def verify_files_unchanged(self) -> bool:
+        """Cheap check for seeds: every file has its full length and, unless we
+        wrote it since, the size/mtime seen at the last recheck/resume. False
+        means: call ``recheck()``. (Reads also re-hash each piece they load.)"""
+        result = await self._run(self._unchanged_sync)
+        return bool(result)
+
+    def _unchanged_sync(self) -> bool:
+        observed = self._observe()
+        needed: set[int] = set()
+        for index in self.have:
+            needed.update(self.layout.files_for_piece(index))
+        for i in needed:
+            if observed[i][0] < self.layout.files[i].length:
+                return False
+        if self._baseline is not None:
+            for i, (now, then) in enumerate(zip(observed, self._baseline, strict=True)):
+                if i not in self._touched and now != then:
+                    return False
+        return True
+
+    # ------------------------------------------------------------------ close
+
+    async def close(self) -> None:
+        """Save resume (if writable or a state_dir was given), close fds, stop our own pool."""
+        try:
+            if self._root_fd is not None and (self._writable or self._state_dir is not None):
+                await self.save_resume()
+        finally:
+            self._fds.close_all()
+            if self._root_fd is not None:
+                os.close(self._root_fd)
+                self._root_fd = None
+            self._cache.clear()
+            if self._own_executor and self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

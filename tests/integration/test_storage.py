@@ -1,0 +1,388 @@
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from test_storage_support import MIXED, make_meta, piece
+
+from swarm.core.metainfo import FileEntry, Metainfo
+from swarm.errors import ProtocolError, StorageError
+from swarm.storage import Storage, make_executor
+
+PL = 16384
+
+
+def file_bytes(meta: Metainfo, stream: bytes, index: int) -> bytes:
+    f = meta.files[index]
+    return stream[f.offset : f.end]
+
+
+async def write_all(st: Storage, meta: Metainfo, stream: bytes) -> None:
+    results = await asyncio.gather(
+        *(st.write_piece(i, piece(meta, stream, i)) for i in range(meta.num_pieces))
+    )
+    assert all(results)
+
+
+async def test_round_trip_multi_file(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    await write_all(st, meta, stream)
+    assert st.have.all()
+    # every block read back, across file boundaries and the pad file
+    for i in range(meta.num_pieces):
+        size = meta.piece_size(i)
+        for begin in range(0, size, 5000):
+            n = min(5000, size - begin)
+            got = await st.read_block(i, begin, n)
+            assert got == stream[i * PL + begin : i * PL + begin + n]
+    await st.close()
+    for i, f in enumerate(meta.files):
+        p = tmp_path.joinpath(*f.path)
+        if f.pad:
+            assert not p.exists()  # pad files are never written
+        else:
+            assert p.read_bytes() == file_bytes(meta, stream, i)
+
+
+async def test_hash_failure_writes_nothing(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    bad = bytearray(piece(meta, stream, 1))
+    bad[100] ^= 1
+    assert await st.write_piece(1, bad) is False
+    assert 1 not in st.have
+    await st.close()
+    a = (tmp_path / "t" / "a.bin").read_bytes()
+    assert a == bytes(40_000)  # created sparse, untouched
+    with pytest.raises(StorageError):
+        await Storage(meta, tmp_path).write_piece(0, b"")  # not opened writable
+
+
+async def test_wrong_length_and_read_bounds(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    async with Storage(meta, tmp_path) as st:
+        await st.open()
+        with pytest.raises(StorageError):
+            await st.write_piece(0, piece(meta, stream, 0)[:-1])
+        with pytest.raises(StorageError):
+            await st.write_piece(meta.num_pieces, b"x")
+        assert await st.write_piece(0, memoryview(piece(meta, stream, 0)))
+        for args in [(0, -1, 10), (0, 0, 0), (0, PL - 5, 10), (99, 0, 1), (-1, 0, 1), (1, 0, 10)]:
+            with pytest.raises(ProtocolError):
+                await st.read_block(*args)
+
+
+async def test_resume_save_load_and_touch(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    for i in (0, 2, 5):
+        assert await st.write_piece(i, piece(meta, stream, i))
+    await st.close()
+    assert st.resume_path is not None and st.resume_path.is_file()
+    assert st.resume_path.parent == (tmp_path / ".swarm").resolve()
+
+    st2 = Storage(meta, tmp_path)
+    await st2.open()
+    have = await st2.load_resume()
+    assert have is not None and list(have) == [0, 2, 5]
+    assert list(st2.have) == [0, 2, 5]
+    await st2.close()
+
+    # someone touches a file: the resume data must no longer be trusted
+    c = tmp_path / "t" / "c.bin"
+    s = c.stat()
+    os.utime(c, ns=(s.st_atime_ns, s.st_mtime_ns + 1_000_000))
+    st3 = Storage(meta, tmp_path)
+    await st3.open()
+    assert await st3.load_resume() is None
+    assert list(await st3.recheck()) == [0, 2, 5]
+    await st3.close()
+
+
+async def test_corrupt_resume_file_is_ignored(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    assert await st.write_piece(0, piece(meta, stream, 0))
+    await st.close()
+    assert st.resume_path is not None
+    st.resume_path.write_bytes(b"d7:version")
+    st2 = Storage(meta, tmp_path, state_dir=None)
+    await st2.open()
+    assert await st2.load_resume() is None
+    await st2.close()
+
+
+async def test_state_dir(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    state = tmp_path / "state"
+    st = Storage(meta, tmp_path / "data", state_dir=state)
+    await st.open()
+    assert await st.write_piece(3, piece(meta, stream, 3))
+    await st.close()
+    assert (state / f"{meta.info_hash.hex()}.resume").is_file()
+    assert not (tmp_path / "data" / ".swarm").exists()
+    st2 = Storage(meta, tmp_path / "data", state_dir=state)
+    await st2.open()
+    assert list(await st2.load_resume() or []) == [3]
+    await st2.close()
+
+
+async def test_recheck_truncated_and_missing(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    await write_all(st, meta, stream)
+    await st.close()
+    # c.bin covers stream bytes 56768..126769: truncate it to 30000 bytes
+    os.truncate(tmp_path / "t" / "c.bin", 30_000)
+    (tmp_path / "t" / "sub" / "b.bin").unlink()
+    seen: list[tuple[int, int]] = []
+    st2 = Storage(meta, tmp_path)
+    await st2.open(create=False)
+    assert await st2.load_resume() is None
+    have = await st2.recheck(lambda d, t: seen.append((d, t)))
+    bad = set(range(meta.num_pieces)) - set(have)
+    # b.bin is 40000..50000 -> pieces 2, 3; c.bin valid up to 86768 -> piece 4 ok, 5.. bad
+    assert bad == {2, 3, 5, 6, 7}
+    assert seen and seen[-1] == (meta.num_pieces, meta.num_pieces)
+    assert not (tmp_path / "t" / "sub" / "b.bin").exists()  # create=False creates nothing
+    with pytest.raises(StorageError):
+        await st2.write_piece(0, piece(meta, stream, 0))
+    await st2.close()
+
+
+async def test_crash_recovery_by_recheck(tmp_path: Path) -> None:
+    """A process killed after writing without saving resume: recheck recovers the pieces."""
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    for i in (0, 1):
+        assert await st.write_piece(i, piece(meta, stream, i))
+    await st.save_resume()
+    for i in (4, 6):
+        assert await st.write_piece(i, piece(meta, stream, i))
+    st._resume_path = None  # "crash": no final resume
+    await st.close()
+    st2 = Storage(meta, tmp_path)
+    await st2.open()
+    have = await st2.load_resume()
+    # The stale resume may be believed only if no mtime moved (coarse clocks); it
+    # must never claim more than it recorded.
+    assert have is None or list(have) == [0, 1]
+    assert list(await st2.recheck()) == [0, 1, 4, 6]
+    await st2.close()
+
+
+async def test_read_detects_changed_file(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    await write_all(st, meta, stream)
+    assert await st.verify_files_unchanged()
+    a = tmp_path / "t" / "a.bin"
+    with open(a, "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00corrupt")
+    with pytest.raises(StorageError, match="no longer matches"):
+        await st.read_block(0, 0, 16)
+    assert 0 not in st.have
+    os.truncate(tmp_path / "t" / "c.bin", 100)
+    assert not await st.verify_files_unchanged()
+    with pytest.raises(StorageError):
+        await st.read_block(6, 0, 16)
+    await st.close()
+
+
+async def test_read_cache_serves_repeat_requests(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    await write_all(st, meta, stream)
+    blocks = await asyncio.gather(*(st.read_block(2, b, 1024) for b in range(0, PL, 1024)))
+    assert b"".join(blocks) == piece(meta, stream, 2)
+    assert st.cache_misses == 1 and st.cache_hits == PL // 1024 - 1
+    await st.close()
+
+
+async def test_existing_data_not_truncated(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    a = tmp_path / "t" / "a.bin"
+    a.parent.mkdir(parents=True)
+    a.write_bytes(file_bytes(meta, stream, 1))
+    longer = tmp_path / "t" / "c.bin"
+    longer.write_bytes(file_bytes(meta, stream, 5) + b"extra")
+    st = Storage(meta, tmp_path)
+    await st.open()
+    have = await st.recheck()
+    assert a.read_bytes() == file_bytes(meta, stream, 1)
+    assert longer.stat().st_size == 70_001 + 5
+    # a.bin is 0..40000: pieces 0, 1 fully inside it; c.bin 56768..126769: pieces 4..6
+    assert {0, 1, 4, 5, 6} <= set(have)
+    await st.close()
+
+
+async def test_shared_executor_and_selected_files(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    ex = make_executor(2)
+    try:
+        st = Storage(meta, tmp_path, wanted_files={6}, executor=ex)
+        await st.open()
+        assert list(st.wanted_pieces()) == [7]
+        assert (tmp_path / "t" / "sub" / "deeper" / "d.bin").exists()
+        assert not (tmp_path / "t" / "a.bin").exists()
+        await st.close()
+        assert not ex._shutdown  # type: ignore[attr-defined]
+    finally:
+        ex.shutdown()
+
+
+# ---------------------------------------------------------------- safety
+
+
+@pytest.mark.parametrize(
+    "path",
+    [("..", "x"), ("/abs",), ("t", "..", "..", "x"), ("a/../../x",), (), ("",), (".",), ("a\x00b",)],
+)
+async def test_hostile_paths_refused(tmp_path: Path, path: tuple[str, ...]) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    meta, stream = make_meta([(("ok",), 100), (path, 100)], 64)
+    st = Storage(meta, root)
+    with pytest.raises(StorageError):
+        await st.open()
+    await st.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
+    assert list(root.iterdir()) == []
+    assert not Path("/abs").exists()
+
+
+async def test_symlinked_dir_pointing_outside(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "t").symlink_to(outside)
+    meta, stream = make_meta([(("t", "x.bin"), 100)], 64)
+    st = Storage(meta, root)
+    with pytest.raises(StorageError, match="symlink"):
+        await st.open()
+    await st.close()
+    assert list(outside.iterdir()) == []
+    # read-only open: the symlinked file is not followed either (counts as missing)
+    st2 = Storage(meta, root)
+    await st2.open(create=False)
+    assert (await st2.recheck()).count == 0
+    await st2.close()
+
+
+async def test_symlinked_file_pointing_outside(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    target = tmp_path / "victim"
+    target.write_bytes(b"precious")
+    (root / "x.bin").symlink_to(target)
+    meta, stream = make_meta([(("x.bin",), 100)], 64)
+    st = Storage(meta, root)
+    with pytest.raises(StorageError, match="symlink"):
+        await st.open()
+    await st.close()
+    assert target.read_bytes() == b"precious"
+
+
+async def test_fifo_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "x.bin")
+    meta, stream = make_meta([(("x.bin",), 100)], 64)
+    st = Storage(meta, tmp_path)
+    with pytest.raises(StorageError, match="regular file"):
+        await asyncio.wait_for(st.open(), 10)
+    await st.close()
+
+
+async def test_duplicate_paths_refused(tmp_path: Path) -> None:
+    meta, stream = make_meta([(("a",), 10), (("a",), 10)], 8)
+    st = Storage(meta, tmp_path)
+    with pytest.raises(StorageError, match="share the path"):
+        await st.open()
+    await st.close()
+
+
+async def test_root_under_a_file(tmp_path: Path) -> None:
+    """ENOTDIR fails even for root (chmod does not)."""
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, blocker / "out")
+    with pytest.raises(StorageError, match="cannot create .*Not a directory"):
+        await st.open()
+    await st.close()
+    st2 = Storage(meta, tmp_path / "missing")
+    with pytest.raises(StorageError, match="missing"):
+        await st2.open(create=False)
+    await st2.close()
+    assert not (tmp_path / "missing").exists()
+
+
+async def test_disk_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(StorageError, match=r"disk full writing .*a\.bin"):
+        await st.write_piece(0, piece(meta, stream, 0))
+    assert 0 not in st.have
+    monkeypatch.undo()
+    await st.close()
+
+
+async def test_resume_disabled_when_torrent_claims_dot_swarm(tmp_path: Path) -> None:
+    meta, stream = make_meta([((".swarm", "x"), 10)], 8)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    assert st.resume_path is None
+    await st.close()
+
+
+def test_bad_wanted_index(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    with pytest.raises(StorageError):
+        Storage(meta, tmp_path, wanted_files={99})
+
+
+def test_inconsistent_meta_refused(tmp_path: Path) -> None:
+    meta, _ = make_meta(MIXED, PL)
+    broken = Metainfo(
+        info_hash=meta.info_hash,
+        info_bytes=b"",
+        name="t",
+        piece_length=PL,
+        pieces=meta.pieces[:-20],
+        total_length=meta.total_length,
+        files=meta.files,
+        multi_file=True,
+    )
+    with pytest.raises(StorageError):
+        Storage(broken, tmp_path)
+    gap = Metainfo(
+        info_hash=meta.info_hash,
+        info_bytes=b"",
+        name="t",
+        piece_length=PL,
+        pieces=meta.pieces,
+        total_length=meta.total_length,
+        files=(FileEntry(("a",), 5, 1),),
+        multi_file=False,
+    )
+    with pytest.raises(StorageError):
+        Storage(gap, tmp_path)
