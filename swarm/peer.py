@@ -1,0 +1,315 @@
+"""One peer connection: an ``asyncio.BufferedProtocol`` around the pure wire codec.
+
+Why a BufferedProtocol: the kernel copies a block straight into the piece
+buffer the decoder hands us (the block sink), so a 16 KiB block is copied once
+on its way to disk. Everything that decides (what to request, whom to choke)
+lives in the torrent controller and core; this module only moves bytes,
+batches small writes and keeps the connection's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from swarm.core import wire
+from swarm.core.bitfield import Bitfield
+from swarm.core.rate import RateMeter
+from swarm.errors import ProtocolError, SwarmError
+
+if TYPE_CHECKING:
+    from swarm.session import Session
+    from swarm.torrent import Torrent
+
+log = logging.getLogger("swarm.peer")
+
+#: BEP 3 suggests a keep-alive every two minutes; peers drop us after ~3-5.
+KEEPALIVE_INTERVAL = 110.0
+IDLE_TIMEOUT = 240.0
+HANDSHAKE_TIMEOUT = 20.0
+#: Transport write buffer: above HIGH we stop serving uploads until below LOW.
+WRITE_HIGH = 2 * 1024 * 1024
+WRITE_LOW = 512 * 1024
+#: Most requests we queue from one peer (we advertise it as ``reqq``).
+MAX_PEER_REQUESTS = 500
+
+OUR_RESERVED = wire.make_reserved(extensions=True, fast=True, dht=False)
+
+
+class PeerConnection(asyncio.BufferedProtocol):
+    """A connection before and after the handshake.
+
+    Outgoing connections know their torrent; incoming ones learn it from the
+    info-hash in the peer's handshake (routed by the session).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        torrent: Torrent | None = None,
+        source: str = "incoming",
+        address: tuple[str, int] | None = None,
+    ) -> None:
+        self.session = session
+        self.torrent: Torrent | None = torrent
+        self.outgoing = torrent is not None
+        self.source = source
+        self.transport: asyncio.Transport | None = None
+        self.address: tuple[str, int] = address or ("?", 0)
+        self.listen_port: int | None = address[1] if address else None
+        self.peer_id = b""
+        self.reserved = b"\x00" * 8
+        self.closed = False
+        self.ready = False  # handshake done and attached to a torrent
+        self._hs: wire.HandshakeDecoder | None = wire.HandshakeDecoder()
+        self._answered = False
+        self.decoder: wire.MessageDecoder | None = None
+        now = time.monotonic()
+        self.connected_at = now
+        self.last_recv = now
+        self.last_send = now
+        # Outgoing small messages are gathered and written once per loop turn.
+        self._out: list[bytes | memoryview] = []
+        self._flush_pending = False
+        self._write_paused = False
+        self._drained = asyncio.Event()
+        # Protocol state (names follow BEP 3).
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+        self.have: Bitfield | None = None
+        self.interesting = 0  # pieces they have that we want and lack
+        self.supports_fast = False
+        self.supports_ext = False
+        self.ext_ids: dict[str, int] = {}  # their extended message ids
+        self.ext_client = ""
+        self.reqq = 250  # their request queue limit, from the extended handshake
+        # Our outstanding requests to them: (index, begin) -> (length, sent time).
+        self.requests: dict[tuple[int, int], tuple[int, float]] = {}
+        self.allowed_fast: set[int] = set()  # pieces they let us request while choked
+        self.our_allowed_fast: frozenset[int] = frozenset()  # what we let them
+        self.snubbed = False
+        self.unchoked_at = now
+        self.last_block = now
+        # Requests they made of us, served in order by one task.
+        self.upload_queue: deque[tuple[int, int, int]] = deque()
+        self._upload_wakeup = asyncio.Event()
+        self._upload_task: asyncio.Task[None] | None = None
+        self.down = RateMeter()
+        self.up = RateMeter()
+        self.downloaded = 0
+        self.uploaded = 0
+        self.close_reason = ""
+
+    # -- naming -----------------------------------------------------------
+
+    def name(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
+    def __repr__(self) -> str:
+        return f"<peer {self.name()}>"
+
+    # -- asyncio protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.address = (str(peername[0]), int(peername[1]))
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self.session._connection_opened(self)
+        if self.torrent is not None:
+            self._send_handshake(self.torrent.info_hash)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._upload_task is not None:
+            self._upload_task.cancel()
+        self._drained.set()
+        if self.ready and self.torrent is not None:
+            self.torrent.peer_closed(self)
+        self.session._connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._drained.set()
+
+    def eof_received(self) -> bool | None:
+        return False  # close the transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.decoder is not None:
+            return self.decoder.get_buffer(sizehint)
+        assert self._hs is not None
+        # Only what is left of the handshake: no message bytes land here.
+        return self._hs.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.closed:
+            return
+        try:
+            decoder = self.decoder
+            if decoder is not None:
+                msgs = decoder.buffer_updated(nbytes)
+                if msgs:
+                    self.last_recv = time.monotonic()
+                    assert self.torrent is not None
+                    self.torrent.on_messages(self, msgs)
+                return
+            self.last_recv = time.monotonic()
+            hs = self._hs
+            assert hs is not None
+            hs.buffer_updated(nbytes)
+            if hs.head_done and not self._answered:
+                self._on_handshake_head(hs.info_hash)
+            if not self.closed and hs.done:
+                self._on_handshake(hs.handshake)
+        except ProtocolError as exc:
+            self.close(f"protocol error: {exc}", warn=True)
+        except SwarmError as exc:
+            self.close(f"error: {exc}", warn=True)
+
+    # -- handshake --------------------------------------------------------
+
+    def _send_handshake(self, info_hash: bytes) -> None:
+        self._answered = True
+        self._write_now(wire.Handshake(info_hash, self.session.peer_id, OUR_RESERVED).encode())
+
+    def _on_handshake_head(self, info_hash: bytes) -> None:
+        if self.torrent is None:
+            torrent = self.session._route(info_hash)
+            if torrent is None:
+                raise ProtocolError(f"unknown info-hash {info_hash.hex()}")
+            self.torrent = torrent
+            self._send_handshake(info_hash)
+        elif info_hash != self.torrent.info_hash:
+            raise ProtocolError("handshake for another torrent")
+        self._answered = True
+
+    def _on_handshake(self, hs: wire.Handshake) -> None:
+        self._hs = None
+        torrent = self.torrent
+        assert torrent is not None
+        if hs.peer_id == self.session.peer_id:
+            self.session._note_self_address(self)
+            self.close("connected to ourselves")
+            return
+        self.peer_id = hs.peer_id
+        self.reserved = hs.reserved
+        self.supports_fast = hs.fast
+        self.supports_ext = hs.extensions
+        refusal = torrent.admit(self)
+        if refusal:
+            self.close(refusal)
+            return
+        self.decoder = torrent.make_decoder(self)
+        self.ready = True
+        self._upload_task = asyncio.get_running_loop().create_task(self._serve_uploads())
+        torrent.peer_ready(self)
+
+    # -- sending ----------------------------------------------------------
+
+    def _write_now(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+            self.last_send = time.monotonic()
+
+    def send(self, data: bytes | memoryview) -> None:
+        """Queue a message; all queued messages go out in one write this loop turn."""
+        if self.closed:
+            return
+        self._out.append(data)
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_pending = False
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        if self.closed or self.transport is None:
+            return
+        if len(out) == 1:
+            self.transport.write(out[0])
+        else:
+            self.transport.writelines(out)
+        self.last_send = time.monotonic()
+
+    def close(self, reason: str, *, warn: bool = False) -> None:
+        if self.closed:
+            return
+        self.close_reason = reason
+        if warn:
+            log.warning("dropping peer %s: %s", self.name(), reason)
+        else:
+            log.info("closing peer %s: %s", self.name(), reason)
+        if self.transport is not None:
+            self.flush()
+            self.transport.close()
+        self.closed = True
+        if self._upload_task is not None:
+            self._upload_task.cancel()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- uploads ----------------------------------------------------------
+
+    def queue_upload(self, index: int, begin: int, length: int) -> bool:
+        if len(self.upload_queue) >= MAX_PEER_REQUESTS:
+            return False
+        self.upload_queue.append((index, begin, length))
+        self._upload_wakeup.set()
+        return True
+
+    def cancel_upload(self, index: int, begin: int, length: int) -> bool:
+        try:
+            self.upload_queue.remove((index, begin, length))
+        except ValueError:
+            return False
+        return True
+
+    async def _serve_uploads(self) -> None:
+        """Serve their requests in order; wait while the socket buffer is full."""
+        torrent = self.torrent
+        assert torrent is not None
+        wake = self._upload_wakeup
+        queue = self.upload_queue
+        try:
+            while not self.closed:
+                if not queue:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                if self._write_paused:
+                    self._drained.clear()
+                    await self._drained.wait()
+                    continue
+                index, begin, length = queue.popleft()
+                try:
+                    block = await torrent.read_block(index, begin, length)
+                except SwarmError as exc:
+                    self.close(f"cannot serve block {index}:{begin}: {exc}", warn=True)
+                    return
+                if self.closed:
+                    return
+                if self.am_choking and index not in self.our_allowed_fast:
+                    continue  # choked since it was queued
+                self.send(wire.piece_header(index, begin, length))
+                self.send(block)
+                torrent.on_uploaded(self, length)
+        except asyncio.CancelledError:
+            pass

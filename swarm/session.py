@@ -1,0 +1,258 @@
+"""The public API: a ``Session`` owns the listen socket and its torrents.
+
+Incoming connections are routed to a torrent by the info-hash in their
+handshake; outgoing ones are made by each torrent. One thread pool (shared by
+every torrent's storage) does hashing and disk I/O off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from swarm.core.metainfo import Metainfo
+from swarm.errors import BadInput, MagnetError, StorageError, SwarmError
+from swarm.peer import PeerConnection
+from swarm.status import TorrentStatus
+from swarm.torrent import Torrent
+
+log = logging.getLogger("swarm.session")
+
+
+def _make_peer_id() -> bytes:
+    try:
+        from swarm.core.peerid import make_peer_id
+
+        pid = make_peer_id()
+        if isinstance(pid, bytes) and len(pid) == 20:
+            return pid
+    except ImportError:
+        pass
+    return b"-SW0100-" + os.urandom(12)
+
+
+class TorrentHandle:
+    """What ``Session.add_torrent`` returns: a view of one torrent for callers."""
+
+    def __init__(self, torrent: Torrent) -> None:
+        self._t = torrent
+
+    @property
+    def info_hash(self) -> bytes:
+        return self._t.info_hash
+
+    @property
+    def metainfo(self) -> Metainfo:
+        return self._t.meta
+
+    @property
+    def name(self) -> str:
+        return self._t.meta.name
+
+    @property
+    def save_path(self) -> Path:
+        return self._t.save_path
+
+    def status(self) -> TorrentStatus:
+        return self._t.status()
+
+    def is_complete(self) -> bool:
+        return self._t._complete.is_set() and self._t.error is None
+
+    async def wait_complete(self, timeout: float | None = None) -> None:
+        """Return once every wanted piece is verified on disk (TimeoutError otherwise)."""
+        await self._t.wait_complete(timeout)
+
+    def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(kind, fields) for 'peer', 'piece', 'done', 'hash_failed', 'banned', 'error', ..."""
+        return self._t.events()
+
+    def add_peer(self, host: str, port: int) -> None:
+        self._t.add_peer(host, port, "manual")
+
+    async def stop(self) -> None:
+        await self._t.session.remove_torrent(self)
+
+
+class Session:
+    """Listen socket, peer id, thread pool and the torrents of one process."""
+
+    def __init__(
+        self,
+        host: str = "0.0.0.0",
+        port: int = 6881,
+        *,
+        peer_id: bytes | None = None,
+        state_dir: str | Path | None = None,
+        enable_dht: bool = False,
+        enable_lsd: bool = False,
+        dht_bootstrap: Iterable[tuple[str, int]] = (),
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.port: int | None = None
+        self.peer_id = peer_id if peer_id is not None else _make_peer_id()
+        if len(self.peer_id) != 20:
+            raise BadInput("peer id must be 20 bytes")
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.enable_dht = enable_dht  # hook: swarm.dht lands later
+        self.enable_lsd = enable_lsd  # hook: swarm.lsd lands later
+        self.dht_bootstrap = list(dht_bootstrap)
+        self.torrents: dict[bytes, Torrent] = {}
+        self.connections: set[PeerConnection] = set()
+        self.self_addresses: set[tuple[str, int]] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self.executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Session:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.executor = _make_executor()
+        try:
+            self._server = await loop.create_server(
+                lambda: PeerConnection(self),
+                self.host,
+                self.requested_port,
+                reuse_address=True,
+                backlog=128,
+            )
+        except OSError as exc:
+            raise SwarmError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}") from exc
+        sock = self._server.sockets[0]
+        self.port = int(sock.getsockname()[1])
+        log.info("listening on %s:%d", self.host, self.port)
+
+    def reachable_host(self) -> str:
+        """The address to give others (x.pe, demos): the bound one, or a LAN guess."""
+        if self.host not in ("0.0.0.0", "::", ""):
+            return self.host
+        try:
+            from tracker.server import lan_address
+
+            return str(lan_address())
+        except Exception:  # noqa: BLE001 - only a hint
+            pass
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+                return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+    async def add_torrent(
+        self,
+        source: str | Path | bytes | Metainfo | Any,
+        save_path: str | Path = ".",
+        *,
+        seed_only: bool = False,
+        files: Iterable[str] | None = None,
+        peers: Iterable[tuple[str, int]] = (),
+    ) -> TorrentHandle:
+        """Add a torrent from a .torrent path, its bytes, a Metainfo (or a magnet: not yet)."""
+        if self.port is None:
+            raise SwarmError("session not started")
+        meta = await self._resolve(source)
+        if meta.info_hash in self.torrents:
+            raise BadInput(f"{meta.name}: torrent already added")
+        save = Path(save_path)
+        if not save.is_dir():
+            raise StorageError(f"{save}: output directory does not exist")
+        if not os.access(save, os.W_OK | os.X_OK):
+            raise StorageError(f"{save}: output directory is not writable")
+        torrent = Torrent(self, meta, save, seed_only=seed_only, files=files)
+        self.torrents[meta.info_hash] = torrent
+        try:
+            await torrent.start(peers)
+        except BaseException:
+            self.torrents.pop(meta.info_hash, None)
+            await torrent.stop()
+            raise
+        return TorrentHandle(torrent)
+
+    async def _resolve(self, source: Any) -> Metainfo:
+        from swarm.core.metainfo import parse_metainfo
+
+        if isinstance(source, Metainfo):
+            return source
+        if isinstance(source, bytes):
+            return parse_metainfo(source)
+        if isinstance(source, str) and source.startswith("magnet:"):
+            raise MagnetError("magnet links need metadata exchange (ut_metadata), not implemented yet")
+        if isinstance(source, str | Path):
+            path = Path(source)
+            try:
+                data = await asyncio.get_running_loop().run_in_executor(self.executor, path.read_bytes)
+            except OSError as exc:
+                raise BadInput(f"{path}: {exc.strerror or exc}") from exc
+            try:
+                return parse_metainfo(data)
+            except BadInput as exc:
+                raise type(exc)(f"{path}: {exc}") from exc
+        if type(source).__name__ == "Magnet":
+            raise MagnetError("magnet links need metadata exchange (ut_metadata), not implemented yet")
+        raise BadInput(f"cannot add a torrent from {type(source).__name__}")
+
+    async def remove_torrent(self, handle: TorrentHandle) -> None:
+        t = self.torrents.pop(handle.info_hash, None)
+        if t is not None:
+            await t.stop()
+
+    # -- called by PeerConnection -------------------------------------------
+
+    def _route(self, info_hash: bytes) -> Torrent | None:
+        t = self.torrents.get(info_hash)
+        if t is None or t.picker is None or self._closed:
+            return None
+        return t
+
+    def _connection_opened(self, conn: PeerConnection) -> None:
+        self.connections.add(conn)
+
+    def _connection_closed(self, conn: PeerConnection) -> None:
+        self.connections.discard(conn)
+
+    def _note_self_address(self, conn: PeerConnection) -> None:
+        if conn.outgoing:
+            self.self_addresses.add(conn.address)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
+        for c in list(self.connections):
+            c.close("session closed")
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            except Exception:  # noqa: BLE001
+                pass
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _make_executor() -> concurrent.futures.ThreadPoolExecutor:
+    try:
+        from swarm.storage import make_executor
+
+        ex = make_executor()
+        if isinstance(ex, concurrent.futures.ThreadPoolExecutor):
+            return ex
+    except ImportError:
+        pass
+    return concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="swarm-io")

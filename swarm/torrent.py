@@ -1,0 +1,1077 @@
+"""The per-torrent controller: peers, picker, choker, storage and trackers.
+
+Decisions (which block, whom to unchoke, when a peer is snubbed) are made by
+the pure core (picker, choker, rate); this module turns peer messages into
+calls on them and their answers into messages. The block path is the hot
+one: a block lands in its piece buffer through the decoder's block sink, and
+this module only does dictionary bookkeeping per block; hashing and disk
+writes run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import ipaddress
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from swarm.core import wire
+from swarm.core.bencode import decode as bdecode
+from swarm.core.bencode import encode as bencode
+from swarm.core.bitfield import Bitfield
+from swarm.core.choker import Choker, PeerInfo
+from swarm.core.metainfo import Metainfo
+from swarm.core.picker import Block, PiecePicker
+from swarm.core.rate import RateMeter, queue_depth
+from swarm.errors import BencodeError, ProtocolError, StorageError, SwarmError
+from swarm.peer import PeerConnection
+from swarm.status import PeerStatus, TorrentStatus
+
+if TYPE_CHECKING:
+    from swarm.session import Session
+
+log = logging.getLogger("swarm.torrent")
+
+CLIENT_VERSION = "swarm 0.1.0"
+MAX_PEERS = 60
+MAX_CONNECTING = 12
+#: In-progress piece buffers (bytes) before we stop starting new pieces.
+MAX_BUFFER_BYTES = 96 * 1024 * 1024
+#: Whole pieces cached for uploads (read once, served as block slices).
+READ_CACHE_BYTES = 32 * 1024 * 1024
+REQUEST_TIMEOUT = 30.0
+SNUB_TIMEOUT = 45.0
+RECHOKE_INTERVAL = 10.0
+UPLOAD_SLOTS = 4
+RESUME_INTERVAL = 30.0
+TICK = 1.0
+#: Hash-failure strikes: a sole contributor earns 2, a shared one 1; ban at 3.
+BAN_STRIKES = 3
+OUR_REQQ = 500
+UT_METADATA_ID = 3
+UT_PEX_ID = 1
+STATUS_CELLS = 100
+
+
+def _is_local(ip: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return addr.is_loopback
+
+
+class Torrent:
+    """One torrent in a session."""
+
+    def __init__(
+        self,
+        session: Session,
+        meta: Metainfo,
+        save_path: Path,
+        *,
+        seed_only: bool = False,
+        files: Iterable[str] | None = None,
+        storage_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.session = session
+        self.meta = meta
+        self.info_hash = meta.info_hash
+        self.save_path = Path(save_path)
+        self.seed_only = seed_only
+        self.file_globs = list(files) if files else None
+        self.state = "checking"
+        self.error: str | None = None
+        self.peers: dict[PeerConnection, None] = {}
+        self.peer_ids: set[bytes] = set()
+        self._connecting: set[tuple[str, int]] = set()
+        self._candidates: deque[tuple[str, int, str]] = deque()
+        self._known: set[tuple[str, int]] = set()
+        self.banned: set[Any] = set()
+        self._strikes: dict[Any, int] = {}
+        n = meta.num_pieces
+        self.num_pieces = n
+        self.have = Bitfield(n)
+        self.wanted = Bitfield(n, full=True)
+        self.picker: PiecePicker | None = None
+        self.storage: Any = None
+        self._storage_factory = storage_factory
+        # piece assembly
+        self._buffers: dict[int, memoryview] = {}
+        self._buffer_bytes = 0
+        self._buffered = Bitfield(n)
+        self._landing: dict[tuple[int, int], PeerConnection] = {}
+        self._writing: set[int] = set()
+        # upload read cache: index -> future of the whole piece
+        self._cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
+        self._cache_bytes = 0
+        self.down = RateMeter()
+        self.up = RateMeter()
+        self.downloaded = 0
+        self.uploaded = 0
+        self.wasted = 0
+        self.hash_failures = 0
+        self.started_at = time.time()
+        self._mono_start = time.monotonic()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._complete = asyncio.Event()
+        self._stopped = False
+        self._events: list[asyncio.Queue[tuple[str, dict[str, Any]]]] = []
+        self._last_rechoke = 0.0
+        self.choker = Choker(slots=UPLOAD_SLOTS)
+        self._resume_dirty = False
+        self._last_resume = time.monotonic()
+        self.trackers: Any = None
+        self.check_progress = 0.0
+        self._metadata_size = len(meta.info_bytes)
+
+    # ------------------------------------------------------------ life cycle
+
+    async def start(self, peers: Iterable[tuple[str, int]] = ()) -> None:
+        from swarm.storage import Storage
+
+        factory = self._storage_factory or Storage
+        wanted_files = self._wanted_files()
+        self.storage = factory(
+            self.meta, self.save_path, wanted_files=wanted_files, executor=self.session.executor
+        )
+        await self.storage.open()
+        if wanted_files is not None:
+            self.wanted = self.storage.wanted_pieces()
+        have = None
+        try:
+            have = await self.storage.load_resume()
+        except StorageError as exc:
+            log.info("ignoring resume data: %s", exc)
+        if have is None:
+            self.state = "checking"
+
+            def progress(*args: Any) -> None:
+                if args and isinstance(args[0], int | float) and len(args) >= 2 and args[1]:
+                    self.check_progress = float(args[0]) / float(args[1])
+                elif args and isinstance(args[0], float):
+                    self.check_progress = args[0]
+
+            have = await self.storage.recheck(progress)
+        self.have = have.copy()
+        self.picker = PiecePicker(
+            self.num_pieces, self.meta.piece_length, self.meta.total_length, have=self.have
+        )
+        if wanted_files is not None:
+            for i in range(self.num_pieces):
+                if not self.wanted[i]:
+                    self.picker.set_priority(i, 0)
+        self._emit("added", name=self.meta.name, info_hash=self.meta.info_hash_hex,
+                   have=self.have.count, pieces=self.num_pieces)
+        if self._is_complete():
+            self.state = "seeding"
+            self._complete.set()
+        else:
+            self.state = "downloading"
+        self._spawn(self._tick_loop())
+        self._start_trackers()
+        for host, port in peers:
+            self.add_peer(host, port, "manual")
+
+    def _wanted_files(self) -> set[int] | None:
+        if not self.file_globs:
+            return None
+        out: set[int] = set()
+        for i, f in enumerate(self.meta.files):
+            if f.pad:
+                continue
+            rel = "/".join(f.path)
+            inner = "/".join(f.path[1:]) if self.meta.multi_file else rel
+            for g in self.file_globs:
+                if fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(inner, g) or fnmatch.fnmatch(f.path[-1], g):
+                    out.add(i)
+                    break
+        if not out:
+            raise StorageError(f"--files {' '.join(self.file_globs)} matches no file of {self.meta.name}")
+        return out
+
+    def _start_trackers(self) -> None:
+        tiers = [list(t) for t in self.meta.trackers if t]
+        if not tiers or self.session.port is None:
+            return
+        try:
+            from swarm.trackers import TrackerClient
+        except ImportError:
+            log.warning("tracker client not available; use --peer")
+            return
+        self.trackers = TrackerClient(
+            tiers,
+            self.info_hash,
+            self.session.peer_id,
+            self.session.port,
+            stats=self._tracker_stats,
+            on_peers=self._on_tracker_peers,
+        )
+        self._spawn(self._run_trackers())
+
+    async def _run_trackers(self) -> None:
+        try:
+            await self.trackers.run()
+        except SwarmError as exc:
+            log.warning("trackers: %s", exc)
+
+    def _tracker_stats(self) -> tuple[int, int, int]:
+        return self.uploaded, self.downloaded, self.left()
+
+    def _on_tracker_peers(self, peers: Iterable[Any]) -> None:
+        for p in peers:
+            host, port = (p[0], p[1]) if isinstance(p, tuple) else (p.host, p.port)
+            self.add_peer(str(host), int(port), "tracker")
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in list(self._tasks):
+            task.cancel()
+        for peer in list(self.peers):
+            peer.close("torrent stopped")
+        if self.trackers is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.trackers.stop(), 5)
+        # let in-flight hash+writes finish so they are counted in the resume file
+        deadline = time.monotonic() + 10
+        while self._writing and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.storage is not None and self.picker is not None:
+            with contextlib.suppress(SwarmError, OSError):
+                await self.storage.save_resume(self.have)
+        if self.storage is not None:
+            with contextlib.suppress(SwarmError, OSError):
+                await self.storage.close()
+        if self.state != "error":
+            self.state = "stopped"
+        self._emit("stopped")
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s: task failed: %s", self.meta.name, exc, exc_info=exc)
+            if isinstance(exc, StorageError | OSError):
+                self._fail(str(exc))
+
+    def _fail(self, message: str) -> None:
+        self.state = "error"
+        self.error = message
+        self._emit("error", message=message)
+        self._complete.set()
+
+    # ------------------------------------------------------------ events
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        for q in self._events:
+            if q.qsize() < 1000:
+                q.put_nowait((kind, fields))
+
+    async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        q: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._events.append(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._events.remove(q)
+
+    # ------------------------------------------------------------ peers in
+
+    def add_peer(self, host: str, port: int, source: str = "manual") -> None:
+        if self._stopped or not 0 < port < 65536:
+            return
+        addr = (host, port)
+        if addr in self._known and source != "manual":
+            return
+        self._known.add(addr)
+        if addr in self.banned or addr in self.session.self_addresses:
+            return
+        self._candidates.append((host, port, source))
+        self._connect_more()
+
+    def _connect_more(self) -> None:
+        if self.picker is None or self._stopped:
+            return
+        while (
+            self._candidates
+            and len(self._connecting) < MAX_CONNECTING
+            and len(self.peers) + len(self._connecting) < MAX_PEERS
+        ):
+            host, port, source = self._candidates.popleft()
+            addr = (host, port)
+            if addr in self._connecting or any(p.address == addr for p in self.peers):
+                continue
+            if self.seed_only and self.state == "seeding" and source != "manual":
+                continue
+            self._connecting.add(addr)
+            self._spawn(self._connect(host, port, source))
+
+    async def _connect(self, host: str, port: int, source: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: PeerConnection(self.session, torrent=self, source=source, address=(host, port)),
+                    host,
+                    port,
+                ),
+                10,
+            )
+        except (TimeoutError, OSError) as exc:
+            log.info("cannot connect to %s:%d: %s", host, port, exc or "timeout")
+        finally:
+            self._connecting.discard((host, port))
+
+    def _ban_key(self, peer: PeerConnection) -> Any:
+        ip = peer.address[0]
+        # Several clients share an IP on loopback (tests, demos): ban the client, not the IP.
+        return (ip, peer.peer_id) if _is_local(ip) else ip
+
+    def admit(self, peer: PeerConnection) -> str | None:
+        """Why we refuse this peer, or None to accept it."""
+        if self._stopped or self.picker is None:
+            return "torrent not running"
+        if self._ban_key(peer) in self.banned or peer.address in self.banned:
+            return "banned"
+        if peer.peer_id in self.peer_ids:
+            return "duplicate peer id"
+        if len(self.peers) >= MAX_PEERS:
+            return "too many peers"
+        return None
+
+    def make_decoder(self, peer: PeerConnection) -> wire.MessageDecoder:
+        m = self.meta
+        sink = self._make_sink(peer)
+        return wire.MessageDecoder(m.num_pieces, m.piece_length, m.total_length, block_sink=sink)
+
+    def _make_sink(self, peer: PeerConnection) -> Callable[[int, int, int], memoryview | None]:
+        requests = peer.requests
+        landing = self._landing
+        buffers = self._buffers
+
+        def sink(index: int, begin: int, length: int) -> memoryview | None:
+            key = (index, begin)
+            req = requests.get(key)
+            if req is None or req[0] != length or key in landing:
+                return None
+            view = buffers.get(index)
+            if view is None:
+                return None
+            landing[key] = peer
+            return view[begin : begin + length]
+
+        return sink
+
+    def peer_ready(self, peer: PeerConnection) -> None:
+        assert self.picker is not None
+        self.peers[peer] = None
+        self.peer_ids.add(peer.peer_id)
+        if not peer.outgoing and peer.listen_port is None:
+            peer.listen_port = None
+        self._known.add(peer.address)
+        if peer.supports_ext:
+            self._send_ext_handshake(peer)
+        if peer.supports_fast and self.have.count == 0:
+            peer.send(wire.encode_have_none())
+        elif peer.supports_fast and self.have.all():
+            peer.send(wire.encode_have_all())
+        elif self.have.count:
+            peer.send(wire.encode_bitfield(self.have.to_bytes()))
+        if peer.supports_fast and self.have.count:
+            with contextlib.suppress(ProtocolError):
+                allowed = wire.allowed_fast_set(peer.address[0], self.info_hash, self.num_pieces)
+                peer.our_allowed_fast = frozenset(i for i in allowed if self.have[i])
+                for i in peer.our_allowed_fast:
+                    peer.send(wire.encode_allowed_fast(i))
+        self._emit("peer", address=peer.name(), client=self._client_name(peer), connected=True)
+        log.info("%s: peer %s connected (%s)", self.meta.name, peer.name(), peer.source)
+        # A seed never needs the peer bitfield for interest; start serving fast.
+        if self._unchoked_count() < UPLOAD_SLOTS and not peer.outgoing:
+            pass
+
+    def peer_closed(self, peer: PeerConnection) -> None:
+        if peer not in self.peers:
+            return
+        del self.peers[peer]
+        self.peer_ids.discard(peer.peer_id)
+        if self.picker is not None:
+            self.picker.remove_peer(peer)
+        for key in list(peer.requests):
+            if self._landing.get(key) is peer:
+                del self._landing[key]
+        peer.requests.clear()
+        self._emit("peer", address=peer.name(), connected=False, reason=peer.close_reason)
+        if not self._stopped:
+            if not peer.am_choking:
+                self._rechoke(time.monotonic())
+            for p in list(self.peers):
+                self._fill(p)
+            self._connect_more()
+
+    # ------------------------------------------------------------ messages
+
+    def on_messages(self, peer: PeerConnection, msgs: list[Any]) -> None:
+        now = time.monotonic()
+        handlers = self._handlers
+        piece_t = wire.Piece
+        refill = False
+        for m in msgs:
+            if type(m) is piece_t:
+                if self._on_piece(peer, m, now):
+                    refill = True
+            else:
+                h = handlers.get(type(m))
+                if h is not None:
+                    h(self, peer, m)
+                    refill = True
+            if peer.closed:
+                return
+        if refill and peer.am_interested:
+            self._fill(peer, now)
+
+    def _on_piece(self, peer: PeerConnection, m: wire.Piece, now: float) -> bool:
+        index = m.index
+        begin = m.begin
+        key = (index, begin)
+        req = peer.requests.pop(key, None)
+        if m.data is None:
+            self._landing.pop(key, None)
+        if req is None:
+            n = len(m.data) if m.data is not None else 0
+            self.wasted += n
+            return False
+        n = req[0]
+        peer.downloaded += n
+        peer.down.add(n, now)
+        peer.last_block = now
+        peer.snubbed = False
+        self.downloaded += n
+        self.down.add(n, now)
+        picker = self.picker
+        assert picker is not None
+        if m.data is not None:
+            # Declined by the sink (duplicate in flight elsewhere): only use it if still needed.
+            view = self._buffers.get(index)
+            if view is None or not picker.is_needed(index, begin) or (key in self._landing):
+                self.wasted += n
+                picker.cancel_requests(peer, (Block(index, begin, n),))
+                return True
+            view[begin : begin + n] = m.data
+        complete, cancels = picker.on_block(peer, index, begin)
+        for o, blk in cancels:
+            other = cast(PeerConnection, o)
+            if other.requests.pop((blk.index, blk.begin), None) is not None:
+                other.send(wire.encode_cancel(blk.index, blk.begin, blk.length))
+        if complete:
+            self._piece_complete(index)
+        return True
+
+    def _on_choke(self, peer: PeerConnection, m: Any) -> None:
+        peer.peer_choking = True
+        if not peer.supports_fast:
+            # BEP 3: a choke drops every outstanding request.
+            self._drop_requests(peer)
+
+    def _on_unchoke(self, peer: PeerConnection, m: Any) -> None:
+        peer.peer_choking = False
+        peer.unchoked_at = time.monotonic()
+        peer.last_block = peer.unchoked_at
+
+    def _on_interested(self, peer: PeerConnection, m: Any) -> None:
+        peer.peer_interested = True
+        if peer.am_choking and self._unchoked_count() < UPLOAD_SLOTS:
+            self._unchoke(peer)
+
+    def _on_not_interested(self, peer: PeerConnection, m: Any) -> None:
+        peer.peer_interested = False
+
+    def _on_have(self, peer: PeerConnection, m: wire.Have) -> None:
+        assert self.picker is not None
+        if peer.have is None:
+            peer.have = Bitfield(self.num_pieces)
+            self.picker.add_peer(peer, peer.have)
+        if peer.have.set(m.index):
+            self.picker.peer_have(peer, m.index)
+        self._update_interest(peer)
+
+    def _on_bitfield(self, peer: PeerConnection, m: wire.BitfieldMsg) -> None:
+        assert self.picker is not None
+        bf = Bitfield.from_bytes(m.data, self.num_pieces)
+        peer.have = bf
+        if bf.all():
+            self.picker.add_peer_have_all(peer)
+        else:
+            self.picker.add_peer(peer, bf)
+        self._update_interest(peer)
+
+    def _on_have_all(self, peer: PeerConnection, m: Any) -> None:
+        if not peer.supports_fast:
+            raise ProtocolError("have-all without the fast extension")
+        assert self.picker is not None
+        peer.have = Bitfield(self.num_pieces, full=True)
+        self.picker.add_peer_have_all(peer)
+        self._update_interest(peer)
+
+    def _on_have_none(self, peer: PeerConnection, m: Any) -> None:
+        if not peer.supports_fast:
+            raise ProtocolError("have-none without the fast extension")
+        assert self.picker is not None
+        peer.have = Bitfield(self.num_pieces)
+        self.picker.add_peer(peer, peer.have)
+        self._update_interest(peer)
+
+    def _on_request(self, peer: PeerConnection, m: wire.Request) -> None:
+        index = m.index
+        if not self.have[index] or m.length > wire.BLOCK_SIZE * 8:
+            self._reject(peer, m.index, m.begin, m.length)
+            return
+        if peer.am_choking and index not in peer.our_allowed_fast:
+            self._reject(peer, m.index, m.begin, m.length)
+            return
+        if not peer.queue_upload(index, m.begin, m.length):
+            self._reject(peer, m.index, m.begin, m.length)
+
+    def _reject(self, peer: PeerConnection, index: int, begin: int, length: int) -> None:
+        if peer.supports_fast:
+            peer.send(wire.encode_reject(index, begin, length))
+
+    def _on_cancel(self, peer: PeerConnection, m: wire.Cancel) -> None:
+        if peer.cancel_upload(m.index, m.begin, m.length) and peer.supports_fast:
+            # BEP 6: a cancelled request is answered with a reject.
+            peer.send(wire.encode_reject(m.index, m.begin, m.length))
+
+    def _on_reject(self, peer: PeerConnection, m: wire.RejectRequest) -> None:
+        if not peer.supports_fast:
+            raise ProtocolError("reject-request without the fast extension")
+        req = peer.requests.pop((m.index, m.begin), None)
+        if req is not None and self.picker is not None:
+            if self._landing.get((m.index, m.begin)) is peer:
+                del self._landing[(m.index, m.begin)]
+            self.picker.cancel_requests(peer, (Block(m.index, m.begin, req[0]),))
+            # re-issue at once to whoever can take it
+            for p in list(self.peers):
+                if p is not peer:
+                    self._fill(p)
+
+    def _on_allowed_fast(self, peer: PeerConnection, m: wire.AllowedFast) -> None:
+        if not self.have[m.index]:
+            peer.allowed_fast.add(m.index)
+
+    def _on_extended(self, peer: PeerConnection, m: wire.Extended) -> None:
+        if m.ext_id == 0:
+            try:
+                d = bdecode(m.payload)
+            except BencodeError as exc:
+                raise ProtocolError(f"bad extended handshake: {exc}") from exc
+            if not isinstance(d, dict):
+                raise ProtocolError("extended handshake is not a dict")
+            mm = d.get(b"m")
+            if isinstance(mm, dict):
+                for k, v in mm.items():
+                    if isinstance(k, bytes) and isinstance(v, int) and 0 <= v < 256:
+                        name = k.decode("utf-8", "replace")
+                        if v == 0:
+                            peer.ext_ids.pop(name, None)
+                        else:
+                            peer.ext_ids[name] = v
+            v = d.get(b"v")
+            if isinstance(v, bytes):
+                peer.ext_client = v[:64].decode("utf-8", "replace")
+            reqq = d.get(b"reqq")
+            if isinstance(reqq, int) and 1 <= reqq <= 100000:
+                peer.reqq = reqq
+            p = d.get(b"p")
+            if isinstance(p, int) and 0 < p < 65536:
+                peer.listen_port = p
+            return
+        if m.ext_id == UT_METADATA_ID:
+            self._on_ut_metadata(peer, m.payload)
+        # ut_pex and unknown extensions are ignored for now
+
+    def _on_ut_metadata(self, peer: PeerConnection, payload: bytes) -> None:
+        """Serve our info dictionary to magnet downloaders (BEP 9)."""
+        from swarm.core.bencode import decode_prefix
+
+        try:
+            d, _end = decode_prefix(payload)
+        except BencodeError as exc:
+            raise ProtocolError(f"bad ut_metadata message: {exc}") from exc
+        if not isinstance(d, dict):
+            raise ProtocolError("ut_metadata message is not a dict")
+        their = peer.ext_ids.get("ut_metadata")
+        msg_type = d.get(b"msg_type")
+        piece = d.get(b"piece")
+        if their is None or msg_type != 0 or not isinstance(piece, int):
+            return
+        info = self.meta.info_bytes
+        start = piece * 16384
+        if piece < 0 or start >= len(info):
+            reply = bencode({b"msg_type": 2, b"piece": piece})
+            peer.send(wire.encode_extended(their, reply))
+            return
+        head = bencode({b"msg_type": 1, b"piece": piece, b"total_size": len(info)})
+        peer.send(wire.encode_extended(their, head + info[start : start + 16384]))
+
+    def _on_ignore(self, peer: PeerConnection, m: Any) -> None:
+        return None
+
+    _handlers: dict[type, Callable[[Torrent, PeerConnection, Any], None]] = {
+        wire.Choke: _on_choke,
+        wire.Unchoke: _on_unchoke,
+        wire.Interested: _on_interested,
+        wire.NotInterested: _on_not_interested,
+        wire.Have: _on_have,
+        wire.BitfieldMsg: _on_bitfield,
+        wire.HaveAll: _on_have_all,
+        wire.HaveNone: _on_have_none,
+        wire.Request: _on_request,
+        wire.Cancel: _on_cancel,
+        wire.RejectRequest: _on_reject,
+        wire.AllowedFast: _on_allowed_fast,
+        wire.Extended: _on_extended,
+        wire.KeepAlive: _on_ignore,
+        wire.Port: _on_ignore,
+        wire.Suggest: _on_ignore,
+    }
+
+    def _send_ext_handshake(self, peer: PeerConnection) -> None:
+        d: dict[bytes, Any] = {
+            b"m": {b"ut_metadata": UT_METADATA_ID},
+            b"v": CLIENT_VERSION.encode(),
+            b"reqq": OUR_REQQ,
+            b"metadata_size": self._metadata_size,
+        }
+        if self.session.port:
+            d[b"p"] = self.session.port
+        peer.send(wire.encode_extended(0, bencode(d)))
+
+    # ------------------------------------------------------------ requesting
+
+    def _update_interest(self, peer: PeerConnection) -> None:
+        assert self.picker is not None
+        want = self.picker.is_interesting(peer) and not self.seed_only
+        if want != peer.am_interested:
+            peer.am_interested = want
+            peer.send(wire.encode_interested() if want else wire.encode_not_interested())
+            if want:
+                peer.last_block = time.monotonic()
+        if want:
+            self._fill(peer)
+
+    def _drop_requests(self, peer: PeerConnection) -> None:
+        if not peer.requests:
+            return
+        for key in list(peer.requests):
+            if self._landing.get(key) is peer:
+                del self._landing[key]
+        peer.requests.clear()
+        if self.picker is not None:
+            self.picker.cancel_requests(peer)
+
+    def _fill(self, peer: PeerConnection, now: float | None = None) -> None:
+        """Top up this peer's request pipeline."""
+        picker = self.picker
+        if picker is None or peer.closed or not peer.am_interested or peer.have is None:
+            return
+        choked = peer.peer_choking
+        if choked and not peer.allowed_fast:
+            return
+        if now is None:
+            now = time.monotonic()
+        depth = 1 if peer.snubbed else queue_depth(peer.down.rate(now), reqq=min(peer.reqq, 500))
+        outstanding = len(peer.requests)
+        count = depth - outstanding
+        # refill in batches: fewer picker calls and fuller writes
+        if count <= 0 or (outstanding and count < depth // 8):
+            return
+        has: Bitfield | None = None if peer.have.all() else peer.have
+        if choked:
+            has = Bitfield(self.num_pieces)
+            for i in peer.allowed_fast:
+                if peer.have[i] and not self.have[i]:
+                    has.set(i)
+        over = self._buffer_bytes >= MAX_BUFFER_BYTES
+        if over:
+            # no new pieces: only blocks of pieces that already have a buffer
+            has = self._buffered
+        blocks = picker.pick(peer, has, count)
+        if not blocks:
+            return
+        requests = peer.requests
+        buffers = self._buffers
+        give_back: list[Block] = []
+        send = peer.send
+        enc = wire.encode_request
+        for blk in blocks:
+            index = blk.index
+            if index not in buffers:
+                if over or (peer.have is not None and not peer.have[index]):
+                    give_back.append(blk)
+                    continue
+                self._alloc(index)
+            elif over and not peer.have[index]:
+                give_back.append(blk)
+                continue
+            requests[(index, blk.begin)] = (blk.length, now)
+            send(enc(index, blk.begin, blk.length))
+        if give_back:
+            picker.cancel_requests(peer, give_back)
+
+    def _alloc(self, index: int) -> None:
+        size = self.meta.piece_size(index)
+        self._buffers[index] = memoryview(bytearray(size))
+        self._buffer_bytes += size
+        self._buffered.set(index)
+
+    def _release(self, index: int) -> memoryview | None:
+        view = self._buffers.pop(index, None)
+        if view is not None:
+            self._buffer_bytes -= len(view)
+            self._buffered.clear(index)
+        return view
+
+    def _piece_complete(self, index: int) -> None:
+        view = self._buffers.pop(index, None)
+        if view is None:
+            return
+        self._buffered.clear(index)
+        self._writing.add(index)
+        self._spawn(self._write_piece(index, view))
+
+    async def _write_piece(self, index: int, view: memoryview) -> None:
+        try:
+            ok = await self.storage.write_piece(index, view)
+        finally:
+            self._writing.discard(index)
+            self._buffer_bytes -= len(view)
+        if self._stopped or self.picker is None:
+            return
+        if ok:
+            self._piece_passed(index)
+        else:
+            self._piece_failed(index)
+
+    def _piece_passed(self, index: int) -> None:
+        assert self.picker is not None
+        cancels = self.picker.piece_passed(index)
+        for o, blk in cancels:
+            other = cast(PeerConnection, o)
+            if other.requests.pop((blk.index, blk.begin), None) is not None:
+                other.send(wire.encode_cancel(blk.index, blk.begin, blk.length))
+        self.have.set(index)
+        self._resume_dirty = True
+        have_msg = wire.encode_have(index)
+        for p in self.peers:
+            if p.have is None or not p.have[index]:
+                p.send(have_msg)
+            if p.am_interested and not self.picker.is_interesting(p):
+                p.am_interested = False
+                p.send(wire.encode_not_interested())
+        self._emit("piece", index=index, have=self.have.count)
+        if self._is_complete():
+            self._on_complete()
+        elif self._buffer_bytes < MAX_BUFFER_BYTES:
+            for p in self.peers:
+                if p.am_interested and len(p.requests) < 4:
+                    self._fill(p)
+
+    def _piece_failed(self, index: int) -> None:
+        assert self.picker is not None
+        self.hash_failures += 1
+        contributors = cast(set[PeerConnection], self.picker.piece_failed(index))
+        log.warning(
+            "%s: piece %d failed the hash check (from %s)",
+            self.meta.name, index, ", ".join(p.name() for p in contributors) or "?",
+        )
+        self._emit("hash_failed", index=index, peers=[p.name() for p in contributors])
+        weight = 2 if len(contributors) == 1 else 1
+        for p in contributors:
+            key = self._ban_key(p)
+            strikes = self._strikes.get(key, 0) + weight
+            self._strikes[key] = strikes
+            if strikes >= BAN_STRIKES:
+                self.banned.add(key)
+                self.banned.add(p.address)
+                self._emit("banned", address=p.name(), reason="hash failures")
+                p.close(f"banned after {strikes} hash-failure strikes", warn=True)
+        for p in list(self.peers):
+            self._fill(p)
+
+    def _is_complete(self) -> bool:
+        have = self.have
+        wanted = self.wanted
+        if wanted.all():
+            return have.all()
+        return all(have[i] for i in wanted)
+
+    def _on_complete(self) -> None:
+        self.state = "seeding"
+        log.info("%s: download complete", self.meta.name)
+        self._emit("done", name=self.meta.name, downloaded=self.downloaded)
+        if self.trackers is not None:
+            with contextlib.suppress(Exception):
+                self.trackers.completed()
+        self._spawn(self._save_resume())
+        for p in list(self.peers):
+            if p.am_interested:
+                p.am_interested = False
+                p.send(wire.encode_not_interested())
+            # two seeds have nothing to say to each other
+            if p.have is not None and p.have.all() and self.have.all():
+                p.close("both seeds")
+        self._complete.set()
+
+    async def _save_resume(self) -> None:
+        self._resume_dirty = False
+        self._last_resume = time.monotonic()
+        await self.storage.save_resume(self.have.copy())
+
+    def left(self) -> int:
+        if self.picker is None:
+            return self.meta.total_length
+        missing = self.num_pieces - self.have.count
+        return max(0, min(self.meta.total_length, missing * self.meta.piece_length))
+
+    # ------------------------------------------------------------ uploads
+
+    def allowed_fast_for(self, peer: PeerConnection) -> frozenset[int]:
+        return peer.our_allowed_fast
+
+    async def read_block(self, index: int, begin: int, length: int) -> memoryview:
+        fut = self._cache.get(index)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._cache[index] = fut
+            size = self.meta.piece_size(index)
+            self._cache_bytes += size
+            while self._cache_bytes > READ_CACHE_BYTES and len(self._cache) > 1:
+                old, ofut = self._cache.popitem(last=False)
+                self._cache_bytes -= self.meta.piece_size(old)
+            try:
+                data = await self.storage.read_block(index, 0, size)
+            except BaseException as exc:
+                if self._cache.get(index) is fut:
+                    del self._cache[index]
+                    self._cache_bytes -= size
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved
+                raise
+            fut.set_result(data)
+        else:
+            self._cache.move_to_end(index)
+            if not fut.done():
+                await fut
+        data = fut.result()
+        if begin + length > len(data):
+            raise StorageError(f"block {index}:{begin}+{length} past the piece end")
+        return memoryview(data)[begin : begin + length]
+
+    def on_uploaded(self, peer: PeerConnection, n: int) -> None:
+        now = time.monotonic()
+        peer.uploaded += n
+        peer.up.add(n, now)
+        self.uploaded += n
+        self.up.add(n, now)
+
+    # ------------------------------------------------------------ choking
+
+    def _unchoked_count(self) -> int:
+        return sum(1 for p in self.peers if not p.am_choking)
+
+    def _unchoke(self, peer: PeerConnection) -> None:
+        if peer.am_choking:
+            peer.am_choking = False
+            peer.send(wire.encode_unchoke())
+
+    def _choke(self, peer: PeerConnection) -> None:
+        if not peer.am_choking:
+            peer.am_choking = True
+            peer.send(wire.encode_choke())
+            if peer.supports_fast:
+                for index, begin, length in list(peer.upload_queue):
+                    if index not in peer.our_allowed_fast:
+                        peer.send(wire.encode_reject(index, begin, length))
+                peer.upload_queue = type(peer.upload_queue)(
+                    r for r in peer.upload_queue if r[0] in peer.our_allowed_fast
+                )
+            else:
+                peer.upload_queue.clear()
+
+    def _rechoke(self, now: float) -> None:
+        """Ask the pure choker whom to unchoke; send only the changes."""
+        self._last_rechoke = now
+        seeding = self.state == "seeding"
+        infos = [
+            PeerInfo(
+                key=p,
+                interested=p.peer_interested,
+                down_rate=p.down.rate(now),
+                up_rate=p.up.rate(now),
+                snubbed=p.snubbed,
+                connected_at=p.connected_at,
+                is_seed=p.have is not None and p.have.all(),
+            )
+            for p in self.peers
+            if not p.closed
+        ]
+        keep = self.choker.rechoke(infos, now, seeding)
+        for p in list(self.peers):
+            if p in keep:
+                self._unchoke(p)
+            else:
+                self._choke(p)
+
+    # ------------------------------------------------------------ timers
+
+    async def _tick_loop(self) -> None:
+        while not self._stopped:
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            self._tick(now)
+            if self._resume_dirty and now - self._last_resume >= RESUME_INTERVAL:
+                try:
+                    await self._save_resume()
+                except (SwarmError, OSError) as exc:
+                    log.warning("cannot save resume data: %s", exc)
+
+    def _tick(self, now: float) -> None:
+        if self.choker.due(now):
+            self._rechoke(now)
+        keepalive = wire.encode_keepalive()
+        for p in list(self.peers):
+            if now - p.last_recv > 240:
+                p.close("idle for 4 minutes")
+                continue
+            if now - p.last_send > 110:
+                p.send(keepalive)
+            if p.requests:
+                oldest = min(t for _, t in p.requests.values())
+                if now - oldest > REQUEST_TIMEOUT and now - p.last_block > REQUEST_TIMEOUT:
+                    log.info("%s: requests to %s timed out", self.meta.name, p.name())
+                    p.snubbed = True
+                    self._drop_requests(p)
+                    for other in list(self.peers):
+                        if other is not p:
+                            self._fill(other, now)
+            elif p.am_interested and not p.peer_choking and now - p.last_block > SNUB_TIMEOUT:
+                p.snubbed = True
+            if p.am_interested:
+                self._fill(p, now)
+        self._connect_more()
+
+    # ------------------------------------------------------------ status
+
+    async def wait_complete(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._complete.wait(), timeout)
+        if self.error:
+            raise StorageError(self.error)
+
+    def _client_name(self, peer: PeerConnection) -> str:
+        if peer.ext_client:
+            return peer.ext_client
+        try:
+            from swarm.core.peerid import client_name
+
+            return str(client_name(peer.peer_id))
+        except Exception:  # noqa: BLE001 - a name is cosmetic
+            return peer.peer_id[:8].decode("latin-1")
+
+    def status(self) -> TorrentStatus:
+        now = time.monotonic()
+        m = self.meta
+        pl = m.piece_length
+        wanted_all = self.wanted.all()
+        if wanted_all:
+            total = m.total_length
+            verified = self.have.count * pl
+            if self.num_pieces and self.have[self.num_pieces - 1]:
+                verified -= pl - m.piece_size(self.num_pieces - 1)
+        else:
+            total = sum(m.piece_size(i) for i in self.wanted)
+            verified = sum(m.piece_size(i) for i in self.wanted if self.have[i])
+        verified = max(0, min(verified, total))
+        down_rate = self.down.rate(now)
+        up_rate = self.up.rate(now)
+        peers = []
+        seeds = 0
+        for p in self.peers:
+            have_n = p.have.count if p.have is not None else 0
+            if p.have is not None and p.have.all():
+                seeds += 1
+            flags = ("d" if p.am_interested else "") + ("I" if p.peer_interested else "")
+            flags += (" u" if not p.am_choking else "") + ("C" if p.peer_choking else "")
+            peers.append(
+                PeerStatus(
+                    address=p.name(),
+                    client=self._client_name(p),
+                    am_choking=p.am_choking,
+                    am_interested=p.am_interested,
+                    peer_choking=p.peer_choking,
+                    peer_interested=p.peer_interested,
+                    snubbed=p.snubbed,
+                    down_rate=p.down.rate(now),
+                    up_rate=p.up.rate(now),
+                    downloaded=p.downloaded,
+                    uploaded=p.uploaded,
+                    progress=have_n / self.num_pieces if self.num_pieces else 1.0,
+                    source=p.source,
+                    outgoing=p.outgoing,
+                    flags=flags.strip(),
+                )
+            )
+        trackers: tuple[Any, ...] = ()
+        if self.trackers is not None:
+            with contextlib.suppress(Exception):
+                trackers = tuple(self.trackers.status())
+        eta = None
+        if down_rate > 0 and total > verified:
+            eta = (total - verified) / down_rate
+        picker = self.picker
+        stalled = None
+        if self.state == "downloading" and not self.peers:
+            stalled = "no peers" if not self._connecting else "connecting"
+        return TorrentStatus(
+            info_hash=m.info_hash_hex,
+            name=m.name,
+            state=self.state,
+            total_size=total,
+            verified=verified,
+            num_pieces=self.num_pieces,
+            piece_length=pl,
+            down_rate=down_rate,
+            up_rate=up_rate,
+            downloaded=self.downloaded,
+            uploaded=self.uploaded,
+            peers=tuple(peers),
+            trackers=trackers,
+            piece_map=picker.piece_map(STATUS_CELLS) if picker is not None else "",
+            availability=picker.availability_map(STATUS_CELLS) if picker is not None else (),
+            seeds=seeds,
+            error=self.error,
+            stalled_reason=stalled,
+            eta=eta,
+            started_at=self.started_at,
+            extra={
+                "wasted": self.wasted,
+                "hash_failures": self.hash_failures,
+                "banned": len(self.banned),
+                "check_progress": self.check_progress,
+            },
+        )

@@ -1,0 +1,47 @@
+"""Engine-level transfers through the public API, on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from swarm import Session
+from swarm.core.metainfo import parse_metainfo
+from swarm.create import create_torrent
+
+
+def make_tree(root: Path) -> Path:
+    """A multi-file torrent whose pieces span files, with an empty file inside."""
+    d = root / "tree"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.bin").write_bytes(os.urandom(100_000))
+    (d / "empty.txt").write_bytes(b"")
+    (d / "sub" / "b.bin").write_bytes(os.urandom(300_001))
+    (d / "sub" / "c.txt").write_bytes(b"hello\n" * 1000)
+    return d
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and ".swarm" not in p.parts)
+    return fa == fb and all((a / f).read_bytes() == (b / f).read_bytes() for f in fa)
+
+
+async def test_seed_to_get_multi_file(tmp_path: Path) -> None:
+    src = make_tree(tmp_path)
+    data = create_torrent(src, trackers=(), piece_length=32768)
+    meta = parse_metainfo(data)
+    assert meta.num_pieces > 10
+    out = tmp_path / "out"
+    out.mkdir()
+    async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+        seed = await seed_s.add_torrent(data, tmp_path, seed_only=True)
+        assert seed.status().state == "seeding"
+        leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", seed_s.port or 0)])
+        await leech.wait_complete(timeout=30)
+        st = leech.status()
+        assert st.state == "seeding"
+        assert st.verified == st.total_size == meta.total_length
+        assert seed.status().uploaded >= meta.total_length
+    assert same_tree(src, out / "tree")
+    assert (out / "tree" / "empty.txt").exists()
