@@ -1,0 +1,118 @@
+"""Whom we upload to: tit-for-tat with an optimistic unchoke. Pure; time passed in.
+
+Conventions (BitTorrent 3.x/4.x as in BEP 3's choking description, rates from
+the engine's ``RateMeter``s):
+
+* every ``rechoke_interval`` (10 s) the ``slots`` best *interested* peers are
+  unchoked: while leeching ranked by what they give us (``down_rate``), so
+  reciprocation is rewarded; snubbed peers (no block for 60 s although we
+  asked) are not reciprocated, peers with everything never give, so they are
+  not ranked as uploaders (they are never interested anyway);
+* peers that are not interested but rank above the last regular slot are
+  unchoked too (at most ``slots`` of them), "to be ready": if one becomes
+  interested it takes a slot at the next rechoke, and until then it costs
+  nothing, as it requests nothing;
+* one more peer, the optimistic unchoke, is rotated every
+  ``optimistic_interval`` (30 s, i.e. every third rechoke) among the choked
+  interested peers, peers connected for less than ``NEWCOMER_AGE`` being
+  three times as likely, so newcomers get a first piece to trade with;
+* seeding: ranked by what we send them (``up_rate``, libtorrent's
+  "fastest upload" seed choker) so the fastest downloaders are served and
+  spread the data on; the optimistic slot still lets every peer in over time.
+
+Ties are broken in favour of peers already unchoked (fewer choke flips), then
+at random.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+NEWCOMER_AGE = 60.0
+NEWCOMER_WEIGHT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    key: Hashable
+    interested: bool  # the peer is interested in us
+    down_rate: float  # bytes/s the peer gives us
+    up_rate: float  # bytes/s we give the peer
+    snubbed: bool = False
+    connected_at: float = 0.0
+    is_seed: bool = False  # the peer has everything
+    optimistic_ok: bool = True
+
+
+class Choker:
+    def __init__(
+        self,
+        slots: int = 4,
+        *,
+        rechoke_interval: float = 10.0,
+        optimistic_interval: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if slots < 0:
+            raise ValueError("negative slot count")
+        self.slots = slots
+        self.rechoke_interval = rechoke_interval
+        self.optimistic_interval = optimistic_interval
+        self._rng = rng if rng is not None else random.Random()
+        self.next_at = 0.0
+        self.optimistic: Hashable | None = None
+        self._optimistic_until = 0.0
+        self._regular: set[Hashable] = set()
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def rechoke(self, peers: Sequence[PeerInfo], now: float, seeding: bool) -> set[Hashable]:
+        """The keys to unchoke now (everyone else choked); schedules the next rechoke."""
+        self.next_at = now + self.rechoke_interval
+        if self.slots == 0:
+            self._regular = set()
+            self.optimistic = None
+            return set()
+        rng = self._rng
+        prev = self._regular
+
+        def rate(p: PeerInfo) -> float:
+            return p.up_rate if seeding else p.down_rate
+
+        ranked = sorted(
+            (p for p in peers if seeding or not (p.snubbed or p.is_seed)),
+            key=lambda p: (-rate(p), p.key not in prev, rng.random()),
+        )
+        chosen: set[Hashable] = set()
+        regular = 0
+        ready = 0
+        for p in ranked:
+            if regular >= self.slots:
+                break
+            if p.interested:
+                chosen.add(p.key)
+                regular += 1
+            elif ready < self.slots and rate(p) > 0.0:
+                chosen.add(p.key)
+                ready += 1
+        self._regular = set(chosen)
+
+        eligible = [p for p in peers if p.interested and p.optimistic_ok and p.key not in chosen]
+        current = next((p for p in eligible if p.key == self.optimistic), None)
+        if current is None or now >= self._optimistic_until:
+            pool = [p for p in eligible if p is not current] or eligible
+            if pool:
+                weights = [
+                    NEWCOMER_WEIGHT if now - p.connected_at < NEWCOMER_AGE else 1 for p in pool
+                ]
+                current = rng.choices(pool, weights=weights)[0]
+                self._optimistic_until = now + self.optimistic_interval
+            else:
+                current = None
+        self.optimistic = current.key if current is not None else None
+        if current is not None:
+            chosen.add(current.key)
+        return chosen

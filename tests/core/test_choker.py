@@ -1,0 +1,131 @@
+import random
+from collections import Counter
+
+import pytest
+
+from swarm.core.choker import Choker, PeerInfo
+
+
+def peer(key: str, down: float = 0.0, up: float = 0.0, **kw: object) -> PeerInfo:
+    kw.setdefault("interested", True)
+    return PeerInfo(key=key, down_rate=down, up_rate=up, **kw)  # type: ignore[arg-type]
+
+
+def test_reciprocation_best_uploaders_get_the_slots() -> None:
+    c = Choker(4, rng=random.Random(1))
+    peers = [peer(f"p{i}", down=float(i * 1000)) for i in range(10)]
+    un = c.rechoke(peers, 0.0, seeding=False)
+    assert {"p9", "p8", "p7", "p6"} <= un
+    assert len(un) == 5  # four regular + one optimistic
+    assert c.optimistic in un and c.optimistic not in {"p9", "p8", "p7", "p6"}
+
+
+def test_due_every_ten_seconds() -> None:
+    c = Choker(rng=random.Random(0))
+    assert c.due(0.0)
+    c.rechoke([], 0.0, seeding=False)
+    assert not c.due(9.9)
+    assert c.due(10.0)
+    assert c.next_at == 10.0
+
+
+def test_optimistic_rotates_every_30s_not_every_10() -> None:
+    c = Choker(2, rng=random.Random(5))
+    peers = [peer("fast1", down=9e6), peer("fast2", down=8e6)] + [peer(f"c{i}") for i in range(6)]
+    history = []
+    t = 0.0
+    for _ in range(9):
+        c.rechoke(peers, t, seeding=False)
+        history.append(c.optimistic)
+        t += 10.0
+    assert history[0] == history[1] == history[2]
+    assert history[3] == history[4] == history[5]
+    assert history[6] == history[7] == history[8]
+    assert history[0] != history[3] and history[3] != history[6]
+
+
+def test_optimistic_replaced_when_it_leaves() -> None:
+    c = Choker(1, rng=random.Random(2))
+    peers = [peer("fast", down=1e6), peer("a"), peer("b")]
+    c.rechoke(peers, 0.0, seeding=False)
+    gone = c.optimistic
+    rest = [p for p in peers if p.key != gone]
+    un = c.rechoke(rest, 10.0, seeding=False)
+    assert c.optimistic is not None and c.optimistic != gone
+    assert un == {"fast", c.optimistic}
+
+
+def test_newcomers_three_times_as_likely() -> None:
+    rng = random.Random(7)
+    wins = Counter()
+    for _ in range(3000):
+        c = Choker(1, rng=rng)
+        now = 1000.0
+        peers = [peer("top", down=1e6)]
+        peers += [peer(f"old{i}", connected_at=0.0) for i in range(3)]
+        peers.append(peer("new", connected_at=now - 5.0))
+        c.rechoke(peers, now, seeding=False)
+        wins["new" if c.optimistic == "new" else "old"] += 1
+    # weights 3 : 1+1+1 -> the newcomer wins half the time (one old peer: 1/6)
+    assert 0.45 < wins["new"] / 3000 < 0.55
+
+
+def test_snubbed_peers_lose_their_slot() -> None:
+    c = Choker(2, rng=random.Random(3))
+    peers = [peer("a", down=5e6), peer("b", down=4e6), peer("c", down=1e3)]
+    assert {"a", "b"} <= c.rechoke(peers, 0.0, seeding=False)
+    peers[0] = peer("a", down=5e6, snubbed=True, optimistic_ok=False)
+    un = c.rechoke(peers, 10.0, seeding=False)
+    assert "a" not in un
+    assert {"b", "c"} <= un
+
+
+def test_seeds_not_ranked_and_uninterested_ready() -> None:
+    c = Choker(2, rng=random.Random(4))
+    peers = [
+        peer("seed", down=9e9, interested=False, is_seed=True),
+        peer("ready", down=8e9, interested=False),  # gives us much, wants nothing yet
+        peer("x", down=3e6),
+        peer("y", down=2e6),
+        peer("z", down=1e6),
+    ]
+    un = c.rechoke(peers, 0.0, seeding=False)
+    assert "seed" not in un
+    assert {"ready", "x", "y"} <= un
+    assert un == {"ready", "x", "y", "z"}  # z is the only optimistic candidate
+
+
+def test_seed_mode_ranks_by_upload_rate() -> None:
+    c = Choker(2, rng=random.Random(6))
+    peers = [
+        peer("slow", down=9e9, up=1e3),
+        peer("fast", up=5e7),
+        peer("mid", up=1e7),
+        peer("idle", up=0.0, interested=False),
+    ]
+    un = c.rechoke(peers, 0.0, seeding=True)
+    assert {"fast", "mid"} <= un
+    assert c.optimistic == "slow"
+    assert "idle" not in un
+
+
+def test_uninterested_peers_are_not_optimistic() -> None:
+    c = Choker(1, rng=random.Random(8))
+    un = c.rechoke([peer("a", interested=False), peer("b", interested=False)], 0.0, seeding=False)
+    assert un == set() and c.optimistic is None
+
+
+def test_stable_ties_keep_current_unchoked() -> None:
+    c = Choker(2, rng=random.Random(9))
+    peers = [peer(k, down=100.0) for k in "abcdef"]
+    first = c.rechoke(peers, 0.0, seeding=False) - {c.optimistic}
+    second = c.rechoke(peers, 10.0, seeding=False) - {c.optimistic}
+    assert first == second
+
+
+@pytest.mark.parametrize("slots", [0, 1, 4])
+def test_slot_count_respected(slots: int) -> None:
+    c = Choker(slots, rng=random.Random(slots))
+    peers = [peer(f"p{i}", down=float(i)) for i in range(20)]
+    un = c.rechoke(peers, 0.0, seeding=False)
+    assert len(un) == (slots + 1 if slots else 0)
