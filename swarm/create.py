@@ -223,7 +223,9 @@ def build_torrent(
     if piece_length is None:
         piece_length = choose_piece_length(total)
     if -(-total // piece_length) > MAX_PIECES:
-        raise BadInput(f"{path}: too many pieces at piece length {piece_length}; choose a larger one")
+        raise BadInput(
+            f"{path}: too many pieces at piece length {piece_length}; choose a larger one"
+        )
     pieces = hash_pieces(files, piece_length, progress)
     raw_name = os.fsencode(name)
     if single:

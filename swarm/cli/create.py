@@ -38,19 +38,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         epilog="example: swarm create ./photos -t http://192.168.1.10:6969/announce",
     )
     p.add_argument("path", metavar="PATH", help="file or directory to share")
-    p.add_argument("-o", "--output", metavar="OUT", help="where to write (default ./<name>.torrent)")
     p.add_argument(
-        "-t", "--tracker", action="append", default=[], metavar="URL",
+        "-o", "--output", metavar="OUT", help="where to write (default ./<name>.torrent)"
+    )
+    p.add_argument(
+        "-t",
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="URL",
         help="tracker announce URL (repeatable; each is its own tier)",
     )
     p.add_argument(
-        "--piece-length", type=parse_size, metavar="BYTES",
+        "--piece-length",
+        type=parse_size,
+        metavar="BYTES",
         help="piece length: a power of two >= 16 KiB (default: chosen for ~1000-2000 pieces)",
     )
     p.add_argument("--private", action="store_true", help="set the private flag (no DHT/PEX)")
     p.add_argument("--comment", metavar="TEXT", help="free-text comment")
     p.add_argument(
-        "--web-seed", action="append", default=[], metavar="URL", help="BEP 19 web seed URL (repeatable)"
+        "--web-seed",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="BEP 19 web seed URL (repeatable)",
     )
     add_output_options(p)
     p.set_defaults(func=run)
@@ -88,8 +100,13 @@ def run(args: argparse.Namespace) -> int:
         )
 
         bar = Progress(
-            "hashing", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=True,
+            "hashing",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
         task = bar.add_task("hash", total=None)
 
@@ -105,14 +122,22 @@ def run(args: argparse.Namespace) -> int:
     if bar is not None:
         with bar:
             result = build_torrent(
-                args.path, trackers=args.tracker, piece_length=args.piece_length,
-                private=args.private, comment=args.comment, web_seeds=args.web_seed,
+                args.path,
+                trackers=args.tracker,
+                piece_length=args.piece_length,
+                private=args.private,
+                comment=args.comment,
+                web_seeds=args.web_seed,
                 progress=progress_cb,
             )
     else:
         result = build_torrent(
-            args.path, trackers=args.tracker, piece_length=args.piece_length,
-            private=args.private, comment=args.comment, web_seeds=args.web_seed,
+            args.path,
+            trackers=args.tracker,
+            piece_length=args.piece_length,
+            private=args.private,
+            comment=args.comment,
+            web_seeds=args.web_seed,
             progress=progress_cb,
         )
     elapsed = time.monotonic() - started
@@ -125,12 +150,21 @@ def run(args: argparse.Namespace) -> int:
     if as_json:
         for line in result.skipped:
             _emit({"event": "warning", "message": f"skipped {line}"})
-        _emit({
-            "event": "created", "path": str(out), "name": meta.name,
-            "info_hash": meta.info_hash_hex, "magnet": magnet, "size": meta.total_length,
-            "files": sum(1 for f in meta.files if not f.pad), "piece_length": meta.piece_length,
-            "pieces": meta.num_pieces, "private": meta.private, "seconds": round(elapsed, 3),
-        })
+        _emit(
+            {
+                "event": "created",
+                "path": str(out),
+                "name": meta.name,
+                "info_hash": meta.info_hash_hex,
+                "magnet": magnet,
+                "size": meta.total_length,
+                "files": sum(1 for f in meta.files if not f.pad),
+                "piece_length": meta.piece_length,
+                "pieces": meta.num_pieces,
+                "private": meta.private,
+                "seconds": round(elapsed, 3),
+            }
+        )
     elif not quiet:
         for line in result.skipped:
             sys.stderr.write(f"swarm: warning: skipped {line}\n")

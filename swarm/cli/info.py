@@ -106,8 +106,10 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         ("name", escape(meta.name)),
         ("size", f"{human_size(meta.total_length)} ({meta.total_length} bytes)"),
-        ("pieces", f"{meta.num_pieces} x {human_size(meta.piece_length)}"
-         f" ({meta.piece_length} bytes)"),
+        (
+            "pieces",
+            f"{meta.num_pieces} x {human_size(meta.piece_length)} ({meta.piece_length} bytes)",
+        ),
         ("private", "yes" if meta.private else "no"),
         ("files", str(len(real_files))),
         ("info-hash", meta.info_hash_hex),

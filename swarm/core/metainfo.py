@@ -232,9 +232,7 @@ def _build_from_info(
             f"info.piece length {piece_length} exceeds the {MAX_PIECE_LENGTH}-byte limit"
         )
     if piece_length & (piece_length - 1) or piece_length < 16384:
-        warnings.append(
-            f"piece length {piece_length} is not a power of two of at least 16 KiB"
-        )
+        warnings.append(f"piece length {piece_length} is not a power of two of at least 16 KiB")
 
     name = _name(info, info_hash, warnings)
     files_value = info.get(b"files")
@@ -295,7 +293,7 @@ def _name(info: dict[bytes, Any], info_hash: bytes, warnings: list[str]) -> str:
     if not name:
         name = info_hash.hex()
         warnings.append(f"name {text[:80]!r} is unusable; using the info-hash {name} instead")
-    elif name != text:
+    elif name != text or text.encode("utf-8") != raw:
         warnings.append(f"name {text[:80]!r} sanitised to {name!r}")
     return name
 
@@ -305,7 +303,7 @@ def _attr(entry: dict[bytes, Any]) -> str:
     return attr.decode("ascii", "replace") if isinstance(attr, bytes) else ""
 
 
-def _path_list(value: Any, what: str) -> list[str]:
+def _path_list(value: Any, what: str, lossy: list[bool] | None = None) -> list[str]:
     if not isinstance(value, list):
         raise MetainfoError(f"{what} is not a list")
     if len(value) > MAX_PATH_DEPTH:
@@ -314,7 +312,10 @@ def _path_list(value: Any, what: str) -> list[str]:
     for part in value:
         if not isinstance(part, bytes):
             raise MetainfoError(f"{what} has a component that is not a string")
-        out.append(_text(part))
+        text = _text(part)
+        if lossy is not None and text.encode("utf-8") != part:
+            lossy.append(True)
+        out.append(text)
     return out
 
 
@@ -347,21 +348,26 @@ def _multi_files(value: Any, name: str, warnings: list[str]) -> list[FileEntry]:
         if not isinstance(raw_path, list) or not all(isinstance(p, bytes) for p in raw_path):
             raw_path = entry.get(b"path")
         pad = "p" in attr
+        lossy: list[bool] = []
         if raw_path is None:
             if not pad:
                 raise MetainfoError(f"{where}.path is missing")
             parts = [".pad", str(length)]
         else:
-            parts = _path_list(raw_path, f"{where}.path")
-        if not pad and parts and (
-            (len(parts) == 2 and parts[0] == ".pad" and parts[1].isdigit())
-            or parts[-1].startswith("_____padding_file_")
+            parts = _path_list(raw_path, f"{where}.path", lossy)
+        if (
+            not pad
+            and parts
+            and (
+                (len(parts) == 2 and parts[0] == ".pad" and parts[1].isdigit())
+                or parts[-1].startswith("_____padding_file_")
+            )
         ):
             pad = True
         clean = tuple(c for c in (_component(p) for p in parts) if c)
         if not clean:
             clean = ("_",)
-        if clean != tuple(parts) and not pad:
+        if (clean != tuple(parts) or lossy) and not pad:
             warnings.append(f"path {'/'.join(parts)[:120]!r} sanitised to {'/'.join(clean)!r}")
         target: tuple[str, ...] | None = None
         if symlink:
@@ -393,13 +399,15 @@ def _multi_files(value: Any, name: str, warnings: list[str]) -> list[FileEntry]:
 def _unique(
     path: tuple[str, ...], used: set[tuple[str, ...]], dirs: set[tuple[str, ...]]
 ) -> tuple[str, ...]:
-    """libtorrent's scheme: ``bar.txt`` -> ``bar.1.txt``; also clear of files on the way."""
+    """libtorrent's scheme, ``bar.txt`` -> ``bar.1.txt``; a directory whose
+    name is taken by a file becomes ``name.d``."""
     parent = list(path[:-1])
-    # a parent that is already a file: rename that directory component
-    for i in range(1, len(parent)):
-        if tuple(parent[:i]) in used:
-            parent[i - 1] = parent[i - 1] + ".d"
+    for i in range(1, len(parent) + 1):
+        while tuple(parent[:i]) in used:
+            parent[i - 1] += ".d"
     last = path[-1]
+    if (*parent, last) not in used and (*parent, last) not in dirs:
+        return (*parent, last)
     stem, dot, ext = last.rpartition(".")
     if not stem:
         stem, dot, ext = last, "", ""
@@ -422,9 +430,7 @@ def _component(text: str) -> str:
     Separators inside a component are not allowed to make directories: the
     pieces between them are kept (minus '.', '..' and empties) joined by '_'.
     """
-    text = "".join(
-        "_" if unicodedata.category(ch) == "Cc" else ch for ch in text
-    )
+    text = "".join("_" if unicodedata.category(ch) == "Cc" else ch for ch in text)
     parts = [p for p in text.replace("\\", "/").split("/") if p not in ("", ".", "..")]
     out = "_".join(parts)
     if out in ("", ".", ".."):

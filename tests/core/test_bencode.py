@@ -16,8 +16,10 @@ ints = st.integers(min_value=-(2**70), max_value=2**70)
 leaves = ints | st.binary(max_size=40)
 values = st.recursive(
     leaves,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.binary(max_size=10), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.binary(max_size=10), children, max_size=5)
+    ),
     max_leaves=30,
 )
 

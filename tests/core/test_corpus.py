@@ -12,7 +12,9 @@ from conftest import IN_CI
 from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.errors import MetainfoError
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "libtorrent-test-torrents"
+CORPUS = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "libtorrent-test-torrents"
+)
 EXPECTED = CORPUS / "EXPECTED.tsv"
 
 
