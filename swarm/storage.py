@@ -550,6 +550,12 @@ class Storage:
         self._touched.clear()
         return result
 
+    async def file_sizes(self) -> list[int]:
+        """Size on disk of each file (``ABSENT`` = -1 when missing, a symlink or a pad file)."""
+        sizes = await self._run(self._file_sizes)
+        assert isinstance(sizes, list)
+        return sizes
+
     def _file_sizes(self) -> list[int]:
         out: list[int] = []
         for i, p in enumerate(self._paths):
