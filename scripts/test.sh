@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-echo "== ruff"; ruff check swarm tracker tests examples benchmarks
+lint_dirs=""
+for d in swarm tracker tests examples benchmarks; do [ -d "$d" ] && lint_dirs="$lint_dirs $d"; done
+echo "== ruff"; ruff check $lint_dirs
 echo "== mypy"; mypy swarm tracker
 echo "== pytest"
 set +e
