@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import IN_CI, require_tool
 
 pytestmark = pytest.mark.netns
