@@ -1,0 +1,191 @@
+"""`swarm create` and `swarm info` as a user runs them: exit codes, stdout, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swarm.core.metainfo import parse_metainfo
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO / ".." / "shared" / "corpus" / "libtorrent-test-torrents"
+
+
+def swarm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "swarm", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess[str], starts: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"swarm: error: {starts}"), lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    (root / "2024").mkdir(parents=True)
+    (root / "a.jpg").write_bytes(os.urandom(50_000))
+    (root / "2024" / "b.jpg").write_bytes(os.urandom(20_000))
+    return root
+
+
+def test_create_then_info(tmp_path: Path, tree: Path) -> None:
+    proc = swarm(
+        "create",
+        "photos",
+        "-t",
+        "http://127.0.0.1:6969/announce",
+        "--comment",
+        "trip",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "photos.torrent"
+    meta = parse_metainfo(out.read_bytes())
+    assert f"info-hash: {meta.info_hash_hex}" in proc.stdout
+    assert f"magnet:?xt=urn:btih:{meta.info_hash_hex}" in proc.stdout
+    assert [("/".join(f.path), f.length) for f in meta.files] == [
+        ("photos/2024/b.jpg", 20_000),
+        ("photos/a.jpg", 50_000),
+    ]
+    assert meta.trackers == [["http://127.0.0.1:6969/announce"]] and meta.comment == "trip"
+
+    info = swarm("info", "photos.torrent", cwd=tmp_path)
+    assert info.returncode == 0, info.stderr
+    for needle in (
+        "photos",
+        "70000 bytes",
+        meta.info_hash_hex,
+        "2024/b.jpg",
+        "a.jpg",
+        "tier 0: http://127.0.0.1:6969/announce",
+        "trip",
+    ):
+        assert needle in info.stdout
+
+    js = swarm("info", "photos.torrent", "--json", cwd=tmp_path)
+    assert js.returncode == 0
+    obj = json.loads(js.stdout)
+    assert (
+        obj["event"] == "info" and obj["info_hash"] == meta.info_hash_hex and obj["size"] == 70_000
+    )
+    assert [f["path"] for f in obj["files"]] == ["photos/2024/b.jpg", "photos/a.jpg"]
+
+
+def test_create_options_and_json(tmp_path: Path, tree: Path) -> None:
+    out = tmp_path / "out" / "x.torrent"
+    out.parent.mkdir()
+    proc = swarm(
+        "create",
+        str(tree),
+        "-o",
+        str(out),
+        "--piece-length",
+        "32K",
+        "--private",
+        "--web-seed",
+        "http://127.0.0.1:8000/",
+        "-t",
+        "http://a/ann",
+        "-t",
+        "http://b/ann",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert all("event" in e for e in events)
+    created = events[-1]
+    assert created["event"] == "created" and created["path"] == str(out)
+    meta = parse_metainfo(out.read_bytes())
+    assert created["info_hash"] == meta.info_hash_hex
+    assert (
+        meta.piece_length == 32768 and meta.private and meta.url_list == ["http://127.0.0.1:8000/"]
+    )
+    assert meta.trackers == [["http://a/ann"], ["http://b/ann"]]
+
+
+def test_quiet_single_file(tmp_path: Path, tree: Path) -> None:
+    proc = swarm("create", "photos/a.jpg", "-q", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+    meta = parse_metainfo((tmp_path / "a.jpg.torrent").read_bytes())
+    assert not meta.multi_file and meta.total_length == 50_000
+
+
+@pytest.mark.parametrize(
+    ("args", "starts"),
+    [
+        (["create", "nope"], "nope: no such file or directory"),
+        (
+            ["create", "photos", "--piece-length", "1000"],
+            "--piece-length 1000 must be a power of two",
+        ),
+        (
+            ["create", "photos", "--piece-length", "49152"],
+            "--piece-length 49152 must be a power of two",
+        ),
+        (["create", "photos", "-o", "missing/dir/x.torrent"], "missing/dir/x.torrent: directory"),
+        (["create", "empty"], "empty: no data to share"),
+        (["info", "missing.torrent"], "missing.torrent: no such file"),
+        (["info", "photos"], "photos: is a directory"),
+    ],
+)
+def test_usage_errors(tmp_path: Path, tree: Path, args: list[str], starts: str) -> None:
+    (tmp_path / "empty").mkdir()
+    assert_one_error_line(swarm(*args, cwd=tmp_path), starts)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"garbage", "bad.torrent: not valid bencoding"),
+        (b"", "bad.torrent: not valid bencoding"),
+        (
+            b"d4:infod4:name1:x12:piece lengthi0e6:pieces0:6:lengthi1eee",
+            "bad.torrent: info.piece length is not a positive integer",
+        ),
+        (
+            b"d4:infod4:name1:x12:piece lengthi16384e6:pieces3:abc6:lengthi1eee",
+            "bad.torrent: info.pieces length is not a multiple of 20",
+        ),
+    ],
+)
+def test_bad_torrent_is_one_line_exit_2(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "bad.torrent").write_bytes(content)
+    assert_one_error_line(swarm("info", "bad.torrent", cwd=tmp_path), message)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["v2_deep_recursion.torrent", "many_pieces.torrent", "v2_only.torrent", "string.torrent"],
+)
+def test_corpus_errors_through_cli(tmp_path: Path, name: str) -> None:
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip("corpus missing (test_corpus.py fails for that in CI)")
+    assert_one_error_line(swarm("info", str(path), cwd=tmp_path), str(path))
+
+
+def test_info_shows_warnings_for_hostile_paths(tmp_path: Path) -> None:
+    path = CORPUS / "parent_path.torrent"
+    if not path.exists():
+        pytest.skip("corpus missing (test_corpus.py fails for that in CI)")
+    proc = swarm("info", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning:" in proc.stdout and "sanitised" in proc.stdout
