@@ -340,7 +340,9 @@ class Storage:
                 os.close(fd)
                 raise StorageError(f"{name} is not a regular file")
             if create and index not in self._sized:
-                if st.st_size < length:
+                # Only wanted files get their full (sparse) length; a neighbour
+                # of a selection holds just the bytes of the pieces it shares.
+                if st.st_size < length and index in self.wanted_files:
                     os.ftruncate(fd, length)  # only ever extends: existing data is kept
                 self._sized.add(index)
             return fd
@@ -697,11 +699,14 @@ class Storage:
 
     def _unchanged_sync(self) -> bool:
         observed = self._observe()
-        needed: set[int] = set()
+        needed: dict[int, int] = {}  # file -> bytes our pieces need in it
         for index in self.have:
-            needed.update(self.layout.files_for_piece(index))
-        for i in needed:
-            if observed[i][0] < self.layout.files[i].length:
+            for s in self.layout.piece_segments(index):
+                end = s.file_offset + s.length
+                if not self.layout.files[s.file_index].pad and needed.get(s.file_index, 0) < end:
+                    needed[s.file_index] = end
+        for i, end in needed.items():
+            if observed[i][0] < end:
                 return False
         if self._baseline is not None:
             for i, (now, then) in enumerate(zip(observed, self._baseline, strict=True)):

@@ -209,11 +209,11 @@ def decode_resume(raw: bytes, layout: Layout, info_hash: bytes) -> ResumeData | 
         have = Bitfield.from_bytes(bits, layout.num_pieces)
     except SwarmError:
         return None
-    # A piece marked verified needs every one of its files present at full length.
+    # A piece marked verified needs its bytes in every file it touches.
     for index in have:
         for s in layout.piece_segments(index):
             f = layout.files[s.file_index]
-            if not f.pad and recorded[s.file_index][0] < f.length:
+            if not f.pad and recorded[s.file_index][0] < s.file_offset + s.length:
                 return None
     return ResumeData(info_hash, have, tuple(recorded))
 

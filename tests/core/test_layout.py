@@ -167,9 +167,12 @@ def test_resume_mismatches_are_none() -> None:
 def test_resume_claiming_piece_of_short_file_is_refused() -> None:
     layout, data = sample()
     files = list(data.files)
-    files[4] = (12, 99)  # piece 3 needs f4 at full length (20)
+    files[4] = (11, 99)  # piece 3 (bytes 24..32) needs f4 (from 20) up to 12 bytes
     bad = ResumeData(HASH, data.have, tuple(files))
     assert decode_resume(encode_resume(bad), layout, HASH) is None
+    files[4] = (12, 99)  # enough: a partial neighbour of a --files selection
+    ok = ResumeData(HASH, data.have, tuple(files))
+    assert decode_resume(encode_resume(ok), layout, HASH) == ok
 
 
 def tamper(key: bytes, value: object) -> bytes:

@@ -386,3 +386,89 @@ def test_inconsistent_meta_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(StorageError):
         Storage(gap, tmp_path)
+
+
+async def test_selection_neighbours_hold_only_shared_bytes(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    # c.bin (56768..126769) alone: pieces 3..7; piece 3 starts in b.bin, 7 ends in d.bin
+    st = Storage(meta, tmp_path, wanted_files={5})
+    await st.open()
+    wanted = list(st.wanted_pieces())
+    assert wanted == [3, 4, 5, 6, 7]
+    for i in wanted:
+        assert await st.write_piece(i, piece(meta, stream, i))
+    await st.close()
+    t = tmp_path / "t"
+    assert (t / "c.bin").read_bytes() == file_bytes(meta, stream, 5)
+    assert not (t / "a.bin").exists()
+    b = (t / "sub" / "b.bin").read_bytes()  # the tail of b.bin that piece 3 holds
+    assert len(b) == 10_000 and b[49152 - 40000 :] == file_bytes(meta, stream, 2)[49152 - 40000 :]
+    st2 = Storage(meta, tmp_path, wanted_files={5})
+    await st2.open()
+    have = await st2.load_resume()
+    assert have is not None and list(have) == wanted
+    assert await st2.verify_files_unchanged()
+    await st2.close()
+
+
+def test_kill_9_loses_only_pieces_in_flight(tmp_path: Path) -> None:
+    """A writer killed with SIGKILL: every piece it reported written is recovered."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = r'''
+import asyncio, sys
+sys.path[:0] = sys.argv[1:3]
+from pathlib import Path
+from test_storage_support import MIXED, make_meta, piece
+from swarm.storage import Storage
+
+async def main():
+    meta, stream = make_meta(MIXED, 16384)
+    st = Storage(meta, Path(sys.argv[3]))
+    await st.open()
+    for i in range(meta.num_pieces):
+        assert await st.write_piece(i, piece(meta, stream, i))
+        print(i, flush=True)
+        if i == 2:
+            await st.save_resume()
+        if i == 5:
+            await asyncio.sleep(60)  # parked here until killed
+
+asyncio.run(main())
+'''
+    root = tmp_path / "data"
+    here = str(Path(__file__).resolve().parent)
+    repo = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child, here, repo, str(root)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    reported: list[int] = []
+    deadline = time.monotonic() + 30
+    try:
+        assert proc.stdout is not None
+        while len(reported) < 6 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            reported.append(int(line))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert reported == [0, 1, 2, 3, 4, 5]
+
+    async def recover() -> list[int]:
+        meta, stream = make_meta(MIXED, PL)
+        st = Storage(meta, root)
+        await st.open()
+        have = await st.load_resume()
+        # the resume saved after piece 2 may be stale, never wrong
+        assert have is None or set(have) <= set(reported)
+        got = list(await st.recheck())
+        await st.close()
+        return got
+
+    assert asyncio.run(recover()) == reported
