@@ -15,6 +15,7 @@ from swarm.core.dht.krpc import (
     FindNode,
     GetPeers,
     KRPCError,
+    Message,
     NodeInfo,
     Ping,
     Response,
@@ -46,10 +47,10 @@ MESSAGES = [
 
 
 @pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
-def test_round_trip(msg: object) -> None:
-    data = encode_message(msg)  # type: ignore[arg-type]
+def test_round_trip(msg: Message) -> None:
+    data = encode_message(msg)
     assert decode_message(data) == msg
-    assert decode_message(encode_message(msg, version=b"SW01")) == msg  # type: ignore[arg-type]
+    assert decode_message(encode_message(msg, version=b"SW01")) == msg
 
 
 def test_bep5_example_ping() -> None:

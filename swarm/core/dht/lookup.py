@@ -31,7 +31,7 @@ class Candidate:
     id: bytes | None
     dist: int
     state: str = NEW
-    sent_at: float = 0.0
+    deadline: float = 0.0
     token: bytes | None = None
 
 
@@ -100,7 +100,7 @@ class Lookup:
 
     def _expire(self, now: float) -> None:
         for c in self._cands.values():
-            if c.state == INFLIGHT and now - c.sent_at >= self.timeout:
+            if c.state == INFLIGHT and now >= c.deadline:
                 c.state = FAILED
                 self.inflight -= 1
 
@@ -122,7 +122,7 @@ class Lookup:
                 break
             if c.state == NEW:
                 c.state = INFLIGHT
-                c.sent_at = now
+                c.deadline = now + self.timeout
                 self.inflight += 1
                 self.queries += 1
                 out.append(QueryAction(c.addr, c.id))
@@ -130,7 +130,7 @@ class Lookup:
 
     def next_deadline(self) -> float | None:
         """When the oldest in-flight query times out (for the caller's wait)."""
-        times = [c.sent_at + self.timeout for c in self._cands.values() if c.state == INFLIGHT]
+        times = [c.deadline for c in self._cands.values() if c.state == INFLIGHT]
         return min(times) if times else None
 
     def on_response(
