@@ -29,7 +29,7 @@ from swarm.errors import ProtocolError
 ID_A = bytes(range(20))
 ID_B = bytes(range(20, 40))
 
-MESSAGES = [
+MESSAGES: list[Message] = [
     Ping(b"aa", ID_A),
     FindNode(b"ab", ID_A, ID_B),
     GetPeers(b"\x00\x01", ID_A, ID_B),
