@@ -216,6 +216,7 @@ class Storage:
         self._verify_reads = verify_reads
         self._recheck_jobs = max(1, recheck_jobs)
         self._resume_lock = asyncio.Lock()
+        self._saved: Bitfield | None = None  # what the resume file holds
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -230,7 +231,9 @@ class Storage:
         paths: list[tuple[str, ...] | None] = []
         seen: set[tuple[str, ...]] = set()
         for f in self.layout.files:
-            if f.pad:
+            if f.pad or f.symlink is not None:
+                # BEP 47 symlinks hold no data; we never create links (they
+                # could point anywhere), so they are skipped like padding.
                 paths.append(None)
                 continue
             p = _check_components(f.path)
@@ -330,7 +333,8 @@ class Storage:
                 except FileNotFoundError:
                     if not create:
                         return None
-                    fd = os.open(comps[-1], mode | _FILE_FLAGS | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dfd)
+                    perm = 0o755 if self.layout.files[index].executable else 0o644
+                    fd = os.open(comps[-1], mode | _FILE_FLAGS | os.O_CREAT | os.O_EXCL, perm, dir_fd=dfd)
                     self._fresh.add(index)
             finally:
                 for d in opened:
@@ -620,6 +624,7 @@ class Storage:
         have = await self._run(self._load_resume_sync, self._resume_path)
         if not isinstance(have, Bitfield):
             return None
+        self._saved = have.copy()
         self.have = have.copy()
         self._cache.clear()
         return have
@@ -651,18 +656,25 @@ class Storage:
             return
         snapshot = (have if have is not None else self.have).copy()
         async with self._resume_lock:
+            if snapshot == self._saved and not self._dirty:
+                return  # nothing new since the last save (stop() then close())
             await self._run(self._save_resume_sync, self._resume_path, snapshot)
+            self._saved = snapshot
 
     def _save_resume_sync(self, path: Path, have: Bitfield) -> None:
         # The snapshot was taken before these fsyncs and stats: every piece it
         # claims was already pwritten, so the recorded mtimes cover it.
-        for i, fd in self._fds.fds():
-            if i in self._dirty:
-                self._dirty.discard(i)
-                try:
-                    os.fsync(fd)
-                except OSError as exc:
-                    raise _oserror(exc, self._display(i), "write to") from None
+        for i in sorted(self._dirty):
+            self._dirty.discard(i)  # before fsync: a write landing meanwhile re-adds it
+            try:
+                fd = self._fds.acquire(i, False)
+                if fd is not None:
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        self._fds.release(i)
+            except OSError as exc:
+                raise _oserror(exc, self._display(i), "write to") from None
         observed = self._observe()
         raw = encode_resume(ResumeData(self.meta.info_hash, have, tuple(observed)))
         d = str(path.parent)

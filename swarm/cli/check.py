@@ -105,7 +105,7 @@ async def check(
     bad_set = set(have.missing())
     files: list[FileReport] = []
     for i, f in enumerate(meta.files):
-        if f.pad:
+        if f.pad or f.symlink is not None:
             continue
         bad = sorted(bad_set.intersection(st.layout.pieces_of_file(i)))
         if sizes[i] == ABSENT:

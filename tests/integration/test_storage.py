@@ -472,3 +472,52 @@ asyncio.run(main())
         return got
 
     assert asyncio.run(recover()) == reported
+
+
+async def test_bep47_symlink_entries_skipped_and_executable_bit(tmp_path: Path) -> None:
+    meta, stream = make_meta([(("t", "run.sh"), 300), (("t", "z.bin"), 200)], 128)
+    files = (
+        FileEntry(("t", "run.sh"), 300, 0, executable=True),
+        FileEntry(("t", "link"), 0, 300, symlink=("..", "..", "etc")),
+        FileEntry(("t", "z.bin"), 200, 300),
+    )
+    meta = Metainfo(
+        info_hash=meta.info_hash, info_bytes=b"", name="t", piece_length=128,
+        pieces=meta.pieces, total_length=500, files=files, multi_file=True,
+    )
+    st = Storage(meta, tmp_path)
+    await st.open()
+    await write_all(st, meta, stream)
+    await st.close()
+    assert not (tmp_path / "t" / "link").exists() and not (tmp_path / "t" / "link").is_symlink()
+    assert (tmp_path / "t" / "run.sh").stat().st_mode & 0o111
+    assert not (tmp_path / "t" / "z.bin").stat().st_mode & 0o111
+    assert (tmp_path / "t" / "z.bin").read_bytes() == stream[300:]
+
+
+async def test_small_fd_cache_and_fsync_of_evicted_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = [((f"f{i}",), 3000 + i) for i in range(12)]
+    meta, stream = make_meta(spec, 4096)
+    st = Storage(meta, tmp_path, max_open_files=2)
+    await st.open()
+    await write_all(st, meta, stream)
+    assert len(st._fds.fds()) <= 2
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    await st.save_resume()
+    assert len(synced) >= 12  # every written file, evicted or not (+ resume file and dir)
+    synced.clear()
+    await st.save_resume()
+    assert synced == []  # nothing new: no rewrite
+    await st.close()
+    assert synced == []
+    for i, f in enumerate(meta.files):
+        assert (tmp_path / f.path[0]).read_bytes() == file_bytes(meta, stream, i)
