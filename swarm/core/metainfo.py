@@ -256,6 +256,8 @@ def _build_from_info(
     have = len(pieces) // 20
     if have != needed:
         raise MetainfoError(f"info.pieces has {have} hashes but the files need {needed} pieces")
+    if meta_version == 2 or b"file tree" in info:
+        _check_hybrid(info, files, piece_length, multi)
 
     private_value = info.get(b"private", 0)
     if not isinstance(private_value, int):
@@ -278,6 +280,65 @@ def _build_from_info(
         creation_date=creation_date,
         warnings=warnings,
     )
+
+
+def _check_hybrid(
+    info: dict[bytes, Any], files: list[FileEntry], piece_length: int, multi: bool
+) -> None:
+    """A hybrid (BEP 52 + v1) torrent is only usable when both halves describe
+    the same files: otherwise v1 and v2 peers would fetch different data."""
+    if piece_length < 16384 or piece_length & (piece_length - 1):
+        raise MetainfoError("info.piece length of a hybrid torrent is not a power of two >= 16 KiB")
+    tree = info.get(b"file tree")
+    if not isinstance(tree, dict):
+        raise MetainfoError("info.file tree is missing or not a dictionary")
+    v2: list[tuple[tuple[bytes, ...], int]] = []
+    _walk_tree(tree, (), v2)
+    raw_files = info.get(b"files")
+    v1: list[tuple[tuple[bytes, ...], int]] = []
+    if multi and isinstance(raw_files, list):
+        for entry, parsed in zip(raw_files, files, strict=True):
+            if not parsed.pad:
+                raw_path = entry.get(b"path")
+                path = tuple(raw_path) if isinstance(raw_path, list) else ()
+                v1.append((path, parsed.length))
+    else:
+        name = info.get(b"name")
+        v1.append(((name if isinstance(name, bytes) else b"",), files[0].length))
+    if v1 != v2:
+        raise MetainfoError("the v1 and v2 file lists of this hybrid torrent do not match")
+    for f in files:
+        if not f.pad and f.length and f.offset % piece_length:
+            raise MetainfoError(
+                f"file {'/'.join(f.path)!r} of a hybrid torrent does not start on a piece boundary"
+            )
+
+
+def _walk_tree(
+    node: dict[bytes, Any], prefix: tuple[bytes, ...], out: list[tuple[tuple[bytes, ...], int]]
+) -> None:
+    """BEP 52 file tree leaves in order; depth is bounded by the decoder."""
+    for key, child in node.items():
+        if len(out) > MAX_FILES:
+            raise MetainfoError("info.file tree has too many files")
+        if not isinstance(child, dict) or not key:
+            raise MetainfoError("info.file tree has an invalid entry")
+        leaf = child.get(b"")
+        if leaf is None:
+            _walk_tree(child, (*prefix, key), out)
+            continue
+        if len(child) != 1 or not isinstance(leaf, dict):
+            raise MetainfoError("info.file tree has an invalid file entry")
+        length = leaf.get(b"length")
+        attr = leaf.get(b"attr", b"")
+        if isinstance(attr, bytes) and b"l" in attr:
+            length = 0
+        if not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
+            raise MetainfoError("info.file tree has a file without a valid length")
+        root = leaf.get(b"pieces root")
+        if length and (not isinstance(root, bytes) or len(root) != 32 or not any(root)):
+            raise MetainfoError("info.file tree has a file without a valid pieces root")
+        out.append(((*prefix, key), length))
 
 
 def _name(info: dict[bytes, Any], info_hash: bytes, warnings: list[str]) -> str:

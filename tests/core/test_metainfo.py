@@ -430,3 +430,46 @@ def test_mutated_torrents_raise_only_metainfo_error(data: st.DataObject) -> None
     except MetainfoError:
         return
     assert meta.num_pieces * meta.piece_length >= meta.total_length
+
+
+def _hybrid(
+    files: list[tuple[list[bytes], int]], tree: dict[bytes, Any], pad: bool = True
+) -> bytes:
+    entries: list[dict[bytes, Any]] = []
+    for i, (path, n) in enumerate(files):
+        entries.append({b"length": n, b"path": path})
+        if pad and i < len(files) - 1 and n % PL:
+            entries.append(
+                {b"length": PL - n % PL, b"path": [b".pad", b"%d" % (PL - n % PL)], b"attr": b"p"}
+            )
+    total = sum(e[b"length"] for e in entries)
+    info = {
+        b"name": b"h",
+        b"piece length": PL,
+        b"pieces": _pieces(total),
+        b"files": entries,
+        b"meta version": 2,
+        b"file tree": tree,
+    }
+    return torrent(info)
+
+
+def _leaf(n: int) -> dict[bytes, Any]:
+    return {b"": {b"length": n, b"pieces root": b"\x01" * 32}}
+
+
+def test_hybrid_v1_and_v2_must_agree() -> None:
+    files = [([b"a"], 100), ([b"d", b"b"], 20000)]
+    good = {b"a": _leaf(100), b"d": {b"b": _leaf(20000)}}
+    meta = parse_metainfo(_hybrid(files, good))
+    assert [f.pad for f in meta.files] == [False, True, False]
+    with pytest.raises(MetainfoError, match="do not match"):
+        parse_metainfo(_hybrid(files, {b"a": _leaf(100), b"d": {b"c": _leaf(20000)}}))
+    with pytest.raises(MetainfoError, match="do not match"):
+        parse_metainfo(_hybrid(files, {b"a": _leaf(101), b"d": {b"b": _leaf(20000)}}))
+    with pytest.raises(MetainfoError, match="piece boundary"):
+        parse_metainfo(_hybrid(files, good, pad=False))
+    with pytest.raises(MetainfoError, match="pieces root"):
+        parse_metainfo(_hybrid(files, {b"a": {b"": {b"length": 100}}, b"d": {b"b": _leaf(20000)}}))
+    with pytest.raises(MetainfoError, match="file tree"):
+        parse_metainfo(_hybrid(files, {b"a": 5}))
