@@ -64,6 +64,7 @@ class _Entry:
     leechers: int | None = None
     tracker_id: bytes | None = None
     started: bool = False  # a "started" was accepted, so a "stopped" is owed
+    logged_error: str | None = None  # warn once per distinct failure, not per retry
 
     def snapshot(self) -> TrackerStatus:
         return TrackerStatus(
@@ -329,13 +330,13 @@ class TrackerClient:
             raise
         except Exception as exc:  # every failure of one tracker is a status entry
             message = _describe(exc)
-            if entry.state != "error" or entry.last_error != message:
+            if entry.logged_error != message:
                 log.warning("tracker %s: %s", url, message)
-            entry.state, entry.last_error = "error", message
+            entry.state, entry.last_error, entry.logged_error = "error", message, message
             if event == "stopped":
                 entry.started = False
             return None
-        entry.state = "ok"
+        entry.state, entry.logged_error = "ok", None
         entry.last_announce = time.time()
         entry.last_error = f"warning: {resp.warning}" if resp.warning else None
         entry.peers = len(resp.peers)

@@ -539,6 +539,8 @@ def _udp_check(data: bytes, tid: int, action: int, min_len: int) -> None:
         raise TrackerFailure(_text(data[8:]) or "tracker error")
     if got_action != action:
         raise ProtocolError(f"UDP tracker answered action {got_action}, expected {action}")
+    if len(data) == 8 and min_len > 8:  # opentracker's answer for a hash it does not serve
+        raise ProtocolError("UDP tracker sent an empty answer (torrent not served there?)")
     if len(data) < min_len:
         raise ProtocolError(f"UDP tracker packet of {len(data)} bytes is too short")
 
