@@ -189,3 +189,85 @@ def test_info_shows_warnings_for_hostile_paths(tmp_path: Path) -> None:
     proc = swarm("info", str(path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "warning:" in proc.stdout and "sanitised" in proc.stdout
+
+
+# ------------------------------------------------------------------ swarm.create as a library
+
+
+def _sha1_pieces(blob: bytes, piece_length: int) -> bytes:
+    import hashlib
+
+    return b"".join(
+        hashlib.sha1(blob[i : i + piece_length]).digest() for i in range(0, len(blob), piece_length)
+    )
+
+
+@pytest.mark.parametrize("piece_length", [16384, 32768])
+def test_hash_pieces_across_files_and_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_length: int
+) -> None:
+    from swarm import create
+
+    monkeypatch.setattr(create, "BATCH_BYTES", 65536)  # many batches, files straddling them
+    sizes = [1, 65535, 65536, 0, 65537, 16384, 3, 200_000]
+    files = []
+    blob = b""
+    for i, n in enumerate(sizes):
+        data = os.urandom(n)
+        p = tmp_path / f"f{i}"
+        p.write_bytes(data)
+        files.append(create.SourceFile(str(p), (p.name.encode(),), n))
+        blob += data
+    seen: list[tuple[int, int]] = []
+    pieces = create.hash_pieces(files, piece_length, lambda d, t: seen.append((d, t)), workers=2)
+    assert pieces == _sha1_pieces(blob, piece_length)
+    assert seen[-1] == (len(blob), len(blob))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_choose_piece_length() -> None:
+    from swarm.create import choose_piece_length
+
+    assert choose_piece_length(1) == 16384
+    assert choose_piece_length(1 << 30) == 1 << 20  # 1024 pieces
+    assert choose_piece_length(100 << 30) == 16 << 20  # clamped at 16 MiB
+    for total in (10**6, 10**8, 3 * 10**9, 7 * 10**10):
+        pl = choose_piece_length(total)
+        assert pl & (pl - 1) == 0 and 16384 <= pl <= 16 << 20
+        assert -(-total // pl) <= 2000 or pl == 16 << 20
+        assert pl == 16384 or -(-total // pl) > 1000
+
+
+def test_walk_skips_what_it_must(tmp_path: Path) -> None:
+    from swarm.create import collect_files
+
+    root = tmp_path / "d"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "f").write_bytes(b"12345")
+    (root / "inside").symlink_to(root / "sub" / "f")
+    (tmp_path / "secret").write_bytes(b"secret")
+    (root / "outside").symlink_to(tmp_path / "secret")
+    (root / "dirlink").symlink_to(tmp_path)
+    (root / "dangling").symlink_to(tmp_path / "nope")
+    os.mkfifo(root / "fifo")
+    (root / "emptydir").mkdir()
+    name, files, single, skipped = collect_files(root)
+    assert (name, single) == ("d", False)
+    assert [(f.path, f.length) for f in files] == [((b"inside",), 5), ((b"sub", b"f"), 5)]
+    text = "\n".join(skipped)
+    for what in ("outside", "dirlink", "dangling", "fifo"):
+        assert what in text
+
+
+def test_create_torrent_bytes_and_async(tmp_path: Path) -> None:
+    import asyncio
+
+    from swarm.create import create_torrent, create_torrent_async
+
+    (tmp_path / "f.bin").write_bytes(os.urandom(100_000))
+    data = create_torrent(tmp_path / "f.bin", trackers=["http://127.0.0.1:1/a"])
+    meta = parse_metainfo(data)
+    assert meta.name == "f.bin" and meta.trackers == [["http://127.0.0.1:1/a"]]
+    result = asyncio.run(asyncio.wait_for(create_torrent_async(tmp_path / "f.bin"), 30))
+    assert result.meta.info_hash == parse_metainfo(result.data).info_hash
+    assert result.meta.pieces == meta.pieces
