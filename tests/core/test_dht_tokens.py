@@ -74,3 +74,16 @@ def test_loopback_policy() -> None:
     assert address_allowed("8.8.8.8", 6881, loopback_only=False)
     assert not address_allowed("127.0.0.1", 0, loopback_only=True)
     assert not address_allowed("0.0.0.0", 1, loopback_only=False)
+
+
+def test_rate_limiter() -> None:
+    from swarm.core.dht.ratelimit import RateLimiter
+
+    rl = RateLimiter(rate=10.0, burst=5.0, max_keys=3)
+    assert [rl.allow("a", 0.0) for _ in range(6)] == [True] * 5 + [False]
+    assert rl.allow("b", 0.0)  # other sources unaffected
+    assert not rl.allow("a", 0.05)
+    assert rl.allow("a", 0.1)  # refilled one token
+    for key in ("c", "d", "e"):
+        rl.allow(key, 1.0)
+    assert len(rl) == 3

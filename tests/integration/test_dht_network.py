@@ -1,0 +1,221 @@
+"""DHT nodes on 127.0.0.1: a 30-node network, the loopback-only rule, state files."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+from pathlib import Path
+from typing import Any
+
+from swarm.core.bencode import decode, encode
+from swarm.core.dht.krpc import NodeInfo, Ping, Response, encode_message, encode_nodes
+from swarm.core.dht.node_id import random_id
+from swarm.core.dht.policy import is_loopback
+from swarm.dht import DHTNode
+
+LOCAL = "127.0.0.1"
+
+
+async def wait_for(cond: Any, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_thirty_nodes_announce_and_find() -> None:
+    nodes: list[DHTNode] = []
+    try:
+        first = DHTNode(LOCAL)
+        await first.start()
+        nodes.append(first)
+        for _ in range(29):
+            n = DHTNode(LOCAL, bootstrap=[(LOCAL, first.port)])
+            await n.start(bootstrap_timeout=5.0)
+            nodes.append(n)
+        ports = {n.port for n in nodes}
+        assert len(ports) == 30
+        # Everyone learned someone; the bootstrap node learned (almost) everyone.
+        await wait_for(lambda: first.node_count() >= 20)
+        assert all(n.node_count() >= 1 for n in nodes)
+
+        info_hash = hashlib.sha1(b"thirty nodes").digest()
+        acks = await asyncio.wait_for(nodes[7].announce(info_hash, 45678), 20)
+        assert acks >= 3
+        stored = [n for n in nodes if n.store.get(info_hash, 0.0)]
+        assert len(stored) >= 3
+        # Ask from a node that does not hold it: the answer must come over the wire.
+        getter = next(n for n in nodes[8:] if n not in stored)
+        peers = await asyncio.wait_for(getter.get_peers(info_hash, timeout=10.0), 20)
+        assert (LOCAL, 45678) in peers
+        # The streaming form finds it too.
+        found = []
+        streamer = next(n for n in reversed(nodes) if n not in stored)
+        async for peer in streamer.iter_peers(info_hash, timeout=10.0):
+            found.append(peer)
+            if peer == (LOCAL, 45678):
+                break
+        assert (LOCAL, 45678) in found
+        # Nobody heard of anything outside loopback.
+        for n in nodes:
+            assert all(is_loopback(x.host) for x in n.table.nodes())
+            assert n.stats["blocked_send"] == 0
+    finally:
+        await asyncio.gather(*(n.close() for n in nodes))
+
+
+async def test_implied_port() -> None:
+    a = DHTNode(LOCAL)
+    await a.start()
+    b = DHTNode(LOCAL, bootstrap=[(LOCAL, a.port)])
+    await b.start()
+    try:
+        ih = random_id()
+        assert await b.announce(ih, 1, implied_port=True, timeout=5.0) == 1
+        assert a.store.get(ih, 0.0) == [(LOCAL, b.port)]
+    finally:
+        await b.close()
+        await a.close()
+
+
+class EvilRouter(asyncio.DatagramProtocol):
+    """A 'bootstrap node' that answers everything with addresses outside loopback."""
+
+    def __init__(self) -> None:
+        self.node_id = random_id()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        msg = decode(data, strict_order=False)
+        outside = [
+            NodeInfo(random_id(), "10.1.2.3", 6881),
+            NodeInfo(random_id(), "8.8.8.8", 53),
+            NodeInfo(random_id(), "67.215.246.10", 6881),
+            NodeInfo(random_id(), "192.168.0.1", 6881),
+        ]
+        reply = Response(
+            msg[b"t"],
+            self.node_id,
+            nodes=tuple(outside),
+            values=(("10.0.0.5", 6881), ("93.184.216.34", 80), (LOCAL, 4242)),
+            token=b"tk",
+        )
+        assert self.transport is not None
+        self.transport.sendto(encode_message(reply), addr)
+
+
+async def test_loopback_node_never_sends_off_the_machine() -> None:
+    loop = asyncio.get_running_loop()
+    evil_tr, evil = await loop.create_datagram_endpoint(EvilRouter, local_addr=(LOCAL, 0))
+    evil_port = evil_tr.get_extra_info("sockname")[1]
+    # Default bootstrap on loopback is empty.
+    assert DHTNode(LOCAL)._bootstrap_spec == ()
+    assert DHTNode("0.0.0.0")._bootstrap_spec != ()
+    node = DHTNode(
+        LOCAL,
+        bootstrap=[
+            ("10.9.9.9", 6881),
+            ("router.bittorrent.com", 6881),
+            ("8.8.8.8", 6881),
+            ("localhost", evil_port),
+        ],
+    )
+    sent_to: list[Any] = []
+    try:
+        await node.start(wait=False)
+        assert node._transport is not None
+        real_sendto = node._transport.sendto
+
+        def spy(data: bytes, addr: Any = None) -> None:
+            sent_to.append(addr)
+            real_sendto(data, addr)
+
+        node._transport.sendto = spy  # type: ignore[method-assign]
+        assert node._bootstrap_addrs == [(LOCAL, evil_port)]
+        peers = await asyncio.wait_for(node.get_peers(random_id(), timeout=5.0), 10)
+        node.add_node("10.0.0.1", 6881)
+        assert await node.ping("8.8.8.8", 6881) is False
+        assert peers == [(LOCAL, 4242)]  # outside peers dropped too
+        assert (LOCAL, evil_port) in sent_to
+        assert all(is_loopback(addr[0]) for addr in sent_to)
+        # The last line of defence: the send path itself refuses.
+        node._send(Ping(b"zz", node.node_id), ("8.8.8.8", 6881))
+        assert node.stats["blocked_send"] == 1
+        assert all(is_loopback(addr[0]) for addr in sent_to)
+        assert all(is_loopback(n.host) for n in node.table.nodes())
+    finally:
+        await node.close()
+        evil_tr.close()
+
+
+async def test_state_file_round_trip(tmp_path: Path) -> None:
+    state = tmp_path / "dht.state"
+    a = DHTNode(LOCAL)
+    await a.start()
+    b = DHTNode(LOCAL, bootstrap=[(LOCAL, a.port)], state_file=state)
+    await b.start()
+    try:
+        await wait_for(lambda: b.node_count() >= 1)
+        b_id = b.node_id
+        await b.close()
+        assert state.exists()
+        # A fresh node from the same state keeps its id and bootstraps from the saved table.
+        c = DHTNode(LOCAL, state_file=state)
+        await c.start()
+        try:
+            assert c.node_id == b_id
+            await wait_for(lambda: c.node_count() >= 1)
+        finally:
+            await c.close()
+        # A corrupt state file is ignored, not fatal.
+        state.write_bytes(b"garbage")
+        d = DHTNode(LOCAL, state_file=state)
+        await d.start()
+        assert len(d.node_id) == 20
+        await d.close()
+    finally:
+        await a.close()
+
+
+def _udp_client() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((LOCAL, 0))
+    s.settimeout(5.0)
+    return s
+
+
+async def test_unknown_method_and_bad_token_answered_with_errors() -> None:
+    node = DHTNode(LOCAL)
+    await node.start()
+    try:
+        s = _udp_client()
+
+        def ask(msg: dict[bytes, Any]) -> Any:
+            s.sendto(encode(msg), (LOCAL, node.port))
+            while True:  # skip the node's own verification pings to us
+                reply = decode(s.recvfrom(2048)[0], strict_order=False)
+                if reply[b"t"] == msg[b"t"]:
+                    return reply
+
+        me = random_id()
+        r = await asyncio.to_thread(ask, {b"t": b"x1", b"y": b"q", b"q": b"vote", b"a": {b"id": me}})
+        assert r[b"y"] == b"e" and r[b"e"][0] == 204
+        a = {b"id": me, b"info_hash": me, b"port": 5, b"token": b"forged"}
+        r = await asyncio.to_thread(ask, {b"t": b"x2", b"y": b"q", b"q": b"announce_peer", b"a": a})
+        assert r[b"y"] == b"e" and r[b"e"][0] == 203
+        r = await asyncio.to_thread(
+            ask, {b"t": b"x3", b"y": b"q", b"q": b"get_peers", b"a": {b"id": me, b"info_hash": me}}
+        )
+        a[b"token"] = r[b"r"][b"token"]
+        r = await asyncio.to_thread(ask, {b"t": b"x4", b"y": b"q", b"q": b"announce_peer", b"a": a})
+        assert r[b"y"] == b"r" and r[b"t"] == b"x4"
+        assert node.store.get(me, 0.0) == [(LOCAL, 5)]
+        s.close()
+        assert encode_nodes([]) == b""
+    finally:
+        await node.close()
