@@ -84,6 +84,8 @@ class PiecePicker:
         self.piece_length = piece_length
         self.total_length = total_length
         self.block_size = block_size
+        self._last = num_pieces - 1
+        self._last_size = total_length - self._last * piece_length if num_pieces else 0
         self._rng = rng if rng is not None else random.Random()
         self._have = have.copy() if have is not None else Bitfield(num_pieces)
         self._prio = [1] * num_pieces
@@ -91,7 +93,11 @@ class PiecePicker:
         self.seeds = 0
         self._peers: dict[Peer, Bitfield | None] = {}  # None: has everything
         self._interest: dict[Peer, int] = {}  # wanted missing pieces each peer has
-        self._wanted_missing = sum(1 for i in range(num_pieces) if not self._have[i])
+        #: one byte per piece mirroring _have: indexing a bytearray is far cheaper
+        self._hv = bytearray(num_pieces)
+        for i in self._have:
+            self._hv[i] = 1
+        self._wanted_missing = num_pieces - self._have.count
         # candidate buckets: unstarted, wanted, missing pieces
         self._buckets: dict[tuple[int, int], list[int]] = {}
         self._pos = [-1] * num_pieces
@@ -108,8 +114,12 @@ class PiecePicker:
         self._sequential = False
         self._window = 1
         self._seq_cursor = 0
+        # endgame scans are skipped for a peer while nothing that could give
+        # it a block has changed (they would find nothing again)
+        self._eg_gen = 0
+        self._eg_memo: dict[Peer, tuple[int, int, int]] = {}
         for i in range(num_pieces):
-            if not self._have[i]:
+            if not self._hv[i]:
                 self._bucket_add(i)
 
     # ------------------------------------------------------------ geometry
@@ -123,8 +133,10 @@ class PiecePicker:
         return -(-self.piece_size(index) // self.block_size)
 
     def _block(self, index: int, b: int) -> Block:
-        begin = b * self.block_size
-        return Block(index, begin, min(self.block_size, self.piece_size(index) - begin))
+        bs = self.block_size
+        begin = b * bs
+        left = (self._last_size if index == self._last else self.piece_length) - begin
+        return Block(index, begin, left if left < bs else bs)
 
     # ------------------------------------------------------------ buckets
 
@@ -172,12 +184,13 @@ class PiecePicker:
             self._avail[i] += delta
 
     def _wanted(self, i: int) -> bool:
-        return self._prio[i] > 0 and not self._have[i]
+        return self._prio[i] > 0 and not self._hv[i]
 
     # ------------------------------------------------------------ peers
 
     def add_peer(self, peer: Peer, bitfield: Bitfield) -> None:
         """A peer's bitfield (BEP 3) or have-none (BEP 6, an empty one); replaces any earlier."""
+        self._eg_gen += 1
         if bitfield.size != self.num_pieces:
             raise ProtocolError("bitfield of the wrong size")
         if peer in self._peers:
@@ -187,15 +200,11 @@ class PiecePicker:
             return
         bf = bitfield.copy()
         self._peers[peer] = bf
-        interest = 0
-        for i in bf:
-            self._avail_change(i, 1)
-            if self._wanted(i):
-                interest += 1
-        self._interest[peer] = interest
+        self._interest[peer] = self._count_in(bf, 1)
 
     def add_peer_have_all(self, peer: Peer) -> None:
         """BEP 6 have-all: one seed more, without touching every piece."""
+        self._eg_gen += 1
         if peer in self._peers:
             self._forget_availability(peer)
         self._add_seed(peer)
@@ -215,6 +224,7 @@ class PiecePicker:
         bf = self._peers[peer]
         if bf is None or not bf.set(index):
             return
+        self._eg_gen += 1
         self._avail_change(index, 1)
         if self._wanted(index):
             self._interest[peer] += 1
@@ -225,8 +235,41 @@ class PiecePicker:
         if bf is None:
             self.seeds -= 1
             return
+        self._count_in(bf, -1)
+
+    def _count_in(self, bf: Bitfield, delta: int) -> int:
+        """Add or remove a whole bitfield's availability; returns its wanted missing pieces.
+
+        Moving each piece between buckets costs more than rebuilding them all
+        once a bitfield covers a good part of the torrent.
+        """
+        hv = self._hv
+        prio = self._prio
+        wanted = 0
+        if bf.count * 4 < self.num_pieces:
+            for i in bf:
+                self._avail_change(i, delta)
+                if prio[i] > 0 and not hv[i]:
+                    wanted += 1
+            return wanted
+        avail = self._avail
         for i in bf:
-            self._avail_change(i, -1)
+            avail[i] += delta
+            if prio[i] > 0 and not hv[i]:
+                wanted += 1
+        pos = self._pos
+        buckets: dict[tuple[int, int], list[int]] = {}
+        for i in range(self.num_pieces):
+            if pos[i] >= 0:
+                key = (prio[i], avail[i])
+                bucket = buckets.get(key)
+                if bucket is None:
+                    bucket = buckets[key] = []
+                pos[i] = len(bucket)
+                bucket.append(i)
+        self._buckets = buckets
+        self._keys = None
+        return wanted
 
     def remove_peer(self, peer: Peer) -> None:
         """A peer left: its availability goes, its requests return to the pool."""
@@ -235,6 +278,7 @@ class PiecePicker:
         self.cancel_requests(peer)
         self._requests.pop(peer, None)
         self._peer_pieces.pop(peer, None)
+        self._eg_memo.pop(peer, None)
 
     def availability(self, index: int) -> int:
         return self._avail[index] + self.seeds
@@ -254,11 +298,12 @@ class PiecePicker:
         old = self._prio[index]
         if old == prio:
             return
+        self._eg_gen += 1
         candidate = self._pos[index] >= 0
         if candidate:
             self._bucket_remove(index)
         self._prio[index] = prio
-        if not self._have[index] and (old > 0) != (prio > 0):
+        if not self._hv[index] and (old > 0) != (prio > 0):
             delta = 1 if prio > 0 else -1
             self._wanted_missing += delta
             for peer, bf in self._peers.items():
@@ -266,7 +311,7 @@ class PiecePicker:
                     self._interest[peer] += delta
             if prio > 0 and index < self._seq_cursor:
                 self._seq_cursor = index
-        if prio > 0 and not self._have[index] and index not in self._partials:
+        if prio > 0 and not self._hv[index] and index not in self._partials:
             self._bucket_add(index)
 
     def set_priorities(self, prios: Iterable[int]) -> None:
@@ -326,7 +371,11 @@ class PiecePicker:
             count = self._take_open(peer, reqs, mine, part, count, out)
         # (d) endgame
         if count and not self._num_candidates:
-            self._take_endgame(peer, peer_has, reqs, mine, count, out)
+            memo = (self._eg_gen, id(peer_has), -1 if peer_has is None else peer_has.count)
+            if self._eg_memo.get(peer) != memo and not self._take_endgame(
+                peer, peer_has, reqs, mine, count, out
+            ):
+                self._eg_memo[peer] = memo
         return out
 
     def _take_open(
@@ -369,7 +418,8 @@ class PiecePicker:
         mine: dict[int, int],
         count: int,
         out: list[Block],
-    ) -> None:
+    ) -> bool:
+        """Duplicate requests, least requested blocks first; True if ``count`` were found."""
         prio = self._prio
         for level in range(1, ENDGAME_REQUESTERS):
             for i, part in self._partials.items():
@@ -385,7 +435,8 @@ class PiecePicker:
                         self._in_flight += 1
                         count -= 1
                         if not count:
-                            return
+                            return True
+        return False
 
     def _pick_new(self, peer_has: Bitfield | None) -> int | None:
         if self._sequential:
@@ -479,16 +530,9 @@ class PiecePicker:
                 else:
                     mine.pop(blk.index, None)
 
-    def _check_block(self, index: int, begin: int) -> int:
-        if not 0 <= index < self.num_pieces:
-            raise ProtocolError(f"block of piece {index} of {self.num_pieces}")
-        if begin < 0 or begin % self.block_size or begin >= self.piece_size(index):
-            raise ProtocolError(f"block at offset {begin} of piece {index}")
-        return begin // self.block_size
-
     def is_needed(self, index: int, begin: int) -> bool:
         """Is this block still wanted (not had, not received)? Bad offsets: False."""
-        if not 0 <= index < self.num_pieces or self._have[index]:
+        if not 0 <= index < self.num_pieces or self._hv[index]:
             return False
         if begin < 0 or begin % self.block_size or begin >= self.piece_size(index):
             return False
@@ -502,34 +546,52 @@ class PiecePicker:
 
         A block that is no longer needed (had, already received, unwanted)
         gives (False, []); an impossible index or offset is a ProtocolError.
+        Runs once per block, hence the inlined bookkeeping.
         """
-        b = self._check_block(index, begin)
-        if self._have[index]:
-            return False, []
+        if not 0 <= index < self.num_pieces:
+            raise ProtocolError(f"block of piece {index} of {self.num_pieces}")
+        bs = self.block_size
+        b, rem = divmod(begin, bs)
+        size = self._last_size if index == self._last else self.piece_length
+        if rem or begin < 0 or begin >= size:
+            raise ProtocolError(f"block at offset {begin} of piece {index}")
         part = self._partials.get(index)
         if part is None:
-            if self._prio[index] <= 0:
+            if self._hv[index] or self._prio[index] <= 0:
                 return False, []
             # arrived after its request was cancelled and the piece reset
             self._bucket_remove(index)
             part = self._partials[index] = _Partial(index, self.blocks_in(index))
             self._open[index] = None
+        left = size - begin
+        blk = Block(index, begin, left if left < bs else bs)
         st = part.state[b]
-        blk = self._block(index, b)
         if st == _RECEIVED:
             self._drop_request(peer, blk)
             return False, []
         cancels: list[tuple[Peer, Block]] = []
         if st == _REQUESTED:
-            for other in part.reqs.pop(b):
-                self._drop_request(other, blk)
-                if other != peer:
-                    cancels.append((other, blk))
+            who = part.reqs.pop(b)
+            if len(who) == 1 and who[0] == peer:
+                reqs = self._requests[peer]
+                del reqs[blk]
+                self._in_flight -= 1
+                mine = self._peer_pieces[peer]
+                n = mine[index] - 1
+                if n:
+                    mine[index] = n
+                else:
+                    del mine[index]
+            else:
+                for other in who:
+                    self._drop_request(other, blk)
+                    if other != peer:
+                        cancels.append((other, blk))
         else:
             part.n_open -= 1
             if part.n_open == 0:
                 self._open.pop(index, None)
-        self._drop_request(peer, blk)
+            self._drop_request(peer, blk)
         part.state[b] = _RECEIVED
         part.n_received += 1
         part.contributors.add(peer)
@@ -555,6 +617,7 @@ class PiecePicker:
             if who is None or peer not in who:
                 continue
             who.remove(peer)
+            self._eg_gen += 1
             if who:
                 continue
             del part.reqs[b]
@@ -592,7 +655,12 @@ class PiecePicker:
                     self._drop_request(peer, blk)
                     cancels.append((peer, blk))
         self._bucket_remove(index)
-        if self._have.set(index) and self._prio[index] > 0:
+        self._eg_gen += 1
+        if self._have.set(index):
+            self._hv[index] = 1
+        else:
+            return cancels
+        if self._prio[index] > 0:
             self._wanted_missing -= 1
             for peer, bf in self._peers.items():
                 if bf is not None and bf[index]:
@@ -603,6 +671,7 @@ class PiecePicker:
         """The piece hashed wrong: returns who sent blocks of it; it is missing again."""
         if not 0 <= index < self.num_pieces:
             raise IndexError(index)
+        self._eg_gen += 1
         part = self._partials.get(index)
         if part is None:
             return set()

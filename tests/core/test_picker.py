@@ -298,3 +298,18 @@ def test_piece_map_and_counts() -> None:
     assert p.in_flight == 1
     assert p.availability_map(8)[2] == 2
     assert len(p.piece_map(3)) == 3
+
+
+def test_endgame_block_freed_by_a_cancel_is_offered_again() -> None:
+    p = make(2, have=[0])
+    for k in "abcd":
+        p.add_peer_have_all(k)
+    a = p.pick("a", None, 10)
+    assert set(p.pick("b", None, 10)) == set(a)
+    assert set(p.pick("c", None, 10)) == set(a)
+    assert p.pick("d", None, 10) == []
+    assert p.pick("d", None, 10) == []  # the scan is skipped now; still nothing
+    p.cancel_requests("c", [a[2]])  # c timed out on one block
+    assert p.pick("d", None, 10) == [a[2]]
+    p.remove_peer("b")
+    assert sorted(p.pick("d", None, 10)) == sorted([a[0], a[1], a[3]])

@@ -98,6 +98,22 @@ class PickerMachine(RuleBasedStateMachine):
                 assert self.p.endgame, "duplicate request outside endgame"
                 assert len(others) < ENDGAME_REQUESTERS
             self.out[k].add(blk)
+        if len(got) < count:
+            self.check_nothing_left_for(k, has)
+
+    def check_nothing_left_for(self, k: str, has: Bitfield | None) -> None:
+        """A short pick means no block was available to this peer."""
+        endgame = self.p.endgame
+        for i in range(self.n):
+            if i in self.have or (has is not None and not has[i]):
+                continue
+            for blk in self.blocks_of(i):
+                if (i, blk.begin) in self.received or blk in self.out[k]:
+                    continue
+                requesters = sum(blk in self.out[o] for o in PEERS)
+                assert requesters > 0, f"free block {blk} not handed out"
+                if endgame:
+                    assert requesters >= ENDGAME_REQUESTERS, f"endgame block {blk} withheld"
 
     def outstanding(self) -> list[tuple[str, Block]]:
         return sorted((k, b) for k in PEERS for b in self.out[k])
