@@ -37,8 +37,9 @@ async def test_thirty_nodes_announce_and_find() -> None:
             nodes.append(n)
         ports = {n.port for n in nodes}
         assert len(ports) == 30
-        # Everyone learned someone; the bootstrap node learned (almost) everyone.
-        await wait_for(lambda: first.node_count() >= 20)
+        # Everyone learned someone; the bootstrap node filled its two far
+        # buckets (k=8 each; only the bucket holding its own id splits).
+        await wait_for(lambda: first.node_count() >= 12)
         assert all(n.node_count() >= 1 for n in nodes)
 
         info_hash = hashlib.sha1(b"thirty nodes").digest()
