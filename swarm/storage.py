@@ -55,6 +55,8 @@ _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _NAME_MAX = 255
 #: Bytes fed to one recheck job: big enough to amortise the thread hop for small pieces.
 _RECHECK_JOB_BYTES = 4 * 1024 * 1024
+#: Largest read while hashing: bounds recheck memory even for 512 MiB pieces.
+_HASH_CHUNK = 4 * 1024 * 1024
 
 
 def make_executor(workers: int = 4) -> ThreadPoolExecutor:
@@ -210,8 +212,10 @@ class Storage:
         self._baseline: list[tuple[int, int]] | None = None
         self._touched: set[int] = set()  # files written since the baseline
         self._cache: OrderedDict[int, bytes] = OrderedDict()
-        self._cache_pieces = max(2, read_cache_bytes // max(1, meta.piece_length))
-        self._cache_enabled = read_cache_bytes > 0
+        # Whole pieces are loaded, verified and cached only when two fit in the
+        # budget; bigger pieces are read block by block, unverified (bounded memory).
+        self._cache_pieces = read_cache_bytes // max(1, meta.piece_length)
+        self._cache_enabled = self._cache_pieces >= 2
         self._loading: dict[int, asyncio.Future[bytes]] = {}
         self._verify_reads = verify_reads
         self._recheck_jobs = max(1, recheck_jobs)
@@ -570,12 +574,13 @@ class Storage:
         return out
 
     def _hash_job(self, job: range, sizes: list[int]) -> tuple[range, list[int]]:
+        """Hash the pieces of ``job``; memory is one chunk, whatever the piece length."""
         files = self.layout.files
-        buf = bytearray(self.layout.piece_length)
+        chunk = min(self.layout.piece_length, _HASH_CHUNK)
+        buf = memoryview(bytearray(chunk))
+        zeros = b""
         good: list[int] = []
         for index in job:
-            size = self.layout.piece_size(index)
-            mv = memoryview(buf)[:size]
             segs = self.layout.piece_segments(index)
             if any(
                 not files[s.file_index].pad
@@ -583,13 +588,17 @@ class Storage:
                 for s in segs
             ):
                 continue
-            pos = 0
+            h = hashlib.sha1()
             ok = True
             for s in segs:
-                part = mv[pos : pos + s.length]
-                pos += s.length
                 if files[s.file_index].pad:
-                    part[:] = bytes(s.length)
+                    if len(zeros) < min(chunk, s.length):
+                        zeros = bytes(min(chunk, s.length))
+                    left = s.length
+                    while left:
+                        n = min(left, len(zeros))
+                        h.update(zeros[:n] if n < len(zeros) else zeros)
+                        left -= n
                     continue
                 try:
                     fd = self._fds.acquire(s.file_index, False)
@@ -599,15 +608,21 @@ class Storage:
                     ok = False
                     break
                 try:
-                    got = _pread_into(fd, part, s.file_offset)
+                    pos, end = s.file_offset, s.file_offset + s.length
+                    while pos < end:
+                        part = buf[: min(chunk, end - pos)]
+                        if _pread_into(fd, part, pos) != len(part):
+                            ok = False
+                            break
+                        h.update(part)
+                        pos += len(part)
                 except OSError:
-                    got = -1
+                    ok = False
                 finally:
                     self._fds.release(s.file_index)
-                if got != s.length:
-                    ok = False
+                if not ok:
                     break
-            if ok and hashlib.sha1(mv).digest() == self.meta.piece_hash(index):
+            if ok and h.digest() == self.meta.piece_hash(index):
                 good.append(index)
         return job, good
 

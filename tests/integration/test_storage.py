@@ -577,3 +577,33 @@ def test_round_trip_property(
 
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(go(Path(d)))
+
+
+async def test_recheck_in_small_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import swarm.storage as storage_mod
+
+    monkeypatch.setattr(storage_mod, "_HASH_CHUNK", 1000)  # pieces hashed in 1000-byte reads
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    await write_all(st, meta, stream)
+    await st.close()
+    with open(tmp_path / "t" / "c.bin", "r+b") as fh:
+        fh.seek(98304 - 56768 + 5)  # inside piece 6
+        fh.write(b"X")
+    st2 = Storage(meta, tmp_path)
+    await st2.open(create=False)
+    have = await st2.recheck()
+    assert list(have.missing()) == [6]
+    await st2.close()
+
+
+async def test_big_pieces_bypass_the_read_cache(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path, read_cache_bytes=PL)  # fewer than two pieces fit
+    await st.open()
+    await write_all(st, meta, stream)
+    for _ in range(2):
+        assert await st.read_block(3, 100, 5000) == stream[3 * PL + 100 : 3 * PL + 5100]
+    assert st.cache_hits == st.cache_misses == 0
+    await st.close()
