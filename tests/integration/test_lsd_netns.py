@@ -11,10 +11,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import IN_CI, require_tool
+from conftest import IN_CI, require_libtorrent, require_tool
 
 pytestmark = pytest.mark.netns
 
@@ -59,17 +61,92 @@ else:
 """
 
 
+LT_SCRIPT = r"""
+import json, os, sys, time
+import libtorrent as lt
+
+torrent, save, iface, done = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+ses = lt.session({
+    "listen_interfaces": iface + ":6881",
+    "enable_dht": False,
+    "enable_lsd": True,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "allow_multiple_connections_per_ip": True,
+    # Plain TCP at once: by default libtorrent tries uTP first (10 s timeout)
+    # and MSE encryption, neither of which swarm speaks.
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "out_enc_policy": 2,
+})
+ses.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save})
+deadline = time.monotonic() + 25
+while time.monotonic() < deadline and not os.path.exists(done):
+    time.sleep(0.05)
+print(json.dumps({"port": ses.listen_port()}))
+"""
+
+OUR_SCRIPT = r"""
+import asyncio, json, sys, time
+from swarm.core import wire
+from swarm.errors import ProtocolError
+from swarm.lsd import LSDService
+
+async def main():
+    ih, port, iface, done = bytes.fromhex(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    heard = []
+    bad = []
+    handshake = asyncio.get_running_loop().create_future()
+
+    async def on_conn(reader, writer):
+        hd = wire.HandshakeDecoder()
+        try:
+            while not hd.head_done:
+                chunk = await reader.read(68)
+                if not chunk:
+                    break
+                hd.feed(chunk)
+        except ProtocolError:
+            bad.append(1)
+        if hd.head_done and not handshake.done():
+            handshake.set_result(hd.info_hash.hex())
+        writer.close()
+
+    server = await asyncio.start_server(on_conn, iface, port)
+    svc = LSDService(port, lambda h, ip, p: heard.append([h.hex(), ip, p]), iface, min_interval=0.5)
+    await svc.start()
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline and not (handshake.done() and heard):
+        svc.announce([ih])
+        try:
+            await asyncio.wait_for(asyncio.shield(handshake), 0.25)
+        except asyncio.TimeoutError:
+            pass
+    svc.close()
+    server.close()
+    open(done, "w").close()
+    print(json.dumps({"heard": heard, "handshake": handshake.result() if handshake.done() else None, "bad": len(bad)}))
+
+asyncio.run(main())
+"""
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
-def test_lsd_discovery_between_namespaces() -> None:
+_counter = iter(range(1000))
+
+
+@pytest.fixture
+def netns_pair() -> Iterator[tuple[str, str]]:
+    """Two namespaces joined by a veth pair: 10.77.0.1 and 10.77.0.2, multicast routed."""
     require_tool("ip")
     if os.geteuid() != 0:
         if IN_CI:
             pytest.fail("netns test needs root in CI")
         pytest.skip("needs root for ip netns")
-    tag = f"{os.getpid() % 100000}"
+    tag = f"{os.getpid() % 100000}{next(_counter)}"
     ns_a, ns_b = f"swarm-lsd-{tag}-a", f"swarm-lsd-{tag}-b"
     dev_a, dev_b = f"sl{tag}a", f"sl{tag}b"
     try:
@@ -78,7 +155,6 @@ def test_lsd_discovery_between_namespaces() -> None:
         if IN_CI:
             pytest.fail(f"ip netns add failed: {exc.stderr!r}")
         pytest.skip(f"ip netns not permitted here: {exc.stderr!r}")
-    procs: list[subprocess.Popen[str]] = []
     try:
         _ip("netns", "add", ns_b)
         _ip("link", "add", dev_a, "type", "veth", "peer", "name", dev_b)
@@ -89,29 +165,21 @@ def test_lsd_discovery_between_namespaces() -> None:
             _ip("-n", ns, "link", "set", dev, "up")
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
+        yield ns_a, ns_b
+    finally:
+        for ns in (ns_a, ns_b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
 
-        ih_a, ih_b = "aa" * 20, "bb" * 20
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        for ns, me, other, port, addr, loop in (
-            (ns_a, ih_a, ih_b, "6881", "10.77.0.1", "asyncio"),
-            (ns_b, ih_b, ih_a, "51413", "10.77.0.2", "uvloop"),
-        ):
+
+def _run_all(cmds: list[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:
+    """Run python scripts in namespaces concurrently; their last stdout line as JSON."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for ns, script, args in cmds:
             procs.append(
                 subprocess.Popen(
-                    [
-                        "ip",
-                        "netns",
-                        "exec",
-                        ns,
-                        sys.executable,
-                        "-c",
-                        SCRIPT,
-                        me,
-                        other,
-                        port,
-                        addr,
-                        loop,
-                    ],
+                    ["ip", "netns", "exec", ns, sys.executable, "-c", script, *args],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
@@ -121,22 +189,62 @@ def test_lsd_discovery_between_namespaces() -> None:
             )
         results = []
         for p in procs:
-            out, err = p.communicate(timeout=40)
+            out, err = p.communicate(timeout=45)
             assert p.returncode == 0, err
             results.append(json.loads(out.strip().splitlines()[-1]))
-        seen_a = {tuple(x) for x in results[0]["seen"]}
-        seen_b = {tuple(x) for x in results[1]["seen"]}
-        assert (ih_b, "10.77.0.2", 51413) in seen_a
-        assert (ih_a, "10.77.0.1", 6881) in seen_b
-        # Our own announces come back (multicast loop) but are filtered by cookie.
-        assert all(x[0] == ih_b for x in seen_a)
-        assert all(x[0] == ih_a for x in seen_b)
-        # Repeats within RECEIVE_INTERVAL are reported once.
-        assert len(seen_a) == len(results[0]["seen"]) == 1
+        return results
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait(timeout=10)
-        for ns in (ns_a, ns_b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+def test_lsd_discovery_between_namespaces(netns_pair: tuple[str, str]) -> None:
+    ns_a, ns_b = netns_pair
+    ih_a, ih_b = "aa" * 20, "bb" * 20
+    res_a, res_b = _run_all(
+        [
+            (ns_a, SCRIPT, [ih_a, ih_b, "6881", "10.77.0.1", "asyncio"]),
+            (ns_b, SCRIPT, [ih_b, ih_a, "51413", "10.77.0.2", "uvloop"]),
+        ]
+    )
+    seen_a = {tuple(x) for x in res_a["seen"]}
+    seen_b = {tuple(x) for x in res_b["seen"]}
+    assert (ih_b, "10.77.0.2", 51413) in seen_a
+    assert (ih_a, "10.77.0.1", 6881) in seen_b
+    # Our own announces come back (multicast loop) but are filtered by cookie.
+    assert all(x[0] == ih_b for x in seen_a)
+    assert all(x[0] == ih_a for x in seen_b)
+    # Repeats within RECEIVE_INTERVAL are reported once.
+    assert len(res_a["seen"]) == 1
+
+
+def test_lsd_interop_with_libtorrent(netns_pair: tuple[str, str], tmp_path: Path) -> None:
+    """libtorrent (LSD on) in one namespace, LSDService in the other: each finds the other.
+
+    libtorrent hearing us is proven by its connecting to our port with the
+    torrent's info-hash in the handshake.
+    """
+    lt = require_libtorrent()
+    ns_a, ns_b = netns_pair
+    (tmp_path / "data.bin").write_bytes(os.urandom(100_000))
+    fs = lt.file_storage()
+    lt.add_files(fs, str(tmp_path / "data.bin"))
+    ct = lt.create_torrent(fs, 16384, flags=lt.create_torrent.v1_only)
+    lt.set_piece_hashes(ct, str(tmp_path))
+    torrent = tmp_path / "t.torrent"
+    torrent.write_bytes(lt.bencode(ct.generate()))
+    ih = lt.torrent_info(str(torrent)).info_hashes().v1.to_bytes().hex()
+    empty = tmp_path / "leech"
+    empty.mkdir()
+    done = tmp_path / "done"
+    res_lt, res_us = _run_all(
+        [
+            (ns_a, LT_SCRIPT, [str(torrent), str(empty), "10.77.0.1", str(done)]),
+            (ns_b, OUR_SCRIPT, [ih, "51413", "10.77.0.2", str(done)]),
+        ]
+    )
+    assert [ih, "10.77.0.1", res_lt["port"]] in res_us["heard"]
+    assert res_us["handshake"] == ih
+    assert res_us["bad"] == 0
