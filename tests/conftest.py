@@ -6,8 +6,18 @@ import os
 import shutil
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# Shared machines are noisy: no per-example deadlines. In CI, examples are
+# derived from the test names so a red run can be reproduced exactly.
+settings.register_profile("dev", deadline=None)
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci" if IN_CI else "dev")
 
 
 def require_tool(name: str) -> str:
