@@ -273,7 +273,9 @@ class Storage:
             raise _oserror(exc, root, "open") from None
         if create:
             if not os.access(self._root_real, os.W_OK):
-                raise StorageError(f"cannot write to {root}: Permission denied")
+                readonly = os.statvfs(self._root_real).f_flag & os.ST_RDONLY
+                why = "Read-only file system" if readonly else "Permission denied"
+                raise StorageError(f"cannot write to {root}: {why}")
             for i in sorted(self.wanted_files):
                 if self._paths[i] is not None:
                     self._fds.acquire(i, True)

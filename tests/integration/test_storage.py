@@ -607,3 +607,58 @@ async def test_big_pieces_bypass_the_read_cache(tmp_path: Path) -> None:
         assert await st.read_block(3, 100, 5000) == stream[3 * PL + 100 : 3 * PL + 5100]
     assert st.cache_hits == st.cache_misses == 0
     await st.close()
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Mount small tmpfs file systems (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+            capture_output=True, text=True, timeout=30,
+        )
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=30)
+
+
+async def test_real_disk_full(tmpfs) -> None:  # type: ignore[no-untyped-def]
+    root = tmpfs("small", "size=64k")
+    meta, stream = make_meta([(("big.bin",), 200_000)], PL)
+    st = Storage(meta, root)
+    await st.open()  # sparse: creating a file bigger than the disk is fine
+    with pytest.raises(StorageError, match=r"disk full writing .*big\.bin"):
+        for i in range(meta.num_pieces):
+            assert await st.write_piece(i, piece(meta, stream, i))
+    assert not st.have.all()
+    with pytest.raises(StorageError, match="disk full"):
+        await st.close()  # the resume file does not fit either: reported, fds still closed
+    assert st._fds.fds() == []
+
+
+async def test_read_only_file_system(tmpfs) -> None:  # type: ignore[no-untyped-def]
+    root = tmpfs("ro", "ro,size=64k")
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, root)
+    with pytest.raises(StorageError, match="cannot write to .*Read-only file system"):
+        await st.open()
+    await st.close()
+    st2 = Storage(meta, root / "sub")
+    with pytest.raises(StorageError, match="cannot create .*Read-only file system"):
+        await st2.open()
+    await st2.close()
+    st3 = Storage(meta, root)  # checking read-only data is fine
+    await st3.open(create=False)
+    assert (await st3.recheck()).count == 0
+    await st3.close()
