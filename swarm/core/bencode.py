@@ -167,6 +167,8 @@ def decode_prefix(
     """
     _check_input(data, max_size)
     data = bytes(data) if not isinstance(data, bytes) else data
+    if not 0 <= start <= len(data):
+        raise BencodeError("start outside the data", max(0, min(start, len(data))))
     return _Decoder(data, len(data), max_depth, strict_order, None).value(start, 0)
 
 

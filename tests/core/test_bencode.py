@@ -123,6 +123,11 @@ def test_allow_trailing_and_prefix() -> None:
     assert end == len(b"d8:msg_typei1e5:piecei0ee")
     value, end = decode_prefix(b"xxi5e", 2)
     assert (value, end) == (5, 5)
+    for start in (-1, 6):
+        with pytest.raises(BencodeError, match="start outside"):
+            decode_prefix(b"xxi5e", start)
+    with pytest.raises(BencodeError, match="unexpected end"):
+        decode_prefix(b"xxi5e", 5)
 
 
 def test_spans_are_raw_bytes() -> None:
