@@ -53,6 +53,9 @@ class CreateResult:
     data: bytes  # the .torrent
     meta: Metainfo
     skipped: list[str] = field(default_factory=list)  # what the walk left out, and why
+    #: where each of ``meta.files`` was read from, same order: the parser may have
+    #: sanitised a name (``con.txt`` -> ``con_.txt``), so a seeder should read these.
+    sources: list[SourceFile] = field(default_factory=list)
 
 
 def choose_piece_length(total: int) -> int:
@@ -248,7 +251,9 @@ def build_torrent(
         created_by=created_by,
         creation_date=int(time.time()) if creation_date is None else creation_date,
     )
-    return CreateResult(data, parse_metainfo(data), skipped)
+    meta = parse_metainfo(data)
+    assert len(meta.files) == len(files)
+    return CreateResult(data, meta, skipped, files)
 
 
 def create_torrent(

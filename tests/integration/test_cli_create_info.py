@@ -271,3 +271,21 @@ def test_create_torrent_bytes_and_async(tmp_path: Path) -> None:
     result = asyncio.run(asyncio.wait_for(create_torrent_async(tmp_path / "f.bin"), 30))
     assert result.meta.info_hash == parse_metainfo(result.data).info_hash
     assert result.meta.pieces == meta.pieces
+    assert [s.fs_path for s in result.sources] == [str(tmp_path / "f.bin")]
+
+
+def test_sources_map_sanitised_names(tmp_path: Path) -> None:
+    from swarm.create import build_torrent
+
+    root = tmp_path / "d"
+    root.mkdir()
+    (root / "con.txt").write_bytes(b"abc")
+    (root / "ok").write_bytes(b"de")
+    result = build_torrent(root)
+    assert [
+        ("/".join(f.path), s.fs_path)
+        for f, s in zip(result.meta.files, result.sources, strict=True)
+    ] == [
+        ("d/con_.txt", str(root / "con.txt")),
+        ("d/ok", str(root / "ok")),
+    ]
