@@ -1,0 +1,164 @@
+"""--json: every line parses, carries the documented fields, and the doc matches events.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from ui_snapshots import HASH, NOW, FakeClock, status
+
+from swarm.ui import events as ev
+from swarm.ui import make_reporter
+from swarm.ui.jsonl import JsonReporter, dumps
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "json-events.md"
+
+
+def lines(buf: io.StringIO) -> list[dict[str, object]]:
+    out = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert all(isinstance(o, dict) for o in out)
+    return out
+
+
+def doc_sections() -> dict[str, str]:
+    text = DOC.read_text(encoding="utf-8")
+    parts = re.split(r"^### `([a-z_]+)`\s*$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_doc_lists_exactly_the_event_kinds_in_order() -> None:
+    assert tuple(doc_sections()) == ev.EVENT_KINDS
+
+
+def test_doc_is_marked_stable() -> None:
+    assert "stable" in DOC.read_text(encoding="utf-8").split("\n## ")[0].lower()
+
+
+@pytest.mark.parametrize("kind", ev.EVENT_KINDS)
+def test_doc_fields_match_schema(kind: str) -> None:
+    body = doc_sections()[kind]
+    rows = re.findall(r"^\| `([a-z_]+)` \| ([a-z ]+) \| (yes|no) \|", body, flags=re.M)
+    documented = [(name, tuple(types.split(" or ")), req == "yes") for name, types, req in rows]
+    assert documented == [(f.name, f.types, f.required) for f in ev.EVENTS[kind]]
+
+
+@pytest.mark.parametrize("kind", ev.EVENT_KINDS)
+def test_doc_example_conforms(kind: str) -> None:
+    examples = re.findall(r"```json\n(.*?)\n```", doc_sections()[kind], flags=re.S)
+    assert len(examples) == 1
+    obj = json.loads(examples[0])
+    assert obj["event"] == kind
+    assert ev.validate(obj) == []
+
+
+def test_validate_catches_problems() -> None:
+    assert ev.validate({"event": "nope"}) == ["unknown event kind 'nope'"]
+    good = {"event": "stalled", "time": 1.0, "info_hash": HASH, "reason": "x"}
+    assert ev.validate(good) == []
+    assert ev.validate({**good, "extra": 1}) == []  # additive schema
+    assert ev.validate({k: v for k, v in good.items() if k != "reason"}) == ["stalled: missing field 'reason'"]
+    assert "want number" in ev.validate({**good, "time": "now"})[0]
+    bad_choice = {"event": "peer", "time": 1.0, "info_hash": HASH, "action": "waved", "address": "a:1"}
+    assert "not one of" in ev.validate(bad_choice)[0]
+    assert ev.validate({**good, "time": True}) != []  # a bool is not a number
+
+
+#: What the engine passes for each kind it emits itself (from the brief's contract).
+ENGINE_EVENTS: dict[str, dict[str, object]] = {
+    ev.LISTENING: {"host": "127.0.0.1", "port": 6881},
+    ev.METADATA: {"peer": "127.0.0.1:6882"},  # the rest is filled from the snapshot
+    ev.PEER: {"action": "connected", "address": "127.0.0.1:6882", "client": "libtorrent 2.1.1", "source": "tracker"},
+    ev.TRACKER: {"action": "error", "url": "http://127.0.0.1:1/announce", "error": "connection refused"},
+    ev.PIECE: {"action": "failed", "index": 17, "peer": "127.0.0.1:6882"},
+    ev.STALLED: {},  # reason filled from the snapshot
+    ev.DONE: {"path": "/tmp/x"},
+    ev.ERROR: {"message": "disk full"},  # fatal defaults to false
+}
+
+
+def test_every_documented_kind_is_emitted_correctly() -> None:
+    buf, clock = io.StringIO(), FakeClock()
+    rep = make_reporter("json", stream=buf, clock=clock)
+    s = status(stalled_reason="no peer has piece 3")
+    rep.start(s, magnet="magnet:?xt=urn:btih:" + HASH, path="/tmp")
+    for kind, fields in ENGINE_EVENTS.items():
+        clock.advance(0.5)
+        rep.update(s)
+        rep.event(kind, **fields)
+    rep.close(s)
+    objs = lines(buf)
+    assert {o["event"] for o in objs} == set(ev.EVENT_KINDS)
+    for o in objs:
+        assert ev.validate(o) == [], o
+        assert o["info_hash"] == HASH
+        assert isinstance(o["time"], float)
+    assert objs[0]["event"] == "added" and objs[0]["magnet"] == "magnet:?xt=urn:btih:" + HASH
+    assert objs[-1]["event"] == "summary" and objs[-1]["complete"] is False
+    by_kind = {o["event"]: o for o in objs}
+    assert by_kind["stalled"]["reason"] == "no peer has piece 3"
+    assert by_kind["error"]["fatal"] is False
+    assert by_kind["metadata"]["num_pieces"] == 1060
+    assert by_kind["done"]["elapsed"] == pytest.approx(10 + 0.5 * (list(ENGINE_EVENTS).index(ev.DONE) + 1))
+
+
+def test_progress_is_throttled_to_the_interval_and_on_state_change() -> None:
+    buf, clock = io.StringIO(), FakeClock()
+    rep = JsonReporter(stream=buf, clock=clock, interval=1.0)
+    rep.start(status())
+    for _ in range(9):  # 10 Hz for 0.9 s: nothing yet
+        clock.advance(0.1)
+        rep.update(status())
+    assert [o["event"] for o in lines(buf)] == ["added"]
+    clock.advance(0.1)
+    rep.update(status(verified=200 * 1024 * 1024))
+    clock.advance(0.1)
+    rep.update(status(state="seeding"))  # state change: at once
+    objs = lines(buf)
+    assert [o["event"] for o in objs] == ["added", "progress", "progress"]
+    assert objs[1]["verified"] == 200 * 1024 * 1024
+    assert objs[1]["time"] == pytest.approx(NOW + 1.0)
+    assert objs[2]["state"] == "seeding"
+    assert objs[1]["peers"] == 4 and objs[1]["seeds"] == 1 and objs[1]["eta"] == 3.2
+
+
+def test_non_json_values_do_not_break_the_stream() -> None:
+    buf = io.StringIO()
+    rep = JsonReporter(stream=buf, clock=FakeClock())
+    rep.start(status(down_rate=math.nan, eta=math.inf))
+    rep.event(ev.ERROR, message="x", blob=b"\x01\x02", where=Path("/tmp"), rate=math.inf, nested={"a": math.nan})
+    rep.update(status(down_rate=math.nan, eta=math.inf, state="seeding"))
+    objs = lines(buf)  # json.loads would accept NaN; check the text too
+    assert "NaN" not in buf.getvalue() and "Infinity" not in buf.getvalue()
+    err = objs[1]
+    assert err["blob"] == "0102" and err["where"] == "/tmp" and err["rate"] is None and err["nested"] == {"a": None}
+    assert objs[2]["down_rate"] is None and objs[2]["eta"] is None
+
+
+def test_event_before_start_has_null_info_hash() -> None:
+    buf = io.StringIO()
+    rep = JsonReporter(stream=buf, clock=FakeClock())
+    rep.event(ev.ERROR, message="bad magnet", fatal=True)
+    (obj,) = lines(buf)
+    assert obj["info_hash"] is None and ev.validate(obj) == []
+
+
+def test_engine_fields_cannot_overwrite_the_envelope() -> None:
+    buf = io.StringIO()
+    rep = JsonReporter(stream=buf, clock=FakeClock())
+    rep.start(status())
+    rep.event(ev.STALLED, reason="x", event="spoof", time="t", info_hash="y")
+    obj = lines(buf)[-1]
+    assert obj["event"] == "stalled" and obj["time"] == NOW and obj["info_hash"] == HASH
+
+
+@given(st.dictionaries(st.text(max_size=8), st.none() | st.booleans() | st.integers() | st.floats() | st.binary(max_size=8) | st.text(max_size=8), max_size=6))
+def test_dumps_always_gives_one_strict_json_line(fields: dict[str, object]) -> None:
+    line = dumps({"event": "x", **fields})
+    assert "\n" not in line
+    json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}"))
