@@ -102,7 +102,7 @@ class DHTNode:
         self.node_id = node_id or b""
         self.query_timeout = query_timeout
         self.maintenance_interval = maintenance_interval
-        self.store = peer_store or PeerStore()
+        self.store = peer_store if peer_store is not None else PeerStore()
         self._limiter = RateLimiter(*rate_limit)
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._transport: asyncio.DatagramTransport | None = None
