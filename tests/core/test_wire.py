@@ -413,3 +413,48 @@ def test_allowed_fast_set_edges() -> None:
     assert allowed_fast_set("::ffff:80.4.4.200", ih, 1313, 7)[0] == 1059
     with pytest.raises(ProtocolError):
         allowed_fast_set("not an ip", ih, 10)
+
+
+class CoinSink(RecordingSink):
+    """Accepts or declines each block according to a list of coin flips."""
+
+    def __init__(self, flips: list[bool]) -> None:
+        super().__init__()
+        self.flips = flips
+        self.n = 0
+
+    def __call__(self, index: int, begin: int, length: int) -> memoryview | None:
+        self.accept = self.flips[self.n % len(self.flips)] if self.flips else True
+        self.n += 1
+        return super().__call__(index, begin, length)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.integers(min_value=1, max_value=3000), max_size=40),
+    st.lists(st.booleans(), max_size=8),
+    st.booleans(),
+)
+def test_mixed_accept_and_decline_any_chunking(
+    cuts: list[int], flips: list[bool], direct: bool
+) -> None:
+    sink = CoinSink(flips)
+    d = dec(block_sink=sink, direct=direct)
+    out: list[object] = []
+    pos = 0
+    for c in [*cuts, len(STREAM)]:
+        out += d.feed(STREAM[pos : pos + c])
+        pos += c
+    msgs = ALL_MESSAGES * 3
+    pieces = [m for m in msgs if isinstance(m, Piece)]
+    assert len(sink.calls) == len(pieces)  # exactly one sink call per piece message
+    expected = []
+    k = 0
+    for m in msgs:
+        if isinstance(m, Piece):
+            took = flips[k % len(flips)] if flips else True
+            expected.append(Piece(m.index, m.begin, None) if took else m)
+            k += 1
+        else:
+            expected.append(m)
+    assert out == expected
