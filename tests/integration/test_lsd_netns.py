@@ -35,7 +35,8 @@ async def main():
         seen.append([ih.hex(), ip, p])
         if ih == other:
             found.set()
-    svc = LSDService(port, on_peer, iface, min_interval=0.2)
+    v6 = len(sys.argv) > 6 and sys.argv[6] == "v6"
+    svc = LSDService(port, on_peer, iface, ipv6=v6, min_interval=0.2)
     await svc.start()
     deadline = time.monotonic() + 20
     found_at = None
@@ -139,8 +140,11 @@ _counter = iter(range(1000))
 
 
 @pytest.fixture
-def netns_pair() -> Iterator[tuple[str, str]]:
-    """Two namespaces joined by a veth pair: 10.77.0.1 and 10.77.0.2, multicast routed."""
+def netns_pair() -> Iterator[tuple[str, str, str, str]]:
+    """Two namespaces joined by a veth pair: 10.77.0.1 / fd77::1 and 10.77.0.2 / fd77::2.
+
+    Yields (ns_a, ns_b, dev_a, dev_b).
+    """
     require_tool("ip")
     if os.geteuid() != 0:
         if IN_CI:
@@ -165,7 +169,9 @@ def netns_pair() -> Iterator[tuple[str, str]]:
             _ip("-n", ns, "link", "set", dev, "up")
             _ip("-n", ns, "link", "set", "lo", "up")
             _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
-        yield ns_a, ns_b
+        for ns, dev, addr6 in ((ns_a, dev_a, "fd77::1"), (ns_b, dev_b, "fd77::2")):
+            _ip("-n", ns, "-6", "addr", "add", f"{addr6}/64", "dev", dev, "nodad")
+        yield ns_a, ns_b, dev_a, dev_b
     finally:
         for ns in (ns_a, ns_b):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
@@ -200,8 +206,8 @@ def _run_all(cmds: list[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:
                 p.wait(timeout=10)
 
 
-def test_lsd_discovery_between_namespaces(netns_pair: tuple[str, str]) -> None:
-    ns_a, ns_b = netns_pair
+def test_lsd_discovery_between_namespaces(netns_pair: tuple[str, str, str, str]) -> None:
+    ns_a, ns_b, _, _ = netns_pair
     ih_a, ih_b = "aa" * 20, "bb" * 20
     res_a, res_b = _run_all(
         [
@@ -220,14 +226,31 @@ def test_lsd_discovery_between_namespaces(netns_pair: tuple[str, str]) -> None:
     assert len(res_a["seen"]) == 1
 
 
-def test_lsd_interop_with_libtorrent(netns_pair: tuple[str, str], tmp_path: Path) -> None:
+def test_lsd_ipv6_discovery_between_namespaces(netns_pair: tuple[str, str, str, str]) -> None:
+    ns_a, ns_b, dev_a, dev_b = netns_pair
+    ih_a, ih_b = "aa" * 20, "bb" * 20
+    res_a, res_b = _run_all(
+        [
+            (ns_a, SCRIPT, [ih_a, ih_b, "6881", dev_a, "asyncio", "v6"]),
+            (ns_b, SCRIPT, [ih_b, ih_a, "51413", dev_b, "uvloop", "v6"]),
+        ]
+    )
+    # Sources are whatever address the kernel picked on the link (ULA or link-local).
+    from_b = [x for x in res_a["seen"] if x[0] == ih_b and x[2] == 51413]
+    from_a = [x for x in res_b["seen"] if x[0] == ih_a and x[2] == 6881]
+    assert from_b and from_a, (res_a, res_b)
+    assert ":" in from_b[0][1] and ":" in from_a[0][1]
+    assert all(x[0] == ih_b for x in res_a["seen"])
+
+
+def test_lsd_interop_with_libtorrent(netns_pair: tuple[str, str, str, str], tmp_path: Path) -> None:
     """libtorrent (LSD on) in one namespace, LSDService in the other: each finds the other.
 
     libtorrent hearing us is proven by its connecting to our port with the
     torrent's info-hash in the handshake.
     """
     lt = require_libtorrent()
-    ns_a, ns_b = netns_pair
+    ns_a, ns_b, _, _ = netns_pair
     (tmp_path / "data.bin").write_bytes(os.urandom(100_000))
     fs = lt.file_storage()
     lt.add_files(fs, str(tmp_path / "data.bin"))
@@ -248,3 +271,14 @@ def test_lsd_interop_with_libtorrent(netns_pair: tuple[str, str], tmp_path: Path
     assert [ih, "10.77.0.1", res_lt["port"]] in res_us["heard"]
     assert res_us["handshake"] == ih
     assert res_us["bad"] == 0
+
+
+def test_lsd_service_refuses_loopback_and_unstarted_use() -> None:
+    from swarm.lsd import LSDService
+
+    with pytest.raises(ValueError):
+        LSDService(6881, lambda *a: None, "127.0.0.1")
+    with pytest.raises(ValueError):
+        LSDService(6881, lambda *a: None, "lo", ipv6=True)
+    with pytest.raises(RuntimeError):
+        LSDService(6881, lambda *a: None, "10.1.2.3").announce([b"\0" * 20])
