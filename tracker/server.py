@@ -179,13 +179,13 @@ async def serve(
         else store_opt or MemoryStore(peer_ttl=2.0 * interval)
     )
     tracker = await start_tracker(host, port, store=store, sock=sock, **options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before printing: a reader may signal at once
+        loop.add_signal_handler(sig, stop.set)
     if not quiet and worker == 0:
         print(f"tracker listening on {tracker.host}:{tracker.port}", flush=True)
         print(f"announce URL: {tracker.url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     ticker = None
     if not quiet and worker == 0 and sys.stderr.isatty():
         ticker = asyncio.create_task(_ticker(tracker, store))

@@ -9,6 +9,7 @@ processes sharing one Redis store agree on it.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -168,10 +169,18 @@ class MemoryStore:
         total = sum(len(p) for p in pools)
         if want <= 0 or total == 0:
             return []
-        k = min(total, want + 1)  # one spare in case the asker is drawn
-        picks = self.rng.sample(range(total), k)
-        out: PeerList = []
         first = len(pools[0])
+        picks: Iterable[int]
+        if total <= want + 1:
+            picks = range(total)  # everyone (but the asker) goes
+        elif total <= 8 * want:
+            picks = self.rng.sample(range(total), want + 1)  # one spare for the asker
+        else:
+            # big swarm: a window at a random offset; the pools' order is already
+            # scrambled by swap-removals, and this costs O(want) instead of a sample
+            start = self.rng.randrange(total)
+            picks = [(start + i) % total for i in range(want + 1)]
+        out: PeerList = []
         for i in picks:
             pid = pools[0].ids[i] if i < first else pools[-1].ids[i - first]
             if pid == asker:

@@ -208,7 +208,7 @@ def _split_query(raw: str | bytes) -> list[tuple[str, bytes]]:
         if not chunk:
             continue
         name, _, value = chunk.partition("=")
-        pairs.append((name, unquote_to_bytes(value)))
+        pairs.append((name, unquote_to_bytes(value) if "%" in value else value.encode()))
     return pairs
 
 
@@ -326,6 +326,22 @@ def encode_announce_response(
     warning: str | None = None,
 ) -> bytes:
     """``peers`` are ``(peer_id, compact_address)``; IPv6 ones go to ``peers6`` (BEP 7)."""
+    if compact and not warning:
+        # the hot path (every modern client): bytes laid out directly, keys in sorted order
+        v4 = b"".join([c for _, c in peers if len(c) == 6])
+        v6 = b"".join([c for _, c in peers if len(c) == 18])
+        parts = [
+            b"d8:completei%de10:incompletei%de8:intervali%de" % (complete, incomplete, interval)
+        ]
+        if min_interval is not None:
+            parts.append(b"12:min intervali%de" % min_interval)
+        parts.append(b"5:peers%d:" % len(v4))
+        parts.append(v4)
+        if v6:
+            parts.append(b"6:peers6%d:" % len(v6))
+            parts.append(v6)
+        parts.append(b"e")
+        return b"".join(parts)
     out: dict[bytes, Any] = {
         b"interval": interval,
         b"complete": complete,

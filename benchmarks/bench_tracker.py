@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Announce throughput: `swarm tracker` against opentracker, under wrk.
+
+Each request is a fresh connection (``Connection: close``, as real clients
+announce) carrying a random peer of one of N fixed random swarms (opentracker
+is whitelist-only, so the same N hashes go in its whitelist). Prints
+requests/s, p50 and p99 latency for each tracker and the ratio.
+
+    .venv/bin/python benchmarks/bench_tracker.py [--duration 10] [--connections 50]
+        [--swarms 1000] [--workers N --store redis://127.0.0.1:PORT/0]
+
+Everything listens on 127.0.0.1 only. wrk shares the CPUs with the tracker
+under test, so absolute figures are low on a 2-core machine; the ratio is
+the comparable number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LUA = r"""
+local hashes = { %(hashes)s }
+local hex = "0123456789ABCDEF"
+local function pct(bytes)
+  local out = {}
+  for i = 1, #bytes do
+    local b = bytes:byte(i)
+    local hi, lo = math.floor(b / 16), b %% 16
+    out[#out + 1] = "%%" .. hex:sub(hi + 1, hi + 1) .. hex:sub(lo + 1, lo + 1)
+  end
+  return table.concat(out)
+end
+local function rand_bytes(n)
+  local t = {}
+  for i = 1, n do t[i] = string.char(math.random(0, 255)) end
+  return table.concat(t)
+end
+local encoded = {}
+for i, h in ipairs(hashes) do encoded[i] = pct(h) end
+local counter = 0
+function setup(thread) counter = counter + 1; thread:set("seed", counter) end
+function init(args) math.randomseed(os.time() + (seed or 0) * 7919) end
+request = function()
+  local ih = encoded[math.random(1, #encoded)]
+  local pid = pct("-WR0001-" .. rand_bytes(12))
+  local left = (math.random(0, 3) == 0) and "0" or "1000"
+  local path = "/announce?info_hash=" .. ih .. "&peer_id=" .. pid ..
+    "&port=" .. math.random(1024, 65535) .. "&uploaded=0&downloaded=0&left=" .. left ..
+    "&compact=1&numwant=50"
+  return wrk.format("GET", path, {["Connection"] = "close"})
+end
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {\"requests\": %%d, \"duration_us\": %%d, \"errors\": %%d, " ..
+    "\"non2xx\": %%d, \"p50_us\": %%d, \"p99_us\": %%d}\n",
+    summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"nothing listening on {port}")
+        time.sleep(0.05)
+
+
+def run_wrk(port: int, script: Path, args: argparse.Namespace) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
+            "-s", str(script), f"http://127.0.0.1:{port}/announce",
+        ],
+        capture_output=True, text=True, timeout=args.duration + 60,
+    )  # fmt: skip
+    line = next((x for x in out.stdout.splitlines() if x.startswith("JSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed:\n{out.stdout}\n{out.stderr}")
+    if os.environ.get("BENCH_VERBOSE"):
+        print(out.stdout, file=sys.stderr)
+    r = json.loads(line[5:])
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--swarms", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--store", default="memory:")
+    p.add_argument("--skip-opentracker", action="store_true")
+    args = p.parse_args()
+    for tool in ("wrk", "opentracker"):
+        if shutil.which(tool) is None and not (tool == "opentracker" and args.skip_opentracker):
+            raise SystemExit(f"{tool} is not installed")
+
+    rng = random.Random(42)
+    hashes = [rng.randbytes(20) for _ in range(args.swarms)]
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        tmp.chmod(0o755)
+        lua_hashes = ", ".join('"' + "".join(f"\\{b}" for b in h) + '"' for h in hashes)
+        script = tmp / "announce.lua"
+        script.write_text(LUA % {"hashes": lua_hashes})
+        results: dict[str, dict[str, float]] = {}
+
+        port = free_port()
+        cmd = [
+            sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(args.workers), "--store", args.store, "-q",
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            wait_port(port, proc)
+            results[f"swarm tracker (workers={args.workers}, {args.store})"] = run_wrk(
+                port, script, args
+            )
+        finally:
+            stop(proc)
+
+        if not args.skip_opentracker:
+            port = free_port()
+            (tmp / "access.whitelist").write_text("".join(h.hex() + "\n" for h in hashes))
+            (tmp / "ot.conf").write_text(
+                "tracker.rootdir .\naccess.whitelist access.whitelist\n"
+                f"listen.tcp 127.0.0.1:{port}\n"
+            )
+            proc = subprocess.Popen(
+                ["opentracker", "-f", "ot.conf"], cwd=tmp, stdout=subprocess.DEVNULL
+            )
+            try:
+                wait_port(port, proc)
+                time.sleep(1.0)  # opentracker loads its whitelist in a thread after binding
+                results["opentracker"] = run_wrk(port, script, args)
+            finally:
+                stop(proc)
+
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, new connection per "
+        f"request, {args.swarms} swarms, {os.cpu_count()} CPUs\n"
+    )
+    print(f"{'tracker':45} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'non-2xx':>8}")
+    for name, r in results.items():
+        print(
+            f"{name:45} {r['rps']:9.0f} {r['p50_us'] / 1000:8.2f} {r['p99_us'] / 1000:8.2f} "
+            f"{r['errors']:7d} {r['non2xx']:8d}"
+        )
+    if len(results) == 2:
+        ours, ot = list(results.values())
+        print(f"\nswarm / opentracker throughput: {ours['rps'] / ot['rps']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
