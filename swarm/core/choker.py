@@ -6,8 +6,9 @@ the engine's ``RateMeter``s):
 * every ``rechoke_interval`` (10 s) the ``slots`` best *interested* peers are
   unchoked: while leeching ranked by what they give us (``down_rate``), so
   reciprocation is rewarded; snubbed peers (no block for 60 s although we
-  asked) are not reciprocated, peers with everything never give, so they are
-  not ranked as uploaders (they are never interested anyway);
+  asked) are not reciprocated: they get a regular slot only when no
+  unsnubbed interested peer is left to take it; peers with everything never
+  give, so they are not ranked as uploaders (they are never interested anyway);
 * peers that are not interested but rank above the last regular slot are
   unchoked too (at most ``slots`` of them), "to be ready": if one becomes
   interested it takes a slot at the next rechoke, and until then it costs
@@ -115,4 +116,13 @@ class Choker:
         self.optimistic = current.key if current is not None else None
         if current is not None:
             chosen.add(current.key)
+        if regular < self.slots and not seeding:
+            # slots nobody better wants: an idle upload slot helps no one
+            spare = sorted(
+                (p for p in peers if p.interested and p.snubbed and p.key not in chosen),
+                key=lambda p: (-p.down_rate, rng.random()),
+            )
+            for p in spare[: self.slots - regular]:
+                chosen.add(p.key)
+                self._regular.add(p.key)
         return chosen

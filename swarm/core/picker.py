@@ -112,6 +112,7 @@ class PiecePicker:
         self._in_flight = 0
         # sequential
         self._sequential = False
+        self._urgent = False  # some piece has priority > 1: order partial pieces too
         self._window = 1
         self._seq_cursor = 0
         # endgame scans are skipped for a peer while nothing that could give
@@ -299,6 +300,8 @@ class PiecePicker:
         if old == prio:
             return
         self._eg_gen += 1
+        if prio > 1:
+            self._urgent = True
         candidate = self._pos[index] >= 0
         if candidate:
             self._bucket_remove(index)
@@ -350,12 +353,15 @@ class PiecePicker:
         # (a) pieces in progress: ours first, then any
         if open_:
             for i in [i for i in mine if i in open_]:
-                if prio[i] > 0:
+                if prio[i] > 0 and (peer_has is None or peer_has[i]):
                     count = self._take_open(peer, reqs, mine, self._partials[i], count, out)
                     if not count:
                         return out
             if open_:
-                for i in list(open_):
+                pending = list(open_)
+                if self._urgent:
+                    pending.sort(key=prio.__getitem__, reverse=True)
+                for i in pending:
                     if prio[i] > 0 and (peer_has is None or peer_has[i]):
                         count = self._take_open(peer, reqs, mine, self._partials[i], count, out)
                         if not count:
@@ -450,16 +456,18 @@ class PiecePicker:
         return self._pick_rarest(peer_has)
 
     def _pick_sequential(self, peer_has: Bitfield | None) -> int | None:
+        """The first piece in the read-ahead window; more urgent pieces elsewhere go first."""
         n = self.num_pieces
         c = self._seq_cursor
-        have = self._have
+        hv = self._hv
         prio = self._prio
-        while c < n and (have[c] or prio[c] <= 0):
+        while c < n and (hv[c] or prio[c] <= 0):
             c += 1
         self._seq_cursor = c
         pos = self._pos
+        top = self._sorted_keys()[0][0]
         for i in range(c, min(n, c + self._window)):
-            if pos[i] >= 0 and (peer_has is None or peer_has[i]):
+            if pos[i] >= 0 and prio[i] >= top and (peer_has is None or peer_has[i]):
                 return i
         return None
 

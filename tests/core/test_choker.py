@@ -129,3 +129,18 @@ def test_slot_count_respected(slots: int) -> None:
     peers = [peer(f"p{i}", down=float(i)) for i in range(20)]
     un = c.rechoke(peers, 0.0, seeding=False)
     assert len(un) == (slots + 1 if slots else 0)
+
+
+def test_snubbed_peers_only_fill_spare_slots() -> None:
+    c = Choker(3, rng=random.Random(11))
+    peers = [
+        peer("good", down=1e6),
+        peer("s1", down=5e6, snubbed=True, optimistic_ok=False),
+        peer("s2", down=1e3, snubbed=True, optimistic_ok=False),
+        peer("s3", down=0.0, snubbed=True, optimistic_ok=False),
+    ]
+    un = c.rechoke(peers, 0.0, seeding=False)
+    assert un == {"good", "s1", "s2"}  # two spare slots, best snubbed first
+    more = peers + [peer(f"n{i}", down=10.0) for i in range(3)]
+    un = c.rechoke(more, 10.0, seeding=False)
+    assert not un & {"s1", "s2", "s3"}

@@ -313,3 +313,41 @@ def test_endgame_block_freed_by_a_cancel_is_offered_again() -> None:
     assert p.pick("d", None, 10) == [a[2]]
     p.remove_peer("b")
     assert sorted(p.pick("d", None, 10)) == sorted([a[0], a[1], a[3]])
+
+
+def test_sequential_yields_to_more_urgent_pieces() -> None:
+    n = 32
+    p = make(n)
+    p.add_peer_have_all("s")
+    p.set_sequential(True, window_bytes=4 * 4 * BS)
+    p.set_priority(n - 1, 7)  # e.g. --first-last: the tail of a media file
+    assert {b.index for b in fetch_piece(p, "s", None)} == {n - 1}
+    p.piece_passed(n - 1)
+    assert {b.index for b in fetch_piece(p, "s", None)} == {0}
+
+
+def test_urgent_partial_pieces_first() -> None:
+    n = 16
+    p = make(n, have=range(4))
+    p.add_peer_have_all("a")
+    p.add_peer_have_all("b")
+    first = p.pick("a", None, 4)
+    second = p.pick("a", None, 4)
+    i, j = first[0].index, second[0].index
+    p.cancel_requests("a", [first[3], second[3]])
+    p.set_priority(j, 5)
+    assert p.pick("b", None, 1) == [second[3]]
+    assert p.pick("b", None, 1) == [first[3]]
+    assert i != j
+
+
+def test_narrowed_bitfield_respected_for_own_pieces() -> None:
+    """Choked with allowed-fast pieces, the engine narrows what the peer may be asked for."""
+    n = 8
+    p = make(n, have=range(4))
+    p.add_peer_have_all("a")
+    first = p.pick("a", None, 2)
+    i = first[0].index
+    allowed = bf(n, [j for j in range(4, n) if j != i][:1])
+    got = p.pick("a", allowed, 8)
+    assert got and all(b.index != i and allowed[b.index] for b in got)

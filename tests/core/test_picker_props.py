@@ -81,9 +81,26 @@ class PickerMachine(RuleBasedStateMachine):
 
     @rule(k=st.sampled_from(PEERS), count=st.integers(1, 8))
     def pick(self, k: str, count: int) -> None:
+        if k in self.bf:
+            self._pick(k, self.bf[k], count)
+
+    @rule(
+        k=st.sampled_from(PEERS),
+        count=st.integers(1, 8),
+        bits=st.lists(st.booleans(), min_size=6, max_size=6),
+    )
+    def pick_restricted(self, k: str, count: int, bits: list[bool]) -> None:
+        """The engine may narrow a peer's pieces (allowed-fast while choked, memory cap)."""
         if k not in self.bf:
             return
-        has = self.bf[k]
+        full = self.bf[k]
+        sub = Bitfield(self.n)
+        for i in range(self.n):
+            if bits[i] and (full is None or full[i]):
+                sub.set(i)
+        self._pick(k, sub, count)
+
+    def _pick(self, k: str, has: Bitfield | None, count: int) -> None:
         got = self.p.pick(k, has, count)
         assert len(got) <= count
         assert len(set(got)) == len(got)
