@@ -15,6 +15,23 @@ from swarm.status import PeerStatus, TorrentStatus, TrackerStatus
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 
+#: Control characters, line separators and bidi overrides: from a hostile name or
+#: error message they could move the cursor, clear the screen, forge log lines
+#: or reverse text. Replaced by "?" wherever outside text is shown to a person.
+_UNSAFE = {
+    **{c: "?" for c in range(0x20)},
+    **{c: "?" for c in range(0x7F, 0xA0)},
+    **{c: "?" for c in (0x061C, 0x200E, 0x200F, 0x2028, 0x2029)},
+    **{c: "?" for c in range(0x202A, 0x202F)},
+    **{c: "?" for c in range(0x2066, 0x206A)},
+}
+
+
+def safe(text: object) -> str:
+    """Outside text made harmless for a terminal or a line-oriented log."""
+    return str(text).translate(_UNSAFE)
+
+
 def _finite(x: float) -> float:
     return x if isinstance(x, int | float) and math.isfinite(x) else 0.0
 
@@ -206,9 +223,9 @@ def progress_line(status: TorrentStatus) -> str:
         f"eta {human_eta(status)}",
     ]
     if status.state not in ("downloading", "seeding"):
-        parts.insert(0, status.state)
+        parts.insert(0, safe(status.state))
     if status.stalled_reason:
-        parts.append(f"stalled: {status.stalled_reason}")
+        parts.append(f"stalled: {safe(status.stalled_reason)}")
     return " ".join(parts)
 
 
@@ -219,7 +236,7 @@ def summary_line(status: TorrentStatus, now: float) -> str:
     complete = status.total_size > 0 and status.verified >= status.total_size
     head = "complete" if complete else f"stopped at {percent(status.progress)}"
     return (
-        f"{status.name}: {head}, {human_size(status.verified)}/{human_size(status.total_size)}; "
+        f"{safe(status.name)}: {head}, {human_size(status.verified)}/{human_size(status.total_size)}; "
         f"downloaded {human_size(status.downloaded)} in {human_duration(elapsed)} "
         f"(avg {human_rate(avg)}), uploaded {human_size(status.uploaded)}, ratio {status.ratio:.2f}"
     )
@@ -228,13 +245,13 @@ def summary_line(status: TorrentStatus, now: float) -> str:
 def tracker_state(t: TrackerStatus, now: float) -> str:
     """``ok 12 peers (3 seeds), last 5s ago, next in 29m55s`` or the error."""
     if t.state == "error":
-        head = f"error: {t.last_error or 'unknown'}"
+        head = f"error: {safe(t.last_error or 'unknown')}"
     elif t.state == "ok":
         head = f"ok {t.peers} peer{'' if t.peers == 1 else 's'}"
         if t.seeders is not None:
             head += f" ({t.seeders} seed{'' if t.seeders == 1 else 's'})"
     else:
-        head = t.state
+        head = safe(t.state)
     return f"{head}, last {ago(t.last_announce, now)}, next {until(t.next_announce, now)}"
 
 
@@ -257,7 +274,7 @@ def clock_text(t: float) -> str:
 
 def _opt(fields: dict[str, object], key: str) -> str:
     v = fields.get(key)
-    return "" if v is None else str(v)
+    return "" if v is None else safe(v)
 
 
 def event_text(kind: str, fields: dict[str, object]) -> str:
@@ -323,8 +340,8 @@ def event_text(kind: str, fields: dict[str, object]) -> str:
         return f"stalled: {_opt(f, 'reason')}"
     if kind == "error":
         return f"error: {_opt(f, 'message')}"
-    rest = " ".join(f"{k}={v}" for k, v in f.items())
-    return f"{kind} {rest}".rstrip()
+    rest = " ".join(f"{safe(k)}={safe(v)}" for k, v in f.items())
+    return f"{safe(kind)} {rest}".rstrip()
 
 
 def _num(v: object) -> float:

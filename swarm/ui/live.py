@@ -43,6 +43,7 @@ from .format import (
     percent,
     rescale_availability,
     rescale_piece_map,
+    safe,
     sort_peers,
     summary_line,
     tracker_state,
@@ -124,9 +125,9 @@ def _peer_header(addr_w: int, client_w: int) -> Text:
 
 
 def _peer_row(p: PeerStatus, addr_w: int, client_w: int) -> Text:
-    flags = p.flags or peer_flags(p)
+    flags = safe(p.flags) if p.flags else peer_flags(p)
     return Text(
-        f"{clip(p.address, addr_w):<{addr_w}} {clip(p.client, client_w):<{client_w}} "
+        f"{clip(safe(p.address), addr_w):<{addr_w}} {clip(safe(p.client), client_w):<{client_w}} "
         f"{clip(flags, 6):<6} {human_rate(p.down_rate):>11} {human_rate(p.up_rate):>11} "
         f"{percent(p.progress):>6}"
     )
@@ -147,10 +148,10 @@ def render(
     s = status
     lines: list[Text] = []
 
-    head = Text(clip(s.name, max(8, width - 30)), style="bold")
+    head = Text(clip(safe(s.name), max(8, width - 30)), style="bold")
     head.append("  ")
-    head.append(s.state, style=STATE_STYLE.get(s.state, "bold"))
-    head.append(f"  {s.info_hash[:12]}", style="grey50")
+    head.append(safe(s.state), style=STATE_STYLE.get(s.state, "bold"))
+    head.append(f"  {safe(s.info_hash[:12])}", style="grey50")
     lines.append(head)
 
     pct = percent(s.progress)
@@ -178,9 +179,9 @@ def render(
     lines.append(totals)
 
     if s.error:
-        lines.append(Text(f"error: {s.error}", style="bold red"))
+        lines.append(Text(f"error: {safe(s.error)}", style="bold red"))
     if s.stalled_reason:
-        lines.append(Text(f"stalled: {s.stalled_reason}", style="yellow"))
+        lines.append(Text(f"stalled: {safe(s.stalled_reason)}", style="yellow"))
 
     map_w = width - LABEL
     if s.piece_map and map_w > 0:
@@ -194,7 +195,7 @@ def render(
         line = Text("tracker ", style="bold")
         state = tracker_state(t, now)
         url_w = max(10, min(len(t.url), width - 8 - len(state) - 2))
-        line.append(clip(t.url, url_w) + "  ")
+        line.append(clip(safe(t.url), url_w) + "  ")
         line.append(state, style="red" if t.state == "error" else ("green" if t.state == "ok" else ""))
         lines.append(line)
     if len(shown) < len(trackers):
@@ -203,7 +204,8 @@ def render(
     log_lines: list[Text] = []
     for when, kind, text in log:
         style = "red" if kind == ev.ERROR else ("yellow" if kind in (ev.STALLED,) else "grey62")
-        log_lines.append(Text(f"[{clock_text(when)}] {text.splitlines()[0] if text else kind}", style=style))
+        first = safe(text.split("\n", 1)[0] if text else kind)
+        log_lines.append(Text(f"[{clock_text(when)}] {first}", style=style))
 
     # The peers table gets whatever height is left; the log shrinks first if needed.
     budget = height - 1 - len(lines)

@@ -108,3 +108,14 @@ def test_unknown_mode_is_refused() -> None:
         assert "fancy" in str(exc)
     else:
         raise AssertionError("make_reporter accepted an unknown mode")
+
+
+def test_hostile_names_cannot_forge_log_lines() -> None:
+    rep, out, _, _ = make()
+    rep.start(status(name="a\n[12:00:00] done: forged\x1b[2J"))
+    rep.event(events.PEER, action="banned", address="1.2.3.4:5", reason="bad\r\nline")
+    rep.event(events.ERROR, message="x\ny")
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    assert len(text.splitlines()) == 3
+    assert all(STAMP.match(line) for line in text.splitlines())
