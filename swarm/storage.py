@@ -249,7 +249,11 @@ class Storage:
         if self._executor is None:
             self._executor = make_executor()
         self._writable = create
-        await self._run(self._open_sync, create)
+        try:
+            await self._run(self._open_sync, create)
+        except BaseException:
+            self._release_fds()  # a failed open leaves nothing open behind it
+            raise
         hexhash = self.meta.info_hash.hex()
         if self._state_dir is not None:
             self._resume_path = self._state_dir / f"{hexhash}.resume"
@@ -444,9 +448,10 @@ class Storage:
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
         """A block of a piece we have, for an upload.
 
-        Bad bounds or a piece we do not have: ProtocolError (the requester's
-        fault: drop the peer). Disk trouble or data that no longer matches its
-        hash: StorageError, and the piece is cleared from ``have``.
+        Bad bounds: ProtocolError (the requester's fault: drop the peer). A
+        piece not verified on disk, disk trouble or data that no longer matches
+        its hash: StorageError, and the piece is cleared from ``have`` (the
+        caller should stop advertising it and fetch it again).
         """
         if not 0 <= index < self.layout.num_pieces:
             raise ProtocolError(f"request for piece {index} out of range")
@@ -454,9 +459,13 @@ class Storage:
         if begin < 0 or length <= 0 or begin + length > size:
             raise ProtocolError(f"request {begin}+{length} outside piece {index} of {size} bytes")
         if index not in self.have:
-            raise ProtocolError(f"request for piece {index} which we do not have")
+            raise StorageError(f"piece {index} is not verified on disk")
         if not self._cache_enabled:
-            data = await self._run(self._read_job, index, begin, length, False)
+            try:
+                data = await self._run(self._read_job, index, begin, length, False)
+            except StorageError:
+                self.have.clear(index)
+                raise
             assert isinstance(data, bytes)
             return data
         piece = self._cache.get(index)
@@ -751,14 +760,17 @@ class Storage:
             if self._root_fd is not None and (self._writable or self._state_dir is not None):
                 await self.save_resume()
         finally:
-            self._fds.close_all()
-            if self._root_fd is not None:
-                os.close(self._root_fd)
-                self._root_fd = None
+            self._release_fds()
             self._cache.clear()
             if self._own_executor and self._executor is not None:
                 self._executor.shutdown(wait=False)
                 self._executor = None
+
+    def _release_fds(self) -> None:
+        self._fds.close_all()
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
 
     async def __aenter__(self) -> Storage:
         return self

@@ -76,9 +76,11 @@ async def test_wrong_length_and_read_bounds(tmp_path: Path) -> None:
         with pytest.raises(StorageError):
             await st.write_piece(meta.num_pieces, b"x")
         assert await st.write_piece(0, memoryview(piece(meta, stream, 0)))
-        for args in [(0, -1, 10), (0, 0, 0), (0, PL - 5, 10), (99, 0, 1), (-1, 0, 1), (1, 0, 10)]:
+        for args in [(0, -1, 10), (0, 0, 0), (0, PL - 5, 10), (99, 0, 1), (-1, 0, 1)]:
             with pytest.raises(ProtocolError):
                 await st.read_block(*args)
+        with pytest.raises(StorageError, match="not verified"):
+            await st.read_block(1, 0, 10)
 
 
 async def test_resume_save_load_and_touch(tmp_path: Path) -> None:
@@ -297,8 +299,10 @@ async def test_symlinked_file_pointing_outside(tmp_path: Path) -> None:
     (root / "x.bin").symlink_to(target)
     meta, stream = make_meta([(("x.bin",), 100)], 64)
     st = Storage(meta, root)
+    fds_before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(StorageError, match="symlink"):
         await st.open()
+    assert len(os.listdir("/proc/self/fd")) <= fds_before  # nothing left open
     await st.close()
     assert target.read_bytes() == b"precious"
 
@@ -606,6 +610,10 @@ async def test_big_pieces_bypass_the_read_cache(tmp_path: Path) -> None:
     for _ in range(2):
         assert await st.read_block(3, 100, 5000) == stream[3 * PL + 100 : 3 * PL + 5100]
     assert st.cache_hits == st.cache_misses == 0
+    os.truncate(tmp_path / "t" / "c.bin", 0)
+    with pytest.raises(StorageError, match="shorter"):
+        await st.read_block(5, 0, 100)
+    assert 5 not in st.have
     await st.close()
 
 
