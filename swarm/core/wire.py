@@ -712,7 +712,13 @@ class MessageDecoder:
 
         unpack_hdr = _HDR.unpack_from
         unpack_ii = _II.unpack_from
+        unpack_iii = _III.unpack_from
         max_len = self._max_len
+        max_block = self.max_block
+        n_pieces = self.num_pieces
+        plen = self.piece_length or 0
+        last_size = self._last_piece_size
+        sink = self._sink
         while self._slot is None and not self._skip:
             avail = end - pos
             if avail < 5:
@@ -731,7 +737,7 @@ class MessageDecoder:
                 pos += 4
                 continue
             if mid == PIECE:
-                if length > self.max_block + 9 or length < 10:
+                if length > max_block + 9 or length < 10:
                     raise ProtocolError(f"piece message of length {length}")
                 if avail < 13:
                     break
@@ -740,9 +746,12 @@ class MessageDecoder:
                 if self._declined:
                     slot = None
                 else:
-                    if self.num_pieces is not None:
-                        self._check_range(PIECE, index, begin, blen)
-                    slot = self._sink(index, begin, blen) if self._sink is not None else None
+                    if n_pieces is not None and not (
+                        index < n_pieces
+                        and begin + blen <= (plen if index < n_pieces - 1 else last_size)
+                    ):
+                        self._check_range(PIECE, index, begin, blen)  # raises
+                    slot = sink(index, begin, blen) if sink is not None else None
                 if slot is not None:
                     if len(slot) != blen:
                         raise ValueError(f"block sink returned {len(slot)} bytes for {blen}")
@@ -767,6 +776,24 @@ class MessageDecoder:
                 self._declined = False
                 out.append(Piece(index, begin, bytes(mv[pos + 13 : stop])))
                 pos = stop
+                continue
+
+            if mid == REQUEST and length == 13 and avail >= 17:
+                # Fast path: a seed decodes one of these per 16 KiB sent.
+                index, begin, blen = unpack_iii(buf, pos + 5)
+                if not (
+                    0 < blen <= max_block
+                    and (
+                        n_pieces is None
+                        or (
+                            index < n_pieces
+                            and begin + blen <= (plen if index < n_pieces - 1 else last_size)
+                        )
+                    )
+                ):
+                    self._check_range(REQUEST, index, begin, blen)  # raises the precise error
+                out.append(Request(index, begin, blen))
+                pos += 17
                 continue
 
             fixed = _FIXED_LEN.get(mid)
