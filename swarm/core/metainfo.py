@@ -390,6 +390,7 @@ def _multi_files(value: Any, name: str, warnings: list[str]) -> list[FileEntry]:
     out: list[FileEntry] = []
     used: set[tuple[str, ...]] = set()
     dirs: set[tuple[str, ...]] = set()
+    counters: dict[tuple[str, ...], int] = {}
     renamed = 0
     offset = 0
     for index, entry in enumerate(value):
@@ -443,7 +444,7 @@ def _multi_files(value: Any, name: str, warnings: list[str]) -> list[FileEntry]:
         full = (name, *clean)
         if not pad:
             if full in used or full in dirs or any(full[:i] in used for i in range(1, len(full))):
-                unique = _unique(full, used, dirs)
+                unique = _unique(full, used, dirs, counters)
                 if renamed < 20:
                     warnings.append(f"duplicate path {'/'.join(full)!r} renamed {unique[-1]!r}")
                 renamed += 1
@@ -458,10 +459,14 @@ def _multi_files(value: Any, name: str, warnings: list[str]) -> list[FileEntry]:
 
 
 def _unique(
-    path: tuple[str, ...], used: set[tuple[str, ...]], dirs: set[tuple[str, ...]]
+    path: tuple[str, ...],
+    used: set[tuple[str, ...]],
+    dirs: set[tuple[str, ...]],
+    counters: dict[tuple[str, ...], int],
 ) -> tuple[str, ...]:
     """libtorrent's scheme, ``bar.txt`` -> ``bar.1.txt``; a directory whose
-    name is taken by a file becomes ``name.d``."""
+    name is taken by a file becomes ``name.d``. ``counters`` remembers the
+    last suffix per name so a million copies of one path cost O(n), not O(n^2)."""
     parent = list(path[:-1])
     for i in range(1, len(parent) + 1):
         while tuple(parent[:i]) in used:
@@ -472,10 +477,12 @@ def _unique(
     stem, dot, ext = last.rpartition(".")
     if not stem:
         stem, dot, ext = last, "", ""
-    n = 1
+    key = (*parent, stem, dot + ext)
+    n = counters.get(key, 0) + 1
     while True:
         candidate = (*parent, f"{stem}.{n}{dot}{ext}")
         if candidate not in used and candidate not in dirs:
+            counters[key] = n
             return candidate
         n += 1
 
@@ -491,6 +498,15 @@ def _component(text: str) -> str:
     Separators inside a component are not allowed to make directories: the
     pieces between them are kept (minus '.', '..' and empties) joined by '_'.
     """
+    if (
+        text.isprintable()
+        and "/" not in text
+        and "\\" not in text
+        and len(text) <= MAX_COMPONENT_BYTES // 4
+        and text not in ("", ".", "..")
+        and text.partition(".")[0].upper().rstrip(" ") not in _WINDOWS_RESERVED
+    ):
+        return text  # the common case, without the per-character work below
     text = "".join("_" if unicodedata.category(ch) == "Cc" else ch for ch in text)
     parts = [p for p in text.replace("\\", "/").split("/") if p not in ("", ".", "..")]
     out = "_".join(parts)

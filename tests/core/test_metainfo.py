@@ -473,3 +473,22 @@ def test_hybrid_v1_and_v2_must_agree() -> None:
         parse_metainfo(_hybrid(files, {b"a": {b"": {b"length": 100}}, b"d": {b"b": _leaf(20000)}}))
     with pytest.raises(MetainfoError, match="file tree"):
         parse_metainfo(_hybrid(files, {b"a": 5}))
+
+
+@given(st.text(max_size=300))
+def test_component_is_safe_and_idempotent(text: str) -> None:
+    from swarm.core.metainfo import _component
+
+    out = _component(text)
+    assert _component(out) == out
+    assert out not in (".", "..") and "/" not in out and "\\" not in out
+    assert not any(ord(ch) < 32 or ord(ch) == 127 for ch in out)
+    assert len(out.encode("utf-8", "surrogatepass")) <= 255
+
+
+def test_many_duplicate_paths_are_linear() -> None:
+    n = 20_000
+    info = multi([[b"a", b"b.txt"]] * n, [1] * n)
+    meta = parse_info(encode(info))
+    assert meta.files[-1].path == ("root", "a", f"b.{n - 1}.txt")
+    assert len(meta.warnings) <= 21
