@@ -458,3 +458,47 @@ def test_mixed_accept_and_decline_any_chunking(
         else:
             expected.append(m)
     assert out == expected
+
+
+U32 = st.integers(0, 2**32 - 1)
+BLEN = st.integers(1, wire.MAX_BLOCK)
+MESSAGES = st.one_of(
+    st.sampled_from(
+        [KeepAlive(), Choke(), Unchoke(), Interested(), NotInterested(), HaveAll(), HaveNone()]
+    ),
+    st.builds(Have, U32),
+    st.builds(Suggest, U32),
+    st.builds(AllowedFast, U32),
+    st.builds(BitfieldMsg, st.binary(max_size=64)),
+    st.builds(Request, U32, U32, BLEN),
+    st.builds(Cancel, U32, U32, BLEN),
+    st.builds(RejectRequest, U32, U32, BLEN),
+    st.builds(Piece, U32, U32, st.binary(min_size=1, max_size=300)),
+    st.builds(Port, st.integers(0, 65535)),
+    st.builds(Extended, st.integers(0, 255), st.binary(max_size=100)),
+)
+
+
+@given(st.lists(MESSAGES, max_size=30), st.integers(1, 50))
+def test_random_messages_round_trip_without_torrent(msgs: list[object], step: int) -> None:
+    raw = stream_of(msgs)
+    d = MessageDecoder()
+    out = []
+    for i in range(0, len(raw), step):
+        out += d.feed(raw[i : i + step])
+    assert out == msgs
+
+
+@given(st.binary(min_size=0, max_size=100))
+def test_handshake_parsers_only_raise_protocol_error(data: bytes) -> None:
+    try:
+        parse_handshake(data)
+    except ProtocolError:
+        pass
+    hd = HandshakeDecoder()
+    try:
+        hd.feed(data)
+        if hd.done:
+            assert len(hd.handshake.peer_id) == 20
+    except ProtocolError:
+        pass
