@@ -289,3 +289,39 @@ def test_sources_map_sanitised_names(tmp_path: Path) -> None:
         ("d/con_.txt", str(root / "con.txt")),
         ("d/ok", str(root / "ok")),
     ]
+
+
+def _corpus_files() -> list[Path]:
+    return sorted(CORPUS.glob("*.torrent")) if CORPUS.is_dir() else []
+
+
+@pytest.mark.parametrize("path", _corpus_files(), ids=lambda p: p.name)
+def test_info_in_process_on_every_corpus_file(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every hostile file renders (rich markup in names escaped) or fails with one line, exit 2."""
+    from swarm.cli import main
+
+    code = main(["info", str(path)])
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert "info-hash:" in out and err == ""
+        code_json = main(["info", str(path), "--json"])
+        out, _ = capsys.readouterr()
+        assert code_json == 0 and json.loads(out)["event"] == "info"
+    else:
+        assert code == 2
+        assert err.count("\n") == 1 and err.startswith(f"swarm: error: {path}: ")
+
+
+def test_info_escapes_markup_in_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from swarm.cli import main
+    from swarm.core.metainfo import build_info, build_metainfo
+
+    info = build_info(
+        name="[bold]x[/bold]", piece_length=16384, pieces=bytes(20), files=[(("[red]f",), 5)]
+    )
+    (tmp_path / "m.torrent").write_bytes(build_metainfo(info, comment="[link=http://evil]c[/link]"))
+    assert main(["info", str(tmp_path / "m.torrent")]) == 0
+    out = capsys.readouterr().out
+    assert "[bold]x[/bold]" in out and "[red]f" in out and "[link=http://evil]c[/link]" in out
