@@ -40,6 +40,7 @@ from swarm.core.layout import (
     MAX_RESUME_SIZE,
     Layout,
     ResumeData,
+    Segment,
     decode_resume,
     encode_resume,
     trusted_have,
@@ -106,6 +107,11 @@ def _pread_into(fd: int, buf: memoryview, offset: int) -> int:
             break
         got += n
     return got
+
+
+def _retrieve(task: asyncio.Future[bytes]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class _FdCache:
@@ -216,7 +222,7 @@ class Storage:
         # budget; bigger pieces are read block by block, unverified (bounded memory).
         self._cache_pieces = read_cache_bytes // max(1, meta.piece_length)
         self._cache_enabled = self._cache_pieces >= 2
-        self._loading: dict[int, asyncio.Future[bytes]] = {}
+        self._loading: dict[int, asyncio.Future[bytes]] = {}  # piece loads in flight
         self._verify_reads = verify_reads
         self._recheck_jobs = max(1, recheck_jobs)
         self._resume_lock = asyncio.Lock()
@@ -473,35 +479,73 @@ class Storage:
             self.cache_hits += 1
             self._cache.move_to_end(index)
         else:
-            fut = self._loading.get(index)
-            if fut is None:
+            task = self._loading.get(index)
+            if task is None:
                 self.cache_misses += 1
-                fut = asyncio.get_running_loop().create_future()
-                self._loading[index] = fut
-                try:
-                    raw = await self._run(self._read_job, index, 0, size, self._verify_reads)
-                    assert isinstance(raw, bytes)
-                    piece = raw
-                except BaseException as exc:
-                    fut.set_exception(exc)
-                    fut.exception()  # consumed here; waiters get it too
-                    if isinstance(exc, StorageError):
-                        self.have.clear(index)
-                    raise
-                finally:
-                    del self._loading[index]
-                fut.set_result(piece)
-                self._cache[index] = piece
-                while len(self._cache) > self._cache_pieces:
-                    self._cache.popitem(last=False)
+                # A task of its own, so that a requester going away (cancelled)
+                # does not cancel the read the other requesters wait for.
+                task = asyncio.ensure_future(self._load_piece(index, size))
+                task.add_done_callback(_retrieve)  # no "never retrieved" if all waiters left
+                self._loading[index] = task
             else:
                 self.cache_hits += 1
-                piece = await asyncio.shield(fut)
+            piece = await asyncio.shield(task)
         if begin == 0 and length == size:
             return piece
         return piece[begin : begin + length]
 
+    async def _load_piece(self, index: int, size: int) -> bytes:
+        try:
+            raw = await self._run(self._read_job, index, 0, size, self._verify_reads)
+        except StorageError:
+            self.have.clear(index)
+            raise
+        finally:
+            del self._loading[index]
+        assert isinstance(raw, bytes)
+        if index in self.have:  # not re-verified and replaced meanwhile
+            self._cache[index] = raw
+            while len(self._cache) > self._cache_pieces:
+                self._cache.popitem(last=False)
+        return raw
+
     def _read_job(self, index: int, begin: int, length: int, verify: bool) -> bytes:
+        segs = self.layout.piece_segments(index, begin, length)
+        if len(segs) == 1 and not self.layout.files[segs[0].file_index].pad:
+            data = self._read_one(segs[0])  # the common case: one copy, kernel -> bytes
+        else:
+            data = self._read_spanning(index, begin, length)
+        if verify and hashlib.sha1(data).digest() != self.meta.piece_hash(index):
+            raise StorageError(
+                f"piece {index} no longer matches its hash on disk "
+                f"({', '.join(self._display(i) for i in self.layout.files_for_piece(index))} changed?)"
+            )
+        return data
+
+    def _read_one(self, seg: Segment) -> bytes:
+        i = seg.file_index
+        fd = self._fds.acquire(i, False)
+        if fd is None:
+            raise StorageError(f"{self._display(i)} is missing (deleted under us?)")
+        try:
+            data = os.pread(fd, seg.length, seg.file_offset)
+            if 0 < len(data) < seg.length:  # a short read that is not end of file
+                rest = bytearray(data)
+                while len(rest) < seg.length:
+                    more = os.pread(fd, seg.length - len(rest), seg.file_offset + len(rest))
+                    if not more:
+                        break
+                    rest += more
+                data = bytes(rest)
+        except OSError as exc:
+            raise _oserror(exc, self._display(i), "read") from None
+        finally:
+            self._fds.release(i)
+        if len(data) != seg.length:
+            raise StorageError(f"{self._display(i)} is shorter than expected (changed on disk?)")
+        return data
+
+    def _read_spanning(self, index: int, begin: int, length: int) -> bytes:
         buf = bytearray(length)
         mv = memoryview(buf)
         pos = 0
@@ -520,11 +564,6 @@ class Storage:
                 if got != seg.length:
                     raise StorageError(f"{self._display(i)} is shorter than expected (changed on disk?)")
             pos += seg.length
-        if verify and hashlib.sha1(mv).digest() != self.meta.piece_hash(index):
-            raise StorageError(
-                f"piece {index} no longer matches its hash on disk "
-                f"({', '.join(self._display(i) for i in self.layout.files_for_piece(index))} changed?)"
-            )
         return bytes(buf)
 
     # ---------------------------------------------------------------- recheck

@@ -670,3 +670,19 @@ async def test_read_only_file_system(tmpfs) -> None:  # type: ignore[no-untyped-
     await st3.open(create=False)
     assert (await st3.recheck()).count == 0
     await st3.close()
+
+
+async def test_cancelled_requester_does_not_cancel_shared_read(tmp_path: Path) -> None:
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    await write_all(st, meta, stream)
+    first = asyncio.ensure_future(st.read_block(4, 0, 100))
+    second = asyncio.ensure_future(st.read_block(4, 100, 100))
+    await asyncio.sleep(0)  # both are now waiting on the same load
+    first.cancel()
+    got = await asyncio.wait_for(second, 10)
+    assert got == stream[4 * PL + 100 : 4 * PL + 200]
+    assert first.cancelled()
+    assert st.cache_misses == 1
+    await st.close()
