@@ -75,7 +75,9 @@ def check_piece_length(length: int) -> int:
     return length
 
 
-def collect_files(path: str | os.PathLike[str]) -> tuple[str, list[SourceFile], bool, list[str]]:
+def collect_files(
+    path: str | os.PathLike[str], exclude: Sequence[str | os.PathLike[str]] = ()
+) -> tuple[str, list[SourceFile], bool, list[str]]:
     """(name, files in torrent order, single-file?, skipped) for ``path``.
 
     Directories are walked without following symlinked directories; a file
@@ -98,6 +100,7 @@ def collect_files(path: str | os.PathLike[str]) -> tuple[str, list[SourceFile], 
     if not stat.S_ISDIR(st.st_mode):
         raise BadInput(f"{path}: not a regular file or directory")
     real_top = os.path.realpath(top)
+    excluded = {os.path.realpath(os.fspath(e)) for e in exclude}
     files: list[SourceFile] = []
     skipped: list[str] = []
 
@@ -110,6 +113,8 @@ def collect_files(path: str | os.PathLike[str]) -> tuple[str, list[SourceFile], 
                 skipped.append(f"{os.path.join(dirpath, d)}: symlinked directory not followed")
         for fname in filenames:
             full = os.path.join(dirpath, fname)
+            if excluded and os.path.realpath(full) in excluded:
+                continue  # e.g. the .torrent being written into the shared directory
             try:
                 lst = os.lstat(full)
                 if stat.S_ISLNK(lst.st_mode):
@@ -217,11 +222,12 @@ def build_torrent(
     progress: Progress | None = None,
     created_by: str | None = f"swarm/{__version__}",
     creation_date: int | None = None,
+    exclude: Sequence[str | os.PathLike[str]] = (),
 ) -> CreateResult:
     """Walk, hash and encode; each tracker URL is its own tier (like mktorrent)."""
     if piece_length is not None:
         check_piece_length(piece_length)
-    name, files, single, skipped = collect_files(path)
+    name, files, single, skipped = collect_files(path, exclude)
     total = sum(f.length for f in files)
     if piece_length is None:
         piece_length = choose_piece_length(total)

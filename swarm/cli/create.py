@@ -118,33 +118,27 @@ def run(args: argparse.Namespace) -> int:
         parent = target if target.is_dir() else (target.parent if str(target.parent) else Path("."))
         if not parent.is_dir():
             raise BadInput(f"{args.output}: directory {parent} does not exist")
+    name = os.path.basename(os.path.abspath(args.path))
+    out = Path(args.output) if args.output else Path.cwd() / f"{name}.torrent"
+    if out.is_dir():
+        out = out / f"{name}.torrent"
+    options = dict(
+        trackers=args.tracker,
+        piece_length=args.piece_length,
+        private=args.private,
+        comment=args.comment,
+        web_seeds=args.web_seed,
+        progress=progress_cb,
+        exclude=[out],  # never hash the .torrent we are about to (over)write
+    )
     started = time.monotonic()
     if bar is not None:
         with bar:
-            result = build_torrent(
-                args.path,
-                trackers=args.tracker,
-                piece_length=args.piece_length,
-                private=args.private,
-                comment=args.comment,
-                web_seeds=args.web_seed,
-                progress=progress_cb,
-            )
+            result = build_torrent(args.path, **options)
     else:
-        result = build_torrent(
-            args.path,
-            trackers=args.tracker,
-            piece_length=args.piece_length,
-            private=args.private,
-            comment=args.comment,
-            web_seeds=args.web_seed,
-            progress=progress_cb,
-        )
+        result = build_torrent(args.path, **options)
     elapsed = time.monotonic() - started
     meta = result.meta
-    out = Path(args.output) if args.output else Path.cwd() / f"{meta.name}.torrent"
-    if out.is_dir():
-        out = out / f"{meta.name}.torrent"
     _write_atomically(out, result.data)
     magnet = meta.magnet_uri()
     if as_json:

@@ -325,3 +325,16 @@ def test_info_escapes_markup_in_names(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["info", str(tmp_path / "m.torrent")]) == 0
     out = capsys.readouterr().out
     assert "[bold]x[/bold]" in out and "[red]f" in out and "[link=http://evil]c[/link]" in out
+
+
+def test_create_dot_never_hashes_its_own_output(tree: Path) -> None:
+    first = swarm("create", ".", "--json", cwd=tree)
+    assert first.returncode == 0, first.stderr
+    out = tree / "photos.torrent"
+    assert out.is_file()
+    second = swarm("create", ".", "--json", cwd=tree)
+    assert second.returncode == 0, second.stderr
+    h1 = json.loads(first.stdout.splitlines()[-1])["info_hash"]
+    h2 = json.loads(second.stdout.splitlines()[-1])["info_hash"]
+    assert h1 == h2
+    assert all(f.path[-1] != "photos.torrent" for f in parse_metainfo(out.read_bytes()).files)
