@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
 from swarm.core.bitfield import Bitfield
@@ -117,12 +117,12 @@ class PeerConnection(asyncio.BufferedProtocol):
     # -- asyncio protocol -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peername = transport.get_extra_info("peername")
+        # uvloop's transports are not asyncio.Transport subclasses; same interface.
+        t = self.transport = cast(asyncio.Transport, transport)
+        peername = t.get_extra_info("peername")
         if peername:
             self.address = (str(peername[0]), int(peername[1]))
-        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        t.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self.session._connection_opened(self)
         if self.torrent is not None:
             self._send_handshake(self.torrent.info_hash)

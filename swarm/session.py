@@ -70,7 +70,7 @@ class TorrentHandle:
         await self._t.wait_complete(timeout)
 
     def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """(kind, fields) for 'peer', 'piece', 'done', 'hash_failed', 'banned', 'error', ..."""
+        """(kind, fields) as in swarm.ui.events: "peer", "piece", "done", "error"."""
         return self._t.events()
 
     def add_peer(self, host: str, port: int) -> None:

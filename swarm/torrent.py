@@ -51,6 +51,7 @@ RECHOKE_INTERVAL = 10.0
 UPLOAD_SLOTS = 4
 RESUME_INTERVAL = 30.0
 TICK = 1.0
+MANUAL_RETRY = 10.0
 #: Hash-failure strikes: a sole contributor earns 2, a shared one 1; ban at 3.
 BAN_STRIKES = 3
 OUR_REQQ = 500
@@ -93,6 +94,8 @@ class Torrent:
         self._connecting: set[tuple[str, int]] = set()
         self._candidates: deque[tuple[str, int, str]] = deque()
         self._known: set[tuple[str, int]] = set()
+        self._manual: set[tuple[str, int]] = set()  # --peer addresses: retried while absent
+        self._last_retry = time.monotonic()
         self.banned: set[Any] = set()
         self._strikes: dict[Any, int] = {}
         n = meta.num_pieces
@@ -167,8 +170,6 @@ class Torrent:
             for i in range(self.num_pieces):
                 if not self.wanted[i]:
                     self.picker.set_priority(i, 0)
-        self._emit("added", name=self.meta.name, info_hash=self.meta.info_hash_hex,
-                   have=self.have.count, pieces=self.num_pieces)
         if self._is_complete():
             self.state = "seeding"
             self._complete.set()
@@ -252,7 +253,6 @@ class Torrent:
                 await self.storage.close()
         if self.state != "error":
             self.state = "stopped"
-        self._emit("stopped")
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -273,7 +273,7 @@ class Torrent:
     def _fail(self, message: str) -> None:
         self.state = "error"
         self.error = message
-        self._emit("error", message=message)
+        self._emit("error", message=message, fatal=True)
         self._complete.set()
 
     # ------------------------------------------------------------ events
@@ -301,6 +301,8 @@ class Torrent:
         if addr in self._known and source != "manual":
             return
         self._known.add(addr)
+        if source == "manual":
+            self._manual.add(addr)
         if addr in self.banned or addr in self.session.self_addresses:
             return
         self._candidates.append((host, port, source))
@@ -400,7 +402,10 @@ class Torrent:
                 peer.our_allowed_fast = frozenset(i for i in allowed if self.have[i])
                 for i in peer.our_allowed_fast:
                     peer.send(wire.encode_allowed_fast(i))
-        self._emit("peer", address=peer.name(), client=self._client_name(peer), connected=True)
+        self._emit(
+            "peer", action="connected", address=peer.name(), client=self._client_name(peer),
+            source=peer.source,
+        )
         log.info("%s: peer %s connected (%s)", self.meta.name, peer.name(), peer.source)
         # A seed never needs the peer bitfield for interest; start serving fast.
         if self._unchoked_count() < UPLOAD_SLOTS and not peer.outgoing:
@@ -417,7 +422,7 @@ class Torrent:
             if self._landing.get(key) is peer:
                 del self._landing[key]
         peer.requests.clear()
-        self._emit("peer", address=peer.name(), connected=False, reason=peer.close_reason)
+        self._emit("peer", action="disconnected", address=peer.name(), reason=peer.close_reason)
         if not self._stopped:
             if not peer.am_choking:
                 self._rechoke(time.monotonic())
@@ -784,7 +789,7 @@ class Torrent:
             if p.am_interested and not self.picker.is_interesting(p):
                 p.am_interested = False
                 p.send(wire.encode_not_interested())
-        self._emit("piece", index=index, have=self.have.count)
+        self._emit("piece", action="verified", index=index)
         if self._is_complete():
             self._on_complete()
         elif self._buffer_bytes < MAX_BUFFER_BYTES:
@@ -800,7 +805,8 @@ class Torrent:
             "%s: piece %d failed the hash check (from %s)",
             self.meta.name, index, ", ".join(p.name() for p in contributors) or "?",
         )
-        self._emit("hash_failed", index=index, peers=[p.name() for p in contributors])
+        self._emit("piece", action="failed", index=index,
+                   peer=", ".join(sorted(p.name() for p in contributors)))
         weight = 2 if len(contributors) == 1 else 1
         for p in contributors:
             key = self._ban_key(p)
@@ -809,7 +815,7 @@ class Torrent:
             if strikes >= BAN_STRIKES:
                 self.banned.add(key)
                 self.banned.add(p.address)
-                self._emit("banned", address=p.name(), reason="hash failures")
+                self._emit("peer", action="banned", address=p.name(), reason="hash failures")
                 p.close(f"banned after {strikes} hash-failure strikes", warn=True)
         for p in list(self.peers):
             self._fill(p)
@@ -824,7 +830,8 @@ class Torrent:
     def _on_complete(self) -> None:
         self.state = "seeding"
         log.info("%s: download complete", self.meta.name)
-        self._emit("done", name=self.meta.name, downloaded=self.downloaded)
+        self._emit("done", name=self.meta.name, downloaded=self.downloaded, uploaded=self.uploaded,
+                   total_size=self.status().total_size, path=str(self.save_path / self.meta.name))
         if self.trackers is not None:
             with contextlib.suppress(Exception):
                 self.trackers.completed()
@@ -974,6 +981,13 @@ class Torrent:
                 p.snubbed = True
             if p.am_interested:
                 self._fill(p, now)
+        if now - self._last_retry >= MANUAL_RETRY and self.state == "downloading":
+            self._last_retry = now
+            connected = {p.address for p in self.peers}
+            queued = {(h, p) for h, p, _ in self._candidates}
+            for addr in self._manual - connected - queued - self._connecting:
+                if addr not in self.banned:
+                    self._candidates.append((addr[0], addr[1], "manual"))
         self._connect_more()
 
     # ------------------------------------------------------------ status

@@ -1,17 +1,211 @@
-"""`swarm get`: placeholder until its issue lands."""
+"""`swarm get SOURCE`: download a torrent (a .torrent path or a magnet link).
+
+Exits 0 once every wanted piece is verified on disk (or keeps seeding with
+``--seed``), 130 on Ctrl-C after saving resume data, 1 on a runtime failure.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
-from .common import add_output_options, not_implemented
+from swarm.errors import BadInput, StorageError
+
+from .common import add_discovery_options, add_network_options, add_output_options
+
+T = TypeVar("T")
+EXIT_INTERRUPTED = 130
+UPDATE_EVERY = 0.25
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("get", help="(not implemented yet)")
+    p = sub.add_parser(
+        "get",
+        help="download a torrent (.torrent file or magnet link)",
+        description="Download SOURCE (a .torrent path or a magnet: URI) into DIR, "
+        "resuming what is already there. Exits 0 when every wanted piece is verified.",
+        epilog="example: swarm get ubuntu.torrent -o ~/Downloads --peer 192.168.1.10:6881",
+    )
+    p.add_argument("source", metavar="SOURCE", help=".torrent file or magnet: URI")
+    p.add_argument("-o", "--output", metavar="DIR", default=".", help="download directory (default .)")
+    add_network_options(p)
+    p.add_argument(
+        "--peer", action="append", default=[], metavar="HOST:PORT",
+        help="connect to this peer directly (repeatable; no tracker needed)",
+    )
+    p.add_argument("--seed", action="store_true", help="keep seeding once complete (until Ctrl-C)")
+    p.add_argument(
+        "--files", action="append", default=[], metavar="GLOB",
+        help="only download files matching GLOB (repeatable), e.g. '*.iso'",
+    )
+    p.add_argument("--sequential", action="store_true", help="fetch pieces in order (streaming)")
+    p.add_argument("--first-last", action="store_true", help="fetch the first and last pieces first")
+    p.add_argument("--stdout", action="store_true", help="write the file's bytes in order to stdout")
+    p.add_argument("--http", type=int, metavar="PORT", help="serve the files over HTTP on 127.0.0.1:PORT")
+    p.add_argument("--on-done", metavar="CMD", help="run CMD once complete")
+    add_discovery_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
 
 
+def run_engine(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main()`` on uvloop when it is importable, asyncio's loop otherwise."""
+    try:
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())  # type: ignore[arg-type]
+
+
+def parse_peers(items: list[str]) -> list[tuple[str, int]]:
+    from swarm.core.magnet import parse_peer
+
+    out = []
+    for text in items:
+        try:
+            out.append(parse_peer(text))
+        except BadInput as exc:
+            raise BadInput(f"--peer {text}: {exc}") from exc
+    return out
+
+
+def install_stop_signals(stop: asyncio.Event, got: list[int]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+
+        def handler(sig: int = sig) -> None:
+            got.append(sig)
+            stop.set()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, handler)
+
+
+async def drive(
+    handle: Any, reporter: Any, stop: asyncio.Event, *, until_complete: bool
+) -> bool:
+    """Feed the reporter until complete (when asked) or until ``stop``; True if complete."""
+    events = handle.events()
+    complete = False
+
+    async def pump() -> None:
+        async for kind, fields in events:
+            if kind in ("piece",) and fields.get("action") == "verified" and reporter.mode != "json":
+                continue  # a line per piece is noise on a terminal or in a log
+            reporter.event(kind, **fields)
+
+    pump_task = asyncio.ensure_future(pump())
+    stop_task = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            reporter.update(handle.status())
+            if handle.status().state == "error":
+                break
+            if handle.is_complete() and not complete:
+                complete = True
+                if until_complete:
+                    break
+            wait = asyncio.ensure_future(handle.wait_complete()) if not complete else None
+            pending = {stop_task} | ({wait} if wait is not None else set())
+            done, _ = await asyncio.wait(pending, timeout=UPDATE_EVERY, return_when=asyncio.FIRST_COMPLETED)
+            if wait is not None and not wait.done():
+                wait.cancel()
+            elif wait is not None:
+                with contextlib.suppress(Exception):
+                    wait.result()
+            if stop_task in done:
+                break
+    finally:
+        stop_task.cancel()
+        await asyncio.sleep(0)  # let queued events reach the reporter
+        pump_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump_task
+        with contextlib.suppress(Exception):
+            await events.aclose()
+    return complete or handle.is_complete()
+
+
+def _check_output_dir(path: Path) -> None:
+    import os
+
+    if not path.exists():
+        raise StorageError(f"{path}: output directory does not exist")
+    if not path.is_dir():
+        raise StorageError(f"{path}: not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StorageError(f"{path}: output directory is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("get")
+    for name in ("stdout", "http", "on_done", "first_last"):
+        if getattr(args, name, None):
+            raise BadInput(f"--{name.replace('_', '-')} is not implemented yet")
+    if not 0 <= args.port < 65536:
+        raise BadInput(f"--port {args.port}: not a port number")
+    peers = parse_peers(args.peer)
+    source: str = args.source
+    if source.startswith("magnet:"):
+        from swarm.core.magnet import parse_magnet
+
+        magnet = parse_magnet(source)  # bad magnet: exit 2
+        raise StorageError(
+            f"magnet links need metadata exchange from peers (ut_metadata), not implemented yet; "
+            f"use the .torrent file (info-hash {magnet.info_hash_hex})"
+        )
+    src_path = Path(source)
+    if not src_path.is_file():
+        raise BadInput(f"{source}: no such .torrent file")
+    out = Path(args.output)
+    _check_output_dir(out)
+    return run_engine(lambda: _get(args, src_path, out, peers))
+
+
+async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple[str, int]]) -> int:
+    from swarm.session import Session
+    from swarm.ui import choose_mode, make_reporter
+
+    mode = choose_mode(args.json, args.quiet, sys.stdout.isatty())
+    reporter = make_reporter(mode)
+    stop = asyncio.Event()
+    got: list[int] = []
+    install_stop_signals(stop, got)
+    session = Session(args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd)
+    await session.start()
+    started = False
+    complete = False
+    try:
+        handle = await session.add_torrent(src, out, files=args.files or None, peers=peers)
+        if args.sequential and handle._t.picker is not None:
+            handle._t.picker.set_sequential(True)
+        status = handle.status()
+        reporter.start(status, torrent=str(src), path=str(out / status.name),
+                       magnet=handle.metainfo.magnet_uri())
+        started = True
+        reporter.event("listening", host=args.host, port=session.port)
+        complete = await drive(handle, reporter, stop, until_complete=not args.seed)
+        final = handle.status()
+        if final.state == "error":
+            reporter.event("error", message=final.error or "download failed", fatal=True)
+    finally:
+        await session.close()
+        if started:
+            reporter.close(handle.status())
+        else:
+            reporter.close()
+    if started and handle.status().error:
+        raise StorageError(handle.status().error or "download failed")
+    if got and got[0] == signal.SIGINT and not (complete and not args.seed):
+        return EXIT_INTERRUPTED
+    if complete:
+        return 0
+    return EXIT_INTERRUPTED if got and got[0] == signal.SIGINT else 1
