@@ -169,6 +169,20 @@ class LSDService:
             self._transport.sendto(msg, self._dest)
         return len(due)
 
+    async def run(self, info_hashes: Callable[[], Iterable[bytes]], period: float = 300.0) -> None:
+        """Start, then announce ``info_hashes()`` every ``period`` seconds until cancelled.
+
+        Torrents added in between can be announced at once with ``announce``;
+        the rate limit keeps either path from flooding the LAN.
+        """
+        await self.start()
+        try:
+            while True:
+                self.announce(info_hashes())
+                await asyncio.sleep(period)
+        finally:
+            self.close()
+
     def _datagram(self, data: bytes, ip: str) -> None:
         try:
             ann = parse_announce(data)

@@ -23,35 +23,30 @@ pytestmark = pytest.mark.netns
 REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
-import asyncio, json, sys, time
+import asyncio, json, os, sys, time
 from swarm.lsd import LSDService
 
 async def main():
     me, other = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2])
-    port, iface = int(sys.argv[3]), sys.argv[4]
+    port, iface, loop, family, my_flag, their_flag = sys.argv[3:9]
     seen = []
-    found = asyncio.Event()
     def on_peer(ih, ip, p):
         seen.append([ih.hex(), ip, p])
-        if ih == other:
-            found.set()
-    v6 = len(sys.argv) > 6 and sys.argv[6] == "v6"
-    svc = LSDService(port, on_peer, iface, ipv6=v6, min_interval=0.2)
-    await svc.start()
+        if ih == other and not os.path.exists(my_flag):
+            open(my_flag, "w").close()  # tell the other side we heard it
+    svc = LSDService(int(port), on_peer, iface, ipv6=family == "v6", min_interval=0.1)
+    task = asyncio.create_task(svc.run(lambda: [me], period=0.2))
+    # Keep announcing until both sides have heard each other (or time runs out).
     deadline = time.monotonic() + 20
-    found_at = None
-    # Keep announcing a while after finding the other side, so it hears us too.
-    while time.monotonic() < deadline and (found_at is None or time.monotonic() < found_at + 1.5):
-        svc.announce([me])
-        try:
-            await asyncio.wait_for(found.wait(), 0.25)
-        except asyncio.TimeoutError:
-            pass
-        if found.is_set() and found_at is None:
-            found_at = time.monotonic()
-        if found.is_set():
-            await asyncio.sleep(0.2)
-    svc.close()
+    while time.monotonic() < deadline and not (
+        os.path.exists(my_flag) and os.path.exists(their_flag)
+    ):
+        await asyncio.sleep(0.05)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
     print(json.dumps({"seen": seen, "received": svc.received}))
 
 if sys.argv[5] == "uvloop":
@@ -60,7 +55,6 @@ if sys.argv[5] == "uvloop":
 else:
     asyncio.run(main())
 """
-
 
 LT_SCRIPT = r"""
 import json, os, sys, time
@@ -206,13 +200,16 @@ def _run_all(cmds: list[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:
                 p.wait(timeout=10)
 
 
-def test_lsd_discovery_between_namespaces(netns_pair: tuple[str, str, str, str]) -> None:
+def test_lsd_discovery_between_namespaces(
+    netns_pair: tuple[str, str, str, str], tmp_path: Path
+) -> None:
     ns_a, ns_b, _, _ = netns_pair
     ih_a, ih_b = "aa" * 20, "bb" * 20
+    fa, fb = str(tmp_path / "a"), str(tmp_path / "b")
     res_a, res_b = _run_all(
         [
-            (ns_a, SCRIPT, [ih_a, ih_b, "6881", "10.77.0.1", "asyncio"]),
-            (ns_b, SCRIPT, [ih_b, ih_a, "51413", "10.77.0.2", "uvloop"]),
+            (ns_a, SCRIPT, [ih_a, ih_b, "6881", "10.77.0.1", "asyncio", "v4", fa, fb]),
+            (ns_b, SCRIPT, [ih_b, ih_a, "51413", "10.77.0.2", "uvloop", "v4", fb, fa]),
         ]
     )
     seen_a = {tuple(x) for x in res_a["seen"]}
@@ -226,13 +223,16 @@ def test_lsd_discovery_between_namespaces(netns_pair: tuple[str, str, str, str])
     assert len(res_a["seen"]) == 1
 
 
-def test_lsd_ipv6_discovery_between_namespaces(netns_pair: tuple[str, str, str, str]) -> None:
+def test_lsd_ipv6_discovery_between_namespaces(
+    netns_pair: tuple[str, str, str, str], tmp_path: Path
+) -> None:
     ns_a, ns_b, dev_a, dev_b = netns_pair
     ih_a, ih_b = "aa" * 20, "bb" * 20
+    fa, fb = str(tmp_path / "a"), str(tmp_path / "b")
     res_a, res_b = _run_all(
         [
-            (ns_a, SCRIPT, [ih_a, ih_b, "6881", dev_a, "asyncio", "v6"]),
-            (ns_b, SCRIPT, [ih_b, ih_a, "51413", dev_b, "uvloop", "v6"]),
+            (ns_a, SCRIPT, [ih_a, ih_b, "6881", dev_a, "asyncio", "v6", fa, fb]),
+            (ns_b, SCRIPT, [ih_b, ih_a, "51413", dev_b, "uvloop", "v6", fb, fa]),
         ]
     )
     # Sources are whatever address the kernel picked on the link (ULA or link-local).
