@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -135,6 +136,7 @@ async def _totals(app: web.Application) -> dict[str, object]:
     except StoreUnavailable:
         totals = {"store": "unavailable"}
     totals.update(
+        pid=os.getpid(),  # tells --workers processes apart
         uptime=round(time.time() - counters.started, 1),
         announces=counters.announces,
         scrapes=counters.scrapes,
@@ -168,7 +170,7 @@ async def status_page(request: web.Request) -> web.Response:
         "".join(
             f" &middot; {html.escape(str(k))}: {html.escape(str(v))}"
             for k, v in totals.items()
-            if k != "uptime"
+            if k not in ("uptime", "pid")
         ),
         "</p><table><tr><th>info-hash</th><th>seeders</th><th>leechers</th><th>completed</th></tr>",
     ]

@@ -1,0 +1,292 @@
+"""The Store contract, run on both back-ends (memory and a real redis-server), plus
+Redis outages and `swarm tracker --workers N` on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import require_tool
+
+from swarm.core.announce import (
+    AnnounceRequest,
+    build_announce_url,
+    pack_peer,
+    parse_announce_response,
+)
+from swarm.core.bencode import decode
+from tracker.server import start_tracker
+from tracker.store import MemoryStore, Store, StoreFull
+
+ROOT = Path(__file__).resolve().parents[2]
+IH = bytes(range(20))
+IH2 = bytes(range(1, 21))
+
+
+def pid_of(n: int) -> bytes:
+    return b"-SW0001-" + n.to_bytes(12, "big")
+
+
+def req(
+    n: int, left: int = 10, event: str = "", ih: bytes = IH, numwant: int = 50
+) -> AnnounceRequest:
+    return AnnounceRequest(ih, pid_of(n), 6000 + n, left=left, event=event, numwant=numwant)
+
+
+def addr(n: int) -> bytes:
+    return pack_peer("10.0.0.1", 6000 + n)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    def __init__(self, tmp: Path) -> None:
+        self.exe = require_tool("redis-server")
+        self.tmp = tmp
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            assert self.proc.poll() is None, "redis-server exited"
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def make_store(kind: str, tmp: Path, **kw: float) -> tuple[Store, RedisServer | None]:
+    if kind == "memory":
+        return MemoryStore(rng=random.Random(0), **kw), None  # type: ignore[arg-type]
+    from tracker.redis_store import RedisStore
+
+    server = RedisServer(tmp)
+    server.start()
+    return RedisStore(server.url, **kw), server  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
+    made: list[tuple[Store, RedisServer | None]] = []
+
+    def factory(**kw: float) -> Store:
+        made.append(make_store(request.param, tmp_path, **kw))
+        return made[-1][0]
+
+    yield factory
+    for store, server in made:
+        await store.close()
+        if server is not None:
+            server.stop()
+
+
+async def test_store_announce_contract(store_factory) -> None:  # type: ignore[no-untyped-def]
+    s: Store = store_factory()
+    r = await s.announce(req(1, left=0), addr(1), now=100.0)
+    assert r.peers == [] and (r.complete, r.incomplete) == (1, 0)
+    r = await s.announce(req(2), addr(2), now=100.0)
+    assert r.peers == [(pid_of(1), addr(1))] and (r.complete, r.incomplete) == (1, 1)
+    r = await s.announce(req(3, left=0), addr(3), now=100.0)
+    assert r.peers == [(pid_of(2), addr(2))]  # a seed gets no seeds and never itself
+    r = await s.announce(req(2, numwant=0), addr(2), now=100.0)
+    assert r.peers == []
+    r = await s.announce(req(2, left=0, event="completed"), pack_peer("::1", 9), now=101.0)
+    assert (r.complete, r.incomplete) == (3, 0) and r.peers == []
+    sc = await s.scrape([IH, IH2])
+    assert list(sc) == [IH] and (sc[IH].complete, sc[IH].downloaded, sc[IH].incomplete) == (3, 1, 0)
+    await s.announce(req(7, ih=IH2), addr(7), now=101.0)
+    r = await s.announce(req(8, ih=IH2), addr(8), now=101.0)
+    assert r.peers == [(pid_of(7), addr(7))]
+    assert set(await s.scrape([])) == {IH, IH2}
+    st = await s.stats()
+    assert st == {"swarms": 2, "peers": 5, "seeders": 3, "leechers": 2, "completed": 1}
+    r = await s.announce(req(8, ih=IH2, event="stopped"), addr(8), now=102.0)
+    assert r.peers == [] and (r.complete, r.incomplete) == (0, 1)
+    r = await s.announce(req(9, ih=IH2), addr(9), now=102.0)
+    assert [p for p, _ in r.peers] == [pid_of(7)]
+    # a changed address replaces the old one
+    await s.announce(req(7, ih=IH2), addr(70), now=103.0)
+    r = await s.announce(req(9, ih=IH2), addr(9), now=103.0)
+    assert r.peers == [(pid_of(7), addr(70))]
+
+
+async def test_store_expiry_simulated_clock(store_factory) -> None:  # type: ignore[no-untyped-def]
+    s: Store = store_factory(peer_ttl=100.0)
+    await s.announce(req(1), addr(1), now=1000.0)
+    await s.announce(req(2), addr(2), now=1050.0)
+    r = await s.announce(req(3), addr(3), now=1099.0)
+    assert {p for p, _ in r.peers} == {pid_of(1), pid_of(2)}
+    r = await s.announce(req(3), addr(3), now=1101.0)
+    assert [p for p, _ in r.peers] == [pid_of(2)]  # peer 1 expired
+    assert await s.expire(1160.0) >= 1  # peer 2 (1150) goes
+    st = await s.stats()
+    assert st["peers"] <= 1
+    r = await s.announce(req(4), addr(4), now=1160.0)
+    assert [p for p, _ in r.peers] == [pid_of(3)]
+
+
+async def test_store_random_selection(store_factory) -> None:  # type: ignore[no-untyped-def]
+    s: Store = store_factory()
+    for n in range(40):
+        await s.announce(req(n, left=0 if n % 2 else 10), addr(n), now=0.0)
+    seen: set[bytes] = set()
+    for _ in range(30):
+        r = await s.announce(req(0, numwant=8), addr(0), now=0.0)
+        ids = [p for p, _ in r.peers]
+        assert len(ids) == 8 == len(set(ids)) and pid_of(0) not in ids
+        seen.update(ids)
+    assert len(seen) > 20
+    r = await s.announce(req(1, left=0, numwant=100), addr(1), now=0.0)
+    assert len(r.peers) == 20  # a seed gets all 20 leechers and no seeds
+    assert all(int.from_bytes(p[8:], "big") % 2 == 0 for p, _ in r.peers)
+
+
+async def test_store_caps(store_factory) -> None:  # type: ignore[no-untyped-def]
+    s: Store = store_factory(max_peers_per_swarm=2, max_swarms=1)
+    await s.announce(req(1), addr(1), now=0.0)
+    await s.announce(req(2), addr(2), now=0.0)
+    await s.announce(req(2), addr(2), now=1.0)  # known peers may always re-announce
+    with pytest.raises(StoreFull, match="peers"):
+        await s.announce(req(3), addr(3), now=1.0)
+    with pytest.raises(StoreFull, match="swarms"):
+        await s.announce(req(3, ih=IH2), addr(3), now=1.0)
+
+
+# ------------------------------------------------------------------ Redis-only behaviour
+
+
+async def test_redis_outage_is_a_fast_failure_reason_and_recovers(
+    redis_server: RedisServer,
+) -> None:
+    from tracker.redis_store import RedisStore
+
+    store = RedisStore(redis_server.url, cooldown=0.2)
+    t = await start_tracker("127.0.0.1", 0, store=store)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+
+            async def announce(n: int) -> dict:  # type: ignore[type-arg]
+                url = build_announce_url(t.url, IH, pid_of(n), 6000 + n, 0, 0, 5)
+                async with http.get(url) as r:
+                    assert r.status == 200
+                    return decode(await r.read())  # type: ignore[no-any-return]
+
+            assert b"interval" in await announce(1)
+            redis_server.stop()
+            t0 = time.monotonic()
+            d = await announce(2)
+            assert d == {b"failure reason": b"tracker storage unavailable"}
+            assert time.monotonic() - t0 < 3
+            async with http.get(t.base_url + "/stats") as r:
+                assert (await r.json())["store"] == "unavailable"
+            async with http.get(t.base_url + "/") as r:
+                assert r.status == 200
+            redis_server.start()  # same port, empty data
+            deadline = time.monotonic() + 10
+            while b"interval" not in (d := await announce(3)):
+                assert d[b"failure reason"] == b"tracker storage unavailable"
+                assert time.monotonic() < deadline, "never recovered"
+                await asyncio.sleep(0.05)
+            assert parse_announce_response(await _raw(http, t.url, 4)).peers == [
+                ("127.0.0.1", 6003)
+            ]
+    finally:
+        await t.close()
+
+
+async def _raw(http: aiohttp.ClientSession, url: str, n: int) -> bytes:
+    async with http.get(build_announce_url(url, IH, pid_of(n), 6000 + n, 0, 0, 5)) as r:
+        return await r.read()
+
+
+def test_workers_share_one_port_and_one_store(redis_server: RedisServer) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "3", "--store", redis_server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert line.startswith(f"tracker listening on 127.0.0.1:{port}"), line
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 2
+        import urllib.request
+
+        def get(url: str) -> bytes:
+            with urllib.request.urlopen(url, timeout=10) as r:  # a new connection each time
+                return r.read()  # type: ignore[no-any-return]
+
+        base = f"http://127.0.0.1:{port}/announce"
+        get(build_announce_url(base, IH, pid_of(1), 6001, 0, 0, 0))
+        for n in range(2, 30):
+            d = parse_announce_response(
+                get(build_announce_url(base, IH, pid_of(n), 6000 + n, 0, 0, 9))
+            )
+            assert ("127.0.0.1", 6001) in d.peers  # whichever worker answered knows the seed
+        # the kernel spread the connections: more than one worker counted announces
+        pids = {json.loads(get(f"http://127.0.0.1:{port}/stats"))["pid"] for _ in range(40)}
+        assert len(pids) > 1 and pids <= {proc.pid, *map(int, children)}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        for c in children:
+            assert (
+                not Path(f"/proc/{c}").exists() or "zombie" in Path(f"/proc/{c}/status").read_text()
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
