@@ -135,6 +135,8 @@ def decode_ext_handshake(payload: bytes) -> ExtHandshake:
     if yourip is not None and len(yourip) not in (4, 16):
         raise ProtocolError(f"{what}: yourip of {len(yourip)} bytes")
     size = _opt_int(d, b"metadata_size", what)
+    if size == 0:
+        size = None  # "no metadata yet" from a peer that is itself fetching it
     if size is not None and not 0 < size <= MAX_METADATA_SIZE:
         raise ProtocolError(f"{what}: metadata_size {size}")
     upload_only = _opt_int(d, b"upload_only", what)

@@ -74,7 +74,7 @@ def test_ext_handshake_libtorrent_style_and_unknown_keys() -> None:
         b"d1:md3:fooi256eee",
         b"d1:md3:fooi-1eee",
         b"d1:md3:foo3:abcee",
-        b"d1:v5:abcde13:metadata_sizei0ee",
+        b"d1:v5:abcde13:metadata_sizei-1ee",
         b"d13:metadata_sizei16777217ee",
         b"d13:metadata_size3:abce",
         b"d6:yourip3:abce",
@@ -89,9 +89,9 @@ def test_ext_handshake_rejects(raw: bytes) -> None:
         decode_ext_handshake(raw)
 
 
-def test_ext_handshake_ignores_unusable_port_and_reqq() -> None:
-    hs = decode_ext_handshake(b"d1:pi0e4:reqqi0ee")
-    assert hs.p is None and hs.reqq is None and hs.m == {}
+def test_ext_handshake_ignores_unusable_port_reqq_and_zero_size() -> None:
+    hs = decode_ext_handshake(b"d13:metadata_sizei0e1:pi0e4:reqqi0ee")
+    assert hs.p is None and hs.reqq is None and hs.m == {} and hs.metadata_size is None
 
 
 @given(st.binary(max_size=300))
