@@ -729,7 +729,7 @@ class Storage:
     def _save_resume_sync(self, path: Path, have: Bitfield) -> None:
         # The snapshot was taken before these fsyncs and stats: every piece it
         # claims was already pwritten, so the recorded mtimes cover it.
-        for i in sorted(self._dirty):
+        for i in sorted(self._dirty.copy()):  # copy: writer threads add to it
             self._dirty.discard(i)  # before fsync: a write landing meanwhile re-adds it
             try:
                 fd = self._fds.acquire(i, False)
@@ -771,13 +771,13 @@ class Storage:
         """Cheap check for seeds: every file has its full length and, unless we
         wrote it since, the size/mtime seen at the last recheck/resume. False
         means: call ``recheck()``. (Reads also re-hash each piece they load.)"""
-        result = await self._run(self._unchanged_sync)
+        result = await self._run(self._unchanged_sync, self.have.copy())
         return bool(result)
 
-    def _unchanged_sync(self) -> bool:
+    def _unchanged_sync(self, have: Bitfield) -> bool:
         observed = self._observe()
         needed: dict[int, int] = {}  # file -> bytes our pieces need in it
-        for index in self.have:
+        for index in have:
             for s in self.layout.piece_segments(index):
                 end = s.file_offset + s.length
                 if not self.layout.files[s.file_index].pad and needed.get(s.file_index, 0) < end:
