@@ -686,3 +686,20 @@ async def test_cancelled_requester_does_not_cancel_shared_read(tmp_path: Path) -
     assert first.cancelled()
     assert st.cache_misses == 1
     await st.close()
+
+
+async def test_resume_dir_symlink_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / ".swarm").symlink_to(outside)
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, root)
+    await st.open()
+    assert await st.write_piece(0, piece(meta, stream, 0))
+    with pytest.raises(StorageError, match="symlink"):
+        await st.save_resume()
+    with pytest.raises(StorageError, match="symlink"):
+        await st.close()
+    assert list(outside.iterdir()) == []
