@@ -282,18 +282,26 @@ class LiveReporter(Reporter):
         )
         self.console.print(text, highlight=False, markup=False, soft_wrap=True)
         if self._live is None:
+            # Stray prints and log lines are routed above the display, but only
+            # for the stream the display owns: with `get --stdout` the display
+            # is on stderr and stdout carries file data that must stay untouched.
+            on_stdout = self.console.file is sys.stdout
             self._live = Live(
                 console=self.console,
                 auto_refresh=True,
                 refresh_per_second=self.refresh_per_second,
                 transient=True,
                 get_renderable=self.renderable,
+                redirect_stdout=on_stdout,
+                redirect_stderr=on_stdout or self.console.file is sys.stderr,
             )
+            before = sys.stderr
+            handlers = _console_handlers()
             self._live.start()
-            # Log records then go through rich's stderr proxy, above the display.
-            for h in _console_handlers():
-                self._handlers.append((h, h.stream))
-                h.setStream(sys.stderr)
+            if sys.stderr is not before:  # rich installed its proxy: send log records through it
+                for h in handlers:
+                    self._handlers.append((h, h.stream))
+                    h.setStream(sys.stderr)
 
     def update(self, status: TorrentStatus) -> None:
         # A single reference assignment: atomic, so the refresh thread sees whole snapshots.

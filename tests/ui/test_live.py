@@ -209,3 +209,42 @@ def test_hostile_text_cannot_drive_the_terminal() -> None:
     assert "\x1b[2J" not in raw and "\x1b]0;" not in raw and "\x07" not in raw and "\u202e" not in raw
     assert "\r" not in raw
     assert not any(line.startswith("fake line") for line in raw.splitlines())
+
+
+def test_display_on_stderr_leaves_stdout_alone(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # `get --stdout`: file bytes on stdout, display on stderr; rich must not hijack stdout.
+    import sys
+
+    fake_out, fake_err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", fake_out)
+    monkeypatch.setattr(sys, "stderr", fake_err)
+    console = Console(file=sys.stderr, force_terminal=True, width=80, height=20, color_system=None)
+    rep = LiveReporter(console=console, refresh_per_second=20)
+    rep.start(status())
+    assert sys.stdout is fake_out
+    print("file data", end="")
+    rep.close(status())
+    assert fake_out.getvalue() == "file data"
+    assert "debian.iso" in fake_err.getvalue()
+
+
+def test_log_records_go_above_the_display(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import logging
+    import sys
+
+    fake_err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", fake_err)
+    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        console = Console(file=sys.stderr, force_terminal=True, width=80, height=20, color_system=None)
+        rep = LiveReporter(console=console, refresh_per_second=20)
+        rep.start(status())
+        assert handler.stream is not fake_err  # rerouted through rich's proxy
+        logging.getLogger("swarm.test").warning("tracker slow")
+        rep.close(status())
+        assert handler.stream is fake_err  # restored
+        assert "tracker slow" in fake_err.getvalue()
+    finally:
+        root.removeHandler(handler)
