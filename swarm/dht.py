@@ -349,9 +349,9 @@ class DHTNode:
                     for info in self._table.on_response(reply.id, addr[0], addr[1], self._now()):
                         self._ping(info.addr)
             elif reply is None and self._table is not None:
-                known = [n for n in self._table.nodes() if (n.host, n.port) == addr]
-                for n in known:
-                    self._table.failed(n.id, self._now())
+                known = self._table.get_by_addr(*addr)
+                if known is not None:
+                    self._table.failed(known.id, self._now())
             return reply
         finally:
             entry = self._pending.get(t)
@@ -410,7 +410,7 @@ class DHTNode:
     def _answer(self, q: Query, host: str, port: int, now: float) -> None:
         table, tokens = self._table, self._tokens
         assert table is not None and tokens is not None
-        if q.id != self.node_id and table.on_query(q.id, host, port, now):
+        if not q.read_only and q.id != self.node_id and table.on_query(q.id, host, port, now):
             self._ping((host, port))
         reply: Message
         if isinstance(q, Ping):

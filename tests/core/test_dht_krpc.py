@@ -33,6 +33,8 @@ MESSAGES: list[Message] = [
     Ping(b"aa", ID_A),
     FindNode(b"ab", ID_A, ID_B),
     GetPeers(b"\x00\x01", ID_A, ID_B),
+    GetPeers(b"ro", ID_A, ID_B, read_only=True),
+    AnnouncePeer(b"t3", ID_A, ID_B, 1, b"tok", False, read_only=True),
     AnnouncePeer(b"t1", ID_A, ID_B, 6881, b"tok", False),
     AnnouncePeer(b"t2", ID_A, ID_B, 0, b"tok", True),
     AnnouncePeer(b"t2", ID_A, ID_B, 51413, b"tok", True),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swarm.core.dht.krpc import KRPCError, NodeInfo
 from swarm.core.dht.node_id import ID_SPACE, distance, id_to_int, int_to_id
@@ -158,3 +160,50 @@ def test_save_load() -> None:
 def test_load_state_rejects_garbage(bad: bytes) -> None:
     with pytest.raises(KRPCError):
         load_state(bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**160 - 1),
+    st.lists(
+        st.tuples(st.sampled_from(["resp", "query", "fail"]), st.integers(0, 2**160 - 1),
+                  st.integers(1, 40), st.floats(0, 5000)),
+        max_size=300,
+    ),
+)
+def test_table_invariants_under_random_events(
+    own: int, events: list[tuple[str, int, int, float]]
+) -> None:
+    t = RoutingTable(int_to_id(own), now=0.0)
+    now = 0.0
+    for kind, nid, port, dt in events:
+        now += dt
+        node_id = int_to_id(nid)
+        if kind == "resp":
+            for info in t.on_response(node_id, "10.0.0.1", port, now):
+                assert t.get(info.id) is not None
+        elif kind == "query":
+            t.on_query(node_id, "10.0.0.1", port, now)
+        else:
+            t.failed(node_id, now)
+    assert t.buckets[0].lo == 0 and t.buckets[-1].hi == ID_SPACE
+    assert all(a.hi == b.lo for a, b in zip(t.buckets, t.buckets[1:], strict=False))
+    ids = set()
+    addrs = set()
+    for b in t.buckets:
+        assert len(b.nodes) <= t.k and len(b.replacements) <= t.k
+        for n in b.nodes:
+            assert b.covers(n.int_id) and n.id != t.own_id
+            ids.add(n.id)
+            addrs.add((n.host, n.port))
+    assert len(ids) == len(t) == len(addrs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_load_state_fuzz(data: bytes) -> None:
+    try:
+        own, nodes = load_state(data)
+    except KRPCError:
+        return
+    assert len(own) == 20 and all(len(n.id) == 20 for n in nodes)

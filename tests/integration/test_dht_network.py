@@ -220,3 +220,37 @@ async def test_unknown_method_and_bad_token_answered_with_errors() -> None:
         assert encode_nodes([]) == b""
     finally:
         await node.close()
+
+
+async def test_read_only_queriers_are_not_pinged_back() -> None:
+    node = DHTNode(LOCAL)
+    await node.start()
+    ro, rw = _udp_client(), _udp_client()
+    try:
+
+        def exchange() -> tuple[bytes, list[bytes]]:
+            ro.sendto(encode_message(Ping(b"r1", random_id(), read_only=True)), (LOCAL, node.port))
+            assert decode(ro.recvfrom(2048)[0], strict_order=False)[b"t"] == b"r1"
+            rw.sendto(encode_message(Ping(b"w1", random_id())), (LOCAL, node.port))
+            seen = []
+            while True:  # the reply, then the node's verification ping of us
+                msg = decode(rw.recvfrom(2048)[0], strict_order=False)
+                seen.append(msg[b"y"])
+                if msg[b"y"] == b"q":
+                    break
+            ro.setblocking(False)
+            extra = []
+            try:
+                while True:
+                    extra.append(ro.recvfrom(2048)[0])
+            except BlockingIOError:
+                pass
+            return b"".join(seen), extra
+
+        seen, extra = await asyncio.to_thread(exchange)
+        assert b"q" in seen
+        assert extra == []  # the read-only node got no ping
+    finally:
+        ro.close()
+        rw.close()
+        await node.close()

@@ -8,6 +8,7 @@ the KRPC error code, so the glue can answer a broken query with a 203/204.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,8 @@ class NodeInfo:
 class Ping:
     t: bytes
     id: bytes
+    #: BEP 43: the sender cannot answer queries; keep it out of routing tables.
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class FindNode:
     t: bytes
     id: bytes
     target: bytes
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class GetPeers:
     t: bytes
     id: bytes
     info_hash: bytes
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class AnnouncePeer:
     port: int
     token: bytes
     implied_port: bool = False
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +131,13 @@ def _unpack_ip(raw: bytes) -> str:
     return str(ipaddress.IPv6Address(raw))
 
 
+@functools.lru_cache(maxsize=8192)
 def encode_peer(peer: Peer) -> bytes:
-    """Compact peer info: 6 bytes (IPv4) or 18 (IPv6)."""
+    """Compact peer info: 6 bytes (IPv4) or 18 (IPv6).
+
+    Cached: answering get_peers encodes the same stored peers over and over,
+    and ipaddress costs ~1.5 us a call.
+    """
     host, port = peer
     return _pack_ip(host) + port.to_bytes(2, "big")
 
@@ -200,6 +211,8 @@ def encode_message(msg: Message, version: bytes | None = None) -> bytes:
         out[b"y"] = b"q"
         out[b"q"] = q
         out[b"a"] = a
+        if msg.read_only:
+            out[b"ro"] = 1
     return encode(out)
 
 
@@ -233,12 +246,13 @@ def _decode_query(msg: dict[bytes, Any], t: bytes) -> Query:
     q = _get_bytes(msg, b"q", t, 32)
     a = _get_dict(msg, b"a", t)
     node_id = _get_id(a, b"id", t)
+    ro = msg.get(b"ro") == 1
     if q == b"ping":
-        return Ping(t, node_id)
+        return Ping(t, node_id, ro)
     if q == b"find_node":
-        return FindNode(t, node_id, _get_id(a, b"target", t))
+        return FindNode(t, node_id, _get_id(a, b"target", t), ro)
     if q == b"get_peers":
-        return GetPeers(t, node_id, _get_id(a, b"info_hash", t))
+        return GetPeers(t, node_id, _get_id(a, b"info_hash", t), ro)
     if q == b"announce_peer":
         info_hash = _get_id(a, b"info_hash", t)
         token = _get_bytes(a, b"token", t, MAX_TOKEN)
@@ -250,7 +264,7 @@ def _decode_query(msg: dict[bytes, Any], t: bytes) -> Query:
             raise KRPCError("port missing or out of range", t)
         if port == 0 and not implied:
             raise KRPCError("port 0", t)
-        return AnnouncePeer(t, node_id, info_hash, port, token, bool(implied))
+        return AnnouncePeer(t, node_id, info_hash, port, token, bool(implied), ro)
     raise KRPCError(f"unknown method {q[:32]!r}", t, METHOD_UNKNOWN)
 
 

@@ -73,13 +73,16 @@ class RoutingTable:
         self.k = k
         self.buckets: list[Bucket] = [Bucket(0, ID_SPACE, [], [], now)]
         self._by_id: dict[bytes, Node] = {}
-        self._addrs: set[tuple[str, int]] = set()
+        self._by_addr: dict[tuple[str, int], Node] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
 
     def get(self, node_id: bytes) -> Node | None:
         return self._by_id.get(node_id)
+
+    def get_by_addr(self, host: str, port: int) -> Node | None:
+        return self._by_addr.get((host, port))
 
     def nodes(self) -> list[Node]:
         return [n for b in self.buckets for n in b.nodes]
@@ -115,7 +118,7 @@ class RoutingTable:
             if (node.host, node.port) == (host, port):
                 node.last_query = now
             return False
-        if (host, port) in self._addrs:
+        if (host, port) in self._by_addr:
             return False
         bucket = self.bucket_for(node_id)
         return len(bucket.nodes) < self.k or bucket.covers(self.own_int) or any(
@@ -142,12 +145,12 @@ class RoutingTable:
         bucket.nodes.append(node)
         bucket.last_changed = now
         self._by_id[node.id] = node
-        self._addrs.add((node.host, node.port))
+        self._by_addr[(node.host, node.port)] = node
 
     def _remove(self, bucket: Bucket, node: Node) -> None:
         bucket.nodes.remove(node)
         del self._by_id[node.id]
-        self._addrs.discard((node.host, node.port))
+        self._by_addr.pop((node.host, node.port), None)
 
     def _split(self, index: int) -> None:
         bucket = self.buckets[index]
@@ -161,7 +164,7 @@ class RoutingTable:
         self.buckets[index : index + 1] = [low, high]
 
     def _insert(self, node: Node, now: float) -> list[NodeInfo]:
-        if node.id == self.own_id or (node.host, node.port) in self._addrs:
+        if node.id == self.own_id or (node.host, node.port) in self._by_addr:
             return []
         while True:
             index = self._bucket_index(node.int_id)
