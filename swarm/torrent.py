@@ -54,6 +54,8 @@ TICK = 1.0
 MANUAL_RETRY = 10.0
 #: Hash-failure strikes: a sole contributor earns 2, a shared one 1; ban at 3.
 BAN_STRIKES = 3
+#: Failed pieces kept for block-by-block blame (memory: this many pieces).
+MAX_SUSPECTS = 16
 OUR_REQQ = 500
 UT_METADATA_ID = 3
 UT_PEX_ID = 1
@@ -111,6 +113,10 @@ class Torrent:
         self._buffered = Bitfield(n)
         self._landing: dict[tuple[int, int], PeerConnection] = {}
         self._writing: set[int] = set()
+        # who sent each block of a piece in progress (for blame on a hash failure)
+        self._senders: dict[int, dict[int, PeerConnection]] = {}
+        # failed pieces with several senders: (bad copy, senders), compared with the good one later
+        self._suspects: OrderedDict[int, tuple[bytes, dict[int, PeerConnection]]] = OrderedDict()
         # upload read cache: index -> future of the whole piece
         self._cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
         self._cache_bytes = 0
@@ -480,6 +486,10 @@ class Torrent:
                 return True
             view[begin : begin + n] = m.data
         complete, cancels = picker.on_block(peer, index, begin)
+        senders = self._senders.get(index)
+        if senders is None:
+            senders = self._senders[index] = {}
+        senders[begin] = peer
         for o, blk in cancels:
             other = cast(PeerConnection, o)
             if other.requests.pop((blk.index, blk.begin), None) is not None:
@@ -768,10 +778,14 @@ class Torrent:
             self._buffer_bytes -= len(view)
         if self._stopped or self.picker is None:
             return
+        senders = self._senders.pop(index, {})
         if ok:
+            suspect = self._suspects.pop(index, None)
+            if suspect is not None:
+                self._blame(index, suspect[0], suspect[1], view)
             self._piece_passed(index)
         else:
-            self._piece_failed(index)
+            self._piece_failed(index, view, senders)
 
     def _piece_passed(self, index: int) -> None:
         assert self.picker is not None
@@ -797,7 +811,31 @@ class Torrent:
                 if p.am_interested and len(p.requests) < 4:
                     self._fill(p)
 
-    def _piece_failed(self, index: int) -> None:
+    def _blame(
+        self, index: int, bad: bytes, senders: dict[int, PeerConnection], good: memoryview
+    ) -> None:
+        """The piece passed at last: whoever sent a block that differs from it lied."""
+        liars: set[PeerConnection] = set()
+        for begin, p in senders.items():
+            end = min(begin + wire.BLOCK_SIZE, len(good))
+            if bad[begin:end] != good[begin:end]:
+                liars.add(p)
+        for p in liars:
+            self._strike(p, BAN_STRIKES)
+
+    def _strike(self, p: PeerConnection, weight: int) -> None:
+        key = self._ban_key(p)
+        strikes = self._strikes.get(key, 0) + weight
+        self._strikes[key] = strikes
+        if strikes >= BAN_STRIKES and key not in self.banned:
+            self.banned.add(key)
+            self.banned.add(p.address)
+            self._emit("peer", action="banned", address=p.name(), reason="sent data that failed the hash check")
+            p.close(f"banned after {strikes} hash-failure strikes", warn=True)
+
+    def _piece_failed(
+        self, index: int, view: memoryview | None = None, senders: dict[int, PeerConnection] | None = None
+    ) -> None:
         assert self.picker is not None
         self.hash_failures += 1
         contributors = cast(set[PeerConnection], self.picker.piece_failed(index))
@@ -807,16 +845,17 @@ class Torrent:
         )
         self._emit("piece", action="failed", index=index,
                    peer=", ".join(sorted(p.name() for p in contributors)))
-        weight = 2 if len(contributors) == 1 else 1
-        for p in contributors:
-            key = self._ban_key(p)
-            strikes = self._strikes.get(key, 0) + weight
-            self._strikes[key] = strikes
-            if strikes >= BAN_STRIKES:
-                self.banned.add(key)
-                self.banned.add(p.address)
-                self._emit("peer", action="banned", address=p.name(), reason="hash failures")
-                p.close(f"banned after {strikes} hash-failure strikes", warn=True)
+        if len(contributors) == 1:
+            # alone to blame: two such failures and it is out
+            self._strike(next(iter(contributors)), 2)
+        elif view is not None and senders:
+            # shared: keep the bad copy; when the piece passes, the blocks that differ name the liar
+            self._suspects[index] = (bytes(view), dict(senders))
+            while len(self._suspects) > MAX_SUSPECTS:
+                self._suspects.popitem(last=False)
+        else:
+            for p in contributors:
+                self._strike(p, 1)
         for p in list(self.peers):
             self._fill(p)
 
