@@ -136,6 +136,12 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
     ),
 }
 
+#: Optional fields that may not be null: a reporter leaves them out instead of writing null.
+OMIT_IF_NONE: dict[str, frozenset[str]] = {
+    kind: frozenset(f.name for f in specs if not f.required and NULL not in f.types)
+    for kind, specs in EVENTS.items()
+}
+
 #: Every documented kind, in the doc's order.
 EVENT_KINDS: tuple[str, ...] = tuple(EVENTS)
 

@@ -82,8 +82,9 @@ class JsonReporter(Reporter):
             "time": round(self.clock() if now is None else now, 3),
             "info_hash": self.info_hash,
         }
+        omit = ev.OMIT_IF_NONE.get(kind, frozenset())
         for k, v in fields.items():
-            if k not in obj:
+            if k not in obj and not (v is None and k in omit):
                 obj[k] = v
         self.stream.write(dumps(obj) + "\n")
         self.stream.flush()

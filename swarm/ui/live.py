@@ -66,6 +66,9 @@ MAP_STYLE = {HAVE: "green", PARTIAL: "green", FLIGHT: "yellow", MISSING: "grey50
 #: A log entry shown under the peers: (time, kind, text).
 LogEntry = tuple[float, str, str]
 
+#: Events printed above the live area (kept in the scrollback) instead of its short log.
+PERSISTENT = frozenset({ev.ERROR, ev.DONE, ev.METADATA, ev.LISTENING})
+
 MAX_TRACKER_LINES = 3
 LABEL = 8  # width of the "pieces  " / "avail   " labels
 
@@ -125,7 +128,8 @@ def _peer_header(addr_w: int, client_w: int) -> Text:
 
 
 def _peer_row(p: PeerStatus, addr_w: int, client_w: int) -> Text:
-    flags = safe(p.flags) if p.flags else peer_flags(p)
+    # Always from the booleans, so every engine shows the same familiar letters.
+    flags = peer_flags(p)
     return Text(
         f"{clip(safe(p.address), addr_w):<{addr_w}} {clip(safe(p.client), client_w):<{client_w}} "
         f"{clip(flags, 6):<6} {human_rate(p.down_rate):>11} {human_rate(p.up_rate):>11} "
@@ -308,15 +312,18 @@ class LiveReporter(Reporter):
         self.status = status
 
     def event(self, kind: str, **fields: object) -> None:
+        if kind == ev.PIECE and fields.get("action") == "verified":
+            return  # the piece map and the bar show those
         self.fill(kind, fields)
         text = event_text(kind, fields)
-        self.log = (*self.log[-(self.LOG_LINES - 1) :], (self.clock(), kind, text))
-        if kind in (ev.ERROR, ev.DONE, ev.METADATA, ev.LISTENING):
-            # Worth keeping in the scrollback: printed above the live area.
+        if kind in PERSISTENT:
+            # Worth keeping in the scrollback: printed above the live area, not in its log.
             style = "bold red" if kind == ev.ERROR else None
             self.console.print(
                 f"[{clock_text(self.clock())}] {text}", style=style, highlight=False, markup=False
             )
+        else:
+            self.log = (*self.log[-(self.LOG_LINES - 1) :], (self.clock(), kind, text))
 
     def close(self, status: TorrentStatus | None = None) -> None:
         super().close(status)

@@ -67,6 +67,8 @@ class PlainReporter(Reporter):
             self._write(progress_line(status), now)
 
     def event(self, kind: str, **fields: object) -> None:
+        if kind == ev.PIECE and fields.get("action") == "verified":
+            return  # thousands per download: the progress lines cover them
         self.fill(kind, fields)
         text = event_text(kind, fields)
         self._write(text)

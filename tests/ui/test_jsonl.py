@@ -162,3 +162,15 @@ def test_dumps_always_gives_one_strict_json_line(fields: dict[str, object]) -> N
     line = dumps({"event": "x", **fields})
     assert "\n" not in line
     json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}"))
+
+
+def test_none_for_a_non_nullable_optional_field_is_left_out() -> None:
+    buf = io.StringIO()
+    rep = JsonReporter(stream=buf, clock=FakeClock())
+    rep.start(status())
+    rep.event(ev.PEER, action="disconnected", address="127.0.0.1:1", reason=None, client=None)
+    rep.event(ev.TRACKER, action="ok", url="http://t/announce", seeders=None, peers=0)
+    peer_obj, tracker_obj = lines(buf)[1:]
+    assert "reason" not in peer_obj and "client" not in peer_obj
+    assert tracker_obj["seeders"] is None  # nullable: kept
+    assert ev.validate(peer_obj) == [] and ev.validate(tracker_obj) == []

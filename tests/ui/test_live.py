@@ -248,3 +248,25 @@ def test_log_records_go_above_the_display(monkeypatch) -> None:  # type: ignore[
         assert "tracker slow" in fake_err.getvalue()
     finally:
         root.removeHandler(handler)
+
+
+def test_peer_flags_come_from_the_booleans_not_the_engine_string() -> None:
+    p = peer(1, 5 * MiB, am_interested=True, peer_choking=False, peer_interested=True, am_choking=False,
+             source="dht", flags="dI uC")
+    (row,) = [ln for ln in text_of(status(peers=(p,))).splitlines() if ln.startswith("127.0.0.1:")]
+    assert row.split()[3] == "DUH"
+
+
+def test_live_event_routing() -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, width=100, height=30, color_system=None)  # not a terminal: no live frames
+    rep = LiveReporter(console=console, clock=FakeClock())
+    rep.event(events.PIECE, action="verified", index=1)
+    assert rep.log == ()
+    rep.event(events.PEER, action="connected", address="127.0.0.1:1")
+    rep.event(events.DONE, name="x", total_size=1, downloaded=1, uploaded=0, elapsed=1.0)
+    assert [k for _, k, _ in rep.log] == ["peer"]  # done goes to the scrollback instead
+    assert "done: x" in buf.getvalue()
+    for i in range(10):
+        rep.event(events.PEER, action="disconnected", address=f"127.0.0.1:{i}")
+    assert len(rep.log) == LiveReporter.LOG_LINES and rep.log[-1][2].startswith("peer 127.0.0.1:9 ")

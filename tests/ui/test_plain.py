@@ -119,3 +119,12 @@ def test_hostile_names_cannot_forge_log_lines() -> None:
     assert "\x1b" not in text and "\r" not in text
     assert len(text.splitlines()) == 3
     assert all(STAMP.match(line) for line in text.splitlines())
+
+
+def test_verified_pieces_are_not_logged_but_failures_are() -> None:
+    rep, out, _, _ = make()
+    for i in range(100):
+        rep.event(events.PIECE, action="verified", index=i)
+    assert out.getvalue() == ""
+    rep.event(events.PIECE, action="failed", index=3)
+    assert "piece 3 failed" in out.getvalue()
