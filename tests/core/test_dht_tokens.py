@@ -87,3 +87,19 @@ def test_rate_limiter() -> None:
     for key in ("c", "d", "e"):
         rl.allow(key, 1.0)
     assert len(rl) == 3
+
+
+def test_parse_hostport() -> None:
+    import pytest
+
+    from swarm.core.dht.policy import parse_hostport
+    from swarm.errors import BadInput
+
+    assert parse_hostport("127.0.0.1:6881") == ("127.0.0.1", 6881)
+    assert parse_hostport("router.bittorrent.com:6881") == ("router.bittorrent.com", 6881)
+    assert parse_hostport("[::1]:7000") == ("::1", 7000)
+    assert parse_hostport("::1") == ("::1", 6881)
+    assert parse_hostport("localhost") == ("localhost", 6881)
+    for bad in ("", ":6881", "h:0", "h:70000", "h:x", "[::1", "[::1]x", "h:-1"):
+        with pytest.raises(BadInput):
+            parse_hostport(bad)

@@ -254,3 +254,28 @@ async def test_read_only_queriers_are_not_pinged_back() -> None:
         ro.close()
         rw.close()
         await node.close()
+
+
+async def test_ipv6_loopback_nodes() -> None:
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        import pytest
+
+        pytest.skip("no IPv6 loopback here")
+    a = DHTNode("::1")
+    await a.start()
+    b = DHTNode("::1", bootstrap=[("::1", a.port), ("127.0.0.1", a.port)])
+    c = DHTNode("::1", bootstrap=[("::1", a.port)])
+    await b.start()
+    await c.start()
+    try:
+        assert b._bootstrap_addrs == [("::1", a.port)]  # the IPv4 address is not ours to use
+        ih = random_id()
+        assert await b.announce(ih, 5555, timeout=5.0) >= 1
+        assert ("::1", 5555) in await c.get_peers(ih, timeout=5.0)
+    finally:
+        for n in (c, b, a):
+            await n.close()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from swarm.errors import BadInput
+
 PUBLIC_BOOTSTRAP: tuple[tuple[str, int], ...] = (
     ("router.bittorrent.com", 6881),
     ("dht.transmissionbt.com", 6881),
@@ -41,3 +43,27 @@ def address_allowed(host: str, port: int, loopback_only: bool) -> bool:
     if loopback_only:
         return ip.is_loopback
     return not (ip.is_unspecified or ip.is_multicast)
+
+
+def parse_hostport(text: str, default_port: int = 6881) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT``, or a bare host (for ``--dht-bootstrap``)."""
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise BadInput(f"bad DHT node address {text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise BadInput(f"bad DHT node address {text!r}")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host:
+        raise BadInput(f"bad DHT node address {text!r}: no host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) <= 0xFFFF:
+        raise BadInput(f"bad DHT node address {text!r}: port must be 1-65535")
+    return host, int(port_text)
