@@ -65,6 +65,14 @@ class _Decoder:
         return (-value if neg else value), stop + 1
 
     def _string(self, pos: int) -> tuple[bytes, int]:
+        data = self.data
+        colon = data.find(b":", pos, pos + 22)
+        if colon > pos:  # fast path: canonical length that fits; errors take the slow path
+            text = data[pos:colon]
+            if text.isdigit() and (text[0] != 0x30 or colon == pos + 1):
+                stop = colon + 1 + int(text)
+                if stop <= self.end:
+                    return data[colon + 1 : stop], stop
         length, start = self._number(pos, 0x3A, "string length")  # b":"
         stop = start + length
         if stop > self.end:
@@ -78,6 +86,11 @@ class _Decoder:
         if 0x30 <= c <= 0x39:
             return self._string(pos)
         if c == 0x69:  # i
+            stop = self.data.find(b"e", pos + 1, pos + 23)
+            if stop > pos + 1:  # fast path: a canonical non-negative integer
+                text = self.data[pos + 1 : stop]
+                if text.isdigit() and (text[0] != 0x30 or stop == pos + 2):
+                    return int(text), stop + 1
             return self._number(pos + 1, 0x65, "integer")
         if depth >= self.max_depth:
             raise BencodeError("nesting depth exceeded", pos)
