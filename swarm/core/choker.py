@@ -119,7 +119,7 @@ class Choker:
         if regular < self.slots and not seeding:
             # slots nobody better wants: an idle upload slot helps no one
             spare = sorted(
-                (p for p in peers if p.interested and p.snubbed and p.key not in chosen),
+                (p for p in peers if p.interested and p.key not in chosen),
                 key=lambda p: (-p.down_rate, rng.random()),
             )
             for p in spare[: self.slots - regular]:

@@ -2,6 +2,8 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from swarm.core.choker import Choker, PeerInfo
 
@@ -144,3 +146,56 @@ def test_snubbed_peers_only_fill_spare_slots() -> None:
     more = peers + [peer(f"n{i}", down=10.0) for i in range(3)]
     un = c.rechoke(more, 10.0, seeding=False)
     assert not un & {"s1", "s2", "s3"}
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),  # interested
+            st.floats(0, 1e8),  # down
+            st.floats(0, 1e8),  # up
+            st.booleans(),  # snubbed
+            st.floats(0, 200),  # connected_at
+            st.booleans(),  # is_seed
+            st.booleans(),  # optimistic_ok
+        ),
+        max_size=30,
+    ),
+    st.integers(0, 6),
+    st.booleans(),
+    st.lists(st.floats(0, 15), min_size=1, max_size=8),
+    st.integers(0, 100),
+)
+def test_rechoke_invariants(
+    specs: list[tuple[bool, float, float, bool, float, bool, bool]],
+    slots: int,
+    seeding: bool,
+    steps: list[float],
+    seed: int,
+) -> None:
+    peers = [
+        PeerInfo(f"p{i}", it, d, u, sn, ca, se, ok)
+        for i, (it, d, u, sn, ca, se, ok) in enumerate(specs)
+    ]
+    keys = {p.key for p in peers}
+    interested = {p.key for p in peers if p.interested}
+    c = Choker(slots, rng=random.Random(seed))
+    now = 200.0
+    for dt in steps:
+        now += dt
+        un = c.rechoke(peers, now, seeding)
+        assert un <= keys
+        assert not c.due(now)
+        # regular interested slots + one optimistic; "ready" peers are not interested
+        assert len(un & interested) <= slots + 1
+        assert len(un - interested) <= slots
+        if c.optimistic is not None:
+            assert c.optimistic in un and c.optimistic in interested
+        if slots and interested:
+            assert un & interested  # someone interested is always served
+        if not seeding:
+            best_free = [p for p in peers if p.interested and not p.snubbed and not p.is_seed]
+            if best_free and slots:
+                top = max(p.down_rate for p in best_free)
+                # the best uploader to us is never choked
+                assert any(p.key in un and p.down_rate == top for p in best_free)
