@@ -8,6 +8,17 @@ packet costs a debug log line and nothing else.
 A node bound to a loopback address sends only to loopback addresses: it has
 no default bootstrap routers, does not resolve host names, and ignores every
 node or peer outside loopback that it hears about.
+
+Use from the engine::
+
+    node = DHTNode(host, 0, bootstrap=[parse_hostport(s) for s in args.dht_bootstrap] or None,
+                   state_file=state_dir / "dht.state")
+    await node.start()                       # binds, bootstraps (bounded wait)
+    async for peer in node.iter_peers(ih):   # or: await node.get_peers(ih)
+        ...
+    await node.announce(ih, listen_port)     # every ~15 min while active
+    node.add_node(peer_ip, port)             # on a BEP 5 ``port`` wire message
+    await node.close()                       # saves the table
 """
 
 from __future__ import annotations

@@ -204,7 +204,9 @@ async def test_unknown_method_and_bad_token_answered_with_errors() -> None:
                     return reply
 
         me = random_id()
-        r = await asyncio.to_thread(ask, {b"t": b"x1", b"y": b"q", b"q": b"vote", b"a": {b"id": me}})
+        r = await asyncio.to_thread(
+            ask, {b"t": b"x1", b"y": b"q", b"q": b"vote", b"a": {b"id": me}}
+        )
         assert r[b"y"] == b"e" and r[b"e"][0] == 204
         a = {b"id": me, b"info_hash": me, b"port": 5, b"token": b"forged"}
         r = await asyncio.to_thread(ask, {b"t": b"x2", b"y": b"q", b"q": b"announce_peer", b"a": a})
@@ -279,3 +281,22 @@ async def test_ipv6_loopback_nodes() -> None:
     finally:
         for n in (c, b, a):
             await n.close()
+
+
+async def test_rebootstraps_when_router_appears_later() -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((LOCAL, 0))
+    router_port = probe.getsockname()[1]
+    probe.close()
+    b = DHTNode(
+        LOCAL, bootstrap=[(LOCAL, router_port)], maintenance_interval=0.05, query_timeout=0.2
+    )
+    await b.start(bootstrap_timeout=1.0)
+    a = DHTNode(LOCAL, port=router_port)
+    try:
+        assert b.node_count() == 0  # nobody there yet
+        await a.start()
+        await wait_for(lambda: b.node_count() >= 1, timeout=10.0)
+    finally:
+        await b.close()
+        await a.close()
