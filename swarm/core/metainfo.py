@@ -391,7 +391,7 @@ def _multi_files(value: Any, name: str, warnings: list[str]) -> list[FileEntry]:
     used: set[tuple[str, ...]] = set()
     dirs: set[tuple[str, ...]] = set()
     counters: dict[tuple[str, ...], int] = {}
-    renamed = 0
+    renamed = sanitised = 0  # warnings are capped: a hostile file could have a million
     offset = 0
     for index, entry in enumerate(value):
         where = f"info.files[{index}]"
@@ -430,7 +430,9 @@ def _multi_files(value: Any, name: str, warnings: list[str]) -> list[FileEntry]:
         if not clean:
             clean = ("_",)
         if (clean != tuple(parts) or lossy) and not pad:
-            warnings.append(f"path {'/'.join(parts)[:120]!r} sanitised to {'/'.join(clean)!r}")
+            if sanitised < 20:
+                warnings.append(f"path {'/'.join(parts)[:120]!r} sanitised to {'/'.join(clean)!r}")
+            sanitised += 1
         target: tuple[str, ...] | None = None
         if symlink:
             raw_target = entry.get(b"symlink path")
@@ -453,6 +455,8 @@ def _multi_files(value: Any, name: str, warnings: list[str]) -> list[FileEntry]:
             dirs.update(full[:i] for i in range(1, len(full)))
         out.append(FileEntry(full, length, offset, pad, target, "x" in attr))
         offset += length
+    if sanitised > 20:
+        warnings.append(f"{sanitised} paths sanitised in all")
     if renamed > 20:
         warnings.append(f"{renamed} duplicate paths renamed in all")
     return out

@@ -492,3 +492,5 @@ def test_many_duplicate_paths_are_linear() -> None:
     meta = parse_info(encode(info))
     assert meta.files[-1].path == ("root", "a", f"b.{n - 1}.txt")
     assert len(meta.warnings) <= 21
+    meta = parse_info(encode(multi([[b"..", b"f%d" % i] for i in range(500)])))
+    assert len(meta.warnings) == 21 and meta.warnings[-1] == "500 paths sanitised in all"
