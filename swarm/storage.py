@@ -17,6 +17,14 @@ Why it is shaped like this:
   returns None and the caller runs ``recheck``. It lives at
   ``state_dir/<infohash>.resume`` or, by default, ``<root>/.swarm/<infohash>.resume``
   (never a path of the torrent's own files; disabled if a torrent claims ``.swarm``).
+* With ``wanted_files``, a piece shared with an unwanted neighbour is still
+  written whole, so the neighbour file exists holding just those bytes (as
+  Transmission does; no part file).
+
+Use: ``st = Storage(meta, root, executor=make_executor())``; ``await st.open()``;
+``have = await st.load_resume() or await st.recheck(progress)``; then
+``write_piece`` / ``read_block``; ``save_resume()`` now and then; ``close()``.
+Errors: StorageError for the disk, ProtocolError for out-of-range requests.
 """
 
 from __future__ import annotations
