@@ -1,0 +1,189 @@
+"""`swarm seed` / `swarm get` as subprocesses: exit codes, output, kill -9 and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from test_engine_fakepeer import FakeSeed, file_server
+
+from swarm.core.metainfo import parse_metainfo
+from swarm.create import create_torrent
+
+SWARM = [sys.executable, "-m", "swarm"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SWARM, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV
+    )
+
+
+def make_payload(tmp_path: Path, size: int, piece_length: int) -> tuple[bytes, Path, bytes]:
+    payload = os.urandom(size)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", piece_length=piece_length)
+    tfile = tmp_path / "f.bin.torrent"
+    tfile.write_bytes(data)
+    return payload, tfile, data
+
+
+async def read_events(proc: asyncio.subprocess.Process, until: str, timeout: float) -> list[dict[str, object]]:
+    """JSON events from ``proc`` until one whose event is ``until`` (or EOF)."""
+    assert proc.stdout is not None
+    out: list[dict[str, object]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {until!r} event in {timeout}s: {out[-3:]}"
+        line = await asyncio.wait_for(proc.stdout.readline(), left)
+        if not line:
+            return out
+        ev = json.loads(line)
+        out.append(ev)
+        if ev["event"] == until:
+            return out
+
+
+def test_get_bad_inputs(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.torrent"
+    bad.write_bytes(b"d4:infoi3ee")
+    r = run_cli("get", str(bad), "-o", str(tmp_path), "--port", "0", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "bad.torrent" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("get", str(tmp_path / "missing.torrent"), "--port", "0", cwd=tmp_path)
+    assert r.returncode == 2
+    r = run_cli("get", "magnet:?xt=urn:btih:zz", "--port", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_get_missing_or_readonly_output_dir(tmp_path: Path) -> None:
+    _, tfile, _ = make_payload(tmp_path, 100_000, 16384)
+    r = run_cli("get", str(tfile), "-o", str(tmp_path / "nope"), "--port", "0", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "nope" in r.stderr and "does not exist" in r.stderr
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores modes: make it a file path instead
+            ro.chmod(0o700)
+            ro.rmdir()
+            ro.write_bytes(b"")
+        r = run_cli("get", str(tfile), "-o", str(ro), "--port", "0", cwd=tmp_path)
+        assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip()
+    finally:
+        if ro.is_dir():
+            ro.chmod(0o700)
+
+
+def test_get_bad_peer_option(tmp_path: Path) -> None:
+    _, tfile, _ = make_payload(tmp_path, 100_000, 16384)
+    r = run_cli("get", str(tfile), "--peer", "nohostport", "--port", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "--peer" in r.stderr
+
+
+async def test_seed_then_get_subprocesses(tmp_path: Path) -> None:
+    payload = os.urandom(700_000)
+    (tmp_path / "share.bin").write_bytes(payload)
+    seed = await asyncio.create_subprocess_exec(
+        *SWARM, "seed", "share.bin", "--host", "127.0.0.1", "--port", "0", "--json",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+    )
+    try:
+        events = await read_events(seed, "listening", 20)
+        added = next(e for e in events if e["event"] == "added")
+        port = next(e for e in events if e["event"] == "listening")["port"]
+        assert (tmp_path / "share.bin.torrent").is_file()
+        assert added["torrent"] == str(tmp_path / "share.bin.torrent")
+        assert f"x.pe=127.0.0.1:{port}" in str(added["magnet"])
+        out = tmp_path / "out"
+        out.mkdir()
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", "share.bin.torrent", "-o", "out", "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}", "--json",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        gevents = await read_events(get, "summary", 30)
+        assert await asyncio.wait_for(get.wait(), 10) == 0
+        assert any(e["event"] == "done" for e in gevents)
+        assert (out / "share.bin").read_bytes() == payload
+    finally:
+        seed.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(seed.wait(), 10)
+    assert rc == 0
+
+
+async def _start_get(tmp_path: Path, tfile: Path, port: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *SWARM, "get", str(tfile), "-o", "out", "--port", "0", "--host", "127.0.0.1",
+        "--peer", f"127.0.0.1:{port}", "--json",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+    )
+
+
+async def _until_pieces(proc: asyncio.subprocess.Process, n: int, timeout: float) -> int:
+    assert proc.stdout is not None
+    verified = 0
+    deadline = time.monotonic() + timeout
+    while verified < n:
+        left = deadline - time.monotonic()
+        assert left > 0, "download did not progress"
+        line = await asyncio.wait_for(proc.stdout.readline(), left)
+        assert line, "get exited early"
+        ev = json.loads(line)
+        if ev["event"] == "piece" and ev.get("action") == "verified":
+            verified += 1
+    return verified
+
+
+async def test_kill_9_then_resume_fetches_only_the_rest(tmp_path: Path) -> None:
+    payload, tfile, data = make_payload(tmp_path, 2 * 1024 * 1024, 32768)
+    meta = parse_metainfo(data)
+    slow = FakeSeed(meta, file_server(meta, payload), delay=0.004)  # ~4 MiB/s
+    port = await slow.start()
+    (tmp_path / "out").mkdir()
+    try:
+        get = await _start_get(tmp_path, tfile, port)
+        await _until_pieces(get, 12, 30)
+        get.kill()
+        assert await asyncio.wait_for(get.wait(), 10) == -signal.SIGKILL
+        assert (tmp_path / "out" / "f.bin").read_bytes() != payload
+        slow.delay = 0.0
+        get = await _start_get(tmp_path, tfile, port)
+        events = await read_events(get, "summary", 30)
+        assert await asyncio.wait_for(get.wait(), 10) == 0
+    finally:
+        await slow.close()
+    summary = events[-1]
+    assert summary["complete"] is True
+    downloaded = summary["downloaded"]
+    assert isinstance(downloaded, int)
+    assert 0 < downloaded <= meta.total_length - 12 * meta.piece_length
+    assert (tmp_path / "out" / "f.bin").read_bytes() == payload
+
+
+async def test_ctrl_c_saves_resume_and_exits_130(tmp_path: Path) -> None:
+    payload, tfile, data = make_payload(tmp_path, 1024 * 1024, 32768)
+    meta = parse_metainfo(data)
+    slow = FakeSeed(meta, file_server(meta, payload), delay=0.01)
+    port = await slow.start()
+    (tmp_path / "out").mkdir()
+    try:
+        get = await _start_get(tmp_path, tfile, port)
+        await _until_pieces(get, 3, 30)
+        get.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(get.wait(), 15) == 130
+    finally:
+        await slow.close()
+    resume = tmp_path / "out" / ".swarm" / f"{meta.info_hash.hex()}.resume"
+    assert resume.is_file()

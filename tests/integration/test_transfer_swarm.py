@@ -1,0 +1,46 @@
+"""One seed and three leechers that also trade with each other (127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from swarm import Session
+from swarm.core.metainfo import parse_metainfo
+from swarm.create import create_torrent
+
+
+async def test_one_seed_three_leechers_share(tmp_path: Path) -> None:
+    payload = os.urandom(6 * 1024 * 1024)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", piece_length=32768)
+    meta = parse_metainfo(data)
+    sessions = [Session("127.0.0.1", 0) for _ in range(4)]
+    for s in sessions:
+        await s.start()
+    try:
+        seed = await sessions[0].add_torrent(data, src, seed_only=True)
+        leeches = []
+        outs = []
+        for i, s in enumerate(sessions[1:], 1):
+            out = tmp_path / f"out{i}"
+            out.mkdir()
+            outs.append(out)
+            # every leecher knows the others; only the seed comes last
+            others = [("127.0.0.1", o.port or 0) for o in sessions[1:i]]
+            leeches.append(await s.add_torrent(meta, out, peers=others))
+        for h in leeches:
+            h.add_peer("127.0.0.1", sessions[0].port or 0)
+        await asyncio.wait_for(asyncio.gather(*(h.wait_complete() for h in leeches)), 60)
+        ups = [h.status().uploaded for h in leeches]
+        print("leecher uploads", ups)
+        assert sum(ups) > 0, ups  # leechers served each other
+        assert seed.status().uploaded >= meta.total_length
+    finally:
+        for s in sessions:
+            await s.close()
+    for out in outs:
+        assert (out / "f.bin").read_bytes() == payload
