@@ -76,3 +76,20 @@ def test_snubbed() -> None:
     assert not is_snubbed(100.0, 159.0)
     assert is_snubbed(100.0, 160.0)
     assert is_snubbed(100.0, 110.0, timeout=10.0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1 << 24), st.floats(-1e3, 1e6, allow_nan=False)), max_size=40
+    ),
+    st.floats(-1e3, 1e6, allow_nan=False),
+)
+def test_meter_survives_clock_steps(events: list[tuple[int, float]], query: float) -> None:
+    """Out-of-order or stepped clocks never give a negative or infinite rate."""
+    m = RateMeter()
+    for n, t in events:
+        m.add(n, t)
+        r = m.rate(t)
+        assert 0.0 <= r <= sum(n for n, _ in events)
+    r = m.rate(query)
+    assert 0.0 <= r <= sum(n for n, _ in events)
