@@ -44,3 +44,31 @@ async def test_one_seed_three_leechers_share(tmp_path: Path) -> None:
             await s.close()
     for out in outs:
         assert (out / "f.bin").read_bytes() == payload
+
+
+async def test_peers_found_through_the_tracker(tmp_path: Path) -> None:
+    from tracker.server import start_tracker
+
+    tr = await start_tracker("127.0.0.1", 0, interval=60)
+    payload = os.urandom(500_000)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", trackers=[tr.url], piece_length=16384)
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+            await seed_s.add_torrent(data, src, seed_only=True)
+            # the seed must be in the tracker before the leecher asks
+            seed_t = seed_s.torrents[parse_metainfo(data).info_hash]
+            deadline = asyncio.get_running_loop().time() + 10
+            while not any(t.state == "ok" for t in seed_t.status().trackers):
+                assert asyncio.get_running_loop().time() < deadline, seed_t.status().trackers
+                await asyncio.sleep(0.02)
+            leech = await get_s.add_torrent(data, out)
+            await leech.wait_complete(timeout=30)
+            assert leech.status().trackers[0].last_announce is not None
+    finally:
+        await tr.close()
+    assert (out / "f.bin").read_bytes() == payload
