@@ -80,6 +80,27 @@ def busy_rate(seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
+async def _lateness(seconds: float) -> list[float]:
+    """How late 1 ms timers fire: the event loop's responsiveness."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    late: list[float] = []
+    end = loop.time() + seconds
+    while loop.time() < end:
+        want = loop.time() + 0.001
+        await asyncio.sleep(0.001)
+        late.append(loop.time() - want)
+    return late
+
+
+def loop_lateness(seconds: float) -> tuple[float, float]:
+    import asyncio
+
+    late = sorted(asyncio.run(_lateness(seconds)))
+    return late[len(late) // 2], late[int(len(late) * 0.999)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--peers", type=int, default=50)
@@ -119,6 +140,15 @@ def main() -> None:
             rep.start(s)
             on.append(busy_rate(1.0))
             rep.close()
+        rep = LiveReporter(console=console, refresh_per_second=4)
+        rep.start(s)
+        lat_on = loop_lateness(a.seconds)
+        rep.close()
+        lat_off = loop_lateness(a.seconds)
+        report.append(
+            f"asyncio 1 ms timer lateness, median/p99.9: {lat_on[0] * 1e3:.2f}/{lat_on[1] * 1e3:.2f} ms with the"
+            f" display, {lat_off[0] * 1e3:.2f}/{lat_off[1] * 1e3:.2f} ms without"
+        )
         m_on, m_off = statistics.median(on), statistics.median(off)
         report.append(
             f"busy main thread: {m_on / 1e3:.0f} k steps/s with the display, {m_off / 1e3:.0f} k without"
