@@ -44,14 +44,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--files", action="append", default=[], metavar="GLOB",
         help="only download files matching GLOB (repeatable), e.g. '*.iso'",
     )
-    p.add_argument("--sequential", action="store_true", help="fetch pieces in order (streaming)")
-    p.add_argument("--first-last", action="store_true", help="fetch the first and last pieces first")
-    p.add_argument("--stdout", action="store_true", help="write the file's bytes in order to stdout")
-    p.add_argument("--http", type=int, metavar="PORT", help="serve the files over HTTP on 127.0.0.1:PORT")
-    p.add_argument("--on-done", metavar="CMD", help="run CMD once complete")
+    add_stream_options(p)
     add_discovery_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
+
+
+def add_stream_options(p: argparse.ArgumentParser) -> None:
+    """Streaming and scripting options (issue 11); wired up by ``_get`` through ``swarm.cli.stream``."""
+    p.add_argument("--sequential", action="store_true", help="fetch pieces in file order (streaming)")
+    p.add_argument(
+        "--first-last", action="store_true", help="fetch the first and last pieces of each file early"
+    )
+    p.add_argument(
+        "--stdout", action="store_true",
+        help="write the file's bytes in order to stdout (single file; implies --sequential; "
+        "other output goes to stderr; exits 0 if the reader closes the pipe)",
+    )
+    p.add_argument(
+        "--http", type=int, metavar="PORT",
+        help="serve the files over HTTP with Range support (0 = any free port); keeps running until Ctrl-C",
+    )
+    p.add_argument("--http-host", default="127.0.0.1", metavar="ADDR", help="address for --http (default 127.0.0.1)")
+    p.add_argument(
+        "--on-done", metavar="CMD",
+        help="run CMD via /bin/sh once complete, with SWARM_INFOHASH, SWARM_NAME, SWARM_PATH, "
+        "SWARM_DOWNLOADED set",
+    )
+    p.add_argument("--stall-after", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def run_engine(main: Callable[[], Awaitable[T]]) -> T:
@@ -147,9 +167,8 @@ def _check_output_dir(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("stdout", "http", "on_done", "first_last"):
-        if getattr(args, name, None):
-            raise BadInput(f"--{name.replace('_', '-')} is not implemented yet")
+    if args.http is not None and not 0 <= args.http < 65536:
+        raise BadInput(f"--http {args.http}: not a port number")
     if not 0 <= args.port < 65536:
         raise BadInput(f"--port {args.port}: not a port number")
     peers = parse_peers(args.peer)
@@ -174,8 +193,12 @@ async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple
     from swarm.session import Session
     from swarm.ui import choose_mode, make_reporter
 
-    mode = choose_mode(args.json, args.quiet, sys.stdout.isatty())
-    reporter = make_reporter(mode)
+    from .stream import StreamExtras
+
+    # --stdout: the data owns stdout; everything else goes to stderr
+    ui_stream = sys.stderr if args.stdout else sys.stdout
+    mode = choose_mode(args.json, args.quiet, ui_stream.isatty())
+    reporter = make_reporter(mode, stream=ui_stream)
     stop = asyncio.Event()
     got: list[int] = []
     install_stop_signals(stop, got)
@@ -183,20 +206,25 @@ async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple
     await session.start()
     started = False
     complete = False
+    extras: StreamExtras | None = None
     try:
         handle = await session.add_torrent(src, out, files=args.files or None, peers=peers)
-        if args.sequential and handle._t.picker is not None:
-            handle._t.picker.set_sequential(True)
+        extras = StreamExtras(args, handle, reporter, stop)
+        extras.configure()
         status = handle.status()
         reporter.start(status, torrent=str(src), path=str(out / status.name),
                        magnet=handle.metainfo.magnet_uri())
         started = True
         reporter.event("listening", host=args.host, port=session.port)
-        complete = await drive(handle, reporter, stop, until_complete=not args.seed)
+        await extras.start()
+        complete = await drive(handle, reporter, stop, until_complete=not (args.seed or args.http is not None))
+        await extras.finish(complete)
         final = handle.status()
         if final.state == "error":
             reporter.event("error", message=final.error or "download failed", fatal=True)
     finally:
+        if extras is not None:
+            await extras.close()
         await session.close()
         if started:
             reporter.close(handle.status())
@@ -204,6 +232,8 @@ async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple
             reporter.close()
     if started and handle.status().error:
         raise StorageError(handle.status().error or "download failed")
+    if extras is not None and extras.pipe_closed:
+        return 0  # the --stdout reader went away (as `yes | head`): documented, not a failure
     if got and got[0] == signal.SIGINT and not (complete and not args.seed):
         return EXIT_INTERRUPTED
     if complete:
