@@ -107,10 +107,12 @@ class StreamServer:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
-            raise SwarmError(f"--http: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
-        server = site._server
-        if server is not None and getattr(server, "sockets", None):
-            self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+            raise SwarmError(
+                f"--http: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from exc
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
         log.info("HTTP stream on http://%s:%d/", self.host, self.port)
         return self.port
 
@@ -185,7 +187,9 @@ class StreamServer:
         # Fetch the first bytes urgently before answering, so a stalled torrent
         # is visible as a slow response and errors can still become a 503.
         try:
-            first = await self._read(f.offset + start, min(length, self._chunk_len(f.offset + start, length)))
+            first = await self._read(
+                f.offset + start, min(length, self._chunk_len(f.offset + start, length))
+            )
         except (StorageError, OSError) as exc:
             raise web.HTTPServiceUnavailable(text=f"{exc}\n") from exc
         await resp.prepare(request)

@@ -107,7 +107,9 @@ def pieces_of(offset: int, length: int, piece_length: int) -> range:
     return range(offset // piece_length, (offset + length - 1) // piece_length + 1)
 
 
-async def read_range(handle: TorrentHandle, offset: int, length: int, *, prio: int = URGENT) -> bytes:
+async def read_range(
+    handle: TorrentHandle, offset: int, length: int, *, prio: int = URGENT
+) -> bytes:
     """Bytes [offset, offset + length) of the torrent's byte stream, once verified on disk."""
     t = handle._t
     meta = t.meta
@@ -133,9 +135,9 @@ class _PipeWriter:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self._jobs: queue.Queue[tuple[bytes, asyncio.Future[None], asyncio.AbstractEventLoop] | None] = (
-            queue.Queue()
-        )
+        self._jobs: queue.Queue[
+            tuple[bytes, asyncio.Future[None], asyncio.AbstractEventLoop] | None
+        ] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="swarm-stdout", daemon=True)
         self._thread.start()
 
@@ -186,7 +188,9 @@ def _write_all(fd: int, data: bytes) -> None:
 class StdoutStreamer:
     """One file's bytes, in order, to ``fd`` as its pieces verify."""
 
-    def __init__(self, handle: TorrentHandle, file_index: int, fd: int, *, chunk: int = CHUNK) -> None:
+    def __init__(
+        self, handle: TorrentHandle, file_index: int, fd: int, *, chunk: int = CHUNK
+    ) -> None:
         self.handle = handle
         self.file = handle.metainfo.files[file_index]
         self.fd = fd
@@ -208,14 +212,16 @@ class StdoutStreamer:
         return out
 
     async def run(self) -> str:
-        """"done" once every byte is written, "closed" if the reader went away."""
+        """ "done" once every byte is written, "closed" if the reader went away."""
         writer = _PipeWriter(self.fd)
         chunks = self._chunks()
         pl = self.handle.metainfo.piece_length
         ahead: asyncio.Task[bytes] | None = None
         try:
             for n, (off, length) in enumerate(chunks):
-                data = await ahead if ahead is not None else await read_range(self.handle, off, length)
+                data = (
+                    await ahead if ahead is not None else await read_range(self.handle, off, length)
+                )
                 ahead = None
                 if n + 1 < len(chunks):
                     noff, nlen = chunks[n + 1]
@@ -225,7 +231,9 @@ class StdoutStreamer:
                 try:
                     await writer.write(data)
                 except OSError as exc:
-                    if exc.errno in (errno.EPIPE, errno.ECONNRESET) or isinstance(exc, BrokenPipeError):
+                    if exc.errno in (errno.EPIPE, errno.ECONNRESET) or isinstance(
+                        exc, BrokenPipeError
+                    ):
                         return "closed"
                     raise StorageError(f"stdout: {exc.strerror or exc}") from exc
                 self.written += len(data)

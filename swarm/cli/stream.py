@@ -25,7 +25,9 @@ FIRST_LAST_PRIO = 6
 
 
 class StreamExtras:
-    def __init__(self, args: argparse.Namespace, handle: Any, reporter: Any, stop: asyncio.Event) -> None:
+    def __init__(
+        self, args: argparse.Namespace, handle: Any, reporter: Any, stop: asyncio.Event
+    ) -> None:
         self.args = args
         self.handle = handle
         self.reporter = reporter
@@ -42,7 +44,9 @@ class StreamExtras:
         if a.stall_after is not None:
             h._t.stall_after = max(0.0, a.stall_after)
         if a.stdout:
-            files = [i for i in h.wanted_files() if h.metainfo.files[i].length > 0] or h.wanted_files()
+            files = [
+                i for i in h.wanted_files() if h.metainfo.files[i].length > 0
+            ] or h.wanted_files()
             if len(files) != 1:
                 raise BadInput(
                     f"--stdout needs a single-file torrent or exactly one file chosen with --files "
@@ -56,7 +60,9 @@ class StreamExtras:
             for i in h.wanted_files():
                 f = h.metainfo.files[i]
                 if f.length:
-                    h.raise_priority({f.offset // pl, (f.offset + f.length - 1) // pl}, FIRST_LAST_PRIO)
+                    h.raise_priority(
+                        {f.offset // pl, (f.offset + f.length - 1) // pl}, FIRST_LAST_PRIO
+                    )
 
     async def start(self) -> None:
         a, h = self.args, self.handle
@@ -73,7 +79,9 @@ class StreamExtras:
 
             self._http = StreamServer(h, a.http_host, a.http)
             port = await self._http.start()
-            self.reporter.event("listening", host=a.http_host, port=port, service="http", url=self._http.url)
+            self.reporter.event(
+                "listening", host=a.http_host, port=port, service="http", url=self._http.url
+            )
             if self.reporter.mode in ("plain", "live"):
                 sys.stderr.write(f"swarm: streaming over HTTP at {self._http.url}\n")
                 sys.stderr.flush()
@@ -104,7 +112,9 @@ class StreamExtras:
         try:
             pending = set(waits)
             while pending and not self.stop.is_set():
-                done, pending = await asyncio.wait(pending | {stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                done, pending = await asyncio.wait(
+                    pending | {stop_task}, return_when=asyncio.FIRST_COMPLETED
+                )
                 pending.discard(stop_task)
         finally:
             stop_task.cancel()

@@ -60,7 +60,7 @@ def _names(items: tuple[str, ...]) -> str:
 
 
 def _summary(errors: tuple[str, ...]) -> str:
-    """"connection refused x3, timeout" (most frequent first)."""
+    """ "connection refused x3, timeout" (most frequent first)."""
     counts = Counter(errors)
     parts = [e if n == 1 else f"{e} x{n}" for e, n in counts.most_common(MAX_NAMED)]
     if len(counts) > MAX_NAMED:
@@ -71,11 +71,17 @@ def _summary(errors: tuple[str, ...]) -> str:
 def _discovery(f: StallFacts) -> list[str]:
     """Why no peers are coming in: failing trackers, an empty DHT."""
     out: list[str] = []
-    if f.trackers and all(t.failing for t in f.trackers):
-        errs = "; ".join(f"{t.url}: {t.last_error or 'no answer'}" for t in f.trackers[:MAX_NAMED])
-        if len(f.trackers) > MAX_NAMED:
-            errs += f"; and {len(f.trackers) - MAX_NAMED} more"
-        word = "the only tracker is" if len(f.trackers) == 1 else f"all {len(f.trackers)} trackers are"
+    failing = [t for t in f.trackers if t.failing]
+    if failing:
+        errs = "; ".join(f"{t.url}: {t.last_error or 'no answer'}" for t in failing[:MAX_NAMED])
+        if len(failing) > MAX_NAMED:
+            errs += f"; and {len(failing) - MAX_NAMED} more"
+        if len(failing) == len(f.trackers):
+            word = (
+                "the only tracker is" if len(failing) == 1 else f"all {len(failing)} trackers are"
+            )
+        else:
+            word = f"{len(failing)} of {len(f.trackers)} trackers"
         out.append(f"{word} failing ({errs})")
     if f.dht_enabled and f.dht_nodes == 0:
         out.append("no DHT nodes")
@@ -105,7 +111,9 @@ def diagnose(facts: StallFacts, now: float) -> str | None:
                 f"{_plural(f.connected, 'connected peer')}"
             )
         if f.useful_peers and f.choking_us >= f.useful_peers:
-            return f"every peer that has what we want is choking us ({_plural(f.choking_us, 'peer')})"
+            return (
+                f"every peer that has what we want is choking us ({_plural(f.choking_us, 'peer')})"
+            )
         if f.unavailable_pieces:
             where = f" (in {_names(f.unavailable_files)})" if f.unavailable_files else ""
             return (

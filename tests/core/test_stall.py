@@ -40,8 +40,13 @@ def test_every_tracker_failing_names_each_error() -> None:
     assert "no DHT nodes" in r and r.endswith("no peers known")
 
 
-def test_one_working_tracker_is_not_blamed() -> None:
+def test_some_trackers_failing() -> None:
     f = facts(trackers=(TrackerFact("http://a", True, "x"), TrackerFact("http://b", False)))
+    assert diagnose(f, LATE) == "1 of 2 trackers failing (http://a: x); no peers known"
+
+
+def test_working_trackers_are_not_blamed() -> None:
+    f = facts(trackers=(TrackerFact("http://a", False), TrackerFact("http://b", False)))
     assert diagnose(f, LATE) == "no peers known"
 
 
@@ -57,7 +62,10 @@ def test_known_but_unreachable_summarises_errors() -> None:
 
 
 def test_connecting() -> None:
-    assert diagnose(facts(known_peers=2, connecting=2), LATE) == "connecting to 2 peers, none connected yet"
+    assert (
+        diagnose(facts(known_peers=2, connecting=2), LATE)
+        == "connecting to 2 peers, none connected yet"
+    )
 
 
 def test_choked_by_everyone_useful() -> None:
@@ -68,18 +76,27 @@ def test_choked_by_everyone_useful() -> None:
 
 def test_missing_pieces_name_files() -> None:
     f = facts(
-        connected=1, useful_peers=0, missing_pieces=7, unavailable_pieces=7,
+        connected=1,
+        useful_peers=0,
+        missing_pieces=7,
+        unavailable_pieces=7,
         unavailable_files=("d/a.bin", "d/b.bin", "d/c.bin", "d/e.bin"),
     )
     r = diagnose(f, LATE)
-    assert r == "7 wanted pieces (in d/a.bin, d/b.bin, d/c.bin and 1 more) held by none of the 1 connected peer"
+    assert (
+        r
+        == "7 wanted pieces (in d/a.bin, d/b.bin, d/c.bin and 1 more) held by none of the 1 connected peer"
+    )
 
 
 def test_missing_pieces_beat_trackers_failing() -> None:
     """A peer-level cause is more specific than a discovery-level one."""
     f = facts(
         trackers=(TrackerFact("http://a", True, "refused"),),
-        connected=1, useful_peers=0, missing_pieces=1, unavailable_pieces=1,
+        connected=1,
+        useful_peers=0,
+        missing_pieces=1,
+        unavailable_pieces=1,
     )
     r = diagnose(f, LATE)
     assert r is not None and r.startswith("1 wanted piece held by none")
@@ -101,18 +118,34 @@ def test_metadata_without_extension() -> None:
     choking=st.integers(0, 60),
     missing=st.integers(0, 10**6),
     unavailable=st.integers(0, 10**6),
-    trackers=st.lists(st.tuples(st.text(max_size=20), st.booleans(), st.none() | st.text(max_size=30)), max_size=5),
+    trackers=st.lists(
+        st.tuples(st.text(max_size=20), st.booleans(), st.none() | st.text(max_size=30)), max_size=5
+    ),
     errors=st.lists(st.text(max_size=10), max_size=30),
 )
 def test_always_one_line_or_none(
-    state: str, since: float, known: int, connecting: int, connected: int, useful: int,
-    choking: int, missing: int, unavailable: int, trackers: list[tuple[str, bool, str | None]],
+    state: str,
+    since: float,
+    known: int,
+    connecting: int,
+    connected: int,
+    useful: int,
+    choking: int,
+    missing: int,
+    unavailable: int,
+    trackers: list[tuple[str, bool, str | None]],
     errors: list[str],
 ) -> None:
     f = facts(
-        state=state, known_peers=known, connecting=connecting, connected=connected,
-        useful_peers=useful, choking_us=choking, missing_pieces=missing,
-        unavailable_pieces=unavailable, trackers=tuple(TrackerFact(*t) for t in trackers),
+        state=state,
+        known_peers=known,
+        connecting=connecting,
+        connected=connected,
+        useful_peers=useful,
+        choking_us=choking,
+        missing_pieces=missing,
+        unavailable_pieces=unavailable,
+        trackers=tuple(TrackerFact(*t) for t in trackers),
         connect_errors=tuple(errors),
     )
     r = diagnose(f, T0 + since)

@@ -82,10 +82,18 @@ class ScriptedSeed:
             if hs.info_hash != m.info_hash:
                 return
             ext = self.reqq is not None
-            writer.write(wire.Handshake(m.info_hash, self.peer_id, EXT_RESERVED if ext else bytes(8)).encode())
+            writer.write(
+                wire.Handshake(
+                    m.info_hash, self.peer_id, EXT_RESERVED if ext else bytes(8)
+                ).encode()
+            )
             if ext and hs.extensions:
                 # no "ut_metadata" in m: a peer that cannot serve metadata
-                writer.write(wire.encode_extended(0, bencode({b"m": {}, b"reqq": self.reqq, b"v": b"scripted"})))
+                writer.write(
+                    wire.encode_extended(
+                        0, bencode({b"m": {}, b"reqq": self.reqq, b"v": b"scripted"})
+                    )
+                )
             writer.write(wire.encode_bitfield(self.have.to_bytes()))
             if self.unchoke:
                 writer.write(wire.encode_unchoke())
@@ -106,7 +114,9 @@ class ScriptedSeed:
             self._tasks.discard(task)
             writer.close()
 
-    async def _send_loop(self, writer: asyncio.StreamWriter, queue: asyncio.Queue[wire.Request]) -> None:
+    async def _send_loop(
+        self, writer: asyncio.StreamWriter, queue: asyncio.Queue[wire.Request]
+    ) -> None:
         pl = self.meta.piece_length
         start = time.monotonic()
         sent = 0

@@ -51,10 +51,14 @@ async def test_middle_range_arrives_before_the_download_ends(tmp_path: Path) -> 
         try:
             start, end = 6_000_000, 6_199_999
             t0 = time.monotonic()
-            async with aiohttp.ClientSession() as c, c.get(
-                srv.url + "f.bin", headers={"Range": f"bytes={start}-{end}"},
-                timeout=aiohttp.ClientTimeout(total=12),
-            ) as r:
+            async with (
+                aiohttp.ClientSession() as c,
+                c.get(
+                    srv.url + "f.bin",
+                    headers={"Range": f"bytes={start}-{end}"},
+                    timeout=aiohttp.ClientTimeout(total=12),
+                ) as r,
+            ):
                 body = await r.read()
                 assert r.status == 206
                 assert r.headers["Content-Range"] == f"bytes {start}-{end}/{SIZE}"
@@ -63,7 +67,9 @@ async def test_middle_range_arrives_before_the_download_ends(tmp_path: Path) -> 
             took = time.monotonic() - t0
             assert body == payload[start : end + 1]
             st = h.status()  # type: ignore[attr-defined]
-            assert st.verified < st.total_size / 2, "the range should not have waited for the download"
+            assert st.verified < st.total_size / 2, (
+                "the range should not have waited for the download"
+            )
             assert took < SIZE / RATE / 2
         finally:
             await srv.close()
@@ -104,8 +110,14 @@ async def test_curl_range(tmp_path: Path) -> None:
         _h, srv = await started(tmp_path, seed, s)
         try:
             proc = await asyncio.create_subprocess_exec(
-                curl, "-sS", "--fail", "-r", "5000000-5099999", srv.url + "f.bin",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                curl,
+                "-sS",
+                "--fail",
+                "-r",
+                "5000000-5099999",
+                srv.url + "f.bin",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out, err = await asyncio.wait_for(proc.communicate(), 12)
             assert proc.returncode == 0, err

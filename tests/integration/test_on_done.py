@@ -16,8 +16,20 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def get_cmd(tfile: Path, out: Path, *extra: str) -> list[str]:
-    return [*SWARM, "get", str(tfile), "-o", str(out), "--port", "0", "--host", "127.0.0.1",
-            "--no-dht", "--no-lsd", *extra]
+    return [
+        *SWARM,
+        "get",
+        str(tfile),
+        "-o",
+        str(out),
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--no-dht",
+        "--no-lsd",
+        *extra,
+    ]
 
 
 async def run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -27,10 +39,12 @@ async def run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProces
 
 
 def read_env(marker: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in marker.read_text().splitlines() if line.startswith("SWARM_"))
+    return dict(
+        line.split("=", 1) for line in marker.read_text().splitlines() if line.startswith("SWARM_")
+    )
 
 
-HOOK = "env | grep ^SWARM_ >> {m}; echo ran >> {m}.count; cat \"$SWARM_PATH\" | wc -c > {m}.size"
+HOOK = 'env | grep ^SWARM_ >> {m}; echo ran >> {m}.count; cat "$SWARM_PATH" | wc -c > {m}.size'
 
 
 async def test_on_done_after_a_download(tmp_path: Path) -> None:
@@ -39,7 +53,11 @@ async def test_on_done_after_a_download(tmp_path: Path) -> None:
     out.mkdir()
     marker = tmp_path / "marker"
     async with ScriptedSeed(meta, payload, reqq=16) as seed:
-        r = await run(get_cmd(tfile, out, "--peer", f"127.0.0.1:{seed.port}", "--on-done", HOOK.format(m=marker)))
+        r = await run(
+            get_cmd(
+                tfile, out, "--peer", f"127.0.0.1:{seed.port}", "--on-done", HOOK.format(m=marker)
+            )
+        )
     assert r.returncode == 0, r.stderr
     env = read_env(marker)
     assert env["SWARM_INFOHASH"] == meta.info_hash.hex()
@@ -47,7 +65,9 @@ async def test_on_done_after_a_download(tmp_path: Path) -> None:
     assert Path(env["SWARM_PATH"]) == (out / "f.bin").resolve()
     assert int(env["SWARM_DOWNLOADED"]) >= len(payload)
     assert (tmp_path / "marker.count").read_text() == "ran\n"  # once
-    assert (tmp_path / "marker.size").read_text().strip() == str(len(payload))  # data there when it ran
+    assert (tmp_path / "marker.size").read_text().strip() == str(
+        len(payload)
+    )  # data there when it ran
 
 
 async def test_on_done_for_a_torrent_complete_at_start(tmp_path: Path) -> None:
@@ -84,8 +104,18 @@ async def test_hook_not_run_when_incomplete(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     async with ScriptedSeed(meta, payload, unchoke=False) as seed:
         proc = subprocess.Popen(
-            get_cmd(tfile, out, "--peer", f"127.0.0.1:{seed.port}", "--on-done", f"touch {marker}", "--json"),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+            get_cmd(
+                tfile,
+                out,
+                "--peer",
+                f"127.0.0.1:{seed.port}",
+                "--on-done",
+                f"touch {marker}",
+                "--json",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
         )
         assert proc.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15)

@@ -35,7 +35,10 @@ async def fetch_order(tmp_path: Path, *, sequential: bool) -> tuple[list[int], b
     # reqq 8: few requests in flight, so the order we ask in is the order data comes;
     # 1 MiB/s: a network slower than hashing, as when streaming (the window counts
     # from the first piece not yet verified)
-    async with ScriptedSeed(meta, payload, reqq=8, rate=1 << 20) as seed, Session("127.0.0.1", 0) as s:
+    async with (
+        ScriptedSeed(meta, payload, reqq=8, rate=1 << 20) as seed,
+        Session("127.0.0.1", 0) as s,
+    ):
         h = await s.add_torrent(meta, out)
         h._t.piece_verified.append(order.append)
         if sequential:
@@ -66,7 +69,10 @@ async def test_first_last_pieces_come_early(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     order: list[int] = []
-    async with ScriptedSeed(meta, payload, reqq=4, rate=1 << 20) as seed, Session("127.0.0.1", 0) as s:
+    async with (
+        ScriptedSeed(meta, payload, reqq=4, rate=1 << 20) as seed,
+        Session("127.0.0.1", 0) as s,
+    ):
         h = await s.add_torrent(meta, out)
         h._t.piece_verified.append(order.append)
         h.set_sequential(True, WINDOW)

@@ -20,9 +20,26 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 def start_get(tfile: Path, out: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     out.mkdir(exist_ok=True)
     return subprocess.Popen(
-        [*SWARM, "get", str(tfile), "-o", str(out), "--port", "0", "--host", "127.0.0.1",
-         "--no-dht", "--no-lsd", "--peer", f"127.0.0.1:{port}", "--stdout", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+        [
+            *SWARM,
+            "get",
+            str(tfile),
+            "-o",
+            str(out),
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--no-dht",
+            "--no-lsd",
+            "--peer",
+            f"127.0.0.1:{port}",
+            "--stdout",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
     )
 
 
@@ -33,7 +50,9 @@ async def finish(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, st
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = await asyncio.to_thread(proc.communicate)
-        raise AssertionError(f"swarm get did not exit in {timeout}s: {err.decode()[-2000:]}") from None
+        raise AssertionError(
+            f"swarm get did not exit in {timeout}s: {err.decode()[-2000:]}"
+        ) from None
     return proc.returncode, err.decode()
 
 
