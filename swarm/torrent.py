@@ -147,6 +147,7 @@ class Torrent:
         self.stalled_reason: str | None = None
         self._last_progress = time.monotonic()
         self._connect_errors: deque[str] = deque(maxlen=32)
+        self._stall_bytes = 0  # self.downloaded when last sampled
 
     # ------------------------------------------------------------ life cycle
 
@@ -1165,7 +1166,14 @@ class Torrent:
                     self._update_interest(p)
 
     def _check_stall(self, now: float) -> None:
-        """Name why nothing verifies (swarm.core.stall); emit ``stalled`` when the reason changes."""
+        """Name why nothing verifies (swarm.core.stall); emit ``stalled`` when the reason changes.
+
+        Payload arriving counts as progress too (a huge piece from a slow peer is
+        not a stall); it is sampled here, once a tick, not on the block path.
+        """
+        if self.downloaded != self._stall_bytes:
+            self._stall_bytes = self.downloaded
+            self._last_progress = now
         if self.state not in ("downloading", "metadata") or now - self._last_progress < self.stall_after:
             if self.stalled_reason is not None and self.state != "downloading":
                 self.stalled_reason = None
