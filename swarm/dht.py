@@ -128,7 +128,6 @@ class DHTNode:
         self._saved_nodes: list[NodeInfo] = []
         self._port = 0
         self._closed = False
-        self.last_peers: list[Peer] = []
         self.stats: dict[str, int] = {
             "received": 0,
             "malformed": 0,
@@ -245,15 +244,20 @@ class DHTNode:
                 await task
 
     async def announce(
-        self, info_hash: bytes, port: int, implied_port: bool = False, timeout: float = 30.0
+        self,
+        info_hash: bytes,
+        port: int,
+        implied_port: bool = False,
+        timeout: float = 30.0,
+        *,
+        on_peers: Callable[[list[Peer]], object] | None = None,
     ) -> int:
         """Announce that we serve ``info_hash`` on ``port`` to the k closest nodes.
 
-        Returns how many of them acknowledged. Peers the lookup found on the
-        way are in ``last_peers`` (an announce is a get_peers lookup first).
+        An announce is a get_peers lookup first: ``on_peers`` receives the
+        peers it finds on the way. Returns how many nodes acknowledged.
         """
-        result = await self._lookup(info_hash, get_peers=True, timeout=timeout)
-        self.last_peers = result.peers
+        result = await self._lookup(info_hash, get_peers=True, timeout=timeout, on_peers=on_peers)
         targets = [(n, tok) for n, tok in result.closest if tok is not None]
 
         async def one(node: NodeInfo, token: bytes) -> bool:

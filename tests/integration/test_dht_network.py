@@ -59,6 +59,10 @@ async def test_thirty_nodes_announce_and_find() -> None:
             if peer == (LOCAL, 45678):
                 break
         assert (LOCAL, 45678) in found
+        # A second announcer learns of the first on the way (announce = get_peers + announce).
+        on_the_way: list[tuple[str, int]] = []
+        assert await nodes[29].announce(info_hash, 45679, on_peers=on_the_way.extend) >= 3
+        assert (LOCAL, 45678) in on_the_way
         # Nobody heard of anything outside loopback.
         for n in nodes:
             assert all(is_loopback(x.host) for x in n.table.nodes())
