@@ -16,6 +16,7 @@ from typing import TextIO
 from swarm.status import TorrentStatus
 
 from . import events as ev
+from .format import fraction_done
 from .reporter import Clock, Reporter
 
 
@@ -48,7 +49,7 @@ def dumps(obj: dict[str, object]) -> str:
 def progress_fields(s: TorrentStatus) -> dict[str, object]:
     fields: dict[str, object] = {
         "state": s.state,
-        "progress": round(min(1.0, max(0.0, s.progress)), 6),
+        "progress": round(fraction_done(s), 6),
         "verified": s.verified,
         "total_size": s.total_size,
         "down_rate": round(s.down_rate, 1),

@@ -35,6 +35,7 @@ from .format import (
     clip,
     clock_text,
     event_text,
+    fraction_done,
     human_duration,
     human_eta,
     human_rate,
@@ -44,6 +45,7 @@ from .format import (
     rescale_availability,
     rescale_piece_map,
     safe,
+    share_ratio,
     sort_peers,
     summary_line,
     tracker_state,
@@ -158,8 +160,9 @@ def render(
     head.append(f"  {safe(s.info_hash[:12])}", style="grey50")
     lines.append(head)
 
-    pct = percent(s.progress)
-    bar = _bar(s.progress, width - len(pct) - 1)
+    done = fraction_done(s)
+    pct = percent(done) if s.state != "metadata" else "fetching metadata"
+    bar = _bar(done, width - len(pct) - 1)
     bar.append(" " + pct, style="bold")
     lines.append(bar)
 
@@ -174,7 +177,7 @@ def render(
 
     totals = Text(
         f"downloaded {human_size(s.downloaded)}  uploaded {human_size(s.uploaded)}  "
-        f"ratio {s.ratio:.2f}"
+        f"ratio {share_ratio(s):.2f}"
     )
     if s.started_at:
         totals.append(f"  elapsed {human_duration(now - s.started_at)}")

@@ -174,3 +174,12 @@ def test_none_for_a_non_nullable_optional_field_is_left_out() -> None:
     assert "reason" not in peer_obj and "client" not in peer_obj
     assert tracker_obj["seeders"] is None  # nullable: kept
     assert ev.validate(peer_obj) == [] and ev.validate(tracker_obj) == []
+
+
+def test_progress_is_zero_while_fetching_metadata() -> None:
+    buf = io.StringIO()
+    rep = JsonReporter(stream=buf, clock=FakeClock())
+    rep.start(status(state="metadata", total_size=0, verified=0, num_pieces=0, piece_length=0))
+    rep.close()
+    progress = [o for o in lines(buf) if o["event"] == "progress"]
+    assert progress and progress[0]["progress"] == 0.0

@@ -270,3 +270,9 @@ def test_live_event_routing() -> None:
     for i in range(10):
         rep.event(events.PEER, action="disconnected", address=f"127.0.0.1:{i}")
     assert len(rep.log) == LiveReporter.LOG_LINES and rep.log[-1][2].startswith("peer 127.0.0.1:9 ")
+
+
+def test_metadata_state_shows_no_progress() -> None:
+    out = text_of(status(state="metadata", total_size=0, verified=0, num_pieces=0, peers=()))
+    bar = out.splitlines()[1]
+    assert bar.endswith(" fetching metadata") and "100.0%" not in out
