@@ -121,7 +121,6 @@ class DHTNode:
         self._table: RoutingTable | None = None
         self._tokens: TokenManager | None = None
         self._pending: dict[bytes, tuple[Peer, asyncio.Future[Message]]] = {}
-        self._tid = int.from_bytes(os.urandom(2), "big")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pinging: set[Peer] = set()
         self._bootstrap_addrs: list[Peer] = []
@@ -336,12 +335,14 @@ class DHTNode:
         self._transport.sendto(encode_message(msg, VERSION), addr)
 
     def _next_tid(self) -> bytes:
-        for _ in range(16):
-            self._tid = (self._tid + 1) & 0xFFFF
-            t = self._tid.to_bytes(2, "big")
+        # Random, not sequential: an off-path forger must guess it (and our port).
+        for _ in range(8):
+            t = os.urandom(2)
             if t not in self._pending:
                 return t
-        return os.urandom(4)
+        while (t := os.urandom(4)) in self._pending:
+            pass
+        return t
 
     async def _query(self, addr: Peer, build: Callable[[bytes], Query]) -> Message | None:
         """Send a query and wait for its answer; None on timeout or refusal."""
