@@ -65,6 +65,8 @@ VERSION = b"SW\x00\x01"
 MAX_PENDING = 2048
 #: Concurrent liveness/verification pings.
 MAX_PINGS = 64
+#: Seconds between saves of the routing table (besides the one on close).
+SAVE_EVERY = 600.0
 #: Per-source incoming packets: rate per second and burst.
 DEFAULT_RATE = (100.0, 200.0)
 
@@ -547,6 +549,7 @@ class DHTNode:
             log.debug("dht: bootstrap failed", exc_info=True)
 
     async def _maintenance(self) -> None:
+        last_save = self._now()
         while True:
             await asyncio.sleep(self.maintenance_interval)
             try:
@@ -559,6 +562,10 @@ class DHTNode:
                     await self._bootstrap(10.0)
                 for target in table.refresh_due(now)[:4]:
                     await self._lookup(target, get_peers=False, timeout=10.0)
+                if self.state_file is not None and now - last_save >= SAVE_EVERY and len(table):
+                    # Also on a timer, so a crash does not lose the table.
+                    last_save = now
+                    await asyncio.to_thread(_write_atomic, self.state_file, table.to_bytes())
             except asyncio.CancelledError:
                 raise
             except Exception:

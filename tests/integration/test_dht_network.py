@@ -12,6 +12,7 @@ from swarm.core.bencode import decode, encode
 from swarm.core.dht.krpc import NodeInfo, Ping, Response, encode_message, encode_nodes
 from swarm.core.dht.node_id import random_id
 from swarm.core.dht.policy import is_loopback
+from swarm.core.dht.routing import load_state
 from swarm.dht import DHTNode
 
 LOCAL = "127.0.0.1"
@@ -304,3 +305,38 @@ async def test_rebootstraps_when_router_appears_later() -> None:
     finally:
         await b.close()
         await a.close()
+
+
+async def test_table_saved_periodically(tmp_path: Path, monkeypatch: Any) -> None:
+    import swarm.dht
+
+    monkeypatch.setattr(swarm.dht, "SAVE_EVERY", 0.0)
+    state = tmp_path / "sub" / "dht.state"
+    a = DHTNode(LOCAL)
+    await a.start()
+    b = DHTNode(LOCAL, bootstrap=[(LOCAL, a.port)], state_file=state, maintenance_interval=0.05)
+    await b.start()
+    try:
+        await wait_for(state.exists)
+        own, nodes = load_state(state.read_bytes())
+        assert own == b.node_id and [n.port for n in nodes] == [a.port]
+    finally:
+        await b.close()
+        await a.close()
+
+
+async def test_a_failing_handler_never_escapes_datagram_received() -> None:
+    from swarm.dht import _Protocol
+
+    node = DHTNode(LOCAL)
+    await node.start()
+    try:
+
+        def boom(*_a: Any) -> None:
+            raise RuntimeError("bug")
+
+        node._answer = boom  # type: ignore[method-assign]
+        _Protocol(node).datagram_received(encode_message(Ping(b"aa", random_id())), (LOCAL, 9))
+        assert node.stats["queries"] == 1
+    finally:
+        await node.close()
