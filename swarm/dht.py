@@ -169,9 +169,14 @@ class DHTNode:
         now = loop.time()
         self._table = RoutingTable(self.node_id, now)
         self._tokens = TokenManager(now)
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self.host, self._want_port), family=self._family
-        )
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=(self.host, self._want_port), family=self._family
+            )
+        except OSError as exc:
+            raise SwarmError(
+                f"DHT cannot bind UDP {self.host}:{self._want_port}: {exc.strerror or exc}"
+            ) from exc
         self._transport = transport
         self._port = transport.get_extra_info("sockname")[1]
         self._bootstrap_addrs = await self._resolve_bootstrap()

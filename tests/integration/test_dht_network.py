@@ -340,3 +340,17 @@ async def test_a_failing_handler_never_escapes_datagram_received() -> None:
         assert node.stats["queries"] == 1
     finally:
         await node.close()
+
+
+async def test_port_in_use_is_a_swarm_error() -> None:
+    import pytest
+
+    from swarm.errors import SwarmError
+
+    a = DHTNode(LOCAL)
+    await a.start()
+    try:
+        with pytest.raises(SwarmError, match="cannot bind UDP"):
+            await DHTNode(LOCAL, a.port).start()
+    finally:
+        await a.close()
