@@ -35,8 +35,10 @@ MIN_PIECE_LENGTH = 16 * 1024
 MAX_AUTO_PIECE_LENGTH = 16 * 1024 * 1024
 MAX_PIECE_LENGTH = 256 * 1024 * 1024
 TARGET_PIECES = 2000
-#: Bytes read per buffer (rounded to whole pieces); a few are in flight at once.
-BATCH_BYTES = 8 * 1024 * 1024
+#: Bytes read per buffer (rounded up to whole pieces); a few are in flight at once.
+#: Small enough that a buffer is still in the CPU cache when a worker hashes it:
+#: 1 MiB measured faster than 2-8 MiB on 2 vCPUs.
+BATCH_BYTES = 1024 * 1024
 
 Progress = Callable[[int, int], None]  # (bytes hashed, total bytes)
 
