@@ -174,7 +174,9 @@ class PeerConnection(asyncio.BufferedProtocol):
             if not self.closed and hs.done:
                 self._on_handshake(hs.handshake)
         except ProtocolError as exc:
-            self.close(f"protocol error: {exc}", warn=True)
+            # Before the handshake this is mostly an encrypted (MSE) or non-BitTorrent
+            # connection attempt: not worth a warning.
+            self.close(f"protocol error: {exc}", warn=self.decoder is not None)
         except SwarmError as exc:
             self.close(f"error: {exc}", warn=True)
 

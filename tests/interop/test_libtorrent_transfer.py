@@ -29,6 +29,11 @@ def lt_session(lt: Any) -> Any:
             "enable_natpmp": False,
             "allow_multiple_connections_per_ip": True,
             "alert_mask": 0,
+            # swarm speaks plain TCP: no uTP, no MSE (libtorrent would fall back after 1-3 s)
+            "enable_outgoing_utp": False,
+            "enable_incoming_utp": False,
+            "out_enc_policy": 2,
+            "in_enc_policy": 2,
         }
     )
     return s
