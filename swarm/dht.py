@@ -171,7 +171,9 @@ class DHTNode:
         self._tokens = TokenManager(now)
         try:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Protocol(self), local_addr=(self.host, self._want_port), family=self._family
+                lambda: _Protocol(self),
+                local_addr=(self.host, self._want_port),
+                family=self._family,
             )
         except OSError as exc:
             raise SwarmError(
@@ -311,7 +313,9 @@ class DHTNode:
                 if host == "localhost":
                     host = "::1" if self._family == socket.AF_INET6 else "127.0.0.1"
                 if not self._address_ok(host, port):
-                    log.warning("dht: ignoring bootstrap %s:%d (node bound to loopback)", host, port)
+                    log.warning(
+                        "dht: ignoring bootstrap %s:%d (node bound to loopback)", host, port
+                    )
                     continue
                 out.append((host, port))
                 continue
