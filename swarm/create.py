@@ -77,6 +77,14 @@ def check_piece_length(length: int) -> int:
     return length
 
 
+def check_url(url: str, what: str, schemes: tuple[str, ...]) -> str:
+    """Refuse a typo (``-t 192.168.1.10:6969``) before it is baked into a torrent."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest or any(c.isspace() for c in url):
+        raise BadInput(f"{what} {url!r} is not a {'/'.join(schemes)} URL")
+    return url
+
+
 def collect_files(
     path: str | os.PathLike[str], exclude: Sequence[str | os.PathLike[str]] = ()
 ) -> tuple[str, list[SourceFile], bool, list[str]]:
@@ -229,6 +237,10 @@ def build_torrent(
     """Walk, hash and encode; each tracker URL is its own tier (like mktorrent)."""
     if piece_length is not None:
         check_piece_length(piece_length)
+    for url in trackers:
+        check_url(url, "tracker", ("http", "https", "udp"))
+    for url in web_seeds:
+        check_url(url, "web seed", ("http", "https"))
     name, files, single, skipped = collect_files(path, exclude)
     total = sum(f.length for f in files)
     if piece_length is None:
