@@ -12,6 +12,7 @@ benchmarks/bench_display.py).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import time
@@ -305,6 +306,8 @@ class LiveReporter(Reporter):
             before = sys.stderr
             handlers = _console_handlers()
             self._live.start()
+            # An exit that skips close() must still give the cursor back.
+            atexit.register(self._stop_live)
             if sys.stderr is not before:  # rich installed its proxy: send log records through it
                 for h in handlers:
                     self._handlers.append((h, h.stream))
@@ -328,14 +331,18 @@ class LiveReporter(Reporter):
         else:
             self.log = (*self.log[-(self.LOG_LINES - 1) :], (self.clock(), kind, text))
 
-    def close(self, status: TorrentStatus | None = None) -> None:
-        super().close(status)
+    def _stop_live(self) -> None:
         live, self._live = self._live, None
         if live is not None:
+            atexit.unregister(self._stop_live)
             live.stop()
         for h, stream in self._handlers:
             h.setStream(stream)
         self._handlers = []
+
+    def close(self, status: TorrentStatus | None = None) -> None:
+        super().close(status)
+        self._stop_live()
         if self.status is not None:
             self.console.print(
                 summary_line(self.status, self.clock()), highlight=False, markup=False, soft_wrap=True

@@ -28,6 +28,13 @@ def test_live_reporter_under_a_pty() -> None:
     assert "done: pty-demo.bin" in text
 
 
+def test_cursor_restored_when_close_is_skipped() -> None:
+    res = run_in_pty([sys.executable, str(DRIVER), "--no-close"], timeout=30)
+    assert res.returncode == 0, res.text[-2000:]
+    assert "\x1b[?25l" in res.raw  # the display hid the cursor...
+    assert res.raw.rfind("\x1b[?25h") > res.raw.rfind("\x1b[?25l")  # ...and gave it back at exit
+
+
 def test_live_mode_not_chosen_without_a_terminal() -> None:
     import os
     import subprocess
