@@ -279,9 +279,11 @@ class LiveReporter(Reporter):
         s = self.status
         if s is None:
             return Text("starting…")
-        return render(
-            s, self.console.width, self.console.height, now=self.clock(), log=self.log
-        )
+        try:
+            return render(s, self.console.width, self.console.height, now=self.clock(), log=self.log)
+        except Exception as exc:  # a display bug must not kill rich's refresh thread
+            logging.getLogger(__name__).debug("render failed", exc_info=True)
+            return Text(f"(display error: {safe(exc)})", style="red")
 
     def start(self, status: TorrentStatus, **fields: object) -> None:
         super().start(status)

@@ -276,3 +276,17 @@ def test_metadata_state_shows_no_progress() -> None:
     out = text_of(status(state="metadata", total_size=0, verified=0, num_pieces=0, peers=()))
     bar = out.splitlines()[1]
     assert bar.endswith(" fetching metadata") and "100.0%" not in out
+
+
+def test_a_render_bug_shows_instead_of_killing_the_display(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import swarm.ui.live as live_mod
+
+    def broken(*a, **kw):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(live_mod, "render", broken)
+    rep = LiveReporter(console=Console(file=io.StringIO(), width=80, height=20), clock=FakeClock())
+    rep.update(status())
+    console = Console(record=True, width=80, file=io.StringIO())
+    console.print(rep.renderable())
+    assert "(display error: oops)" in console.export_text()
