@@ -198,9 +198,9 @@ def validate(obj: Mapping[str, object]) -> list[str]:
     """
     problems: list[str] = []
     kind = obj.get("event")
-    if kind not in EVENTS:
+    if not isinstance(kind, str) or kind not in EVENTS:
         return [f"unknown event kind {kind!r}"]
-    for spec in COMMON + EVENTS[str(kind)]:
+    for spec in COMMON + EVENTS[kind]:
         if spec.name not in obj:
             if spec.required:
                 problems.append(f"{kind}: missing field {spec.name!r}")

@@ -198,3 +198,18 @@ def test_swarm_info_json_conforms(tmp_path: Path, capsys) -> None:  # type: igno
     assert obj["event"] == "info" and obj["size"] == 40000
     # `time` is still missing from `swarm info --json` (asked of its owner); everything else conforms.
     assert [p for p in ev.validate(obj) if "'time'" not in p] == []
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["event", "time", "info_hash", "action", "address", "index", "files", "x"]),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+        | st.lists(st.integers(), max_size=3) | st.sampled_from(list(ev.EVENT_KINDS)),
+        max_size=8,
+    )
+)
+def test_validate_never_raises(obj: dict[str, object]) -> None:
+    problems = ev.validate(obj)
+    assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+    if obj.get("event") not in ev.EVENTS:
+        assert problems
