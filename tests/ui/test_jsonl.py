@@ -211,5 +211,5 @@ def test_swarm_info_json_conforms(tmp_path: Path, capsys) -> None:  # type: igno
 def test_validate_never_raises(obj: dict[str, object]) -> None:
     problems = ev.validate(obj)
     assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
-    if obj.get("event") not in ev.EVENTS:
+    if not isinstance(obj.get("event"), str) or obj.get("event") not in ev.EVENTS:
         assert problems
