@@ -35,6 +35,8 @@ WRITE_HIGH = 2 * 1024 * 1024
 WRITE_LOW = 512 * 1024
 #: Most requests we queue from one peer (we advertise it as ``reqq``).
 MAX_PEER_REQUESTS = 500
+#: Upload bytes gathered before a write even within one loop turn.
+FLUSH_BYTES = 256 * 1024
 
 OUR_RESERVED = wire.make_reserved(extensions=True, fast=True, dht=False)
 
@@ -74,6 +76,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.last_send = now
         # Outgoing small messages are gathered and written once per loop turn.
         self._out: list[bytes | memoryview] = []
+        self._out_bytes = 0
         self._flush_pending = False
         self._write_paused = False
         self._drained = asyncio.Event()
@@ -240,6 +243,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         if not out:
             return
         self._out = []
+        self._out_bytes = 0
         if self.closed or self.transport is None:
             return
         if len(out) == 1:
@@ -312,6 +316,11 @@ class PeerConnection(asyncio.BufferedProtocol):
                     continue  # choked since it was queued
                 self.send(wire.piece_header(index, begin, length))
                 self.send(block)
+                self._out_bytes += length
+                if self._out_bytes >= FLUSH_BYTES:
+                    # keep the socket busy, and let other peers in, while serving from the cache
+                    self.flush()
+                    await asyncio.sleep(0)
                 torrent.on_uploaded(self, length)
         except asyncio.CancelledError:
             pass
