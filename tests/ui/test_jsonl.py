@@ -213,3 +213,20 @@ def test_validate_never_raises(obj: dict[str, object]) -> None:
     assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
     if not isinstance(obj.get("event"), str) or obj.get("event") not in ev.EVENTS:
         assert problems
+
+
+def test_stalled_event_derived_once_unless_the_engine_sent_it() -> None:
+    buf, clock = io.StringIO(), FakeClock()
+    rep = JsonReporter(stream=buf, clock=clock)
+    rep.start(status())
+    for _ in range(4 * 20):
+        clock.advance(0.25)
+        rep.update(status(stalled_reason="no peers"))
+    stalls = [o for o in lines(buf) if o["event"] == "stalled"]
+    assert len(stalls) == 1 and stalls[0]["reason"] == "no peers" and stalls[0]["time"] == NOW + 10.25  # first stalled snapshot at +0.25 s
+    assert ev.validate(stalls[0]) == []
+    rep.event(ev.STALLED, reason="disk full")  # the engine's own
+    for _ in range(4 * 20):
+        clock.advance(0.25)
+        rep.update(status(stalled_reason="disk full"))
+    assert [o["reason"] for o in lines(buf) if o["event"] == "stalled"] == ["no peers", "disk full"]
