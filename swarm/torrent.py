@@ -56,8 +56,6 @@ MANUAL_RETRY = 10.0
 BAN_STRIKES = 3
 #: Failed pieces kept for block-by-block blame (memory: this many pieces).
 MAX_SUSPECTS = 16
-#: Spare piece buffers kept for reuse.
-POOL_PIECES = 32
 OUR_REQQ = 500
 UT_METADATA_ID = 3
 UT_PEX_ID = 1
@@ -802,7 +800,9 @@ class Torrent:
             # a dropped request may still be landing bytes in it: never reuse
             self._tainted.discard(index)
             return
-        if len(view) == self.meta.piece_length and len(self._pool) < POOL_PIECES:
+        # spare + in-use buffers stay within MAX_BUFFER_BYTES
+        spare = len(self._pool) * self.meta.piece_length
+        if len(view) == self.meta.piece_length and spare + self._buffer_bytes + len(view) <= MAX_BUFFER_BYTES:
             self._pool.append(view)
 
     def _piece_passed(self, index: int) -> None:
