@@ -84,6 +84,28 @@ end
 """
 
 
+#: The floor for any aiohttp tracker: a handler that answers a constant body.
+BARE_AIOHTTP = """
+import asyncio, sys
+from aiohttp import web
+BODY = b"d8:completei0e10:incompletei0e8:intervali1800e5:peers0:e"
+async def h(request):
+    return web.Response(body=BODY, content_type="text/plain")
+async def main(port):
+    app = web.Application()
+    app.router.add_get("/announce", h)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    await asyncio.Event().wait()
+try:
+    import uvloop
+    uvloop.run(main(int(sys.argv[1])))
+except ImportError:
+    asyncio.run(main(int(sys.argv[1])))
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -139,6 +161,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--store", default="memory:")
     p.add_argument("--skip-opentracker", action="store_true")
+    p.add_argument(
+        "--baseline", action="store_true", help="also a bare aiohttp handler (constant answer)"
+    )
     args = p.parse_args()
     for tool in ("wrk", "opentracker"):
         if shutil.which(tool) is None and not (tool == "opentracker" and args.skip_opentracker):
@@ -167,6 +192,15 @@ def main() -> None:
             )
         finally:
             stop(proc)
+
+        if args.baseline:
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, "-c", BARE_AIOHTTP, str(port)], cwd=ROOT)
+            try:
+                wait_port(port, proc)
+                results["bare aiohttp handler (floor)"] = run_wrk(port, script, args)
+            finally:
+                stop(proc)
 
         if not args.skip_opentracker:
             port = free_port()
@@ -203,9 +237,13 @@ def main() -> None:
         " counts as a read error; the answers themselves arrive and are counted.\n"
         "failure: bencoded 'failure reason' answers (must be 0 for a fair figure)."
     )
-    if len(results) == 2:
-        ours, ot = list(results.values())
-        print(f"\nswarm / opentracker throughput: {ours['rps'] / ot['rps']:.2f}")
+    values = list(results.values())
+    if "opentracker" in results:
+        ratio = values[0]["rps"] / results["opentracker"]["rps"]
+        print(f"\nswarm / opentracker throughput: {ratio:.2f}")
+    if args.baseline:
+        ratio = values[0]["rps"] / results["bare aiohttp handler (floor)"]["rps"]
+        print(f"swarm / bare aiohttp throughput: {ratio:.2f}")
 
 
 if __name__ == "__main__":

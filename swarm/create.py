@@ -35,8 +35,10 @@ MIN_PIECE_LENGTH = 16 * 1024
 MAX_AUTO_PIECE_LENGTH = 16 * 1024 * 1024
 MAX_PIECE_LENGTH = 256 * 1024 * 1024
 TARGET_PIECES = 2000
-#: Bytes read per buffer (rounded to whole pieces); a few are in flight at once.
-BATCH_BYTES = 8 * 1024 * 1024
+#: Bytes read per buffer (rounded up to whole pieces); a few are in flight at once.
+#: Small enough that a buffer is still in the CPU cache when a worker hashes it:
+#: 1 MiB measured faster than 2-8 MiB on 2 vCPUs.
+BATCH_BYTES = 1024 * 1024
 
 Progress = Callable[[int, int], None]  # (bytes hashed, total bytes)
 
@@ -73,6 +75,14 @@ def check_piece_length(length: int) -> int:
             f"{MIN_PIECE_LENGTH} and {MAX_PIECE_LENGTH}"
         )
     return length
+
+
+def check_url(url: str, what: str, schemes: tuple[str, ...]) -> str:
+    """Refuse a typo (``-t 192.168.1.10:6969``) before it is baked into a torrent."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest or any(c.isspace() for c in url):
+        raise BadInput(f"{what} {url!r} is not a {'/'.join(schemes)} URL")
+    return url
 
 
 def collect_files(
@@ -227,6 +237,10 @@ def build_torrent(
     """Walk, hash and encode; each tracker URL is its own tier (like mktorrent)."""
     if piece_length is not None:
         check_piece_length(piece_length)
+    for url in trackers:
+        check_url(url, "tracker", ("http", "https", "udp"))
+    for url in web_seeds:
+        check_url(url, "web seed", ("http", "https"))
     name, files, single, skipped = collect_files(path, exclude)
     total = sum(f.length for f in files)
     if piece_length is None:

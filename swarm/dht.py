@@ -65,6 +65,8 @@ VERSION = b"SW\x00\x01"
 MAX_PENDING = 2048
 #: Concurrent liveness/verification pings.
 MAX_PINGS = 64
+#: Seconds between saves of the routing table (besides the one on close).
+SAVE_EVERY = 600.0
 #: Per-source incoming packets: rate per second and burst.
 DEFAULT_RATE = (100.0, 200.0)
 
@@ -121,14 +123,12 @@ class DHTNode:
         self._table: RoutingTable | None = None
         self._tokens: TokenManager | None = None
         self._pending: dict[bytes, tuple[Peer, asyncio.Future[Message]]] = {}
-        self._tid = int.from_bytes(os.urandom(2), "big")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pinging: set[Peer] = set()
         self._bootstrap_addrs: list[Peer] = []
         self._saved_nodes: list[NodeInfo] = []
         self._port = 0
         self._closed = False
-        self.last_peers: list[Peer] = []
         self.stats: dict[str, int] = {
             "received": 0,
             "malformed": 0,
@@ -169,9 +169,16 @@ class DHTNode:
         now = loop.time()
         self._table = RoutingTable(self.node_id, now)
         self._tokens = TokenManager(now)
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self.host, self._want_port), family=self._family
-        )
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self),
+                local_addr=(self.host, self._want_port),
+                family=self._family,
+            )
+        except OSError as exc:
+            raise SwarmError(
+                f"DHT cannot bind UDP {self.host}:{self._want_port}: {exc.strerror or exc}"
+            ) from exc
         self._transport = transport
         self._port = transport.get_extra_info("sockname")[1]
         self._bootstrap_addrs = await self._resolve_bootstrap()
@@ -245,15 +252,20 @@ class DHTNode:
                 await task
 
     async def announce(
-        self, info_hash: bytes, port: int, implied_port: bool = False, timeout: float = 30.0
+        self,
+        info_hash: bytes,
+        port: int,
+        implied_port: bool = False,
+        timeout: float = 30.0,
+        *,
+        on_peers: Callable[[list[Peer]], object] | None = None,
     ) -> int:
         """Announce that we serve ``info_hash`` on ``port`` to the k closest nodes.
 
-        Returns how many of them acknowledged. Peers the lookup found on the
-        way are in ``last_peers`` (an announce is a get_peers lookup first).
+        An announce is a get_peers lookup first: ``on_peers`` receives the
+        peers it finds on the way. Returns how many nodes acknowledged.
         """
-        result = await self._lookup(info_hash, get_peers=True, timeout=timeout)
-        self.last_peers = result.peers
+        result = await self._lookup(info_hash, get_peers=True, timeout=timeout, on_peers=on_peers)
         targets = [(n, tok) for n, tok in result.closest if tok is not None]
 
         async def one(node: NodeInfo, token: bytes) -> bool:
@@ -301,7 +313,9 @@ class DHTNode:
                 if host == "localhost":
                     host = "::1" if self._family == socket.AF_INET6 else "127.0.0.1"
                 if not self._address_ok(host, port):
-                    log.warning("dht: ignoring bootstrap %s:%d (node bound to loopback)", host, port)
+                    log.warning(
+                        "dht: ignoring bootstrap %s:%d (node bound to loopback)", host, port
+                    )
                     continue
                 out.append((host, port))
                 continue
@@ -332,12 +346,14 @@ class DHTNode:
         self._transport.sendto(encode_message(msg, VERSION), addr)
 
     def _next_tid(self) -> bytes:
-        for _ in range(16):
-            self._tid = (self._tid + 1) & 0xFFFF
-            t = self._tid.to_bytes(2, "big")
+        # Random, not sequential: an off-path forger must guess it (and our port).
+        for _ in range(8):
+            t = os.urandom(2)
             if t not in self._pending:
                 return t
-        return os.urandom(4)
+        while (t := os.urandom(4)) in self._pending:
+            pass
+        return t
 
     async def _query(self, addr: Peer, build: Callable[[bytes], Query]) -> Message | None:
         """Send a query and wait for its answer; None on timeout or refusal."""
@@ -542,6 +558,7 @@ class DHTNode:
             log.debug("dht: bootstrap failed", exc_info=True)
 
     async def _maintenance(self) -> None:
+        last_save = self._now()
         while True:
             await asyncio.sleep(self.maintenance_interval)
             try:
@@ -554,6 +571,10 @@ class DHTNode:
                     await self._bootstrap(10.0)
                 for target in table.refresh_due(now)[:4]:
                     await self._lookup(target, get_peers=False, timeout=10.0)
+                if self.state_file is not None and now - last_save >= SAVE_EVERY and len(table):
+                    # Also on a timer, so a crash does not lose the table.
+                    last_save = now
+                    await asyncio.to_thread(_write_atomic, self.state_file, table.to_bytes())
             except asyncio.CancelledError:
                 raise
             except Exception:

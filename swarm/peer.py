@@ -35,6 +35,8 @@ WRITE_HIGH = 2 * 1024 * 1024
 WRITE_LOW = 512 * 1024
 #: Most requests we queue from one peer (we advertise it as ``reqq``).
 MAX_PEER_REQUESTS = 500
+#: Upload bytes gathered before a write even within one loop turn.
+FLUSH_BYTES = 256 * 1024
 
 OUR_RESERVED = wire.make_reserved(extensions=True, fast=True, dht=False)
 
@@ -74,6 +76,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.last_send = now
         # Outgoing small messages are gathered and written once per loop turn.
         self._out: list[bytes | memoryview] = []
+        self._out_bytes = 0
         self._flush_pending = False
         self._write_paused = False
         self._drained = asyncio.Event()
@@ -174,7 +177,9 @@ class PeerConnection(asyncio.BufferedProtocol):
             if not self.closed and hs.done:
                 self._on_handshake(hs.handshake)
         except ProtocolError as exc:
-            self.close(f"protocol error: {exc}", warn=True)
+            # Before the handshake this is mostly an encrypted (MSE) or non-BitTorrent
+            # connection attempt: not worth a warning.
+            self.close(f"protocol error: {exc}", warn=self.decoder is not None)
         except SwarmError as exc:
             self.close(f"error: {exc}", warn=True)
 
@@ -238,12 +243,12 @@ class PeerConnection(asyncio.BufferedProtocol):
         if not out:
             return
         self._out = []
+        self._out_bytes = 0
         if self.closed or self.transport is None:
             return
-        if len(out) == 1:
-            self.transport.write(out[0])
-        else:
-            self.transport.writelines(out)
+        # One write of one joined buffer: uvloop's writelines costs ~25 us per item
+        # (measured: 1.6 s per GiB of requests); a 16 KiB memcpy costs ~1 us.
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         self.last_send = time.monotonic()
 
     def close(self, reason: str, *, warn: bool = False) -> None:
@@ -310,6 +315,11 @@ class PeerConnection(asyncio.BufferedProtocol):
                     continue  # choked since it was queued
                 self.send(wire.piece_header(index, begin, length))
                 self.send(block)
+                self._out_bytes += length
+                if self._out_bytes >= FLUSH_BYTES:
+                    # keep the socket busy, and let other peers in, while serving from the cache
+                    self.flush()
+                    await asyncio.sleep(0)
                 torrent.on_uploaded(self, length)
         except asyncio.CancelledError:
             pass

@@ -114,6 +114,8 @@ class Torrent:
         self._buffered = Bitfield(n)
         self._landing: dict[tuple[int, int], PeerConnection] = {}
         self._writing: set[int] = set()
+        self._pool: list[memoryview] = []  # finished piece buffers for reuse
+        self._tainted: set[int] = set()  # pieces whose buffer must not be reused
         # who sent each block of a piece in progress (for blame on a hash failure)
         self._senders: dict[int, dict[int, PeerConnection]] = {}
         # failed pieces with several senders: (bad copy, senders), compared with the good one later
@@ -592,6 +594,7 @@ class Torrent:
         if req is not None and self.picker is not None:
             if self._landing.get((m.index, m.begin)) is peer:
                 del self._landing[(m.index, m.begin)]
+                self._tainted.add(m.index)
             self.picker.cancel_requests(peer, (Block(m.index, m.begin, req[0]),))
             # re-issue at once to whoever can take it
             for p in list(self.peers):
@@ -709,6 +712,7 @@ class Torrent:
         for key in list(peer.requests):
             if self._landing.get(key) is peer:
                 del self._landing[key]
+                self._tainted.add(key[0])
         peer.requests.clear()
         if self.picker is not None:
             self.picker.cancel_requests(peer)
@@ -764,7 +768,10 @@ class Torrent:
 
     def _alloc(self, index: int) -> None:
         size = self.meta.piece_size(index)
-        self._buffers[index] = memoryview(bytearray(size))
+        # Reuse a finished piece's buffer: a fresh 1 MiB bytearray costs a page fault
+        # per 4 KiB (zero-filling was ~8 % of the leecher's time).
+        pool = self._pool
+        self._buffers[index] = pool.pop() if pool and size == self.meta.piece_length else memoryview(bytearray(size))
         self._buffer_bytes += size
         self._buffered.set(index)
 
@@ -799,6 +806,17 @@ class Torrent:
             self._piece_passed(index)
         else:
             self._piece_failed(index, view, senders)
+        self._recycle(index, view)
+
+    def _recycle(self, index: int, view: memoryview) -> None:
+        if index in self._tainted:
+            # a dropped request may still be landing bytes in it: never reuse
+            self._tainted.discard(index)
+            return
+        # spare + in-use buffers stay within MAX_BUFFER_BYTES
+        spare = len(self._pool) * self.meta.piece_length
+        if len(view) == self.meta.piece_length and spare + self._buffer_bytes + len(view) <= MAX_BUFFER_BYTES:
+            self._pool.append(view)
 
     def _piece_passed(self, index: int) -> None:
         assert self.picker is not None

@@ -289,15 +289,16 @@ class TrackerClient:
         failures = 0
         sent_completed = False
         while not self._stopping:
-            started = any(self.entries[u].started for _, u in self._candidates(group))
-            if not started:
-                event = "started"
-            elif self._completed and not sent_completed:
-                event = "completed"
-            else:
-                event = ""
             resp: AnnounceResponse | None = None
+            event = ""
             for tier, url in self._candidates(group):
+                # each tracker hears "started" first, even one that takes over in a tier
+                if not self.entries[url].started:
+                    event = "started"
+                elif self._completed and not sent_completed:
+                    event = "completed"
+                else:
+                    event = ""
                 resp = await self._announce_once(url, event)
                 if resp is not None:
                     self.tiers.promote(tier, url)

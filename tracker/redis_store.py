@@ -233,5 +233,9 @@ class RedisStore:
             removed += int(await self._call(self._sweep(keys=[s, lee, a], args=[repr(now)])))
         return removed
 
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` when Redis cannot be reached (a start-up check)."""
+        await self._call(self.redis.ping())
+
     async def close(self) -> None:
         await self.redis.aclose()

@@ -26,9 +26,11 @@ STALLED = "stalled"
 DONE = "done"
 ERROR = "error"
 SUMMARY = "summary"
+INFO = "info"
 
 # JSON types as named in the doc.
 STRING, INTEGER, NUMBER, BOOLEAN, NULL = "string", "integer", "number", "boolean", "null"
+ARRAY, OBJECT = "array", "object"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,7 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
     ),
     PROGRESS: (
         _f("state", STRING, "engine state", choices=("metadata", "checking", "downloading", "seeding", "stopped", "error")),
-        _f("progress", NUMBER, "verified / total_size, 0.0 to 1.0"),
+        _f("progress", NUMBER, "verified / total_size, 0.0 to 1.0 (0.0 while fetching metadata)"),
         _f("verified", INTEGER, "bytes verified on disk"),
         _f("total_size", INTEGER, "bytes wanted"),
         _f("down_rate", NUMBER, "payload bytes/s received, smoothed"),
@@ -108,6 +110,8 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
         _f("seeds", INTEGER, "connected peers that have everything"),
         _f("eta", "number|null", "seconds to completion, null when unknown"),
         _f("stalled_reason", "string|null", "why nothing is moving, when known", required=False),
+        _f("checked_pieces", INTEGER, "`swarm check`: pieces checked so far", required=False),
+        _f("num_pieces", INTEGER, "`swarm check`: pieces to check", required=False),
     ),
     STALLED: (
         _f("reason", STRING, "why the download is not progressing"),
@@ -133,6 +137,28 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
         _f("uploaded", INTEGER, "payload bytes sent this session"),
         _f("elapsed", NUMBER, "seconds since the torrent started"),
         _f("ratio", NUMBER, "uploaded / downloaded (0 when nothing was downloaded)"),
+        _f("path", STRING, "`swarm check`: the directory checked", required=False),
+        _f("num_pieces", INTEGER, "`swarm check`: pieces in the torrent", required=False),
+        _f("good_pieces", INTEGER, "`swarm check`: pieces whose SHA-1 matched", required=False),
+        _f("bad_pieces", ARRAY, "`swarm check`: failing pieces as [first, last] ranges", required=False),
+        _f("files", ARRAY, "`swarm check`: per file {path, length, status (ok, missing, short, bad), bad_pieces}",
+           required=False),
+    ),
+    INFO: (
+        _f("name", STRING, "torrent name"),
+        _f("size", INTEGER, "bytes in the torrent"),
+        _f("piece_length", INTEGER, "bytes per piece"),
+        _f("pieces", INTEGER, "number of pieces"),
+        _f("private", BOOLEAN, "BEP 27 private flag"),
+        _f("multi_file", BOOLEAN, "a directory torrent"),
+        _f("files", ARRAY, "{path, length, offset} per file, padding files left out"),
+        _f("trackers", ARRAY, "BEP 12 tiers: arrays of announce URLs"),
+        _f("web_seeds", ARRAY, "BEP 19 URLs"),
+        _f("comment", "string|null", "free text"),
+        _f("created_by", "string|null", "creating program"),
+        _f("creation_date", "integer|null", "unix time"),
+        _f("magnet", STRING, "magnet URI"),
+        _f("warnings", ARRAY, "oddities found while parsing (strings)"),
     ),
 }
 
@@ -158,6 +184,10 @@ def _type_ok(value: object, types: tuple[str, ...]) -> bool:
             return True
         if t == NUMBER and isinstance(value, int | float) and not isinstance(value, bool):
             return True
+        if t == ARRAY and isinstance(value, list):
+            return True
+        if t == OBJECT and isinstance(value, dict):
+            return True
     return False
 
 
@@ -168,9 +198,9 @@ def validate(obj: Mapping[str, object]) -> list[str]:
     """
     problems: list[str] = []
     kind = obj.get("event")
-    if kind not in EVENTS:
+    if not isinstance(kind, str) or kind not in EVENTS:
         return [f"unknown event kind {kind!r}"]
-    for spec in COMMON + EVENTS[str(kind)]:
+    for spec in COMMON + EVENTS[kind]:
         if spec.name not in obj:
             if spec.required:
                 problems.append(f"{kind}: missing field {spec.name!r}")

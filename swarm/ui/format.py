@@ -90,6 +90,26 @@ def percent(fraction: float) -> str:
     return f"{p:.1f}%"
 
 
+def fraction_done(status: TorrentStatus) -> float:
+    """Verified share of the wanted bytes; 0 while the size is still unknown (magnet, no metadata).
+
+    ``TorrentStatus.progress`` says 1.0 for a zero total, which is right for
+    an empty selection but would show a full bar before metadata arrives.
+    """
+    if status.state == "metadata":
+        return 0.0
+    return min(1.0, max(0.0, _finite(status.progress)))
+
+
+def share_ratio(status: TorrentStatus) -> float:
+    """Transmission's rule: uploaded over downloaded, or over the size when nothing was downloaded (a seed)."""
+    if status.downloaded > 0:
+        return status.uploaded / status.downloaded
+    if status.total_size > 0:
+        return status.uploaded / status.total_size
+    return 0.0
+
+
 def ago(t: float | None, now: float) -> str:
     if t is None:
         return "never"
@@ -217,7 +237,7 @@ def clip(s: str, width: int) -> str:
 def progress_line(status: TorrentStatus) -> str:
     """The body of a plain-mode progress line (without the timestamp)."""
     parts = [
-        f"{percent(status.progress)} {human_size(status.verified)}/{human_size(status.total_size)}",
+        f"{percent(fraction_done(status))} {human_size(status.verified)}/{human_size(status.total_size)}",
         f"down {human_rate(status.down_rate)} up {human_rate(status.up_rate)}",
         f"peers {len(status.peers)} ({status.seeds} seed{'' if status.seeds == 1 else 's'})",
         f"eta {human_eta(status)}",
@@ -234,11 +254,11 @@ def summary_line(status: TorrentStatus, now: float) -> str:
     elapsed = max(0.0, now - status.started_at) if status.started_at else 0.0
     avg = status.downloaded / elapsed if elapsed > 0 else 0.0
     complete = status.total_size > 0 and status.verified >= status.total_size
-    head = "complete" if complete else f"stopped at {percent(status.progress)}"
+    head = "complete" if complete else f"stopped at {percent(fraction_done(status))}"
     return (
         f"{safe(status.name)}: {head}, {human_size(status.verified)}/{human_size(status.total_size)}; "
         f"downloaded {human_size(status.downloaded)} in {human_duration(elapsed)} "
-        f"(avg {human_rate(avg)}), uploaded {human_size(status.uploaded)}, ratio {status.ratio:.2f}"
+        f"(avg {human_rate(avg)}), uploaded {human_size(status.uploaded)}, ratio {share_ratio(status):.2f}"
     )
 
 

@@ -16,6 +16,7 @@ from typing import TextIO
 from swarm.status import TorrentStatus
 
 from . import events as ev
+from .format import fraction_done
 from .reporter import Clock, Reporter
 
 
@@ -48,7 +49,7 @@ def dumps(obj: dict[str, object]) -> str:
 def progress_fields(s: TorrentStatus) -> dict[str, object]:
     fields: dict[str, object] = {
         "state": s.state,
-        "progress": round(min(1.0, max(0.0, s.progress)), 6),
+        "progress": round(fraction_done(s), 6),
         "verified": s.verified,
         "total_size": s.total_size,
         "down_rate": round(s.down_rate, 1),
@@ -111,13 +112,19 @@ class JsonReporter(Reporter):
         # 50 ms slack: an engine ticking every 250 ms with jitter still reports every interval.
         self.status = status
         now = self.clock()
+        stalled = self.stall_event(status, now)
+        if stalled is not None:
+            self.emit(ev.STALLED, {"reason": stalled}, now)
         if status.state != self._last_state or now - self._last_progress >= self.interval - 0.05:
             self._last_state = status.state
             self._last_progress = now
             self.emit(ev.PROGRESS, progress_fields(status), now)
 
     def event(self, kind: str, **fields: object) -> None:
-        self.emit(kind, self.fill(kind, fields))
+        self.fill(kind, fields)
+        if kind == ev.STALLED:
+            self.note_stall(fields)
+        self.emit(kind, fields)
 
     def close(self, status: TorrentStatus | None = None) -> None:
         super().close(status)

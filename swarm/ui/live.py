@@ -12,6 +12,7 @@ benchmarks/bench_display.py).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import time
@@ -35,6 +36,7 @@ from .format import (
     clip,
     clock_text,
     event_text,
+    fraction_done,
     human_duration,
     human_eta,
     human_rate,
@@ -44,6 +46,7 @@ from .format import (
     rescale_availability,
     rescale_piece_map,
     safe,
+    share_ratio,
     sort_peers,
     summary_line,
     tracker_state,
@@ -158,8 +161,9 @@ def render(
     head.append(f"  {safe(s.info_hash[:12])}", style="grey50")
     lines.append(head)
 
-    pct = percent(s.progress)
-    bar = _bar(s.progress, width - len(pct) - 1)
+    done = fraction_done(s)
+    pct = percent(done) if s.state != "metadata" else "fetching metadata"
+    bar = _bar(done, width - len(pct) - 1)
     bar.append(" " + pct, style="bold")
     lines.append(bar)
 
@@ -174,7 +178,7 @@ def render(
 
     totals = Text(
         f"downloaded {human_size(s.downloaded)}  uploaded {human_size(s.uploaded)}  "
-        f"ratio {s.ratio:.2f}"
+        f"ratio {share_ratio(s):.2f}"
     )
     if s.started_at:
         totals.append(f"  elapsed {human_duration(now - s.started_at)}")
@@ -275,9 +279,11 @@ class LiveReporter(Reporter):
         s = self.status
         if s is None:
             return Text("starting…")
-        return render(
-            s, self.console.width, self.console.height, now=self.clock(), log=self.log
-        )
+        try:
+            return render(s, self.console.width, self.console.height, now=self.clock(), log=self.log)
+        except Exception as exc:  # a display bug must not kill rich's refresh thread
+            logging.getLogger(__name__).debug("render failed", exc_info=True)
+            return Text(f"(display error: {safe(exc)})", style="red")
 
     def start(self, status: TorrentStatus, **fields: object) -> None:
         super().start(status)
@@ -302,6 +308,8 @@ class LiveReporter(Reporter):
             before = sys.stderr
             handlers = _console_handlers()
             self._live.start()
+            # An exit that skips close() must still give the cursor back.
+            atexit.register(self._stop_live)
             if sys.stderr is not before:  # rich installed its proxy: send log records through it
                 for h in handlers:
                     self._handlers.append((h, h.stream))
@@ -325,14 +333,18 @@ class LiveReporter(Reporter):
         else:
             self.log = (*self.log[-(self.LOG_LINES - 1) :], (self.clock(), kind, text))
 
-    def close(self, status: TorrentStatus | None = None) -> None:
-        super().close(status)
+    def _stop_live(self) -> None:
         live, self._live = self._live, None
         if live is not None:
+            atexit.unregister(self._stop_live)
             live.stop()
         for h, stream in self._handlers:
             h.setStream(stream)
         self._handlers = []
+
+    def close(self, status: TorrentStatus | None = None) -> None:
+        super().close(status)
+        self._stop_live()
         if self.status is not None:
             self.console.print(
                 summary_line(self.status, self.clock()), highlight=False, markup=False, soft_wrap=True

@@ -307,3 +307,20 @@ def test_pack_peer() -> None:
         a.pack_peer("1.2.3.4", 0)
     with pytest.raises(ProtocolError):
         a.unpack_peer(b"12345")
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["%", "%2", "%zz", "+", "a", "%%", "%25", "%41", "%fF", "Z"]),
+            st.binary(min_size=1, max_size=1).map(lambda b: "%" + b.hex()),
+        ),
+        max_size=30,
+    )
+)
+def test_fast_unquote_matches_urllib(parts: list[str]) -> None:
+    from urllib.parse import unquote_to_bytes
+
+    value = "".join(parts)
+    assert a.unquote(value) == unquote_to_bytes(value)

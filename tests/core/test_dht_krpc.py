@@ -177,14 +177,31 @@ def test_fuzz_mutated_valid(data: bytes, flips: list[tuple[int, int]], cut: int)
 
 bvalues = st.recursive(
     st.integers(-(2**70), 2**70) | st.binary(max_size=40),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(
-            [b"id", b"t", b"y", b"q", b"a", b"r", b"e", b"nodes", b"values", b"token", b"port",
-             b"target", b"info_hash", b"implied_port", b"nodes6"]
-        ),
-        inner,
-        max_size=6,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    b"id",
+                    b"t",
+                    b"y",
+                    b"q",
+                    b"a",
+                    b"r",
+                    b"e",
+                    b"nodes",
+                    b"values",
+                    b"token",
+                    b"port",
+                    b"target",
+                    b"info_hash",
+                    b"implied_port",
+                    b"nodes6",
+                ]
+            ),
+            inner,
+            max_size=6,
+        )
     ),
     max_leaves=12,
 )
@@ -193,7 +210,10 @@ bvalues = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(
     st.fixed_dictionaries(
-        {b"t": st.binary(max_size=4) | st.integers(), b"y": st.sampled_from([b"q", b"r", b"e", b"x"])},
+        {
+            b"t": st.binary(max_size=4) | st.integers(),
+            b"y": st.sampled_from([b"q", b"r", b"e", b"x"]),
+        },
         optional={
             b"q": st.sampled_from([b"ping", b"find_node", b"get_peers", b"announce_peer", b"x"]),
             b"a": bvalues,

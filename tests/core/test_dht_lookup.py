@@ -76,8 +76,9 @@ def test_converges_on_true_closest(net: SimNet, trial: int) -> None:
     start = rng.choice([i for i in net.ids if i not in net.dead])
     lk = Lookup(target, net.tables[start].closest(target, 8), own_id=start)
     rounds, _ = net.run(lk)
-    live = sorted((i for i in net.ids if i not in net.dead and i != start),
-                  key=lambda i: distance(i, target))
+    live = sorted(
+        (i for i in net.ids if i not in net.dead and i != start), key=lambda i: distance(i, target)
+    )
     got = [n.id.hex() for n, _tok in lk.result().closest]
     assert got == [i.hex() for i in live[:8]]
     assert rounds <= 30

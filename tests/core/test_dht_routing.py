@@ -156,7 +156,9 @@ def test_save_load() -> None:
     assert set(nodes) == {NodeInfo(far(1), "127.0.0.1", 1), NodeInfo(far(2), "::1", 2)}
 
 
-@pytest.mark.parametrize("bad", [b"", b"le", b"d2:id3:abce", b"d2:id20:" + b"x" * 20 + b"5:nodes3:abce"])
+@pytest.mark.parametrize(
+    "bad", [b"", b"le", b"d2:id3:abce", b"d2:id20:" + b"x" * 20 + b"5:nodes3:abce"]
+)
 def test_load_state_rejects_garbage(bad: bytes) -> None:
     with pytest.raises(KRPCError):
         load_state(bad)
@@ -166,8 +168,12 @@ def test_load_state_rejects_garbage(bad: bytes) -> None:
 @given(
     st.integers(0, 2**160 - 1),
     st.lists(
-        st.tuples(st.sampled_from(["resp", "query", "fail"]), st.integers(0, 2**160 - 1),
-                  st.integers(1, 40), st.floats(0, 5000)),
+        st.tuples(
+            st.sampled_from(["resp", "query", "fail"]),
+            st.integers(0, 2**160 - 1),
+            st.integers(1, 40),
+            st.floats(0, 5000),
+        ),
         max_size=300,
     ),
 )

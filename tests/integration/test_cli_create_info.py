@@ -142,6 +142,14 @@ def test_quiet_single_file(tmp_path: Path, tree: Path) -> None:
         ),
         (["create", "photos", "-o", "missing/dir/x.torrent"], "missing/dir/x.torrent: directory"),
         (["create", "empty"], "empty: no data to share"),
+        (
+            ["create", "photos", "-t", "192.168.1.10:6969"],
+            "tracker '192.168.1.10:6969' is not a http/https/udp URL",
+        ),
+        (
+            ["create", "photos", "--web-seed", "ftp://x/"],
+            "web seed 'ftp://x/' is not a http/https URL",
+        ),
         (["info", "missing.torrent"], "missing.torrent: no such file"),
         (["info", "photos"], "photos: is a directory"),
     ],

@@ -64,15 +64,21 @@ def _hostile_packets(rng: random.Random, token: bytes, n: int) -> list[bytes]:
                 buf[rng.randrange(len(buf))] = rng.randrange(256)
             out.append(bytes(buf[: rng.randrange(1, len(buf) + 1)]))
         elif kind == 2:  # announce of a fresh info-hash with a valid token
-            out.append(encode_message(AnnouncePeer(b"an", rid(), rid(), rng.randrange(1, 65535), token)))
+            out.append(
+                encode_message(AnnouncePeer(b"an", rid(), rid(), rng.randrange(1, 65535), token))
+            )
         elif kind == 3:  # many peers on one hash
             out.append(
-                encode_message(AnnouncePeer(b"ao", rid(), b"H" * 20, rng.randrange(1, 65535), token))
+                encode_message(
+                    AnnouncePeer(b"ao", rid(), b"H" * 20, rng.randrange(1, 65535), token)
+                )
             )
         elif kind == 4:
             out.append(encode_message(FindNode(rng.randbytes(2), rid(), rid())))
         elif kind == 5:  # huge or deep
-            out.append(b"d1:t2:aa1:y1:q1:q4:ping1:ad2:id" + str(10**8).encode() + b":" + b"x" * 3000)
+            out.append(
+                b"d1:t2:aa1:y1:q1:q4:ping1:ad2:id" + str(10**8).encode() + b":" + b"x" * 3000
+            )
         elif kind == 6:  # unsolicited responses and errors
             out.append(encode({b"t": rng.randbytes(2), b"y": b"r", b"r": {b"id": rid()}}))
         else:

@@ -12,6 +12,7 @@ from swarm.core.bencode import decode, encode
 from swarm.core.dht.krpc import NodeInfo, Ping, Response, encode_message, encode_nodes
 from swarm.core.dht.node_id import random_id
 from swarm.core.dht.policy import is_loopback
+from swarm.core.dht.routing import load_state
 from swarm.dht import DHTNode
 
 LOCAL = "127.0.0.1"
@@ -59,6 +60,10 @@ async def test_thirty_nodes_announce_and_find() -> None:
             if peer == (LOCAL, 45678):
                 break
         assert (LOCAL, 45678) in found
+        # A second announcer learns of the first on the way (announce = get_peers + announce).
+        on_the_way: list[tuple[str, int]] = []
+        assert await nodes[29].announce(info_hash, 45679, on_peers=on_the_way.extend) >= 3
+        assert (LOCAL, 45678) in on_the_way
         # Nobody heard of anything outside loopback.
         for n in nodes:
             assert all(is_loopback(x.host) for x in n.table.nodes())
@@ -299,4 +304,53 @@ async def test_rebootstraps_when_router_appears_later() -> None:
         await wait_for(lambda: b.node_count() >= 1, timeout=10.0)
     finally:
         await b.close()
+        await a.close()
+
+
+async def test_table_saved_periodically(tmp_path: Path, monkeypatch: Any) -> None:
+    import swarm.dht
+
+    monkeypatch.setattr(swarm.dht, "SAVE_EVERY", 0.0)
+    state = tmp_path / "sub" / "dht.state"
+    a = DHTNode(LOCAL)
+    await a.start()
+    b = DHTNode(LOCAL, bootstrap=[(LOCAL, a.port)], state_file=state, maintenance_interval=0.05)
+    await b.start()
+    try:
+        await wait_for(state.exists)
+        own, nodes = load_state(state.read_bytes())
+        assert own == b.node_id and [n.port for n in nodes] == [a.port]
+    finally:
+        await b.close()
+        await a.close()
+
+
+async def test_a_failing_handler_never_escapes_datagram_received() -> None:
+    from swarm.dht import _Protocol
+
+    node = DHTNode(LOCAL)
+    await node.start()
+    try:
+
+        def boom(*_a: Any) -> None:
+            raise RuntimeError("bug")
+
+        node._answer = boom  # type: ignore[method-assign]
+        _Protocol(node).datagram_received(encode_message(Ping(b"aa", random_id())), (LOCAL, 9))
+        assert node.stats["queries"] == 1
+    finally:
+        await node.close()
+
+
+async def test_port_in_use_is_a_swarm_error() -> None:
+    import pytest
+
+    from swarm.errors import SwarmError
+
+    a = DHTNode(LOCAL)
+    await a.start()
+    try:
+        with pytest.raises(SwarmError, match="cannot bind UDP"):
+            await DHTNode(LOCAL, a.port).start()
+    finally:
         await a.close()

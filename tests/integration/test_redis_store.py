@@ -290,3 +290,43 @@ def test_workers_share_one_port_and_one_store(redis_server: RedisServer) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def test_workers_die_with_a_killed_parent(redis_server: RedisServer) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", "0",
+         "--workers", "2", "--store", redis_server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    children: list[str] = []
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(b"tracker listening on")
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1
+        proc.kill()
+        proc.wait(timeout=5)
+
+        def alive(pid: str) -> bool:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                return False
+            return "\nState:\tZ" not in status
+
+        deadline = time.monotonic() + 10
+        while any(alive(c) for c in children):
+            assert time.monotonic() < deadline, "a worker outlived its parent"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        for c in children:
+            try:
+                os.kill(int(c), signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -273,6 +273,19 @@ async def test_store_caps_and_seed_logic() -> None:
     assert list(sc) == [IH] and sc[IH].complete == 2
 
 
+async def test_store_total_peer_cap() -> None:
+    s = MemoryStore(max_peers=2)
+    await s.announce(req(1), pack_peer("10.0.0.1", 1), now=0)
+    await s.announce(req(2, ih=IH2), pack_peer("10.0.0.1", 2), now=0)
+    with pytest.raises(StoreFull, match="too many peers"):
+        await s.announce(req(3, ih=b"\x03" * 20), pack_peer("10.0.0.1", 3), now=0)
+    with pytest.raises(StoreFull, match="too many peers"):
+        await s.announce(req(3), pack_peer("10.0.0.1", 3), now=0)
+    await s.announce(req(2, ih=IH2, event="stopped"), pack_peer("10.0.0.1", 2), now=0)
+    await s.announce(req(3), pack_peer("10.0.0.1", 3), now=0)  # room again
+    assert s.peer_count == 2 and list(s.swarms) == [IH]  # the emptied swarm went at once
+
+
 async def test_store_sample_is_uniform_enough() -> None:
     s = MemoryStore(rng=random.Random(1))
     for n in range(20):

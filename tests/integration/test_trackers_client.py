@@ -309,3 +309,37 @@ async def test_no_trackers_returns_at_once() -> None:
     await asyncio.wait_for(c.run(), 2)
     await c.stop()
     assert c.status() == []
+
+
+async def test_ipv6_tracker_returns_peers6() -> None:
+    t = await start_tracker("::1", 0, interval=1)
+    assert t.url.startswith("http://[::1]:")
+    try:
+        seed, leech = Peer(left=0), Peer()
+        cs, cl = client([[t.url]], 1, seed), client([[t.url]], 2, leech)
+        async with running(cs):
+            await until(lambda: cs.entries[t.url].state == "ok", what="seed announced")
+            async with running(cl):
+                await until(lambda: ("::1", 7001) in leech.found, what="IPv6 peer via peers6")
+    finally:
+        await t.close()
+
+
+async def test_strict_bep12_stops_at_the_first_tier_that_answers(tracker: RunningTracker) -> None:
+    other = await start_tracker("127.0.0.1", 0, interval=1)
+    try:
+        dead = f"http://127.0.0.1:{free_port()}/announce"
+        c = client([[dead], [tracker.url], [other.url]], 1, Peer(), all_tiers=False)
+        async with running(c):
+            await until(lambda: c.entries[tracker.url].state == "ok", what="second tier ok")
+            await until(
+                lambda: (
+                    (c.entries[tracker.url].last_announce or 0) > 0
+                    and c.entries[dead].state == "error"
+                ),
+                what="first tier tried",
+            )
+        assert c.entries[other.url].last_announce is None  # never needed
+        assert c.entries[other.url].state == "idle"
+    finally:
+        await other.close()

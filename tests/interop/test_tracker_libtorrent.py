@@ -67,6 +67,13 @@ def lt_session(lt: Any) -> Any:
     )
 
 
+def params(lt: Any, info: Any, save_path: Path) -> Any:
+    atp = lt.add_torrent_params()
+    atp.ti = info
+    atp.save_path = str(save_path)
+    return atp
+
+
 def tracker_stats(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:
         return json.loads(r.read())  # type: ignore[no-any-return]
@@ -90,11 +97,11 @@ def test_libtorrent_seed_and_leech_meet_through_our_tracker(
     info = lt.torrent_info(lt.bencode(ct.generate()))
 
     seed_ses, leech_ses = lt_session(lt), lt_session(lt)
-    seed = seed_ses.add_torrent({"ti": info, "save_path": str(seed_dir)})
+    seed = seed_ses.add_torrent(params(lt, info, seed_dir))
     wait_for(lambda: seed.status().is_seeding, 20, "seed to check its data")
     wait_for(lambda: tracker_stats(swarm_tracker)["seeders"] == 1, 20, "the seed's announce")
 
-    leech = leech_ses.add_torrent({"ti": lt.torrent_info(info), "save_path": str(leech_dir)})
+    leech = leech_ses.add_torrent(params(lt, lt.torrent_info(info), leech_dir))
     wait_for(lambda: leech.status().is_seeding, 60, "the leech to complete")
     assert (leech_dir / "data.bin").read_bytes() == payload
 

@@ -47,6 +47,8 @@ def main() -> int:
     for i in range(1, n + 1):
         time.sleep(0.05)  # pacing a demo, not synchronisation
         rep.update(snapshot(i, n))
+    if "--no-close" in sys.argv:
+        return 0  # forgets close(): the cursor must come back anyway
     rep.event(events.DONE)
     rep.close(snapshot(n, n))
     return 0

@@ -13,6 +13,7 @@ from swarm.ui.format import (
     availability_text,
     clip,
     event_text,
+    fraction_done,
     human_duration,
     human_rate,
     human_size,
@@ -21,6 +22,7 @@ from swarm.ui.format import (
     progress_line,
     rescale_availability,
     rescale_piece_map,
+    share_ratio,
     sort_peers,
     summary_line,
     tracker_line,
@@ -166,8 +168,8 @@ def test_progress_line_matches_the_documented_form() -> None:
 
 
 def test_progress_line_shows_state_and_stall() -> None:
-    line = progress_line(status(state="metadata", stalled_reason="no peers", eta=None, seeds=2))
-    assert line.startswith("metadata 45.4%")
+    line = progress_line(status(state="checking", stalled_reason="no peers", eta=None, seeds=2))
+    assert line.startswith("checking 45.4%")
     assert "(2 seeds)" in line and "eta -" in line
     assert line.endswith("stalled: no peers")
 
@@ -232,3 +234,17 @@ json_values = (
 )
 def test_event_text_never_raises(kind: str, fields: dict[str, object]) -> None:
     assert isinstance(event_text(kind, fields), str)
+
+
+def test_no_full_bar_before_metadata() -> None:
+    s = status(state="metadata", total_size=0, verified=0, num_pieces=0)
+    assert s.progress == 1.0  # the snapshot's own property...
+    assert fraction_done(s) == 0.0  # ...is not what a person should see
+    assert progress_line(s).startswith("metadata 0.0% 0 B/0 B")
+    assert fraction_done(status(total_size=0, verified=0)) == 1.0  # an empty selection is done
+
+
+def test_share_ratio_for_a_seed() -> None:
+    assert share_ratio(status(downloaded=0, uploaded=int(530 * MiB))) == 2.0
+    assert share_ratio(status(downloaded=4, uploaded=2)) == 0.5
+    assert share_ratio(status(downloaded=0, uploaded=5, total_size=0)) == 0.0

@@ -93,7 +93,7 @@ def test_every_documented_kind_is_emitted_correctly() -> None:
         rep.event(kind, **fields)
     rep.close(s)
     objs = lines(buf)
-    assert {o["event"] for o in objs} == set(ev.EVENT_KINDS)
+    assert {o["event"] for o in objs} == set(ev.EVENT_KINDS) - {ev.INFO}  # info: `swarm info` only
     for o in objs:
         assert ev.validate(o) == [], o
         assert o["info_hash"] == HASH
@@ -174,3 +174,58 @@ def test_none_for_a_non_nullable_optional_field_is_left_out() -> None:
     assert "reason" not in peer_obj and "client" not in peer_obj
     assert tracker_obj["seeders"] is None  # nullable: kept
     assert ev.validate(peer_obj) == [] and ev.validate(tracker_obj) == []
+
+
+def test_progress_is_zero_while_fetching_metadata() -> None:
+    buf = io.StringIO()
+    rep = JsonReporter(stream=buf, clock=FakeClock())
+    rep.start(status(state="metadata", total_size=0, verified=0, num_pieces=0, piece_length=0))
+    rep.close()
+    progress = [o for o in lines(buf) if o["event"] == "progress"]
+    assert progress and progress[0]["progress"] == 0.0
+
+
+def test_swarm_info_json_conforms(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from swarm.cli import main
+
+    (tmp_path / "a.bin").write_bytes(b"x" * 40000)
+    torrent = tmp_path / "a.torrent"
+    assert main(["create", str(tmp_path / "a.bin"), "-o", str(torrent), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(torrent), "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    obj = json.loads(line)
+    assert obj["event"] == "info" and obj["size"] == 40000
+    assert ev.validate(obj) == []
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["event", "time", "info_hash", "action", "address", "index", "files", "x"]),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+        | st.lists(st.integers(), max_size=3) | st.sampled_from(list(ev.EVENT_KINDS)),
+        max_size=8,
+    )
+)
+def test_validate_never_raises(obj: dict[str, object]) -> None:
+    problems = ev.validate(obj)
+    assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+    if not isinstance(obj.get("event"), str) or obj.get("event") not in ev.EVENTS:
+        assert problems
+
+
+def test_stalled_event_derived_once_unless_the_engine_sent_it() -> None:
+    buf, clock = io.StringIO(), FakeClock()
+    rep = JsonReporter(stream=buf, clock=clock)
+    rep.start(status())
+    for _ in range(4 * 20):
+        clock.advance(0.25)
+        rep.update(status(stalled_reason="no peers"))
+    stalls = [o for o in lines(buf) if o["event"] == "stalled"]
+    assert len(stalls) == 1 and stalls[0]["reason"] == "no peers" and stalls[0]["time"] == NOW + 10.25  # first stalled snapshot at +0.25 s
+    assert ev.validate(stalls[0]) == []
+    rep.event(ev.STALLED, reason="disk full")  # the engine's own
+    for _ in range(4 * 20):
+        clock.advance(0.25)
+        rep.update(status(stalled_reason="disk full"))
+    assert [o["reason"] for o in lines(buf) if o["event"] == "stalled"] == ["no peers", "disk full"]

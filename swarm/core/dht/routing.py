@@ -121,8 +121,10 @@ class RoutingTable:
         if (host, port) in self._by_addr:
             return False
         bucket = self.bucket_for(node_id)
-        return len(bucket.nodes) < self.k or bucket.covers(self.own_int) or any(
-            n.state(now) != "good" for n in bucket.nodes
+        return (
+            len(bucket.nodes) < self.k
+            or bucket.covers(self.own_int)
+            or any(n.state(now) != "good" for n in bucket.nodes)
         )
 
     def failed(self, node_id: bytes, now: float) -> None:

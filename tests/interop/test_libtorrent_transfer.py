@@ -1,0 +1,150 @@
+"""swarm <-> libtorrent transfers on 127.0.0.1 (libtorrent's DHT/LSD/UPnP/NAT-PMP off)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import require_libtorrent
+
+pytestmark = pytest.mark.interop
+
+SWARM = [sys.executable, "-m", "swarm"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def lt_session(lt: Any) -> Any:
+    s = lt.session(
+        {
+            "listen_interfaces": "127.0.0.1:0",
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "allow_multiple_connections_per_ip": True,
+            "alert_mask": 0,
+            # swarm speaks plain TCP: no uTP, no MSE (libtorrent would fall back after 1-3 s)
+            "enable_outgoing_utp": False,
+            "enable_incoming_utp": False,
+            "out_enc_policy": 2,
+            "in_enc_policy": 2,
+        }
+    )
+    return s
+
+
+def lt_add(lt: Any, ses: Any, torrent: Path, save: Path) -> Any:
+    p = lt.add_torrent_params()
+    p.ti = lt.torrent_info(str(torrent))
+    p.save_path = str(save)
+    return ses.add_torrent(p)
+
+
+def wait_for(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def make_file(tmp_path: Path, size: int) -> tuple[Path, bytes]:
+    src = tmp_path / "src"
+    src.mkdir()
+    payload = os.urandom(size)
+    (src / "data.bin").write_bytes(payload)
+    return src / "data.bin", payload
+
+
+def start_seed(tmp_path: Path, path: Path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [*SWARM, "seed", str(path), "--host", "127.0.0.1", "--port", "0", "--json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else "seed exited"
+        ev = json.loads(line)
+        if ev["event"] == "listening":
+            return proc, int(ev["port"])
+    raise AssertionError("swarm seed did not start listening")
+
+
+def stop(proc: subprocess.Popen[str]) -> int:
+    proc.terminate()
+    return proc.wait(timeout=15)
+
+
+def test_libtorrent_seeds_swarm_gets(tmp_path: Path) -> None:
+    lt = require_libtorrent()
+    path, payload = make_file(tmp_path, 3 * 1024 * 1024 + 123)
+    subprocess.run(
+        [*SWARM, "create", str(path), "-o", str(tmp_path / "t.torrent"), "-q"], check=True, timeout=30
+    )
+    ses = lt_session(lt)
+    h = lt_add(lt, ses, tmp_path / "t.torrent", path.parent)
+    wait_for(lambda: h.status().is_seeding, 20, "libtorrent to check its data")
+    port = ses.listen_port()
+    out = tmp_path / "out"
+    out.mkdir()
+    r = subprocess.run(
+        [*SWARM, "get", str(tmp_path / "t.torrent"), "-o", str(out), "--port", "0",
+         "--host", "127.0.0.1", "--peer", f"127.0.0.1:{port}", "--json"],
+        capture_output=True, text=True, timeout=60, env=ENV,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (out / "data.bin").read_bytes() == payload
+    # libtorrent updates its counters once a second
+    wait_for(lambda: h.status().total_payload_upload >= len(payload), 10, "libtorrent's upload count")
+
+
+def test_swarm_seeds_libtorrent_gets(tmp_path: Path) -> None:
+    lt = require_libtorrent()
+    path, payload = make_file(tmp_path, 3 * 1024 * 1024 + 77)
+    seed, port = start_seed(tmp_path, path)
+    try:
+        ses = lt_session(lt)
+        out = tmp_path / "lt_out"
+        out.mkdir()
+        h = lt_add(lt, ses, tmp_path / "data.bin.torrent", out)
+        h.connect_peer(("127.0.0.1", port))
+        wait_for(lambda: h.status().is_seeding, 60, "libtorrent to finish")
+        assert (out / "data.bin").read_bytes() == payload
+    finally:
+        assert stop(seed) == 0
+
+
+def test_mixed_swarm(tmp_path: Path) -> None:
+    """A swarm seed, a swarm leech and a libtorrent leech that know each other."""
+    lt = require_libtorrent()
+    path, payload = make_file(tmp_path, 4 * 1024 * 1024)
+    seed, port = start_seed(tmp_path, path)
+    try:
+        ses = lt_session(lt)
+        lt_out = tmp_path / "lt_out"
+        lt_out.mkdir()
+        h = lt_add(lt, ses, tmp_path / "data.bin.torrent", lt_out)
+        h.connect_peer(("127.0.0.1", port))
+        sw_out = tmp_path / "sw_out"
+        sw_out.mkdir()
+        r = subprocess.run(
+            [*SWARM, "get", str(tmp_path / "data.bin.torrent"), "-o", str(sw_out), "--port", "0",
+             "--host", "127.0.0.1", "--peer", f"127.0.0.1:{ses.listen_port()}",
+             "--peer", f"127.0.0.1:{port}", "--json"],
+            capture_output=True, text=True, timeout=60, env=ENV,
+        )
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: h.status().is_seeding, 60, "libtorrent to finish")
+        assert (sw_out / "data.bin").read_bytes() == payload
+        assert (lt_out / "data.bin").read_bytes() == payload
+        events = [json.loads(line) for line in r.stdout.splitlines()]
+        assert any(e["event"] == "done" for e in events)
+    finally:
+        assert stop(seed) == 0
