@@ -35,7 +35,7 @@ def make_file(path: Path, size: int) -> None:
             left -= n
 
 
-async def leech(tfile: Path, out: Path, port: int, mode: str) -> dict[str, float]:
+async def leech(tfile: Path, out: Path, port: int, mode: str, window: int | None) -> dict[str, float]:
     from swarm import Session
 
     out.mkdir()
@@ -63,7 +63,7 @@ async def leech(tfile: Path, out: Path, port: int, mode: str) -> dict[str, float
         h._t.piece_verified.append(on_piece)
         streamed = None
         if mode != "rarest":
-            h.set_sequential(True)
+            h.set_sequential(True, window)
         if mode == "stdout":
             from swarm.stream import StdoutStreamer
 
@@ -88,6 +88,8 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--piece-length", type=int, default=MiB)
+    ap.add_argument("--window-mib", type=int, default=None, help="read-ahead window (default: swarm's)")
+    ap.add_argument("--order", default="rarest,sequential,stdout", help="modes to run, in this order")
     ap.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
     args = ap.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench-seq-"))
@@ -118,10 +120,11 @@ async def main() -> None:
                 port = int(ev["port"])
         print(f"{args.size_mib} MiB, pieces of {args.piece_length // 1024} KiB, swarm seed on 127.0.0.1:{port}")
         print(f"{'mode':<12}{'seconds':>9}{'MiB/s':>9}{'1st piece':>11}{'in-order prefix at 50%':>25}")
-        for mode in ("rarest", "sequential", "stdout"):
+        window = args.window_mib * MiB if args.window_mib else None
+        for mode in args.order.split(","):
             out = root / f"out-{mode}"
             shutil.rmtree(out, ignore_errors=True)
-            r = await leech(tfile, out, port, mode)
+            r = await leech(tfile, out, port, mode, window)
             print(
                 f"{mode:<12}{r['seconds']:>9.2f}{r['mib_s']:>9.1f}{r['first_piece_s']:>10.2f}s"
                 f"{r['prefix_at_half'] * 100:>24.1f}%"

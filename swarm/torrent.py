@@ -48,6 +48,8 @@ MAX_BUFFER_BYTES = 96 * 1024 * 1024
 READ_CACHE_BYTES = 32 * 1024 * 1024
 REQUEST_TIMEOUT = 30.0
 SNUB_TIMEOUT = 45.0
+#: Seconds of data kept requested at a peer's rate (swarm.core.rate's default queue time).
+REQUEST_QUEUE_TIME = 3.0
 RECHOKE_INTERVAL = 10.0
 UPLOAD_SLOTS = 4
 RESUME_INTERVAL = 30.0
@@ -150,6 +152,8 @@ class Torrent:
         self._last_progress = time.monotonic()
         self._connect_errors: deque[str] = deque(maxlen=32)
         self._stall_bytes = 0  # self.downloaded when last sampled
+        self._seq_base = 0  # sequential read-ahead: the asked-for window (0: fixed or off)
+        self._seq_window = 0
 
     # ------------------------------------------------------------ life cycle
 
@@ -1064,6 +1068,7 @@ class Torrent:
                     self._candidates.append((addr[0], addr[1], "manual"))
         self._connect_more()
         self._check_stall(now)
+        self._adapt_window(now)
 
     # ------------------------------------------------------------ status
 
@@ -1167,10 +1172,27 @@ class Torrent:
 
     # ------------------------------------------------------------ stream & stall hooks (issue 11)
 
-    def set_sequential(self, enabled: bool, window_bytes: int) -> None:
-        """Fetch in file order within ``window_bytes`` of the first missing byte."""
+    def set_sequential(self, enabled: bool, window_bytes: int, *, adaptive: bool = True) -> None:
+        """Fetch in file order within ``window_bytes`` of the first missing byte.
+
+        ``adaptive``: the window grows to cover what the download rate keeps in
+        flight (REQUEST_QUEUE_TIME s of data), or fast links would fill the
+        pipeline with rarest-first pieces past a small window and the in-order
+        prefix would lag (bench_sequential: 15 % vs 50 % of the file in order at
+        half-time, same rate).
+        """
+        self._seq_base = window_bytes if enabled and adaptive else 0
+        self._seq_window = window_bytes
         if self.picker is not None:
             self.picker.set_sequential(enabled, window_bytes)
+
+    def _adapt_window(self, now: float) -> None:
+        if not self._seq_base or self.picker is None:
+            return
+        want = max(self._seq_base, int(self.down.rate(now) * REQUEST_QUEUE_TIME))
+        if abs(want - self._seq_window) * 4 > self._seq_window:  # 25 % change: re-set
+            self._seq_window = want
+            self.picker.set_sequential(True, want)
 
     def set_piece_priority(self, index: int, prio: int) -> None:
         """Raise or lower one piece; interest and requests follow at once."""
