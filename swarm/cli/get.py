@@ -173,23 +173,21 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"--port {args.port}: not a port number")
     peers = parse_peers(args.peer)
     source: str = args.source
+    src: Any
     if source.startswith("magnet:"):
         from swarm.core.magnet import parse_magnet
 
-        magnet = parse_magnet(source)  # bad magnet: exit 2
-        raise StorageError(
-            f"magnet links need metadata exchange from peers (ut_metadata), not implemented yet; "
-            f"use the .torrent file (info-hash {magnet.info_hash_hex})"
-        )
-    src_path = Path(source)
-    if not src_path.is_file():
-        raise BadInput(f"{source}: no such .torrent file")
+        src = parse_magnet(source)  # bad magnet: exit 2; metadata is fetched in _get (swarm.metafetch)
+    else:
+        src = Path(source)
+        if not src.is_file():
+            raise BadInput(f"{source}: no such .torrent file")
     out = Path(args.output)
     _check_output_dir(out)
-    return run_engine(lambda: _get(args, src_path, out, peers))
+    return run_engine(lambda: _get(args, src, out, peers))
 
 
-async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple[str, int]]) -> int:
+async def _get(args: argparse.Namespace, src: Any, out: Path, peers: list[tuple[str, int]]) -> int:
     from swarm.session import Session
     from swarm.ui import choose_mode, make_reporter
 
@@ -208,14 +206,24 @@ async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple
     complete = False
     extras: StreamExtras | None = None
     try:
-        handle = await session.add_torrent(src, out, files=args.files or None, peers=peers)
+        source = src
+        if not isinstance(src, Path):  # a magnet: metadata from x.pe / --peer / trackers first
+            from .stream import fetch_metadata
+
+            reporter.event("listening", host=args.host, port=session.port)
+            meta = await fetch_metadata(args, src, session, peers, reporter, stop)
+            if meta is None:
+                return EXIT_INTERRUPTED if got and got[0] == signal.SIGINT else 1
+            source, peers = meta, [*src.peers, *peers]
+        handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
         extras = StreamExtras(args, handle, reporter, stop)
         extras.configure()
         status = handle.status()
-        reporter.start(status, torrent=str(src), path=str(out / status.name),
-                       magnet=handle.metainfo.magnet_uri())
+        reporter.start(status, torrent=str(src) if isinstance(src, Path) else None,
+                       path=str(out / status.name), magnet=handle.metainfo.magnet_uri())
         started = True
-        reporter.event("listening", host=args.host, port=session.port)
+        if isinstance(src, Path):
+            reporter.event("listening", host=args.host, port=session.port)
         await extras.start()
         complete = await drive(handle, reporter, stop, until_complete=not (args.seed or args.http is not None))
         await extras.finish(complete)

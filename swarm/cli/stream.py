@@ -131,3 +131,47 @@ class StreamExtras:
                     await task
         if self._http is not None:
             await self._http.close()
+
+
+async def fetch_metadata(
+    args: argparse.Namespace,
+    magnet: Any,
+    session: Any,
+    peers: list[tuple[str, int]],
+    reporter: Any,
+    stop: asyncio.Event,
+) -> Any:
+    """The magnet's Metainfo (``metadata`` event), or None if stopped first; ``stalled`` events meanwhile."""
+    from swarm.core.stall import DEFAULT_AFTER
+    from swarm.metafetch import MetadataFetcher
+
+    fetcher = MetadataFetcher(
+        magnet,
+        session.peer_id,
+        session.port or 0,
+        peers=peers,
+        on_stalled=lambda reason: reporter.event("stalled", reason=reason),
+        stall_after=DEFAULT_AFTER if args.stall_after is None else max(0.0, args.stall_after),
+    )
+    fetch = asyncio.ensure_future(fetcher.fetch())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(BaseException):
+                await fetch
+    if fetch.cancelled() or not fetch.done():
+        return None
+    meta = fetch.result()
+    reporter.event(
+        "metadata",
+        name=meta.name,
+        total_size=meta.total_length,
+        num_pieces=meta.num_pieces,
+        piece_length=meta.piece_length,
+        peer=fetcher.supplier,
+    )
+    return meta

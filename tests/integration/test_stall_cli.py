@@ -28,7 +28,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def stalled_reason(tfile: Path, out: Path, *extra: str, timeout: float = 20) -> str:
+async def stalled_reason(tfile: Path | str, out: Path, *extra: str, timeout: float = 20) -> str:
     """Run `swarm get --json` until its first `stalled` event; its reason."""
     out.mkdir(exist_ok=True)
     proc = await asyncio.create_subprocess_exec(
@@ -126,3 +126,12 @@ async def test_no_stall_while_pieces_arrive(tmp_path: Path) -> None:
             reasons.append(h._t.stalled_reason)
             await asyncio.sleep(0.1)
     assert not any(reasons[15:]), reasons  # once data flows, no reason is given
+
+
+async def test_magnet_whose_only_peer_has_no_metadata(tmp_path: Path) -> None:
+    payload, _tfile, meta = make_torrent(tmp_path, 100_000, 16384)
+    # reqq set: it speaks BEP 10, but its extended handshake offers no ut_metadata
+    async with ScriptedSeed(meta, payload, reqq=8) as seed:
+        magnet = meta.magnet_uri(peers=[("127.0.0.1", seed.port)])
+        reason = await stalled_reason(magnet, tmp_path / "out")
+    assert reason.startswith("waiting for metadata: none of the 1 connected peer offers it"), reason
