@@ -140,3 +140,57 @@ async def test_a_stopped_torrent_fails_waiting_readers(tmp_path: Path) -> None:
         await h.stop()
         with pytest.raises(StorageError):
             await asyncio.wait_for(reader, 5)
+
+
+async def test_cli_http_option(tmp_path: Path) -> None:
+    """`swarm get --http 0 --json`: the bound URL in a listening event; serves; SIGTERM ends it."""
+    import json
+    import os
+    import sys
+
+    payload, tfile, meta = make_torrent(tmp_path, 1_000_000, 32768)
+    out = tmp_path / "out"
+    out.mkdir()
+    async with ScriptedSeed(meta, payload, reqq=8, rate=RATE) as seed:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "swarm",
+            "get",
+            str(tfile),
+            "-o",
+            str(out),
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--no-dht",
+            "--no-lsd",
+            "--peer",
+            f"127.0.0.1:{seed.port}",
+            "--http",
+            "0",
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        try:
+            url = None
+            while url is None:
+                line = await asyncio.wait_for(proc.stdout.readline(), 15)
+                assert line, "swarm get exited"
+                ev = json.loads(line)
+                if ev["event"] == "listening" and ev.get("service") == "http":
+                    url = str(ev["url"])
+            assert url.startswith("http://127.0.0.1:")
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as c,
+                c.get(url + "f.bin", headers={"Range": "bytes=900000-"}) as r,
+            ):
+                assert r.status == 206 and await r.read() == payload[900000:]
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode in (0, 1)

@@ -59,7 +59,7 @@ async def finish(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, st
 async def test_stdout_matches_the_file(tmp_path: Path) -> None:
     payload, tfile, meta = make_torrent(tmp_path, 3 * 1024 * 1024 + 123, 32768)
     async with ScriptedSeed(meta, payload, reqq=16, rate=4 << 20) as seed:
-        proc = start_get(tfile, tmp_path / "out", seed.port)
+        proc = start_get(tfile, tmp_path / "out", seed.port, "--first-last")
         assert proc.stdout is not None
         got = await asyncio.wait_for(asyncio.to_thread(proc.stdout.read), 30)
         code, err = await finish(proc, 15)
