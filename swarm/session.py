@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.core.metainfo import Metainfo
-from swarm.errors import BadInput, MagnetError, StorageError, SwarmError
+from swarm.errors import BadInput, StorageError, SwarmError
 from swarm.peer import PeerConnection
 from swarm.status import TorrentStatus
 from swarm.torrent import Torrent
@@ -164,7 +165,14 @@ class Session:
         """Add a torrent from a .torrent path, its bytes, a Metainfo (or a magnet: not yet)."""
         if self.port is None:
             raise SwarmError("session not started")
-        meta = await self._resolve(source)
+        from swarm.core.magnet import Magnet, parse_magnet
+
+        peers = list(peers)
+        if isinstance(source, str) and source.startswith("magnet:"):
+            source = parse_magnet(source)
+        meta = await self._resolve(source, peers)
+        if isinstance(source, Magnet):
+            peers += [p for p in source.peers if p not in peers]
         if meta.info_hash in self.torrents:
             raise BadInput(f"{meta.name}: torrent already added")
         save = Path(save_path)
@@ -182,7 +190,8 @@ class Session:
             raise
         return TorrentHandle(torrent)
 
-    async def _resolve(self, source: Any) -> Metainfo:
+    async def _resolve(self, source: Any, peers: Iterable[tuple[str, int]] = ()) -> Metainfo:
+        from swarm.core.magnet import Magnet, parse_magnet
         from swarm.core.metainfo import parse_metainfo
 
         if isinstance(source, Metainfo):
@@ -190,7 +199,9 @@ class Session:
         if isinstance(source, bytes):
             return parse_metainfo(source)
         if isinstance(source, str) and source.startswith("magnet:"):
-            raise MagnetError("magnet links need metadata exchange (ut_metadata), not implemented yet")
+            source = parse_magnet(source)
+        if isinstance(source, Magnet):
+            return await self.fetch_metadata(source, peers)
         if isinstance(source, str | Path):
             path = Path(source)
             try:
@@ -201,9 +212,117 @@ class Session:
                 return parse_metainfo(data)
             except BadInput as exc:
                 raise type(exc)(f"{path}: {exc}") from exc
-        if type(source).__name__ == "Magnet":
-            raise MagnetError("magnet links need metadata exchange (ut_metadata), not implemented yet")
         raise BadInput(f"cannot add a torrent from {type(source).__name__}")
+
+    async def fetch_metadata(
+        self, magnet: Any, peers: Iterable[tuple[str, int]] = (), *, timeout: float = 60.0
+    ) -> Metainfo:
+        """The info dictionary of a magnet link, from its x.pe peers, ``peers`` or its trackers (BEP 9)."""
+        from swarm.core.metainfo import parse_info
+
+        if self.port is None:
+            raise SwarmError("session not started")
+        info_hash: bytes = magnet.info_hash
+        tiers = [[t] for t in magnet.trackers]
+        if info_hash in self.torrents:
+            return self.torrents[info_hash].meta
+        found: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        seen: set[tuple[str, int]] = set()
+        attempts: set[asyncio.Task[None]] = set()
+        limit = asyncio.Semaphore(8)
+
+        async def attempt(host: str, port: int) -> None:
+            async with limit:
+                if found.done():
+                    return
+                try:
+                    info = await asyncio.wait_for(self._metadata_from(host, port, info_hash), 20)
+                except (OSError, TimeoutError, SwarmError, ConnectionError) as exc:
+                    log.info("no metadata from %s:%d: %s", host, port, exc or "timeout")
+                    return
+                if info is not None and not found.done():
+                    found.set_result(info)
+
+        def add(addrs: Iterable[tuple[str, int]]) -> None:
+            for host, port in addrs:
+                if (host, port) not in seen and (host, port) not in self.self_addresses and not found.done():
+                    seen.add((host, port))
+                    task = asyncio.get_running_loop().create_task(attempt(str(host), int(port)))
+                    attempts.add(task)
+                    task.add_done_callback(attempts.discard)
+
+        add(list(magnet.peers) + list(peers))
+        trackers = None
+        if tiers:
+            from swarm.trackers import TrackerClient
+
+            trackers = TrackerClient(
+                tiers, info_hash, self.peer_id, self.port, stats=lambda: (0, 0, 1), on_peers=add
+            )
+            tracker_task = asyncio.get_running_loop().create_task(trackers.run())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while not found.done():
+                left = deadline - loop.time()
+                # without trackers, once every known peer has failed there is nothing to wait for
+                if left <= 0 or (trackers is None and not attempts):
+                    why = f"within {timeout:.0f} s" if left <= 0 else "from any known peer"
+                    raise SwarmError(
+                        f"could not fetch the metadata of {info_hash.hex()} {why} "
+                        f"({len(seen)} peer(s) tried); give --peer HOST:PORT or use the .torrent"
+                    )
+                await asyncio.wait({found}, timeout=min(left, 0.2))
+            info_bytes = found.result()
+        finally:
+            for t in list(attempts):
+                t.cancel()
+            if trackers is not None:
+                tracker_task.cancel()
+                with contextlib.suppress(Exception):
+                    await trackers.stop(timeout=1)
+        return parse_info(info_bytes, trackers=tiers, url_list=list(magnet.web_seeds), expected_hash=info_hash)
+
+    async def _metadata_from(self, host: str, port: int, info_hash: bytes) -> bytes | None:
+        from swarm.core import extensions as ext
+        from swarm.core import wire
+        from swarm.peer import MetadataConnection
+
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: MetadataConnection(info_hash, self.peer_id), host, port), 10
+        )
+        try:
+            assembler: ext.MetadataAssembler | None = None
+            while True:
+                item = await conn.queue.get()
+                if isinstance(item, Exception):
+                    raise item
+                if isinstance(item, wire.Handshake):
+                    if item.info_hash != info_hash or item.peer_id == self.peer_id or not item.extensions:
+                        return None
+                    hs = ext.ExtHandshake(m={"ut_metadata": ext.UT_METADATA_ID}, v="swarm 0.1.0", reqq=250)
+                    conn.send(wire.encode_extended(ext.EXT_HANDSHAKE_ID, ext.encode_ext_handshake(hs)))
+                    continue
+                assert isinstance(item, wire.Extended)
+                if item.ext_id == ext.EXT_HANDSHAKE_ID:
+                    theirs = ext.decode_ext_handshake(item.payload)
+                    their_id = theirs.m.get("ut_metadata")
+                    if their_id is None or theirs.metadata_size is None:
+                        return None
+                    assembler = ext.MetadataAssembler(info_hash, theirs.metadata_size)
+                    for piece in assembler.missing():
+                        conn.send(wire.encode_extended(their_id, ext.encode_metadata_request(piece)))
+                elif item.ext_id == ext.UT_METADATA_ID and assembler is not None:
+                    msg = ext.decode_metadata_message(item.payload, assembler.size)
+                    if isinstance(msg, ext.MetadataReject):
+                        return None
+                    if isinstance(msg, ext.MetadataData):
+                        info = assembler.add(msg.piece, msg.data)
+                        if info is not None:
+                            return info
+        finally:
+            conn.close()
 
     async def remove_torrent(self, handle: TorrentHandle) -> None:
         t = self.torrents.pop(handle.info_hash, None)

@@ -13,11 +13,16 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from swarm.errors import BadInput, StorageError
 
 from .common import add_discovery_options, add_network_options, add_output_options
+
+if TYPE_CHECKING:
+    from swarm.core.magnet import Magnet
+    from swarm.core.metainfo import Metainfo
+    from swarm.session import Session
 
 T = TypeVar("T")
 EXIT_INTERRUPTED = 130
@@ -135,6 +140,22 @@ async def drive(
     return complete or handle.is_complete()
 
 
+async def _metadata(
+    session: Session, magnet: Magnet, out: Path, peers: list[tuple[str, int]], reporter: Any
+) -> Metainfo:
+    """Fetch the info dictionary from peers, then keep it as <name>.torrent next to the download."""
+    if reporter.mode == "plain":
+        sys.stdout.write(f"fetching metadata of {magnet.info_hash_hex} from peers...\n")
+        sys.stdout.flush()
+    meta = await session.fetch_metadata(magnet, peers)
+    target = out / f"{meta.name}.torrent"
+    try:
+        await asyncio.to_thread(target.write_bytes, meta.to_bytes())
+    except OSError as exc:
+        raise StorageError(f"{target}: cannot write: {exc.strerror or exc}") from None
+    return meta
+
+
 def _check_output_dir(path: Path) -> None:
     import os
 
@@ -154,23 +175,23 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"--port {args.port}: not a port number")
     peers = parse_peers(args.peer)
     source: str = args.source
+    src: Path | Magnet
     if source.startswith("magnet:"):
         from swarm.core.magnet import parse_magnet
 
-        magnet = parse_magnet(source)  # bad magnet: exit 2
-        raise StorageError(
-            f"magnet links need metadata exchange from peers (ut_metadata), not implemented yet; "
-            f"use the .torrent file (info-hash {magnet.info_hash_hex})"
-        )
-    src_path = Path(source)
-    if not src_path.is_file():
-        raise BadInput(f"{source}: no such .torrent file")
+        src = parse_magnet(source)  # a bad magnet: exit 2
+    else:
+        src = Path(source)
+        if not src.is_file():
+            raise BadInput(f"{source}: no such .torrent file")
     out = Path(args.output)
     _check_output_dir(out)
-    return run_engine(lambda: _get(args, src_path, out, peers))
+    return run_engine(lambda: _get(args, src, out, peers))
 
 
-async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple[str, int]]) -> int:
+async def _get(
+    args: argparse.Namespace, src: Path | Magnet, out: Path, peers: list[tuple[str, int]]
+) -> int:
     from swarm.session import Session
     from swarm.ui import choose_mode, make_reporter
 
@@ -184,13 +205,22 @@ async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple
     started = False
     complete = False
     try:
-        handle = await session.add_torrent(src, out, files=args.files or None, peers=peers)
+        source: Path | Metainfo = src if isinstance(src, Path) else await _metadata(session, src, out, peers, reporter)
+        if not isinstance(src, Path):
+            peers = peers + [p for p in src.peers if p not in peers]
+        handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
         if args.sequential and handle._t.picker is not None:
             handle._t.picker.set_sequential(True)
         status = handle.status()
-        reporter.start(status, torrent=str(src), path=str(out / status.name),
+        torrent_file = src if isinstance(src, Path) else out / f"{status.name}.torrent"
+        reporter.start(status, torrent=str(torrent_file), path=str(out / status.name),
                        magnet=handle.metainfo.magnet_uri())
         started = True
+        if not isinstance(src, Path):
+            reporter.event(
+                "metadata", name=status.name, total_size=handle.metainfo.total_length,
+                num_pieces=status.num_pieces, piece_length=status.piece_length,
+            )
         reporter.event("listening", host=args.host, port=session.port)
         complete = await drive(handle, reporter, stop, until_complete=not args.seed)
         final = handle.status()

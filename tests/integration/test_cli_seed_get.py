@@ -187,3 +187,39 @@ async def test_ctrl_c_saves_resume_and_exits_130(tmp_path: Path) -> None:
         await slow.close()
     resume = tmp_path / "out" / ".swarm" / f"{meta.info_hash.hex()}.resume"
     assert resume.is_file()
+
+
+async def test_get_magnet_from_swarm_seed(tmp_path: Path) -> None:
+    """The magnet `swarm seed` prints (with x.pe) is enough for `swarm get`."""
+    payload = os.urandom(300_000)
+    (tmp_path / "m.bin").write_bytes(payload)
+    seed = await asyncio.create_subprocess_exec(
+        *SWARM, "seed", "m.bin", "--host", "127.0.0.1", "--port", "0", "--json",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+    )
+    try:
+        events = await read_events(seed, "listening", 20)
+        magnet = str(next(e for e in events if e["event"] == "added")["magnet"])
+        out = tmp_path / "out"
+        out.mkdir()
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", magnet, "-o", "out", "--port", "0", "--host", "127.0.0.1", "--json",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        gevents = await read_events(get, "summary", 30)
+        assert await asyncio.wait_for(get.wait(), 10) == 0
+        assert any(e["event"] == "metadata" for e in gevents)
+        assert (out / "m.bin").read_bytes() == payload
+        written = parse_metainfo((out / "m.bin.torrent").read_bytes())
+        assert written.info_hash == parse_metainfo((tmp_path / "m.bin.torrent").read_bytes()).info_hash
+    finally:
+        seed.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(seed.wait(), 10)
+
+
+def test_magnet_without_peers_fails_cleanly(tmp_path: Path) -> None:
+    r = run_cli(
+        "get", "magnet:?xt=urn:btih:" + "ab" * 20, "-o", str(tmp_path), "--port", "0",
+        "--host", "127.0.0.1", "--peer", "127.0.0.1:1", cwd=tmp_path, timeout=30,
+    )
+    assert r.returncode == 1 and "metadata" in r.stderr and "Traceback" not in r.stderr
