@@ -118,7 +118,7 @@ class PiecePicker:
         # endgame scans are skipped for a peer while nothing that could give
         # it a block has changed (they would find nothing again)
         self._eg_gen = 0
-        self._eg_memo: dict[Peer, tuple[int, int, int]] = {}
+        self._eg_memo: dict[Peer, tuple[int, int]] = {}
         for i in range(num_pieces):
             if not self._hv[i]:
                 self._bucket_add(i)
@@ -377,7 +377,7 @@ class PiecePicker:
             count = self._take_open(peer, reqs, mine, part, count, out)
         # (d) endgame
         if count and not self._num_candidates:
-            memo = (self._eg_gen, id(peer_has), -1 if peer_has is None else peer_has.count)
+            memo = (self._eg_gen, -1 if peer_has is None else hash(peer_has))
             if self._eg_memo.get(peer) != memo and not self._take_endgame(
                 peer, peer_has, reqs, mine, count, out
             ):

@@ -351,3 +351,18 @@ def test_narrowed_bitfield_respected_for_own_pieces() -> None:
     allowed = bf(n, [j for j in range(4, n) if j != i][:1])
     got = p.pick("a", allowed, 8)
     assert got and all(b.index != i and allowed[b.index] for b in got)
+
+
+def test_endgame_with_a_different_narrowed_bitfield_each_call() -> None:
+    """The engine builds a fresh allowed-fast bitfield per call: same size, other pieces."""
+    n = 3
+    p = make(n, have=[0])
+    for k in "abcd":
+        p.add_peer_have_all(k)
+    a = p.pick("a", None, 8)
+    assert {blk.index for blk in a} == {1, 2}
+    assert len(p.pick("b", bf(n, [1]), 8)) == 4
+    assert len(p.pick("c", bf(n, [1]), 8)) == 4
+    assert p.pick("d", bf(n, [1]), 8) == []  # piece 1's blocks have 3 requesters
+    got = p.pick("d", bf(n, [2]), 8)  # a new object, maybe at the same address
+    assert sorted(got) == sorted(blk for blk in a if blk.index == 2)
