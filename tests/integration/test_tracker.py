@@ -386,3 +386,23 @@ async def test_garbage_on_the_socket_does_not_hurt(tracker: RunningTracker, http
         assert b" 500 " not in answer[:20]
     d = await ann(http, tracker, pid_of(1), 7001)
     assert b"interval" in d
+
+
+async def test_terminal_ticker_line(tracker: RunningTracker, http, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from tracker.app import STORE_KEY
+    from tracker.server import _ticker
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    await ann(http, tracker, pid_of(1), 7001, left=0)
+    task = asyncio.create_task(_ticker(tracker, tracker.app[STORE_KEY], every=0.05))
+    try:
+        deadline = time.monotonic() + 10
+        while "announces/s" not in out.getvalue():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    assert "swarms 1  peers 1 (1 seeding)" in out.getvalue()
