@@ -731,7 +731,7 @@ class PiecePicker:
         if n == 0 or cells <= 0:
             return ""
         cells = min(cells, n)
-        have = self._have
+        hv = self._hv
         prio = self._prio
         partials = self._partials
         out = []
@@ -739,16 +739,16 @@ class PiecePicker:
             lo = c * n // cells
             hi = (c + 1) * n // cells
             ch = " "
-            for i in range(lo, hi):
-                if prio[i] <= 0 and not have[i]:
-                    continue
-                if not have[i]:
+            i = hv.find(0, lo, hi)  # jump from missing piece to missing piece
+            while i >= 0:
+                if prio[i] > 0:
                     if i not in partials:
                         ch = "."
                         break
                     ch = "+"
-                elif ch == " ":
-                    ch = "#"
+                i = hv.find(0, i + 1, hi)
+            if ch == " " and hv.find(1, lo, hi) >= 0:
+                ch = "#"
             out.append(ch)
         return "".join(out)
 
