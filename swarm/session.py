@@ -109,6 +109,11 @@ class Session:
         self.connections: set[PeerConnection] = set()
         self.self_addresses: set[tuple[str, int]] = set()
         self._server: asyncio.AbstractServer | None = None
+        self.dht: Any = None  # swarm.dht.DHTNode when enabled
+        self.lsd: Any = None  # swarm.lsd.LSDService when enabled
+        self._lsd_task: asyncio.Task[None] | None = None
+        # peers tried while fetching a magnet's metadata: the torrent starts with them
+        self._metadata_peers: dict[bytes, list[tuple[str, int]]] = {}
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -135,6 +140,41 @@ class Session:
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
         log.info("listening on %s:%d", self.host, self.port)
+        await self._start_discovery()
+
+    async def _start_discovery(self) -> None:
+        """DHT on the peer port (UDP) and LAN discovery; a failure only disables them."""
+        assert self.port is not None
+        loopback = _is_loopback(self.host)
+        if self.enable_dht:
+            try:
+                from swarm.dht import DHTNode
+
+                state = self.state_dir / "dht.state" if self.state_dir else None
+                self.dht = DHTNode(
+                    self.host, self.port, bootstrap=self.dht_bootstrap or None, state_file=state
+                )
+                await self.dht.start(wait=False)
+            except (SwarmError, OSError, ValueError) as exc:
+                log.warning("DHT disabled: %s", exc)
+                self.dht = None
+        if self.enable_lsd and not loopback:
+            try:
+                from swarm.lsd import LSDService
+
+                iface = None if self.host in ("0.0.0.0", "", "::") else self.host
+                self.lsd = LSDService(self.port, self._on_lsd_peer, iface, ipv6=":" in self.host)
+                self._lsd_task = asyncio.get_running_loop().create_task(
+                    self.lsd.run(lambda: [ih for ih, t in self.torrents.items() if not t.meta.private])
+                )
+            except (SwarmError, OSError, ValueError) as exc:
+                log.warning("LAN discovery disabled: %s", exc)
+                self.lsd = None
+
+    def _on_lsd_peer(self, info_hash: bytes, ip: str, port: int) -> None:
+        t = self.torrents.get(info_hash)
+        if t is not None and not t.meta.private:
+            t.add_peer(ip, port, "lsd")
 
     def reachable_host(self) -> str:
         """The address to give others (x.pe, demos): the bound one, or a LAN guess."""
@@ -172,7 +212,8 @@ class Session:
             source = parse_magnet(source)
         meta = await self._resolve(source, peers)
         if isinstance(source, Magnet):
-            peers += [p for p in source.peers if p not in peers]
+            extra = list(source.peers) + self._metadata_peers.pop(meta.info_hash, [])
+            peers += [p for p in extra if p not in peers]
         if meta.info_hash in self.torrents:
             raise BadInput(f"{meta.name}: torrent already added")
         save = Path(save_path)
@@ -252,6 +293,15 @@ class Session:
                     task.add_done_callback(attempts.discard)
 
         add(list(magnet.peers) + list(peers))
+        dht_task: asyncio.Task[None] | None = None
+        if self.dht is not None:
+
+            async def from_dht() -> None:
+                with contextlib.suppress(Exception):
+                    async for peer in self.dht.iter_peers(info_hash, timeout=min(timeout, 30)):
+                        add([peer])
+
+            dht_task = asyncio.get_running_loop().create_task(from_dht())
         trackers = None
         if tiers:
             from swarm.trackers import TrackerClient
@@ -266,7 +316,7 @@ class Session:
             while not found.done():
                 left = deadline - loop.time()
                 # without trackers, once every known peer has failed there is nothing to wait for
-                if left <= 0 or (trackers is None and not attempts):
+                if left <= 0 or (trackers is None and not attempts and (dht_task is None or dht_task.done())):
                     why = f"within {timeout:.0f} s" if left <= 0 else "from any known peer"
                     raise SwarmError(
                         f"could not fetch the metadata of {info_hash.hex()} {why} "
@@ -274,9 +324,12 @@ class Session:
                     )
                 await asyncio.wait({found}, timeout=min(left, 0.2))
             info_bytes = found.result()
+            self._metadata_peers[info_hash] = sorted(seen)
         finally:
             for t in list(attempts):
                 t.cancel()
+            if dht_task is not None:
+                dht_task.cancel()
             if trackers is not None:
                 tracker_task.cancel()
                 with contextlib.suppress(Exception):
@@ -356,6 +409,11 @@ class Session:
         await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
         for c in list(self.connections):
             c.close("session closed")
+        if self._lsd_task is not None:
+            self._lsd_task.cancel()
+        if self.dht is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.dht.close(), 2)
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
@@ -363,6 +421,15 @@ class Session:
                 pass
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _make_executor() -> concurrent.futures.ThreadPoolExecutor:

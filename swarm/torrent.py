@@ -182,6 +182,11 @@ class Torrent:
             self.state = "downloading"
         self._spawn(self._tick_loop())
         self._start_trackers()
+        if self.session.dht is not None and not self.meta.private:
+            self._spawn(self._dht_loop())
+        if self.session.lsd is not None and not self.meta.private:
+            with contextlib.suppress(Exception):
+                self.session.lsd.announce([self.info_hash])
         for host, port in peers:
             self.add_peer(host, port, "manual")
 
@@ -226,6 +231,27 @@ class Torrent:
             await self.trackers.run()
         except SwarmError as exc:
             log.warning("trackers: %s", exc)
+
+    async def _dht_loop(self) -> None:
+        """Announce to the DHT (a get_peers lookup on the way) every few minutes."""
+        dht = self.session.dht
+
+        def found(peers: list[tuple[str, int]]) -> None:
+            for host, port in peers:
+                self.add_peer(str(host), int(port), "dht")
+
+        while not self._stopped:
+            acks = 0
+            try:
+                if self.state == "downloading":
+                    # get_peers also returns what our own node stores; announce's lookup does not
+                    found(await dht.get_peers(self.info_hash))
+                acks = await dht.announce(self.info_hash, self.session.port or 0, on_peers=found)
+            except (SwarmError, OSError) as exc:
+                log.info("%s: DHT announce failed: %s", self.meta.name, exc)
+            hungry = self.state == "downloading" and len(self.peers) < 10
+            # nobody stored our announce (DHT still bootstrapping): try again soon
+            await asyncio.sleep(5.0 if not acks else 60.0 if hungry else 900.0)
 
     def _tracker_stats(self) -> tuple[int, int, int]:
         return self.uploaded, self.downloaded, self.left()
@@ -1110,6 +1136,7 @@ class Torrent:
             piece_map=picker.piece_map(STATUS_CELLS) if picker is not None else "",
             availability=picker.availability_map(STATUS_CELLS) if picker is not None else (),
             seeds=seeds,
+            dht_nodes=self.session.dht.node_count() if self.session.dht is not None else None,
             error=self.error,
             stalled_reason=stalled,
             eta=eta,

@@ -71,7 +71,7 @@ def run_engine(main: Callable[[], Awaitable[T]]) -> T:
         return runner.run(main())  # type: ignore[arg-type]
 
 
-def parse_peers(items: list[str]) -> list[tuple[str, int]]:
+def parse_peers(items: list[str], option: str = "--peer") -> list[tuple[str, int]]:
     from swarm.core.magnet import parse_peer
 
     out = []
@@ -79,7 +79,7 @@ def parse_peers(items: list[str]) -> list[tuple[str, int]]:
         try:
             out.append(parse_peer(text))
         except BadInput as exc:
-            raise BadInput(f"--peer {text}: {exc}") from exc
+            raise BadInput(f"{option} {text}: {exc}") from exc
     return out
 
 
@@ -200,14 +200,18 @@ async def _get(
     stop = asyncio.Event()
     got: list[int] = []
     install_stop_signals(stop, got)
-    session = Session(args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd)
+    session = Session(
+        args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd,
+        dht_bootstrap=parse_peers(args.dht_bootstrap, "--dht-bootstrap"),
+    )
     await session.start()
     started = False
     complete = False
     try:
         source: Path | Metainfo = src if isinstance(src, Path) else await _metadata(session, src, out, peers, reporter)
         if not isinstance(src, Path):
-            peers = peers + [p for p in src.peers if p not in peers]
+            extra = list(src.peers) + session._metadata_peers.pop(src.info_hash, [])
+            peers = peers + [p for p in extra if p not in peers]
         handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
         if args.sequential and handle._t.picker is not None:
             handle._t.picker.set_sequential(True)
