@@ -7,7 +7,8 @@ a. blocks of pieces already in progress (the peer's own first, then others'),
 b. while we have fewer than ``RANDOM_FIRST`` pieces, a random piece: rarest
    first would send every newcomer after the same few pieces;
 c. otherwise the highest priority, then the rarest (fewest peers), random
-   among equals; with a sequential window, pieces in order inside it first;
+   among equals; with a sequential window, pieces in order inside it first
+   (a piece of higher priority outside the window still goes first);
 d. endgame: when no unstarted wanted piece is left and this peer has nothing
    free to fetch, blocks already requested from others (at most
    ``ENDGAME_REQUESTERS`` requesters per block), cancelled on arrival.
