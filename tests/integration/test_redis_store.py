@@ -205,9 +205,11 @@ async def test_store_caps(store_factory) -> None:  # type: ignore[no-untyped-def
 
 
 async def test_redis_outage_is_a_fast_failure_reason_and_recovers(
-    redis_server: RedisServer,
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     from tracker.redis_store import RedisStore
+
+    caplog.set_level("WARNING", logger="swarm.tracker")
 
     store = RedisStore(redis_server.url, cooldown=0.2)
     t = await start_tracker("127.0.0.1", 0, store=store)
@@ -239,6 +241,9 @@ async def test_redis_outage_is_a_fast_failure_reason_and_recovers(
             assert parse_announce_response(await _raw(http, t.url, 4)).peers == [
                 ("127.0.0.1", 6003)
             ]
+        events = [r.getMessage().split()[0] for r in caplog.records if r.name == "swarm.tracker"]
+        assert events.count("event=store_unavailable") == 1  # once, however many requests
+        assert events.count("event=store_recovered") == 1
     finally:
         await t.close()
 
