@@ -77,6 +77,15 @@ class TorrentHandle:
     def add_peer(self, host: str, port: int) -> None:
         self._t.add_peer(host, port, "manual")
 
+    def set_sequential(self, enabled: bool = True) -> None:
+        """Fetch pieces in order (streaming) instead of rarest first."""
+        if self._t.picker is not None:
+            self._t.picker.set_sequential(enabled)
+
+    def prioritize_first_last(self) -> None:
+        """First and last piece of every wanted file first (media players read both ends)."""
+        self._t.prioritize_first_last()
+
     async def stop(self) -> None:
         await self._t.session.remove_torrent(self)
 

@@ -253,6 +253,18 @@ class Torrent:
             # nobody stored our announce (DHT still bootstrapping): try again soon
             await asyncio.sleep(5.0 if not acks else 60.0 if hungry else 900.0)
 
+    def prioritize_first_last(self) -> None:
+        picker = self.picker
+        if picker is None:
+            return
+        pl = self.meta.piece_length
+        for f in self.meta.files:
+            if f.pad or f.length == 0:
+                continue
+            for i in {f.offset // pl, (f.end - 1) // pl}:
+                if picker.priority(i) > 0:
+                    picker.set_priority(i, 7)
+
     def _tracker_stats(self) -> tuple[int, int, int]:
         return self.uploaded, self.downloaded, self.left()
 

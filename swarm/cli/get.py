@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -140,6 +141,25 @@ async def drive(
     return complete or handle.is_complete()
 
 
+async def _run_on_done(cmd: str, handle: Any, out: Path, stop: asyncio.Event) -> None:
+    """--on-done: run CMD once, when complete, with the torrent described in its environment."""
+    import os
+
+    await handle.wait_complete()
+    st = handle.status()
+    env = {
+        **os.environ,
+        "SWARM_INFOHASH": st.info_hash,
+        "SWARM_NAME": st.name,
+        "SWARM_PATH": str((out / st.name).resolve()),
+        "SWARM_DOWNLOADED": str(st.downloaded),
+    }
+    proc = await asyncio.create_subprocess_shell(cmd, env=env)
+    rc = await proc.wait()
+    if rc:
+        logging.getLogger("swarm.cli").warning("--on-done command exited with %d", rc)
+
+
 async def _metadata(
     session: Session, magnet: Magnet, out: Path, peers: list[tuple[str, int]], reporter: Any
 ) -> Metainfo:
@@ -168,7 +188,7 @@ def _check_output_dir(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("stdout", "http", "on_done", "first_last"):
+    for name in ("stdout", "http"):
         if getattr(args, name, None):
             raise BadInput(f"--{name.replace('_', '-')} is not implemented yet")
     if not 0 <= args.port < 65536:
@@ -213,8 +233,10 @@ async def _get(
             extra = list(src.peers) + session._metadata_peers.pop(src.info_hash, [])
             peers = peers + [p for p in extra if p not in peers]
         handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
-        if args.sequential and handle._t.picker is not None:
-            handle._t.picker.set_sequential(True)
+        if args.sequential:
+            handle.set_sequential(True)
+        if args.first_last:
+            handle.prioritize_first_last()
         status = handle.status()
         torrent_file = src if isinstance(src, Path) else out / f"{status.name}.torrent"
         reporter.start(status, torrent=str(torrent_file), path=str(out / status.name),
@@ -226,7 +248,14 @@ async def _get(
                 num_pieces=status.num_pieces, piece_length=status.piece_length,
             )
         reporter.event("listening", host=args.host, port=session.port)
+        if args.on_done:
+            on_done = asyncio.ensure_future(_run_on_done(args.on_done, handle, out, stop))
         complete = await drive(handle, reporter, stop, until_complete=not args.seed)
+        if args.on_done:
+            if complete:
+                await on_done
+            else:
+                on_done.cancel()
         final = handle.status()
         if final.state == "error":
             reporter.event("error", message=final.error or "download failed", fatal=True)

@@ -223,3 +223,24 @@ def test_magnet_without_peers_fails_cleanly(tmp_path: Path) -> None:
         "--host", "127.0.0.1", "--peer", "127.0.0.1:1", cwd=tmp_path, timeout=30,
     )
     assert r.returncode == 1 and "metadata" in r.stderr and "Traceback" not in r.stderr
+
+
+async def test_on_done_runs_once_with_environment(tmp_path: Path) -> None:
+    payload, tfile, data = make_payload(tmp_path, 400_000, 16384)
+    meta = parse_metainfo(data)
+    seed = FakeSeed(meta, file_server(meta, payload))
+    port = await seed.start()
+    (tmp_path / "out").mkdir()
+    try:
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(tfile), "-o", "out", "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}", "--sequential", "--first-last", "-q",
+            "--on-done", 'echo "$SWARM_NAME $SWARM_INFOHASH $SWARM_DOWNLOADED $SWARM_PATH" >> done.txt',
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        assert await asyncio.wait_for(get.wait(), 30) == 0
+    finally:
+        await seed.close()
+    lines = (tmp_path / "done.txt").read_text().splitlines()
+    assert lines == [f"f.bin {meta.info_hash.hex()} {len(payload)} {tmp_path / 'out' / 'f.bin'}"]
+    assert (tmp_path / "out" / "f.bin").read_bytes() == payload
