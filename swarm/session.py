@@ -77,6 +77,13 @@ class TorrentHandle:
     def add_peer(self, host: str, port: int) -> None:
         self._t.add_peer(host, port, "manual")
 
+    def have_piece(self, index: int) -> bool:
+        return index in self._t.have
+
+    async def read_piece(self, index: int) -> memoryview:
+        """A verified piece's bytes (from the upload cache or disk)."""
+        return await self._t.read_block(index, 0, self._t.meta.piece_size(index))
+
     def set_sequential(self, enabled: bool = True) -> None:
         """Fetch pieces in order (streaming) instead of rarest first."""
         if self._t.picker is not None:

@@ -141,6 +141,30 @@ async def drive(
     return complete or handle.is_complete()
 
 
+async def _stream_to_stdout(handle: Any) -> None:
+    """--stdout: write verified pieces in order (padding files left out) as they arrive."""
+    meta = handle.metainfo
+    pads = [(f.offset, f.end) for f in meta.files if f.pad]
+    out = sys.stdout.buffer
+    for index in range(meta.num_pieces):
+        while not handle.have_piece(index):
+            await asyncio.sleep(0.05)
+        data = await handle.read_piece(index)
+        start = index * meta.piece_length
+        if pads:
+            keep = bytearray()
+            pos = start
+            for lo, hi in pads:
+                if hi <= pos or lo >= start + len(data):
+                    continue
+                keep += data[pos - start : max(pos, lo) - start]
+                pos = max(pos, hi)
+            keep += data[pos - start :]
+            data = memoryview(keep)
+        await asyncio.to_thread(out.write, data)
+    await asyncio.to_thread(out.flush)
+
+
 async def _run_on_done(cmd: str, handle: Any, out: Path, stop: asyncio.Event) -> None:
     """--on-done: run CMD once, when complete, with the torrent described in its environment."""
     import os
@@ -188,7 +212,9 @@ def _check_output_dir(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("stdout", "http"):
+    if args.stdout and args.files:
+        raise BadInput("--stdout streams the whole torrent; it cannot be combined with --files")
+    for name in ("http",):
         if getattr(args, name, None):
             raise BadInput(f"--{name.replace('_', '-')} is not implemented yet")
     if not 0 <= args.port < 65536:
@@ -215,8 +241,13 @@ async def _get(
     from swarm.session import Session
     from swarm.ui import choose_mode, make_reporter
 
-    mode = choose_mode(args.json, args.quiet, sys.stdout.isatty())
-    reporter = make_reporter(mode)
+    if args.stdout:
+        # the data owns stdout: everything else goes to stderr
+        mode = choose_mode(args.json, args.quiet, sys.stderr.isatty())
+        reporter = make_reporter(mode, stream=sys.stderr)
+    else:
+        mode = choose_mode(args.json, args.quiet, sys.stdout.isatty())
+        reporter = make_reporter(mode)
     stop = asyncio.Event()
     got: list[int] = []
     install_stop_signals(stop, got)
@@ -233,8 +264,11 @@ async def _get(
             extra = list(src.peers) + session._metadata_peers.pop(src.info_hash, [])
             peers = peers + [p for p in extra if p not in peers]
         handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
-        if args.sequential:
+        streamer = None
+        if args.sequential or args.stdout:
             handle.set_sequential(True)
+        if args.stdout:
+            streamer = asyncio.ensure_future(_stream_to_stdout(handle))
         if args.first_last:
             handle.prioritize_first_last()
         status = handle.status()
@@ -251,6 +285,11 @@ async def _get(
         if args.on_done:
             on_done = asyncio.ensure_future(_run_on_done(args.on_done, handle, out, stop))
         complete = await drive(handle, reporter, stop, until_complete=not args.seed)
+        if streamer is not None:
+            if complete:
+                await streamer
+            else:
+                streamer.cancel()
         if args.on_done:
             if complete:
                 await on_done

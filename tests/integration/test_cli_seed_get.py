@@ -244,3 +244,23 @@ async def test_on_done_runs_once_with_environment(tmp_path: Path) -> None:
     lines = (tmp_path / "done.txt").read_text().splitlines()
     assert lines == [f"f.bin {meta.info_hash.hex()} {len(payload)} {tmp_path / 'out' / 'f.bin'}"]
     assert (tmp_path / "out" / "f.bin").read_bytes() == payload
+
+
+async def test_stdout_streams_the_file_in_order(tmp_path: Path) -> None:
+    payload, tfile, data = make_payload(tmp_path, 500_000, 16384)
+    meta = parse_metainfo(data)
+    seed = FakeSeed(meta, file_server(meta, payload))
+    port = await seed.start()
+    (tmp_path / "out").mkdir()
+    try:
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(tfile), "-o", "out", "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}", "--stdout", "--json",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        stdout, stderr = await asyncio.wait_for(get.communicate(), 30)
+    finally:
+        await seed.close()
+    assert get.returncode == 0, stderr
+    assert stdout == payload
+    assert b'"event":"done"' in stderr
