@@ -10,6 +10,7 @@ batches small writes and keeps the connection's bookkeeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -323,3 +324,60 @@ class PeerConnection(asyncio.BufferedProtocol):
                 torrent.on_uploaded(self, length)
         except asyncio.CancelledError:
             pass
+
+
+class MetadataConnection(asyncio.Protocol):
+    """A short-lived connection that only fetches the info dictionary (BEP 9).
+
+    Used for magnet links before the torrent exists; messages are queued for
+    the fetching coroutine, which is not a hot path.
+    """
+
+    def __init__(self, info_hash: bytes, peer_id: bytes) -> None:
+        self.info_hash = info_hash
+        self.peer_id = peer_id
+        self.transport: asyncio.Transport | None = None
+        self.handshake: wire.HandshakeDecoder | None = wire.HandshakeDecoder()
+        self.decoder = wire.MessageDecoder(max_extended=wire.MAX_EXTENDED)
+        self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize=256)
+        self.closed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(wire.Handshake(self.info_hash, self.peer_id, OUR_RESERVED).encode())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            if self.handshake is not None:
+                rest = self.handshake.feed(data)
+                if not self.handshake.done:
+                    return
+                hs = self.handshake.handshake
+                self.handshake = None
+                self._put(hs)
+                data = rest
+            for msg in self.decoder.feed(data):
+                if isinstance(msg, wire.Extended):
+                    self._put(msg)
+        except ProtocolError as exc:
+            self._put(exc)
+            self.close()
+
+    def _put(self, item: object) -> None:
+        if self.queue.full():
+            self.close()  # a peer flooding us while we only want metadata
+            return
+        self.queue.put_nowait(item)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(ConnectionError("connection closed"))
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

@@ -21,16 +21,15 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from swarm.core import extensions as ext
 from swarm.core import wire
-from swarm.core.bencode import decode as bdecode
-from swarm.core.bencode import encode as bencode
 from swarm.core.bitfield import Bitfield
 from swarm.core.choker import Choker, PeerInfo
 from swarm.core.metainfo import Metainfo
 from swarm.core.picker import Block, PiecePicker
 from swarm.core.rate import RateMeter, queue_depth
 from swarm.core.stall import DEFAULT_AFTER, StallFacts, TrackerFact, diagnose
-from swarm.errors import BencodeError, ProtocolError, StorageError, SwarmError
+from swarm.errors import ProtocolError, StorageError, SwarmError
 from swarm.peer import PeerConnection
 from swarm.status import PeerStatus, TorrentStatus
 
@@ -60,8 +59,6 @@ BAN_STRIKES = 3
 #: Failed pieces kept for block-by-block blame (memory: this many pieces).
 MAX_SUSPECTS = 16
 OUR_REQQ = 500
-UT_METADATA_ID = 3
-UT_PEX_ID = 1
 STATUS_CELLS = 100
 
 
@@ -199,6 +196,11 @@ class Torrent:
         self._last_progress = time.monotonic()
         self._spawn(self._tick_loop())
         self._start_trackers()
+        if self.session.dht is not None and not self.meta.private:
+            self._spawn(self._dht_loop())
+        if self.session.lsd is not None and not self.meta.private:
+            with contextlib.suppress(Exception):
+                self.session.lsd.announce([self.info_hash])
         for host, port in peers:
             self.add_peer(host, port, "manual")
 
@@ -243,6 +245,39 @@ class Torrent:
             await self.trackers.run()
         except SwarmError as exc:
             log.warning("trackers: %s", exc)
+
+    async def _dht_loop(self) -> None:
+        """Announce to the DHT (a get_peers lookup on the way) every few minutes."""
+        dht = self.session.dht
+
+        def found(peers: list[tuple[str, int]]) -> None:
+            for host, port in peers:
+                self.add_peer(str(host), int(port), "dht")
+
+        while not self._stopped:
+            acks = 0
+            try:
+                if self.state == "downloading":
+                    # get_peers also returns what our own node stores; announce's lookup does not
+                    found(await dht.get_peers(self.info_hash))
+                acks = await dht.announce(self.info_hash, self.session.port or 0, on_peers=found)
+            except (SwarmError, OSError) as exc:
+                log.info("%s: DHT announce failed: %s", self.meta.name, exc)
+            hungry = self.state == "downloading" and len(self.peers) < 10
+            # nobody stored our announce (DHT still bootstrapping): try again soon
+            await asyncio.sleep(5.0 if not acks else 60.0 if hungry else 900.0)
+
+    def prioritize_first_last(self) -> None:
+        picker = self.picker
+        if picker is None:
+            return
+        pl = self.meta.piece_length
+        for f in self.meta.files:
+            if f.pad or f.length == 0:
+                continue
+            for i in {f.offset // pl, (f.end - 1) // pl}:
+                if picker.priority(i) > 0:
+                    picker.set_priority(i, 7)
 
     def _tracker_stats(self) -> tuple[int, int, int]:
         return self.uploaded, self.downloaded, self.left()
@@ -610,59 +645,38 @@ class Torrent:
             peer.allowed_fast.add(m.index)
 
     def _on_extended(self, peer: PeerConnection, m: wire.Extended) -> None:
-        if m.ext_id == 0:
-            try:
-                d = bdecode(m.payload)
-            except BencodeError as exc:
-                raise ProtocolError(f"bad extended handshake: {exc}") from exc
-            if not isinstance(d, dict):
-                raise ProtocolError("extended handshake is not a dict")
-            mm = d.get(b"m")
-            if isinstance(mm, dict):
-                for k, v in mm.items():
-                    if isinstance(k, bytes) and isinstance(v, int) and 0 <= v < 256:
-                        name = k.decode("utf-8", "replace")
-                        if v == 0:
-                            peer.ext_ids.pop(name, None)
-                        else:
-                            peer.ext_ids[name] = v
-            v = d.get(b"v")
-            if isinstance(v, bytes):
-                peer.ext_client = v[:64].decode("utf-8", "replace")
-            reqq = d.get(b"reqq")
-            if isinstance(reqq, int) and 1 <= reqq <= 100000:
-                peer.reqq = reqq
-            p = d.get(b"p")
-            if isinstance(p, int) and 0 < p < 65536:
-                peer.listen_port = p
+        if m.ext_id == ext.EXT_HANDSHAKE_ID:
+            hs = ext.decode_ext_handshake(m.payload)
+            peer.ext_ids = dict(hs.m)
+            if hs.v:
+                peer.ext_client = hs.v
+            if hs.reqq:
+                peer.reqq = min(hs.reqq, 100000)
+            if hs.p:
+                peer.listen_port = hs.p
+                if not peer.outgoing:
+                    self._known.add((peer.address[0], hs.p))
             return
-        if m.ext_id == UT_METADATA_ID:
+        if m.ext_id == ext.UT_METADATA_ID:
             self._on_ut_metadata(peer, m.payload)
-        # ut_pex and unknown extensions are ignored for now
+        elif m.ext_id == ext.UT_PEX_ID and not self.meta.private:
+            pex = ext.decode_pex(m.payload)
+            for pp in pex.added[: ext.MAX_PEX_PEERS]:
+                self.add_peer(pp.ip, pp.port, "pex")
 
     def _on_ut_metadata(self, peer: PeerConnection, payload: bytes) -> None:
         """Serve our info dictionary to magnet downloaders (BEP 9)."""
-        from swarm.core.bencode import decode_prefix
-
-        try:
-            d, _end = decode_prefix(payload)
-        except BencodeError as exc:
-            raise ProtocolError(f"bad ut_metadata message: {exc}") from exc
-        if not isinstance(d, dict):
-            raise ProtocolError("ut_metadata message is not a dict")
-        their = peer.ext_ids.get("ut_metadata")
-        msg_type = d.get(b"msg_type")
-        piece = d.get(b"piece")
-        if their is None or msg_type != 0 or not isinstance(piece, int):
-            return
         info = self.meta.info_bytes
-        start = piece * 16384
-        if piece < 0 or start >= len(info):
-            reply = bencode({b"msg_type": 2, b"piece": piece})
-            peer.send(wire.encode_extended(their, reply))
+        msg = ext.decode_metadata_message(payload, len(info))
+        their = peer.ext_ids.get("ut_metadata")
+        if their is None or not isinstance(msg, ext.MetadataRequest):
             return
-        head = bencode({b"msg_type": 1, b"piece": piece, b"total_size": len(info)})
-        peer.send(wire.encode_extended(their, head + info[start : start + 16384]))
+        start = msg.piece * ext.METADATA_PIECE_SIZE
+        if self.meta.private:
+            peer.send(wire.encode_extended(their, ext.encode_metadata_reject(msg.piece)))
+            return
+        chunk = info[start : start + ext.METADATA_PIECE_SIZE]
+        peer.send(wire.encode_extended(their, ext.encode_metadata_data(msg.piece, len(info), chunk)))
 
     def _on_ignore(self, peer: PeerConnection, m: Any) -> None:
         return None
@@ -687,15 +701,14 @@ class Torrent:
     }
 
     def _send_ext_handshake(self, peer: PeerConnection) -> None:
-        d: dict[bytes, Any] = {
-            b"m": {b"ut_metadata": UT_METADATA_ID},
-            b"v": CLIENT_VERSION.encode(),
-            b"reqq": OUR_REQQ,
-            b"metadata_size": self._metadata_size,
-        }
-        if self.session.port:
-            d[b"p"] = self.session.port
-        peer.send(wire.encode_extended(0, bencode(d)))
+        m = {"ut_metadata": ext.UT_METADATA_ID}
+        if not self.meta.private:
+            m["ut_pex"] = ext.UT_PEX_ID
+        hs = ext.ExtHandshake(
+            m=m, v=CLIENT_VERSION, p=self.session.port or None, reqq=OUR_REQQ,
+            metadata_size=self._metadata_size,
+        )
+        peer.send(wire.encode_extended(ext.EXT_HANDSHAKE_ID, ext.encode_ext_handshake(hs)))
 
     # ------------------------------------------------------------ requesting
 
@@ -1158,6 +1171,7 @@ class Torrent:
             piece_map=picker.piece_map(STATUS_CELLS) if picker is not None else "",
             availability=picker.availability_map(STATUS_CELLS) if picker is not None else (),
             seeds=seeds,
+            dht_nodes=self.session.dht.node_count() if self.session.dht is not None else None,
             error=self.error,
             stalled_reason=stalled,
             eta=eta,

@@ -92,6 +92,8 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         self.error = exc  # e.g. ICMP port unreachable on a connected socket
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(b"")  # wake the waiter: nobody listens there
 
 
 class UdpTrackerConnection:
@@ -128,12 +130,13 @@ class UdpTrackerConnection:
                         data = await asyncio.wait_for(proto.queue.get(), remaining)
                     except TimeoutError:
                         break
+                    if not data and proto.error is not None:
+                        raise TrackerError(
+                            f"udp://{self.host}:{self.port}: {_describe(proto.error)}"
+                        )
                     if udp_transaction_id(data) != tid:
                         continue  # a late answer to an earlier attempt, or noise
                     return parse(data, tid)
-                if proto.error is not None:
-                    last = TrackerError(f"udp://{self.host}:{self.port}: {proto.error}")
-                    proto.error = None
             raise last
         finally:
             transport.close()

@@ -13,11 +13,16 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from swarm.errors import BadInput, StorageError
 
 from .common import add_discovery_options, add_network_options, add_output_options
+
+if TYPE_CHECKING:
+    from swarm.core.magnet import Magnet
+    from swarm.core.metainfo import Metainfo
+    from swarm.session import Session
 
 T = TypeVar("T")
 EXIT_INTERRUPTED = 130
@@ -86,7 +91,7 @@ def run_engine(main: Callable[[], Awaitable[T]]) -> T:
         return runner.run(main())  # type: ignore[arg-type]
 
 
-def parse_peers(items: list[str]) -> list[tuple[str, int]]:
+def parse_peers(items: list[str], option: str = "--peer") -> list[tuple[str, int]]:
     from swarm.core.magnet import parse_peer
 
     out = []
@@ -94,7 +99,7 @@ def parse_peers(items: list[str]) -> list[tuple[str, int]]:
         try:
             out.append(parse_peer(text))
         except BadInput as exc:
-            raise BadInput(f"--peer {text}: {exc}") from exc
+            raise BadInput(f"{option} {text}: {exc}") from exc
     return out
 
 
@@ -155,6 +160,22 @@ async def drive(
     return complete or handle.is_complete()
 
 
+async def _metadata(
+    session: Session, magnet: Magnet, out: Path, peers: list[tuple[str, int]], reporter: Any
+) -> Metainfo:
+    """Fetch the info dictionary from peers, then keep it as <name>.torrent next to the download."""
+    if reporter.mode == "plain":
+        sys.stdout.write(f"fetching metadata of {magnet.info_hash_hex} from peers...\n")
+        sys.stdout.flush()
+    meta = await session.fetch_metadata(magnet, peers)
+    target = out / f"{meta.name}.torrent"
+    try:
+        await asyncio.to_thread(target.write_bytes, meta.to_bytes())
+    except OSError as exc:
+        raise StorageError(f"{target}: cannot write: {exc.strerror or exc}") from None
+    return meta
+
+
 def _check_output_dir(path: Path) -> None:
     import os
 
@@ -173,11 +194,11 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"--port {args.port}: not a port number")
     peers = parse_peers(args.peer)
     source: str = args.source
-    src: Any
+    src: Path | Magnet
     if source.startswith("magnet:"):
         from swarm.core.magnet import parse_magnet
 
-        src = parse_magnet(source)  # bad magnet: exit 2; metadata is fetched in _get (swarm.metafetch)
+        src = parse_magnet(source)  # a bad magnet: exit 2
     else:
         src = Path(source)
         if not src.is_file():
@@ -187,44 +208,54 @@ def run(args: argparse.Namespace) -> int:
     return run_engine(lambda: _get(args, src, out, peers))
 
 
-async def _get(args: argparse.Namespace, src: Any, out: Path, peers: list[tuple[str, int]]) -> int:
+async def _get(
+    args: argparse.Namespace, src: Path | Magnet, out: Path, peers: list[tuple[str, int]]
+) -> int:
     from swarm.session import Session
     from swarm.ui import choose_mode, make_reporter
 
     from .stream import StreamExtras
 
-    # --stdout: the data owns stdout; everything else goes to stderr
-    ui_stream = sys.stderr if args.stdout else sys.stdout
-    mode = choose_mode(args.json, args.quiet, ui_stream.isatty())
-    reporter = make_reporter(mode, stream=ui_stream)
+    if args.stdout:
+        # the data owns stdout: everything else goes to stderr
+        mode = choose_mode(args.json, args.quiet, sys.stderr.isatty())
+        reporter = make_reporter(mode, stream=sys.stderr)
+    else:
+        mode = choose_mode(args.json, args.quiet, sys.stdout.isatty())
+        reporter = make_reporter(mode)
     stop = asyncio.Event()
     got: list[int] = []
     install_stop_signals(stop, got)
-    session = Session(args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd)
+    session = Session(
+        args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd,
+        dht_bootstrap=parse_peers(args.dht_bootstrap, "--dht-bootstrap"),
+    )
     await session.start()
     started = False
     complete = False
     extras: StreamExtras | None = None
     try:
-        source = src
-        if not isinstance(src, Path):  # a magnet: metadata from x.pe / --peer / trackers first
-            from .stream import fetch_metadata
-
-            reporter.event("listening", host=args.host, port=session.port)
-            meta = await fetch_metadata(args, src, session, peers, reporter, stop)
-            if meta is None:
-                return EXIT_INTERRUPTED if got and got[0] == signal.SIGINT else 1
-            source, peers = meta, [*src.peers, *peers]
+        source: Path | Metainfo = src if isinstance(src, Path) else await _metadata(session, src, out, peers, reporter)
+        if not isinstance(src, Path):
+            extra = list(src.peers) + session._metadata_peers.pop(src.info_hash, [])
+            peers = peers + [p for p in extra if p not in peers]
         handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
+        # issue 11: --sequential/--first-last/--stdout/--http/--on-done (swarm/cli/stream.py)
         extras = StreamExtras(args, handle, reporter, stop)
         extras.configure()
         status = handle.status()
-        reporter.start(status, torrent=str(src) if isinstance(src, Path) else None,
-                       path=str(out / status.name), magnet=handle.metainfo.magnet_uri())
+        torrent_file = src if isinstance(src, Path) else out / f"{status.name}.torrent"
+        reporter.start(status, torrent=str(torrent_file), path=str(out / status.name),
+                       magnet=handle.metainfo.magnet_uri())
         started = True
-        if isinstance(src, Path):
-            reporter.event("listening", host=args.host, port=session.port)
+        if not isinstance(src, Path):
+            reporter.event(
+                "metadata", name=status.name, total_size=handle.metainfo.total_length,
+                num_pieces=status.num_pieces, piece_length=status.piece_length,
+            )
+        reporter.event("listening", host=args.host, port=session.port)
         await extras.start()
+        # --http keeps serving after completion, like --seed
         complete = await drive(handle, reporter, stop, until_complete=not (args.seed or args.http is not None))
         await extras.finish(complete)
         final = handle.status()

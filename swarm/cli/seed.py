@@ -16,7 +16,7 @@ from pathlib import Path
 from swarm.errors import BadInput, MetainfoError
 
 from .common import add_discovery_options, add_network_options, add_output_options
-from .get import drive, install_stop_signals, run_engine
+from .get import drive, install_stop_signals, parse_peers, run_engine
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -94,7 +94,10 @@ async def _seed(args: argparse.Namespace, path: Path) -> int:
             meta = result.meta
             torrent_path = Path.cwd() / f"{meta.name}.torrent"
             await asyncio.to_thread(_write_file, torrent_path, result.data)
-        session = Session(args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd)
+        session = Session(
+        args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd,
+        dht_bootstrap=parse_peers(args.dht_bootstrap, "--dht-bootstrap"),
+    )
         await session.start()
         handle = await session.add_torrent(meta, path.parent, seed_only=True)
         status = handle.status()

@@ -20,9 +20,6 @@ from swarm.errors import BadInput
 
 log = logging.getLogger("swarm.cli.stream")
 
-#: --first-last: above the sequential window, below a reader's urgent pieces.
-FIRST_LAST_PRIO = 6
-
 
 class StreamExtras:
     def __init__(
@@ -56,13 +53,7 @@ class StreamExtras:
         if a.sequential or a.stdout:
             h.set_sequential(True)
         if a.first_last:
-            pl = h.metainfo.piece_length
-            for i in h.wanted_files():
-                f = h.metainfo.files[i]
-                if f.length:
-                    h.raise_priority(
-                        {f.offset // pl, (f.offset + f.length - 1) // pl}, FIRST_LAST_PRIO
-                    )
+            h.prioritize_first_last()
 
     async def start(self) -> None:
         a, h = self.args, self.handle
@@ -132,46 +123,3 @@ class StreamExtras:
         if self._http is not None:
             await self._http.close()
 
-
-async def fetch_metadata(
-    args: argparse.Namespace,
-    magnet: Any,
-    session: Any,
-    peers: list[tuple[str, int]],
-    reporter: Any,
-    stop: asyncio.Event,
-) -> Any:
-    """The magnet's Metainfo (``metadata`` event), or None if stopped first; ``stalled`` events meanwhile."""
-    from swarm.core.stall import DEFAULT_AFTER
-    from swarm.metafetch import MetadataFetcher
-
-    fetcher = MetadataFetcher(
-        magnet,
-        session.peer_id,
-        session.port or 0,
-        peers=peers,
-        on_stalled=lambda reason: reporter.event("stalled", reason=reason),
-        stall_after=DEFAULT_AFTER if args.stall_after is None else max(0.0, args.stall_after),
-    )
-    fetch = asyncio.ensure_future(fetcher.fetch())
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-        if not fetch.done():
-            fetch.cancel()
-            with contextlib.suppress(BaseException):
-                await fetch
-    if fetch.cancelled() or not fetch.done():
-        return None
-    meta = fetch.result()
-    reporter.event(
-        "metadata",
-        name=meta.name,
-        total_size=meta.total_length,
-        num_pieces=meta.num_pieces,
-        piece_length=meta.piece_length,
-        peer=fetcher.supplier,
-    )
-    return meta

@@ -57,6 +57,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(f"--port {args.port}: expected 0..65535")
     if args.interval < 1:
         raise BadInput(f"--interval {args.interval}: expected a positive number of seconds")
+    if args.min_interval is not None and not 0 <= args.min_interval <= args.interval:
+        raise BadInput(f"--min-interval {args.min_interval}: expected 0..--interval")
     if args.workers < 1 or args.workers > 256:
         raise BadInput(f"--workers {args.workers}: expected 1..256")
     if args.workers > 1 and not args.store.startswith(("redis://", "rediss://", "unix://")):

@@ -127,11 +127,3 @@ async def test_no_stall_while_pieces_arrive(tmp_path: Path) -> None:
             await asyncio.sleep(0.1)
     assert not any(reasons[15:]), reasons  # once data flows, no reason is given
 
-
-async def test_magnet_whose_only_peer_has_no_metadata(tmp_path: Path) -> None:
-    payload, _tfile, meta = make_torrent(tmp_path, 100_000, 16384)
-    # reqq set: it speaks BEP 10, but its extended handshake offers no ut_metadata
-    async with ScriptedSeed(meta, payload, reqq=8) as seed:
-        magnet = meta.magnet_uri(peers=[("127.0.0.1", seed.port)])
-        reason = await stalled_reason(magnet, tmp_path / "out")
-    assert reason.startswith("waiting for metadata: none of the 1 connected peer offers it"), reason

@@ -296,12 +296,32 @@ async def test_udp_announce_retransmits_and_reuses_connection_id() -> None:
 async def test_udp_unreachable_gives_up_after_bounded_tries() -> None:
     port = free_port(socket.SOCK_DGRAM)
     url = f"udp://127.0.0.1:{port}/announce"
-    c = client([[url]], 1, Peer(), udp_base_timeout=0.05, udp_attempts=2, retry_base=5.0)
+    # the spec's 15 s timeout: only the ICMP "port unreachable" can make this quick
+    c = client([[url]], 1, Peer(), udp_base_timeout=15.0, udp_attempts=3, retry_base=5.0)
     t0 = time.monotonic()
     async with running(c):
         await until(lambda: c.entries[url].state == "error", what="error state")
     assert time.monotonic() - t0 < 5
-    assert c.entries[url].last_error
+    assert "refused" in (c.entries[url].last_error or "").lower()
+
+
+async def test_udp_silent_tracker_times_out_after_bounded_tries() -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )  # bound, never answers
+    port = transport.get_extra_info("sockname")[1]
+    url = f"udp://127.0.0.1:{port}/announce"
+    try:
+        c = client([[url]], 1, Peer(), udp_base_timeout=0.05, udp_attempts=3, retry_base=5.0)
+        t0 = time.monotonic()
+        async with running(c):
+            await until(lambda: c.entries[url].state == "error", what="error state")
+        elapsed = time.monotonic() - t0
+        assert 0.3 <= elapsed < 5  # 0.05 + 0.1 + 0.2 s of waiting, then give up
+        assert "no answer" in (c.entries[url].last_error or "")
+    finally:
+        transport.close()
 
 
 async def test_no_trackers_returns_at_once() -> None:
