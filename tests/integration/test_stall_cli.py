@@ -127,3 +127,23 @@ async def test_no_stall_while_pieces_arrive(tmp_path: Path) -> None:
             await asyncio.sleep(0.1)
     assert not any(reasons[15:]), reasons  # once data flows, no reason is given
 
+
+
+async def test_magnet_whose_only_peer_has_no_metadata(tmp_path: Path) -> None:
+    """No DHT and no trackers: the engine's magnet path gives up with a clear error at once
+    (not a stall) when its only peer cannot serve metadata."""
+    payload, _tfile, meta = make_torrent(tmp_path, 100_000, 16384)
+    out = tmp_path / "out"
+    out.mkdir()
+    # reqq set: it speaks BEP 10, but its extended handshake offers no ut_metadata
+    async with ScriptedSeed(meta, payload, reqq=8) as seed:
+        magnet = meta.magnet_uri(peers=[("127.0.0.1", seed.port)])
+        proc = await asyncio.create_subprocess_exec(
+            *SWARM, "get", magnet, "-o", str(out), "--port", "0", "--host", "127.0.0.1",
+            "--no-dht", "--no-lsd",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1, err
+    text = err.decode()
+    assert "metadata" in text and "Traceback" not in text
