@@ -1151,7 +1151,7 @@ class Torrent:
         if down_rate > 0 and total > verified:
             eta = (total - verified) / down_rate
         picker = self.picker
-        stalled = self.stalled_reason
+        stalled = self.stalled_reason if self.state in ("downloading", "metadata") else None
         if stalled is None and self.state == "downloading" and not self.peers:
             stalled = "no peers" if not self._connecting else "connecting"
         return TorrentStatus(
