@@ -312,15 +312,22 @@ class Torrent:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
-            log.error("%s: task failed: %s", self.meta.name, exc, exc_info=exc)
-            if isinstance(exc, StorageError | OSError):
+        if exc is None:
+            return
+        if isinstance(exc, StorageError | OSError):
+            # disk trouble (ENOSPC, a vanished directory): one line, then stop
+            if self.error is None:
+                log.info("%s: stopping: %s", self.meta.name, exc)  # the caller reports it
                 self._fail(str(exc))
+        else:
+            log.error("%s: task failed: %s", self.meta.name, exc, exc_info=exc)
 
     def _fail(self, message: str) -> None:
         self.state = "error"
         self.error = message
         self._emit("error", message=message, fatal=True)
+        for p in list(self.peers):
+            p.close("torrent stopped after an error")
         self._complete.set()
 
     # ------------------------------------------------------------ events

@@ -107,6 +107,8 @@ async def drive(
         async for kind, fields in events:
             if kind in ("piece",) and fields.get("action") == "verified" and reporter.mode != "json":
                 continue  # a line per piece is noise on a terminal or in a log
+            if kind == "error" and fields.get("fatal") and reporter.mode != "json":
+                continue  # the command's own error line says it once
             reporter.event(kind, **fields)
 
     pump_task = asyncio.ensure_future(pump())
@@ -295,9 +297,7 @@ async def _get(
                 await on_done
             else:
                 on_done.cancel()
-        final = handle.status()
-        if final.state == "error":
-            reporter.event("error", message=final.error or "download failed", fatal=True)
+
     finally:
         await session.close()
         if started:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_engine_fakepeer import FakeSeed, file_server
 
 from swarm.core.metainfo import parse_metainfo
@@ -264,3 +266,28 @@ async def test_stdout_streams_the_file_in_order(tmp_path: Path) -> None:
     assert get.returncode == 0, stderr
     assert stdout == payload
     assert b'"event":"done"' in stderr
+
+
+async def test_disk_full_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a tiny tmpfs")
+    payload, tfile, data = make_payload(tmp_path, 3 * 1024 * 1024, 32768)
+    meta = parse_metainfo(data)
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], check=True, timeout=10)
+    seed = FakeSeed(meta, file_server(meta, payload))
+    port = await seed.start()
+    try:
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(tfile), "-o", str(tiny), "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        _, err = await asyncio.wait_for(get.communicate(), 30)
+    finally:
+        await seed.close()
+        subprocess.run(["umount", str(tiny)], check=False, timeout=10)
+    assert get.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("swarm: error:") and "disk full" in lines[0], lines
