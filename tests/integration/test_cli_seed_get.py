@@ -351,3 +351,37 @@ async def test_handle_events_and_status(tmp_path: Path) -> None:
     assert st.state == "seeding" and st.progress == 1.0 and st.downloaded == meta.total_length
     assert st.piece_map and set(st.piece_map) == {"#"}
     assert st.peers == () or all(p.address.startswith("127.0.0.1:") for p in st.peers)
+
+
+async def test_http_streams_ranges_while_downloading(tmp_path: Path) -> None:
+    import urllib.request
+
+    payload, tfile, data = make_payload(tmp_path, 600_000, 16384)
+    meta = parse_metainfo(data)
+    slow = FakeSeed(meta, file_server(meta, payload), delay=0.002)
+    port = await slow.start()
+    (tmp_path / "out").mkdir()
+    try:
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(tfile), "-o", "out", "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}", "--http", "0", "-q",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        assert get.stderr is not None
+        line = (await asyncio.wait_for(get.stderr.readline(), 20)).decode()
+        assert "http://127.0.0.1:" in line, line
+        base = line.split("on ", 1)[1].strip()
+
+        def fetch(rng: str | None) -> tuple[int, bytes]:
+            req = urllib.request.Request(base + "f.bin", headers={"Range": rng} if rng else {})
+            with urllib.request.urlopen(req, timeout=20) as r:
+                return r.status, r.read()
+
+        status, body = await asyncio.to_thread(fetch, "bytes=100000-299999")
+        assert status == 206 and body == payload[100000:300000]
+        status, body = await asyncio.to_thread(fetch, None)
+        assert status == 200 and body == payload
+        get.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(get.wait(), 15) == 0  # complete, then stopped
+    finally:
+        await slow.close()
