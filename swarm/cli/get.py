@@ -126,6 +126,8 @@ async def drive(
         async for kind, fields in events:
             if kind in ("piece",) and fields.get("action") == "verified" and reporter.mode != "json":
                 continue  # a line per piece is noise on a terminal or in a log
+            if kind == "error" and fields.get("fatal") and reporter.mode != "json":
+                continue  # the command's own error line says it once
             reporter.event(kind, **fields)
 
     pump_task = asyncio.ensure_future(pump())
@@ -165,8 +167,9 @@ async def _metadata(
 ) -> Metainfo:
     """Fetch the info dictionary from peers, then keep it as <name>.torrent next to the download."""
     if reporter.mode == "plain":
-        sys.stdout.write(f"fetching metadata of {magnet.info_hash_hex} from peers...\n")
-        sys.stdout.flush()
+        stream = getattr(reporter, "stream", sys.stdout)  # stderr with --stdout: stdout is the data
+        stream.write(f"fetching metadata of {magnet.info_hash_hex} from peers...\n")
+        stream.flush()
     meta = await session.fetch_metadata(magnet, peers)
     target = out / f"{meta.name}.torrent"
     try:
@@ -258,9 +261,6 @@ async def _get(
         # --http keeps serving after completion, like --seed
         complete = await drive(handle, reporter, stop, until_complete=not (args.seed or args.http is not None))
         await extras.finish(complete)
-        final = handle.status()
-        if final.state == "error":
-            reporter.event("error", message=final.error or "download failed", fatal=True)
     finally:
         if extras is not None:
             await extras.close()

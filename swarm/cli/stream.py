@@ -73,8 +73,8 @@ class StreamExtras:
             self.reporter.event(
                 "listening", host=a.http_host, port=port, service="http", url=self._http.url
             )
-            if self.reporter.mode in ("plain", "live"):
-                sys.stderr.write(f"swarm: streaming over HTTP at {self._http.url}\n")
+            if self.reporter.mode != "json":  # even with -q: the URL is what the user came for
+                sys.stderr.write(f"swarm: streaming {h.name} on {self._http.url}\n")
                 sys.stderr.flush()
         if a.on_done:
             from swarm.hooks import OnDone
