@@ -96,6 +96,39 @@ async def test_slow_reader_does_not_stall_the_download(tmp_path: Path) -> None:
     assert got == payload
 
 
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+async def test_slow_reader_memory_is_bounded(tmp_path: Path) -> None:
+    """160 MiB downloaded while the reader takes nothing: the process does not hold it in memory."""
+    size = 160 * 1024 * 1024
+    payload, tfile, meta = make_torrent(tmp_path, size, 1024 * 1024)
+    out = tmp_path / "out"
+    async with ScriptedSeed(meta, payload, reqq=250) as seed:
+        proc = start_get(tfile, out, seed.port, "--json")
+        assert proc.stderr is not None and proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, "no done event"
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stderr.readline), left)
+            assert line, "stderr closed before done"
+            if line.startswith(b'{"event":"done"'):
+                break
+        peak = vm_hwm_kib(proc.pid)
+        digest = hashlib.sha1()
+        while chunk := await asyncio.to_thread(proc.stdout.read, 1 << 20):
+            digest.update(chunk)
+        code, err = await finish(proc, 30)
+    assert code == 0, err
+    assert digest.digest() == hashlib.sha1(payload).digest()
+    assert peak < 120 * 1024, f"peak RSS {peak} KiB while the reader was idle"
+
+
 async def test_closed_pipe_ends_the_download_cleanly(tmp_path: Path) -> None:
     size = 8 * 1024 * 1024
     payload, tfile, meta = make_torrent(tmp_path, size, 32768)
