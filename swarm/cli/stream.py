@@ -50,7 +50,7 @@ class StreamExtras:
                     f"({h.name} has {len(files)} wanted files)"
                 )
             self.stdout_file = files[0]
-        if a.sequential or a.stdout:
+        if a.sequential or a.stdout or a.http is not None:  # as main had it: --http streams in order too
             h.set_sequential(True)
         if a.first_last:
             h.prioritize_first_last()
