@@ -114,9 +114,7 @@ class TorrentHandle:
         picker = t.picker
         if picker is None:
             return
-        for i in indices:
-            if not t.have[i] and 0 < picker.priority(i) < prio:
-                t.set_piece_priority(i, prio)
+        t.set_piece_priorities([i for i in indices if not t.have[i] and 0 < picker.priority(i) < prio], prio)
 
     def wanted_files(self) -> list[int]:
         """Indexes of the files being downloaded (all non-pad files unless --files)."""

@@ -1255,11 +1255,19 @@ class Torrent:
 
     def set_piece_priority(self, index: int, prio: int) -> None:
         """Raise or lower one piece; interest and requests follow at once."""
+        self.set_piece_priorities((index,), prio)
+
+    def set_piece_priorities(self, indices: Iterable[int], prio: int) -> None:
+        """``prio`` for each missing piece of ``indices``; then one interest/refill pass over peers."""
         picker = self.picker
-        if picker is None or self.have[index] or picker.priority(index) == prio:
+        if picker is None:
             return
-        picker.set_priority(index, prio)
-        if not self._stopped:
+        changed = False
+        for i in indices:
+            if not self.have[i] and picker.priority(i) != prio:
+                picker.set_priority(i, prio)
+                changed = True
+        if changed and not self._stopped:
             for p in list(self.peers):
                 if p.have is not None:
                     self._update_interest(p)
