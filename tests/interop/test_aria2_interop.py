@@ -211,3 +211,109 @@ async def test_swarm_get_from_aria2c_seed(tmp_path: Path) -> None:
         assert any("aria2" in str(e.get("client", "")).lower() for e in peers), peers
     finally:
         await stop(aria, signal.SIGKILL)
+
+
+async def _stub_tracker(peer_port: list[int]) -> tuple[Any, str]:
+    """An HTTP tracker that always answers with the one peer 127.0.0.1:peer_port[0]."""
+    from aiohttp import web
+
+    from swarm.core.bencode import encode
+
+    async def announce(_req: web.Request) -> web.Response:
+        peers = socket.inet_aton("127.0.0.1") + peer_port[0].to_bytes(2, "big")
+        return web.Response(body=encode({b"interval": 60, b"peers": peers}))
+
+    app = web.Application()
+    app.router.add_get("/announce", announce)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/announce"
+
+
+async def _aria2c_magnet_from_swarm_seed(
+    tmp_path: Path, tracker_url: str, on_seed_port: Any
+) -> None:
+    aria2c = require_tool("aria2c")
+    from swarm.core.metainfo import parse_metainfo
+
+    payload = os.urandom(SIZE)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", trackers=[tracker_url], piece_length=PIECE)
+    (tmp_path / "t.torrent").write_bytes(data)
+    magnet = parse_metainfo(data).magnet_uri()
+    assert "tr=" in magnet, magnet
+    seed = await asyncio.create_subprocess_exec(
+        *SWARM,
+        "seed",
+        str(src / "f.bin"),
+        "--torrent",
+        "t.torrent",
+        "--json",
+        *NET,
+        cwd=tmp_path,
+        env=ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        ev = await events_until(seed, "listening", 20)
+        on_seed_port(int(ev[-1]["port"]))
+        out = tmp_path / "out"
+        out.mkdir()
+        aria = await asyncio.create_subprocess_exec(
+            *aria2_args(aria2c, free_port()),
+            "--seed-time=0",
+            f"--dir={out}",
+            magnet,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            aout, _ = await asyncio.wait_for(aria.communicate(), timeout)
+        except TimeoutError:
+            await stop(aria, signal.SIGKILL)
+            raise AssertionError(
+                "aria2c did not finish a magnet download from swarm seed"
+            ) from None
+        assert aria.returncode == 0, aout.decode(errors="replace")[-2000:]
+        assert (out / "f.bin").read_bytes() == payload
+        rc = await stop(seed)
+        assert seed.stderr is not None
+        err = (await asyncio.wait_for(seed.stderr.read(), 5)).decode()
+        assert rc == 0 and "Traceback" not in err, err
+    finally:
+        await stop(seed, signal.SIGKILL)
+
+
+async def test_aria2c_fetches_metadata_from_swarm_seed_by_magnet(tmp_path: Path) -> None:
+    """A magnet only: aria2c gets the info dictionary from swarm over ut_metadata
+    (BEP 9), then the data. The tracker is a stub that always names the seed."""
+    port: list[int] = [0]
+    runner, url = await _stub_tracker(port)
+    try:
+        await _aria2c_magnet_from_swarm_seed(tmp_path, url, lambda p: port.__setitem__(0, p))
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tracker/store.py:148,171 ('no seeds for a seed'): aria2c 1.36 announces left=0 while "
+    "it fetches a magnet's metadata, so the swarm tracker answers it with no peers at all and "
+    "an aria2c magnet download through a swarm tracker never finds the swarm seed",
+)
+async def test_aria2c_magnet_through_swarm_tracker(tmp_path: Path) -> None:
+    from tracker.server import start_tracker
+
+    tracker = await start_tracker("127.0.0.1", 0, interval=60)
+    try:
+        # 8 s: with the seed named, the stub-tracker test above finishes in well under that
+        await _aria2c_magnet_from_swarm_seed(tmp_path, tracker.url, lambda p: None, timeout=8)
+    finally:
+        await tracker.close()
