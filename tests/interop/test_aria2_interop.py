@@ -234,7 +234,7 @@ async def _stub_tracker(peer_port: list[int]) -> tuple[Any, str]:
 
 
 async def _aria2c_magnet_from_swarm_seed(
-    tmp_path: Path, tracker_url: str, on_seed_port: Any
+    tmp_path: Path, tracker_url: str, on_seed_port: Any, timeout: float = 20
 ) -> None:
     aria2c = require_tool("aria2c")
     from swarm.core.metainfo import parse_metainfo
