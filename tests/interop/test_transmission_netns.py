@@ -219,3 +219,85 @@ def test_transmission_leeches_from_swarm_seed(
     seed_log = (tmp_path / "seed.log").read_text(errors="replace")
     assert "Traceback" not in seed_log, seed_log
     assert seed.returncode == 0, seed_log
+
+
+def test_swarm_get_from_transmission_seed(
+    tmp_path: Path, two_namespaces: tuple[str, str, str, str]
+) -> None:
+    """transmission-cli seeds a finished file (it verifies it on start); `swarm get --peer` fetches it."""
+    tcli = require_tool("transmission-cli")
+    ns_a, ns_b, addr_a, addr_b = two_namespaces
+    payload = os.urandom(SIZE)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    url = f"http://{addr_a}:6969/announce"  # nobody listens there: transmission just retries
+    (tmp_path / "t.torrent").write_bytes(
+        create_torrent(src / "f.bin", trackers=[url], piece_length=65536)
+    )
+    (tmp_path / "out").mkdir()
+    transmission_config(tmp_path / "tcfg", 51413)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(
+            in_ns(
+                ns_b,
+                [
+                    tcli,
+                    "-g",
+                    str(tmp_path / "tcfg"),
+                    "-w",
+                    str(src),
+                    "-et",
+                    "-M",
+                    "-B",
+                    "t.torrent",
+                ],
+                tmp_path,
+                tmp_path / "transmission.log",
+            )
+        )
+        wait_for(
+            lambda: listening(ns_b, "0.0.0.0", 51413) or listening(ns_b, "*", 51413),
+            15,
+            "transmission",
+        )
+        get = in_ns(
+            ns_a,
+            [
+                sys.executable,
+                "-m",
+                "swarm",
+                "get",
+                "t.torrent",
+                "-o",
+                "out",
+                "--peer",
+                f"{addr_b}:51413",
+                "--host",
+                addr_a,
+                "--port",
+                "6881",
+                "--no-dht",
+                "--no-lsd",
+            ],
+            tmp_path,
+            tmp_path / "get.log",
+        )
+        procs.append(get)
+        try:
+            rc = get.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            logs = {
+                n: (tmp_path / n).read_text(errors="replace")[-1500:]
+                for n in ("transmission.log", "get.log")
+            }
+            raise AssertionError(
+                f"swarm get did not finish from transmission in 30 s: {logs}"
+            ) from None
+    finally:
+        stop_all(procs)
+    get_log = (tmp_path / "get.log").read_text(errors="replace")
+    assert rc == 0, get_log
+    assert "Traceback" not in get_log, get_log
+    assert (tmp_path / "out" / "f.bin").read_bytes() == payload
