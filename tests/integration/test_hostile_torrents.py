@@ -394,12 +394,6 @@ COMMANDS = {
     "seed": lambda t, d: ("seed", os.path.join(d, "data.bin"), "--torrent", t, *NET),
 }
 
-SEED_NAMES_NO_FILE = (
-    "swarm/cli/seed.py _seed(): parse_metainfo(torrent_path.read_bytes()) raises without the "
-    "file name: 'swarm: error: info.piece length is not a positive integer' instead of "
-    "'swarm: error: <file>: <reason>' (info/check/get name the file)"
-)
-
 
 @pytest.mark.parametrize(
     "command",
@@ -407,7 +401,7 @@ SEED_NAMES_NO_FILE = (
         "info",
         "check",
         "get",
-        pytest.param("seed", marks=pytest.mark.xfail(strict=True, reason=SEED_NAMES_NO_FILE)),
+        "seed",
     ],
 )
 async def test_broken_torrent_files(command: str, tmp_path: Path) -> None:
