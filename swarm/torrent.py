@@ -57,6 +57,8 @@ RECHOKE_INTERVAL = 10.0
 UPLOAD_SLOTS = 4
 RESUME_INTERVAL = 30.0
 TICK = 1.0
+#: How often we look for peers due a ut_pex message (each gets at most one a minute).
+PEX_CHECK = 5.0
 MANUAL_RETRY = 10.0
 #: Hash-failure strikes: a sole contributor earns 2, a shared one 1; ban at 3.
 BAN_STRIKES = 3
@@ -142,6 +144,7 @@ class Torrent:
         self._events: list[asyncio.Queue[tuple[str, dict[str, Any]]]] = []
         self._last_rechoke = 0.0
         self.choker = Choker(slots=UPLOAD_SLOTS)
+        self._last_pex = time.monotonic()
         self._resume_dirty = False
         self._last_resume = time.monotonic()
         self.trackers: Any = None
@@ -428,11 +431,30 @@ class Torrent:
             return "torrent not running"
         if self._ban_key(peer) in self.banned or peer.address in self.banned:
             return "banned"
-        if peer.peer_id in self.peer_ids:
+        if peer.peer_id in self.peer_ids and not self._replace_duplicate(peer):
             return "duplicate peer id"
         if len(self.peers) >= MAX_PEERS and not self._make_room(peer):
             return "too many peers"
         return None
+
+    def _replace_duplicate(self, new: PeerConnection) -> bool:
+        """Two connections to one peer (both dialled at once, e.g. after PEX): both ends
+        must keep the same one, or each closes the other's and none survives. Keep
+        the one dialled by the smaller peer id."""
+        old = next((p for p in self.peers if p.peer_id == new.peer_id), None)
+        if old is None:
+            return True
+        ours, theirs = self.session.peer_id, new.peer_id
+        keep = min(ours, theirs)
+
+        def dialler(p: PeerConnection) -> bytes:
+            return ours if p.outgoing else theirs
+
+        if dialler(new) != keep or dialler(old) == keep:
+            return False
+        old.close("duplicate connection")
+        self.peer_closed(old)
+        return True
 
     def _make_room(self, newcomer: PeerConnection) -> bool:
         """At the cap: drop one peer that has been useless for a while (idle peers
@@ -1092,6 +1114,26 @@ class Torrent:
 
     # ------------------------------------------------------------ timers
 
+    def _send_pex(self, now: float) -> None:
+        """BEP 11: tell each ut_pex peer whom else we are connected to (diffs, once a minute)."""
+        known = []
+        for p in self.peers:
+            port = p.address[1] if p.outgoing else p.listen_port
+            if port:
+                seed = p.have is not None and p.have.all()
+                known.append((p, ext.PexPeer(p.address[0], port, ext.PEX_SEED if seed else 0)))
+        for p in self.peers:
+            their = p.ext_ids.get("ut_pex")
+            if their is None:
+                continue
+            if p.pex is None:
+                p.pex = ext.PexState()
+            if not p.pex.due(now):
+                continue
+            msg = p.pex.make((pp for q, pp in known if q is not p), now)
+            if msg is not None:
+                p.send(wire.encode_extended(their, ext.encode_pex(msg)))
+
     async def _tick_loop(self) -> None:
         while not self._stopped:
             await asyncio.sleep(TICK)
@@ -1107,6 +1149,9 @@ class Torrent:
         if self.choker.due(now):
             self._rechoke(now)
         keepalive = wire.encode_keepalive()
+        if not self.meta.private and now - self._last_pex >= PEX_CHECK:
+            self._last_pex = now
+            self._send_pex(now)
         for p in list(self.peers):
             if now - p.last_recv > 240:
                 p.close("idle for 4 minutes")

@@ -6,6 +6,8 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from swarm import Session
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
@@ -72,3 +74,37 @@ async def test_peers_found_through_the_tracker(tmp_path: Path) -> None:
     finally:
         await tr.close()
     assert (out / "f.bin").read_bytes() == payload
+
+
+async def test_peers_learn_each_other_by_pex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A and B only know the seed; the seed's ut_pex introduces them."""
+    import swarm.torrent
+
+    monkeypatch.setattr(swarm.torrent, "PEX_CHECK", 0.1)
+    payload = os.urandom(300_000)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", piece_length=16384)
+    sessions = [Session("127.0.0.1", 0) for _ in range(3)]
+    for s in sessions:
+        await s.start()
+    try:
+        await sessions[0].add_torrent(data, src, seed_only=True)
+        seed_addr = ("127.0.0.1", sessions[0].port or 0)
+        handles = []
+        for i in (1, 2):
+            out = tmp_path / f"out{i}"
+            out.mkdir()
+            # seed_only: they stay incomplete and connected (no "both seeds" hang-up)
+            handles.append(await sessions[i].add_torrent(data, out, seed_only=True, peers=[seed_addr]))
+        # each ends up with two peers: the seed and the other one, found by PEX
+        deadline = asyncio.get_running_loop().time() + 15
+        while not all(len(h.status().peers) == 2 for h in handles):
+            assert asyncio.get_running_loop().time() < deadline, [h.status().peers for h in handles]
+            await asyncio.sleep(0.05)
+        for h in handles:
+            assert all(p.address.startswith("127.0.0.1:") for p in h.status().peers)
+    finally:
+        for s in sessions:
+            await s.close()
