@@ -610,3 +610,141 @@ async def test_magnet_metadata_with_hostile_paths(case: str, tmp_path: Path) -> 
         rc, _out, err = await _get_magnet(site, meta.magnet_uri(), seed.port)
     check_outcome(site, before, rc, err, torrent, payload)
     assert not (tmp_path / "abs-target").exists()
+
+
+# ----------------------------------------------------------------- hostile trackers named by a torrent
+
+
+class HostileTracker:
+    """An HTTP tracker on 127.0.0.1 that answers announces according to ``mode``."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.announces = 0
+        self.runner: Any = None
+        self.url = ""
+
+    async def __aenter__(self) -> HostileTracker:
+        from aiohttp import web
+
+        async def announce(req: web.Request) -> web.StreamResponse:
+            self.announces += 1
+            m = self.mode
+            if m == "garbage":
+                return web.Response(body=b"<html>502 Bad Gateway</html>")
+            if m == "failure":
+                return web.Response(body=encode({b"failure reason": b"\xff" * 10_000}))
+            if m == "huge_peers":
+                peers = b"".join(
+                    bytes([127, 0, 0, 1]) + (40000 + i).to_bytes(2, "big") for i in range(5000)
+                )
+                return web.Response(body=encode({b"interval": 1800, b"peers": peers}))
+            if m == "bad_dict_peers":
+                peers = [
+                    {b"ip": b"999.1.1.1", b"port": 1},
+                    {b"ip": b"\xff\xfe", b"port": -1},
+                    {b"ip": b"127.0.0.1", b"port": 2**40},
+                    {b"ip": 7, b"port": b"x"},
+                    b"not a dict",
+                ]
+                return web.Response(body=encode({b"interval": 1800, b"peers": peers}))
+            if m == "odd_compact":
+                return web.Response(
+                    body=encode({b"interval": 1800, b"peers": b"\x7f\x00\x00\x01\x00"})
+                )
+            if m == "interval_zero":
+                return web.Response(
+                    body=encode({b"interval": 0, b"min interval": 0, b"peers": b""})
+                )
+            if m == "redirect_loop":
+                raise web.HTTPFound(str(req.url))
+            if m == "huge_body":
+                return web.Response(
+                    body=b"d8:intervali1800e5:peers" + b"20000000:" + b"\0" * 20_000_000 + b"e"
+                )
+            if m == "hang":
+                await asyncio.sleep(3600)
+            raise AssertionError(m)
+
+        app = web.Application()
+        app.router.add_get("/announce", announce)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/announce"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.wait_for(self.runner.cleanup(), 10)
+
+
+TRACKER_MODES = [
+    "garbage",
+    "failure",
+    "huge_peers",
+    "bad_dict_peers",
+    "odd_compact",
+    "interval_zero",
+    "redirect_loop",
+    "huge_body",
+    "hang",
+]
+
+
+@pytest.mark.parametrize("mode", TRACKER_MODES)
+async def test_hostile_tracker_does_not_stop_a_download(mode: str, tmp_path: Path) -> None:
+    """The torrent's tracker misbehaves; the --peer seed still serves; exit 0 promptly, no traceback."""
+    site = Site(tmp_path)
+    async with HostileTracker(mode) as tracker:
+        torrent, payload = craft("f.bin", length=300_000, extra_info=None)
+        # the announce URL lives outside the info dict: add it to the top level
+        from swarm.core.bencode import decode
+
+        top = decode(torrent)
+        top[b"announce"] = tracker.url.encode()
+        torrent = encode(top)
+        meta = parse_metainfo(torrent)
+        before = site.before()
+        site.tfile.write_bytes(torrent)
+        async with ScriptedSeed(meta, serve_bytes(meta, payload)) as fake:
+            rc, _out, err = await run_swarm(
+                "get",
+                str(site.tfile),
+                "-o",
+                str(site.out),
+                "--peer",
+                f"127.0.0.1:{fake.port}",
+                *NET,
+                cwd=site.top,
+                timeout=25,
+            )
+        announces = tracker.announces
+    check_outcome(site, before, rc, err, torrent, payload)
+    assert rc == 0, err
+    assert announces >= 1, "the tracker was never asked"
+    if mode == "interval_zero":
+        assert announces <= 5, (
+            f"{announces} announces in one short download: interval 0 not clamped"
+        )
+
+
+async def test_tracker_interval_zero_is_clamped(tmp_path: Path) -> None:
+    """A tracker answering interval 0 must not be re-announced to in a loop (seed side)."""
+    from helpers_qa.peers import poll
+
+    from swarm import Session
+    from swarm.core.bencode import decode
+
+    async with HostileTracker("interval_zero") as tracker:
+        torrent, payload = craft("f.bin", length=100_000)
+        top = decode(torrent)
+        top[b"announce"] = tracker.url.encode()
+        torrent = encode(top)
+        (tmp_path / "f.bin").write_bytes(payload)
+        async with Session("127.0.0.1", 0) as s:
+            await s.add_torrent(torrent, tmp_path, seed_only=True)
+            assert await poll(lambda: tracker.announces >= 1, 10), "never announced"
+            # a measurement window, not a synchronisation: more than 3 announces in 4 s is a loop
+            hammered = await poll(lambda: tracker.announces > 3, 4)
+        assert not hammered, f"{tracker.announces} announces in 4 s"
