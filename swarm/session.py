@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.core.metainfo import Metainfo
+from swarm.discovery import Discovery
 from swarm.errors import BadInput, MagnetError, StorageError, SwarmError
 from swarm.peer import PeerConnection
 from swarm.status import TorrentStatus
@@ -92,7 +93,7 @@ class Session:
         state_dir: str | Path | None = None,
         enable_dht: bool = False,
         enable_lsd: bool = False,
-        dht_bootstrap: Iterable[tuple[str, int]] = (),
+        dht_bootstrap: Iterable[tuple[str, int]] | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -101,9 +102,12 @@ class Session:
         if len(self.peer_id) != 20:
             raise BadInput("peer id must be 20 bytes")
         self.state_dir = Path(state_dir) if state_dir else None
-        self.enable_dht = enable_dht  # hook: swarm.dht lands later
-        self.enable_lsd = enable_lsd  # hook: swarm.lsd lands later
-        self.dht_bootstrap = list(dht_bootstrap)
+        # Discovery (swarm.discovery): off unless asked, so embedded use and tests stay quiet.
+        # dht_bootstrap None: the public routers (none when bound to loopback).
+        self.enable_dht = enable_dht
+        self.enable_lsd = enable_lsd
+        self.dht_bootstrap = None if dht_bootstrap is None else list(dht_bootstrap)
+        self.discovery: Discovery | None = None
         self.torrents: dict[bytes, Torrent] = {}
         self.connections: set[PeerConnection] = set()
         self.self_addresses: set[tuple[str, int]] = set()
@@ -134,6 +138,23 @@ class Session:
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
         log.info("listening on %s:%d", self.host, self.port)
+        # -- discovery hook: the DHT node and LSD service of this session
+        if self.enable_dht or self.enable_lsd:
+            self.discovery = Discovery(
+                self,
+                enable_dht=self.enable_dht,
+                enable_lsd=self.enable_lsd,
+                dht_bootstrap=self.dht_bootstrap,
+                state_dir=self.state_dir,
+            )
+            await self.discovery.start()
+
+    def dht_port(self) -> int | None:
+        """Our DHT node's UDP port (BEP 5 port message), None when the DHT is off."""
+        return self.discovery.dht_port if self.discovery is not None else None
+
+    def dht_node_count(self) -> int | None:
+        return self.discovery.node_count() if self.discovery is not None else None
 
     def reachable_host(self) -> str:
         """The address to give others (x.pe, demos): the bound one, or a LAN guess."""
@@ -180,6 +201,8 @@ class Session:
             self.torrents.pop(meta.info_hash, None)
             await torrent.stop()
             raise
+        if self.discovery is not None:  # discovery hook
+            self.discovery.torrent_added(torrent)
         return TorrentHandle(torrent)
 
     async def _resolve(self, source: Any) -> Metainfo:
@@ -208,6 +231,8 @@ class Session:
     async def remove_torrent(self, handle: TorrentHandle) -> None:
         t = self.torrents.pop(handle.info_hash, None)
         if t is not None:
+            if self.discovery is not None:  # discovery hook
+                self.discovery.torrent_removed(t)
             await t.stop()
 
     # -- called by PeerConnection -------------------------------------------
@@ -234,6 +259,8 @@ class Session:
         self._closed = True
         if self._server is not None:
             self._server.close()
+        if self.discovery is not None:  # discovery hook: saves the DHT table
+            await self.discovery.close()
         await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
         for c in list(self.connections):
             c.close("session closed")

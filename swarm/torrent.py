@@ -29,6 +29,7 @@ from swarm.core.choker import Choker, PeerInfo
 from swarm.core.metainfo import Metainfo
 from swarm.core.picker import Block, PiecePicker
 from swarm.core.rate import RateMeter, queue_depth
+from swarm.discovery import PexManager
 from swarm.errors import BencodeError, ProtocolError, StorageError, SwarmError
 from swarm.peer import PeerConnection
 from swarm.status import PeerStatus, TorrentStatus
@@ -139,6 +140,7 @@ class Torrent:
         self.trackers: Any = None
         self.check_progress = 0.0
         self._metadata_size = len(meta.info_bytes)
+        self.pex = PexManager(self)  # discovery hook: ut_pex in and out (never for private torrents)
 
     # ------------------------------------------------------------ life cycle
 
@@ -396,6 +398,10 @@ class Torrent:
         self._known.add(peer.address)
         if peer.supports_ext:
             self._send_ext_handshake(peer)
+        # discovery hook: BEP 5, tell a DHT-capable peer our DHT port
+        dht_port = self.session.dht_port()
+        if dht_port and peer.reserved[7] & 0x01 and not self.meta.private:
+            peer.send(wire.encode_port(dht_port))
         if peer.supports_fast and self.have.count == 0:
             peer.send(wire.encode_have_none())
         elif peer.supports_fast and self.have.all():
@@ -422,6 +428,7 @@ class Torrent:
             return
         del self.peers[peer]
         self.peer_ids.discard(peer.peer_id)
+        self.pex.peer_closed(peer)
         if self.picker is not None:
             self.picker.remove_peer(peer)
         for key in list(peer.requests):
@@ -618,7 +625,9 @@ class Torrent:
             return
         if m.ext_id == UT_METADATA_ID:
             self._on_ut_metadata(peer, m.payload)
-        # ut_pex and unknown extensions are ignored for now
+        elif m.ext_id == UT_PEX_ID:  # discovery hook: peers from ut_pex, capped
+            self.pex.on_message(peer, m.payload)
+        # unknown extensions are ignored
 
     def _on_ut_metadata(self, peer: PeerConnection, payload: bytes) -> None:
         """Serve our info dictionary to magnet downloaders (BEP 9)."""
@@ -647,6 +656,12 @@ class Torrent:
     def _on_ignore(self, peer: PeerConnection, m: Any) -> None:
         return None
 
+    def _on_port(self, peer: PeerConnection, m: wire.Port) -> None:
+        # discovery hook: BEP 5, the peer's DHT node joins our table if it answers a ping
+        discovery = self.session.discovery
+        if discovery is not None and not self.meta.private:
+            discovery.on_port_message(peer.address[0], m.port)
+
     _handlers: dict[type, Callable[[Torrent, PeerConnection, Any], None]] = {
         wire.Choke: _on_choke,
         wire.Unchoke: _on_unchoke,
@@ -662,13 +677,16 @@ class Torrent:
         wire.AllowedFast: _on_allowed_fast,
         wire.Extended: _on_extended,
         wire.KeepAlive: _on_ignore,
-        wire.Port: _on_ignore,
+        wire.Port: _on_port,
         wire.Suggest: _on_ignore,
     }
 
     def _send_ext_handshake(self, peer: PeerConnection) -> None:
+        m: dict[bytes, int] = {b"ut_metadata": UT_METADATA_ID}
+        if not self.meta.private:
+            m[b"ut_pex"] = UT_PEX_ID  # BEP 27: no PEX for private torrents
         d: dict[bytes, Any] = {
-            b"m": {b"ut_metadata": UT_METADATA_ID},
+            b"m": m,
             b"v": CLIENT_VERSION.encode(),
             b"reqq": OUR_REQQ,
             b"metadata_size": self._metadata_size,
@@ -1000,6 +1018,7 @@ class Torrent:
     def _tick(self, now: float) -> None:
         if self.choker.due(now):
             self._rechoke(now)
+        self.pex.tick(now)  # discovery hook: ut_pex out, at most once a minute per peer
         keepalive = wire.encode_keepalive()
         for p in list(self.peers):
             if now - p.last_recv > 240:
@@ -1117,6 +1136,7 @@ class Torrent:
             piece_map=picker.piece_map(STATUS_CELLS) if picker is not None else "",
             availability=picker.availability_map(STATUS_CELLS) if picker is not None else (),
             seeds=seeds,
+            dht_nodes=self.session.dht_node_count(),
             error=self.error,
             stalled_reason=stalled,
             eta=eta,

@@ -94,7 +94,9 @@ async def _seed(args: argparse.Namespace, path: Path) -> int:
             meta = result.meta
             torrent_path = Path.cwd() / f"{meta.name}.torrent"
             await asyncio.to_thread(_write_file, torrent_path, result.data)
-        session = Session(args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd)
+        from .common import discovery_options  # discovery hook
+
+        session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
         await session.start()
         handle = await session.add_torrent(meta, path.parent, seed_only=True)
         status = handle.status()
