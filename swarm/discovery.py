@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from swarm.core import wire
 from swarm.core.dht.policy import is_loopback
 from swarm.core.extensions import (
     PEX_REACHABLE,
@@ -408,6 +409,13 @@ class PexManager:
             out.append((p, PexPeer(host, port, flags)))
         return out
 
+    def greet(self, peer: PeerConnection) -> None:
+        """After a peer's extended handshake: a round now rather than at the next tick, so
+        that it hears of the others, and peers not told anything yet hear of it, at once
+        (each connection's once-a-minute limit still holds)."""
+        if self.enabled and ("ut_pex" in peer.ext_ids or peer.listen_port or peer.outgoing):
+            self.tick(time.monotonic())
+
     def tick(self, now: float) -> None:
         """Send ut_pex to each peer that supports it, at most once a minute each."""
         if not self.enabled:
@@ -425,8 +433,15 @@ class PexManager:
             return
         advertised = self._advertised()
         for p, state in targets:
-            msg = state.make((pp for q, pp in advertised if q is not p), now)
-            if msg is not None:
-                from swarm.core import wire
+            self._send_to(p, state, advertised, now)
 
-                p.send(wire.encode_extended(p.ext_ids["ut_pex"], encode_pex(msg)))
+    @staticmethod
+    def _send_to(
+        peer: PeerConnection,
+        state: PexState,
+        advertised: list[tuple[PeerConnection, PexPeer]],
+        now: float,
+    ) -> None:
+        msg = state.make((pp for q, pp in advertised if q is not peer), now)
+        if msg is not None:
+            peer.send(wire.encode_extended(peer.ext_ids["ut_pex"], encode_pex(msg)))

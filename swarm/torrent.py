@@ -622,6 +622,7 @@ class Torrent:
             p = d.get(b"p")
             if isinstance(p, int) and 0 < p < 65536:
                 peer.listen_port = p
+            self.pex.greet(peer)  # discovery hook: a new ut_pex peer hears of the others at once
             return
         if m.ext_id == UT_METADATA_ID:
             self._on_ut_metadata(peer, m.payload)
