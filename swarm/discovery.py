@@ -261,62 +261,59 @@ class Discovery:
         return torrent.state == "downloading" and not torrent.seed_only
 
     async def _dht_loop(self, torrent: Torrent) -> None:
+        """While the torrent runs: a get_peers lookup when it starts and every few minutes
+        while it wants peers (sooner after one that found nobody), an announce every
+        quarter of an hour (sooner while no node takes it, e.g. during bootstrap)."""
         dht = self.dht
         assert dht is not None
         loop = asyncio.get_running_loop()
         ih = torrent.info_hash
         next_announce = next_lookup = loop.time()
         misses = announce_misses = 0
+        name = torrent.meta.name
+
+        def on_peers(peers: list[tuple[str, int]]) -> None:
+            for host, port in peers:
+                self._found(torrent, host, port, "dht")
+
         while not torrent._stopped:
             now = loop.time()
-            found = 0
-
-            def on_peers(peers: list[tuple[str, int]]) -> None:
-                nonlocal found
-                for host, port in peers:
-                    found += self._found(torrent, host, port, "dht")
-
+            acted = False
             try:
+                if self._wants_peers(torrent) and now >= next_lookup:
+                    # iter_peers also yields what our own node stores; announce's lookup does not
+                    found = 0
+                    async for host, port in dht.iter_peers(ih, timeout=DHT_LOOKUP_TIMEOUT):
+                        found += self._found(torrent, host, port, "dht")
+                    log.info("%s: DHT lookup: %d new peers", name, found)
+                    if found == 0 and not torrent.peers:
+                        next_lookup = loop.time() + self._retry(misses)
+                        misses += 1
+                    else:
+                        next_lookup = loop.time() + DHT_LOOKUP_INTERVAL
+                        misses = 0
+                    acted = True
                 if now >= next_announce and self.session.port:
-                    # An announce is a get_peers lookup first: it finds peers too.
                     acks = await dht.announce(
                         ih, self.session.port, timeout=DHT_LOOKUP_TIMEOUT, on_peers=on_peers
                     )
-                    log.info(
-                        "%s: DHT announce: %d nodes took it, %d new peers",
-                        torrent.meta.name,
-                        acks,
-                        found,
-                    )
+                    log.info("%s: DHT announce taken by %d nodes", name, acks)
                     if acks:
-                        announce_misses = 0
                         next_announce = loop.time() + DHT_ANNOUNCE_INTERVAL
+                        announce_misses = 0
                     else:
                         next_announce = loop.time() + self._retry(announce_misses)
                         announce_misses += 1
-                    next_lookup = loop.time() + DHT_LOOKUP_INTERVAL
-                elif now >= next_lookup and self._wants_peers(torrent):
-                    async for host, port in dht.iter_peers(ih, timeout=DHT_LOOKUP_TIMEOUT):
-                        found += self._found(torrent, host, port, "dht")
-                    log.info("%s: DHT lookup: %d new peers", torrent.meta.name, found)
-                    next_lookup = loop.time() + DHT_LOOKUP_INTERVAL
-                else:
-                    wake = (
-                        min(next_announce, next_lookup)
-                        if self._wants_peers(torrent)
-                        else next_announce
-                    )
-                    await asyncio.sleep(min(max(wake - now, 0.5), 30.0))
-                    continue
+                    acted = True
             except (SwarmError, OSError) as exc:
-                log.info("%s: DHT: %s", torrent.meta.name, exc)
+                log.info("%s: DHT: %s", name, exc)
                 await asyncio.sleep(30.0)
                 continue
-            if found == 0 and self._wants_peers(torrent) and not torrent.peers:
-                next_lookup = loop.time() + self._retry(misses)
-                misses += 1
-            else:
-                misses = 0
+            if not acted:
+                wake = next_announce
+                if self._wants_peers(torrent):
+                    wake = min(wake, next_lookup)
+                await asyncio.sleep(min(max(wake - now, 0.5), 30.0))
 
     @staticmethod
     def _retry(misses: int) -> float:

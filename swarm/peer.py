@@ -10,6 +10,7 @@ batches small writes and keeps the connection's bookkeeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -35,6 +36,8 @@ WRITE_HIGH = 2 * 1024 * 1024
 WRITE_LOW = 512 * 1024
 #: Most requests we queue from one peer (we advertise it as ``reqq``).
 MAX_PEER_REQUESTS = 500
+#: Upload bytes gathered before a write even within one loop turn.
+FLUSH_BYTES = 256 * 1024
 
 OUR_RESERVED = wire.make_reserved(extensions=True, fast=True, dht=False)
 OUR_RESERVED_DHT = wire.make_reserved(extensions=True, fast=True, dht=True)
@@ -75,6 +78,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.last_send = now
         # Outgoing small messages are gathered and written once per loop turn.
         self._out: list[bytes | memoryview] = []
+        self._out_bytes = 0
         self._flush_pending = False
         self._write_paused = False
         self._drained = asyncio.Event()
@@ -245,12 +249,12 @@ class PeerConnection(asyncio.BufferedProtocol):
         if not out:
             return
         self._out = []
+        self._out_bytes = 0
         if self.closed or self.transport is None:
             return
-        if len(out) == 1:
-            self.transport.write(out[0])
-        else:
-            self.transport.writelines(out)
+        # One write of one joined buffer: uvloop's writelines costs ~25 us per item
+        # (measured: 1.6 s per GiB of requests); a 16 KiB memcpy costs ~1 us.
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         self.last_send = time.monotonic()
 
     def close(self, reason: str, *, warn: bool = False) -> None:
@@ -317,6 +321,68 @@ class PeerConnection(asyncio.BufferedProtocol):
                     continue  # choked since it was queued
                 self.send(wire.piece_header(index, begin, length))
                 self.send(block)
+                self._out_bytes += length
+                if self._out_bytes >= FLUSH_BYTES:
+                    # keep the socket busy, and let other peers in, while serving from the cache
+                    self.flush()
+                    await asyncio.sleep(0)
                 torrent.on_uploaded(self, length)
         except asyncio.CancelledError:
             pass
+
+
+class MetadataConnection(asyncio.Protocol):
+    """A short-lived connection that only fetches the info dictionary (BEP 9).
+
+    Used for magnet links before the torrent exists; messages are queued for
+    the fetching coroutine, which is not a hot path.
+    """
+
+    def __init__(self, info_hash: bytes, peer_id: bytes) -> None:
+        self.info_hash = info_hash
+        self.peer_id = peer_id
+        self.transport: asyncio.Transport | None = None
+        self.handshake: wire.HandshakeDecoder | None = wire.HandshakeDecoder()
+        self.decoder = wire.MessageDecoder(max_extended=wire.MAX_EXTENDED)
+        self.queue: asyncio.Queue[object] = asyncio.Queue(maxsize=256)
+        self.closed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(wire.Handshake(self.info_hash, self.peer_id, OUR_RESERVED).encode())
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            if self.handshake is not None:
+                rest = self.handshake.feed(data)
+                if not self.handshake.done:
+                    return
+                hs = self.handshake.handshake
+                self.handshake = None
+                self._put(hs)
+                data = rest
+            for msg in self.decoder.feed(data):
+                if isinstance(msg, wire.Extended):
+                    self._put(msg)
+        except ProtocolError as exc:
+            self._put(exc)
+            self.close()
+
+    def _put(self, item: object) -> None:
+        if self.queue.full():
+            self.close()  # a peer flooding us while we only want metadata
+            return
+        self.queue.put_nowait(item)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(ConnectionError("connection closed"))
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

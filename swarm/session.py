@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
@@ -18,7 +19,7 @@ from typing import Any
 
 from swarm.core.metainfo import Metainfo
 from swarm.discovery import Discovery
-from swarm.errors import BadInput, MagnetError, StorageError, SwarmError
+from swarm.errors import BadInput, StorageError, SwarmError
 from swarm.peer import PeerConnection
 from swarm.status import TorrentStatus
 from swarm.torrent import Torrent
@@ -77,6 +78,22 @@ class TorrentHandle:
     def add_peer(self, host: str, port: int) -> None:
         self._t.add_peer(host, port, "manual")
 
+    def have_piece(self, index: int) -> bool:
+        return index in self._t.have
+
+    async def read_piece(self, index: int) -> memoryview:
+        """A verified piece's bytes (from the upload cache or disk)."""
+        return await self._t.read_block(index, 0, self._t.meta.piece_size(index))
+
+    def set_sequential(self, enabled: bool = True) -> None:
+        """Fetch pieces in order (streaming) instead of rarest first."""
+        if self._t.picker is not None:
+            self._t.picker.set_sequential(enabled)
+
+    def prioritize_first_last(self) -> None:
+        """First and last piece of every wanted file first (media players read both ends)."""
+        self._t.prioritize_first_last()
+
     async def stop(self) -> None:
         await self._t.session.remove_torrent(self)
 
@@ -112,6 +129,10 @@ class Session:
         self.connections: set[PeerConnection] = set()
         self.self_addresses: set[tuple[str, int]] = set()
         self._server: asyncio.AbstractServer | None = None
+        self.dht: Any = None  # swarm.dht.DHTNode when enabled
+        self.lsd: Any = None  # swarm.lsd.LSDService when enabled
+        # peers tried while fetching a magnet's metadata: the torrent starts with them
+        self._metadata_peers: dict[bytes, list[tuple[str, int]]] = {}
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -138,16 +159,26 @@ class Session:
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
         log.info("listening on %s:%d", self.host, self.port)
-        # -- discovery hook: the DHT node and LSD service of this session
-        if self.enable_dht or self.enable_lsd:
-            self.discovery = Discovery(
-                self,
-                enable_dht=self.enable_dht,
-                enable_lsd=self.enable_lsd,
-                dht_bootstrap=self.dht_bootstrap,
-                state_dir=self.state_dir,
-            )
-            await self.discovery.start()
+        await self._start_discovery()
+
+    async def _start_discovery(self) -> None:
+        """DHT and LAN discovery (swarm.discovery); a failure only disables them.
+
+        ``self.dht``/``self.lsd`` stay as aliases of the discovery's node and service.
+        """
+        assert self.port is not None
+        if not (self.enable_dht or self.enable_lsd):
+            return
+        self.discovery = Discovery(
+            self,
+            enable_dht=self.enable_dht,
+            enable_lsd=self.enable_lsd,
+            dht_bootstrap=self.dht_bootstrap,
+            state_dir=self.state_dir,
+        )
+        await self.discovery.start()
+        self.dht = self.discovery.dht
+        self.lsd = self.discovery.lsd
 
     def dht_port(self) -> int | None:
         """Our DHT node's UDP port (BEP 5 port message), None when the DHT is off."""
@@ -185,7 +216,15 @@ class Session:
         """Add a torrent from a .torrent path, its bytes, a Metainfo (or a magnet: not yet)."""
         if self.port is None:
             raise SwarmError("session not started")
-        meta = await self._resolve(source)
+        from swarm.core.magnet import Magnet, parse_magnet
+
+        peers = list(peers)
+        if isinstance(source, str) and source.startswith("magnet:"):
+            source = parse_magnet(source)
+        meta = await self._resolve(source, peers)
+        if isinstance(source, Magnet):
+            extra = list(source.peers) + self._metadata_peers.pop(meta.info_hash, [])
+            peers += [p for p in extra if p not in peers]
         if meta.info_hash in self.torrents:
             raise BadInput(f"{meta.name}: torrent already added")
         save = Path(save_path)
@@ -205,7 +244,8 @@ class Session:
             self.discovery.torrent_added(torrent)
         return TorrentHandle(torrent)
 
-    async def _resolve(self, source: Any) -> Metainfo:
+    async def _resolve(self, source: Any, peers: Iterable[tuple[str, int]] = ()) -> Metainfo:
+        from swarm.core.magnet import Magnet, parse_magnet
         from swarm.core.metainfo import parse_metainfo
 
         if isinstance(source, Metainfo):
@@ -213,7 +253,9 @@ class Session:
         if isinstance(source, bytes):
             return parse_metainfo(source)
         if isinstance(source, str) and source.startswith("magnet:"):
-            raise MagnetError("magnet links need metadata exchange (ut_metadata), not implemented yet")
+            source = parse_magnet(source)
+        if isinstance(source, Magnet):
+            return await self.fetch_metadata(source, peers)
         if isinstance(source, str | Path):
             path = Path(source)
             try:
@@ -224,9 +266,129 @@ class Session:
                 return parse_metainfo(data)
             except BadInput as exc:
                 raise type(exc)(f"{path}: {exc}") from exc
-        if type(source).__name__ == "Magnet":
-            raise MagnetError("magnet links need metadata exchange (ut_metadata), not implemented yet")
         raise BadInput(f"cannot add a torrent from {type(source).__name__}")
+
+    async def fetch_metadata(
+        self, magnet: Any, peers: Iterable[tuple[str, int]] = (), *, timeout: float = 60.0
+    ) -> Metainfo:
+        """The info dictionary of a magnet link, from its x.pe peers, ``peers`` or its trackers (BEP 9)."""
+        from swarm.core.metainfo import parse_info
+
+        if self.port is None:
+            raise SwarmError("session not started")
+        info_hash: bytes = magnet.info_hash
+        tiers = [[t] for t in magnet.trackers]
+        if info_hash in self.torrents:
+            return self.torrents[info_hash].meta
+        found: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        seen: set[tuple[str, int]] = set()
+        attempts: set[asyncio.Task[None]] = set()
+        limit = asyncio.Semaphore(8)
+
+        async def attempt(host: str, port: int) -> None:
+            async with limit:
+                if found.done():
+                    return
+                try:
+                    info = await asyncio.wait_for(self._metadata_from(host, port, info_hash), 20)
+                except (OSError, TimeoutError, SwarmError, ConnectionError) as exc:
+                    log.info("no metadata from %s:%d: %s", host, port, exc or "timeout")
+                    return
+                if info is not None and not found.done():
+                    found.set_result(info)
+
+        def add(addrs: Iterable[tuple[str, int]]) -> None:
+            for host, port in addrs:
+                if (host, port) not in seen and (host, port) not in self.self_addresses and not found.done():
+                    seen.add((host, port))
+                    task = asyncio.get_running_loop().create_task(attempt(str(host), int(port)))
+                    attempts.add(task)
+                    task.add_done_callback(attempts.discard)
+
+        add(list(magnet.peers) + list(peers))
+        dht_task: asyncio.Task[None] | None = None
+        if self.dht is not None:
+
+            async def from_dht() -> None:
+                with contextlib.suppress(Exception):
+                    async for peer in self.dht.iter_peers(info_hash, timeout=min(timeout, 30)):
+                        add([peer])
+
+            dht_task = asyncio.get_running_loop().create_task(from_dht())
+        trackers = None
+        if tiers:
+            from swarm.trackers import TrackerClient
+
+            trackers = TrackerClient(
+                tiers, info_hash, self.peer_id, self.port, stats=lambda: (0, 0, 1), on_peers=add
+            )
+            tracker_task = asyncio.get_running_loop().create_task(trackers.run())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while not found.done():
+                left = deadline - loop.time()
+                # without trackers, once every known peer has failed there is nothing to wait for
+                if left <= 0 or (trackers is None and not attempts and (dht_task is None or dht_task.done())):
+                    why = f"within {timeout:.0f} s" if left <= 0 else "from any known peer"
+                    raise SwarmError(
+                        f"could not fetch the metadata of {info_hash.hex()} {why} "
+                        f"({len(seen)} peer(s) tried); give --peer HOST:PORT or use the .torrent"
+                    )
+                await asyncio.wait({found}, timeout=min(left, 0.2))
+            info_bytes = found.result()
+            self._metadata_peers[info_hash] = sorted(seen)
+        finally:
+            for t in list(attempts):
+                t.cancel()
+            if dht_task is not None:
+                dht_task.cancel()
+            if trackers is not None:
+                tracker_task.cancel()
+                with contextlib.suppress(Exception):
+                    await trackers.stop(timeout=1)
+        return parse_info(info_bytes, trackers=tiers, url_list=list(magnet.web_seeds), expected_hash=info_hash)
+
+    async def _metadata_from(self, host: str, port: int, info_hash: bytes) -> bytes | None:
+        from swarm.core import extensions as ext
+        from swarm.core import wire
+        from swarm.peer import MetadataConnection
+
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: MetadataConnection(info_hash, self.peer_id), host, port), 10
+        )
+        try:
+            assembler: ext.MetadataAssembler | None = None
+            while True:
+                item = await conn.queue.get()
+                if isinstance(item, Exception):
+                    raise item
+                if isinstance(item, wire.Handshake):
+                    if item.info_hash != info_hash or item.peer_id == self.peer_id or not item.extensions:
+                        return None
+                    hs = ext.ExtHandshake(m={"ut_metadata": ext.UT_METADATA_ID}, v="swarm 0.1.0", reqq=250)
+                    conn.send(wire.encode_extended(ext.EXT_HANDSHAKE_ID, ext.encode_ext_handshake(hs)))
+                    continue
+                assert isinstance(item, wire.Extended)
+                if item.ext_id == ext.EXT_HANDSHAKE_ID:
+                    theirs = ext.decode_ext_handshake(item.payload)
+                    their_id = theirs.m.get("ut_metadata")
+                    if their_id is None or theirs.metadata_size is None:
+                        return None
+                    assembler = ext.MetadataAssembler(info_hash, theirs.metadata_size)
+                    for piece in assembler.missing():
+                        conn.send(wire.encode_extended(their_id, ext.encode_metadata_request(piece)))
+                elif item.ext_id == ext.UT_METADATA_ID and assembler is not None:
+                    msg = ext.decode_metadata_message(item.payload, assembler.size)
+                    if isinstance(msg, ext.MetadataReject):
+                        return None
+                    if isinstance(msg, ext.MetadataData):
+                        info = assembler.add(msg.piece, msg.data)
+                        if info is not None:
+                            return info
+        finally:
+            conn.close()
 
     async def remove_torrent(self, handle: TorrentHandle) -> None:
         t = self.torrents.pop(handle.info_hash, None)
@@ -271,6 +433,15 @@ class Session:
                 pass
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _make_executor() -> concurrent.futures.ThreadPoolExecutor:

@@ -163,14 +163,6 @@ class _FdCache:
                 del self._fds[index]
                 os.close(fd)
 
-    def forget(self, index: int) -> None:
-        """Drop a cached fd (after a file vanished); closed once idle."""
-        with self._lock:
-            entry = self._fds.get(index)
-            if entry is not None and entry[1] == 0:
-                del self._fds[index]
-                os.close(entry[0])
-
     def fds(self) -> list[tuple[int, int]]:
         with self._lock:
             return [(i, e[0]) for i, e in self._fds.items()]

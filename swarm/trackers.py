@@ -92,6 +92,8 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         self.error = exc  # e.g. ICMP port unreachable on a connected socket
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(b"")  # wake the waiter: nobody listens there
 
 
 class UdpTrackerConnection:
@@ -128,12 +130,13 @@ class UdpTrackerConnection:
                         data = await asyncio.wait_for(proto.queue.get(), remaining)
                     except TimeoutError:
                         break
+                    if not data and proto.error is not None:
+                        raise TrackerError(
+                            f"udp://{self.host}:{self.port}: {_describe(proto.error)}"
+                        )
                     if udp_transaction_id(data) != tid:
                         continue  # a late answer to an earlier attempt, or noise
                     return parse(data, tid)
-                if proto.error is not None:
-                    last = TrackerError(f"udp://{self.host}:{self.port}: {proto.error}")
-                    proto.error = None
             raise last
         finally:
             transport.close()
@@ -289,15 +292,16 @@ class TrackerClient:
         failures = 0
         sent_completed = False
         while not self._stopping:
-            started = any(self.entries[u].started for _, u in self._candidates(group))
-            if not started:
-                event = "started"
-            elif self._completed and not sent_completed:
-                event = "completed"
-            else:
-                event = ""
             resp: AnnounceResponse | None = None
+            event = ""
             for tier, url in self._candidates(group):
+                # each tracker hears "started" first, even one that takes over in a tier
+                if not self.entries[url].started:
+                    event = "started"
+                elif self._completed and not sent_completed:
+                    event = "completed"
+                else:
+                    event = ""
                 resp = await self._announce_once(url, event)
                 if resp is not None:
                     self.tiers.promote(tier, url)

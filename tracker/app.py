@@ -50,6 +50,8 @@ class Counters:
     announces: int = 0
     scrapes: int = 0
     failures: int = 0
+    store_ok: bool = True  # log the outage and the recovery once each, not per request
+    full_logged: float = 0.0
 
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store")
@@ -85,6 +87,9 @@ async def announce(request: web.Request) -> web.Response:
         except ValueError:
             return _fail(counters, "cannot tell your address")
         result = await store.announce(req, addr, time.time())
+        if not counters.store_ok:
+            counters.store_ok = True
+            log.warning("event=store_recovered")
         body = encode_announce_response(
             result.peers,
             interval=cfg.interval,
@@ -97,8 +102,16 @@ async def announce(request: web.Request) -> web.Response:
         return _bencoded(body)
     except BadAnnounce as exc:
         return _fail(counters, str(exc))
-    except (StoreFull, StoreUnavailable) as exc:
-        log.warning("event=store_failure reason=%r", getattr(exc, "detail", "") or str(exc))
+    except StoreUnavailable as exc:
+        if counters.store_ok:
+            counters.store_ok = False
+            log.warning("event=store_unavailable detail=%r", exc.detail)
+        return _fail(counters, str(exc))
+    except StoreFull as exc:
+        now = time.monotonic()
+        if now - counters.full_logged > 60:
+            counters.full_logged = now
+            log.warning("event=store_full reason=%r", str(exc))
         return _fail(counters, str(exc))
     except Exception:  # never a 500 for a tracker client
         log.exception("event=internal_error path=/announce")

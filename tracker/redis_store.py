@@ -14,13 +14,14 @@ failure we do not even try, then the next request probes again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from swarm.core.announce import AnnounceRequest, ScrapeStats
 from tracker.store import AnnounceResult, PeerList, StoreFull, StoreUnavailable
@@ -158,6 +159,8 @@ class RedisStore:
         self._announce = self.redis.register_script(_ANNOUNCE)
         self._sweep = self.redis.register_script(_SWEEP)
         self._down_until = 0.0
+        self._pending: list[tuple[list[bytes], list[Any], asyncio.Future[Any]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()
 
     def _keys(self, info_hash: bytes) -> list[bytes]:
         h = info_hash.hex().encode()
@@ -180,13 +183,63 @@ class RedisStore:
             req.info_hash.hex(), req.peer_id, addr, repr(now), repr(self.peer_ttl),
             1 if req.left == 0 else 0, req.event, req.numwant, self.max_peers, self.max_swarms,
         ]  # fmt: skip
-        out = await self._call(self._announce(keys=keys, args=args))
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable("redis down (cooling off)")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, fut))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        out = await fut
         if out[0] == -1:
             raise StoreFull("tracker is full: too many peers in this swarm")
         if out[0] == -2:
             raise StoreFull("tracker is full: too many swarms")
         peers: PeerList = [(bytes(out[i]), bytes(out[i + 1])) for i in range(2, len(out) - 1, 2)]
         return AnnounceResult(peers, int(out[0]), int(out[1]))
+
+    def _start_flush(self) -> None:
+        """Send every announce queued during this loop iteration in one pipeline:
+        redis-py's per-command overhead, not Redis, is the cost of a lone call."""
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush(self, batch: list[tuple[list[bytes], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._run_batch(batch)
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
+                self._announce.sha = await self.redis.script_load(_ANNOUNCE)
+                results = await self._run_batch(batch)
+        except (RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + self.cooldown
+            error = StoreUnavailable(f"{type(exc).__name__}: {exc}")
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        for (_, _, fut), result in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, Exception):
+                fut.set_exception(StoreUnavailable(f"{type(result).__name__}: {result}"))
+            else:
+                fut.set_result(result)
+
+    async def _run_batch(
+        self, batch: list[tuple[list[bytes], list[Any], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        sha = self._announce.sha
+        if len(batch) == 1:  # the common case at low load: skip the pipeline's bookkeeping
+            keys, args, _ = batch[0]
+            try:
+                return [await self.redis.evalsha(sha, len(keys), *keys, *args)]
+            except NoScriptError as exc:
+                return [exc]
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def _listed(self) -> list[bytes]:
         # quiet swarms stay listed until the next expire(), as in MemoryStore
@@ -232,6 +285,10 @@ class RedisStore:
             s, lee, a, _ = self._keys(h)
             removed += int(await self._call(self._sweep(keys=[s, lee, a], args=[repr(now)])))
         return removed
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` when Redis cannot be reached (a start-up check)."""
+        await self._call(self.redis.ping())
 
     async def close(self) -> None:
         await self.redis.aclose()

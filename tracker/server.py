@@ -178,6 +178,17 @@ async def serve(
         if isinstance(store_opt, str)
         else store_opt or MemoryStore(peer_ttl=2.0 * interval)
     )
+    ping = getattr(store, "ping", None)
+    if ping is not None and worker == 0:
+        try:
+            await ping()
+        except StoreUnavailable as exc:
+            log.warning(
+                "event=store_unavailable store=%s detail=%r: answering 'tracker storage "
+                "unavailable' until it is back",
+                store_opt,
+                exc.detail,
+            )
     tracker = await start_tracker(host, port, store=store, sock=sock, **options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -100,10 +100,12 @@ class _Swarm:
     leechers: _Pool = field(default_factory=_Pool)
     completed: int = 0
 
-    def drop(self, pid: bytes) -> None:
+    def drop(self, pid: bytes) -> int:
         peer = self.peers.pop(pid, None)
-        if peer is not None:
-            (self.seeds if peer.seed else self.leechers).remove(pid)
+        if peer is None:
+            return 0
+        (self.seeds if peer.seed else self.leechers).remove(pid)
+        return 1
 
 
 class MemoryStore:
@@ -115,11 +117,14 @@ class MemoryStore:
         peer_ttl: float = 3600.0,
         max_swarms: int = 100_000,
         max_peers_per_swarm: int = 20_000,
+        max_peers: int = 1_000_000,
         rng: random.Random | None = None,
     ) -> None:
         self.peer_ttl = peer_ttl
         self.max_swarms = max_swarms
         self.max_peers_per_swarm = max_peers_per_swarm
+        self.max_peers = max_peers  # all swarms together; a few hundred bytes each
+        self.peer_count = 0
         self.rng = rng or random.Random()
         self.swarms: dict[bytes, _Swarm] = {}
         self.total_completed = 0
@@ -131,7 +136,7 @@ class MemoryStore:
         swarm = self.swarms.get(req.info_hash)
         if req.event == "stopped":
             if swarm is not None:
-                swarm.drop(req.peer_id)
+                self.peer_count -= swarm.drop(req.peer_id)
                 if not swarm.peers and not swarm.completed:
                     del self.swarms[req.info_hash]
                 return AnnounceResult([], len(swarm.seeds), len(swarm.leechers))
@@ -139,12 +144,17 @@ class MemoryStore:
         if swarm is None:
             if len(self.swarms) >= self.max_swarms:
                 raise StoreFull("tracker is full: too many swarms")
+            if self.peer_count >= self.max_peers:
+                raise StoreFull("tracker is full: too many peers")
             swarm = self.swarms[req.info_hash] = _Swarm()
         seed = req.left == 0
         peer = swarm.peers.get(req.peer_id)
         if peer is None:
             if len(swarm.peers) >= self.max_peers_per_swarm:
                 raise StoreFull("tracker is full: too many peers in this swarm")
+            if self.peer_count >= self.max_peers:
+                raise StoreFull("tracker is full: too many peers")
+            self.peer_count += 1
             peer = swarm.peers[req.peer_id] = _Peer(addr, seed, now + self.peer_ttl)
             (swarm.seeds if seed else swarm.leechers).add(req.peer_id)
         else:
@@ -218,7 +228,7 @@ class MemoryStore:
             swarm = self.swarms[h]
             stale = [pid for pid, p in swarm.peers.items() if p.expires <= now]
             for pid in stale:
-                swarm.drop(pid)
+                self.peer_count -= swarm.drop(pid)
             gone += len(stale)
             if not swarm.peers:
                 del self.swarms[h]
@@ -226,6 +236,7 @@ class MemoryStore:
 
     async def close(self) -> None:
         self.swarms.clear()
+        self.peer_count = 0
 
 
 def open_store(url: str, *, peer_ttl: float) -> Store:

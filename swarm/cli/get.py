@@ -9,15 +9,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from swarm.errors import BadInput, StorageError
 
 from .common import add_discovery_options, add_network_options, add_output_options
+
+if TYPE_CHECKING:
+    from swarm.core.magnet import Magnet
+    from swarm.core.metainfo import Metainfo
+    from swarm.session import Session
 
 T = TypeVar("T")
 EXIT_INTERRUPTED = 130
@@ -66,7 +72,7 @@ def run_engine(main: Callable[[], Awaitable[T]]) -> T:
         return runner.run(main())  # type: ignore[arg-type]
 
 
-def parse_peers(items: list[str]) -> list[tuple[str, int]]:
+def parse_peers(items: list[str], option: str = "--peer") -> list[tuple[str, int]]:
     from swarm.core.magnet import parse_peer
 
     out = []
@@ -74,7 +80,7 @@ def parse_peers(items: list[str]) -> list[tuple[str, int]]:
         try:
             out.append(parse_peer(text))
         except BadInput as exc:
-            raise BadInput(f"--peer {text}: {exc}") from exc
+            raise BadInput(f"{option} {text}: {exc}") from exc
     return out
 
 
@@ -135,6 +141,65 @@ async def drive(
     return complete or handle.is_complete()
 
 
+async def _stream_to_stdout(handle: Any) -> None:
+    """--stdout: write verified pieces in order (padding files left out) as they arrive."""
+    meta = handle.metainfo
+    pads = [(f.offset, f.end) for f in meta.files if f.pad]
+    out = sys.stdout.buffer
+    for index in range(meta.num_pieces):
+        while not handle.have_piece(index):
+            await asyncio.sleep(0.05)
+        data = await handle.read_piece(index)
+        start = index * meta.piece_length
+        if pads:
+            keep = bytearray()
+            pos = start
+            for lo, hi in pads:
+                if hi <= pos or lo >= start + len(data):
+                    continue
+                keep += data[pos - start : max(pos, lo) - start]
+                pos = max(pos, hi)
+            keep += data[pos - start :]
+            data = memoryview(keep)
+        await asyncio.to_thread(out.write, data)
+    await asyncio.to_thread(out.flush)
+
+
+async def _run_on_done(cmd: str, handle: Any, out: Path, stop: asyncio.Event) -> None:
+    """--on-done: run CMD once, when complete, with the torrent described in its environment."""
+    import os
+
+    await handle.wait_complete()
+    st = handle.status()
+    env = {
+        **os.environ,
+        "SWARM_INFOHASH": st.info_hash,
+        "SWARM_NAME": st.name,
+        "SWARM_PATH": str((out / st.name).resolve()),
+        "SWARM_DOWNLOADED": str(st.downloaded),
+    }
+    proc = await asyncio.create_subprocess_shell(cmd, env=env)
+    rc = await proc.wait()
+    if rc:
+        logging.getLogger("swarm.cli").warning("--on-done command exited with %d", rc)
+
+
+async def _metadata(
+    session: Session, magnet: Magnet, out: Path, peers: list[tuple[str, int]], reporter: Any
+) -> Metainfo:
+    """Fetch the info dictionary from peers, then keep it as <name>.torrent next to the download."""
+    if reporter.mode == "plain":
+        sys.stdout.write(f"fetching metadata of {magnet.info_hash_hex} from peers...\n")
+        sys.stdout.flush()
+    meta = await session.fetch_metadata(magnet, peers)
+    target = out / f"{meta.name}.torrent"
+    try:
+        await asyncio.to_thread(target.write_bytes, meta.to_bytes())
+    except OSError as exc:
+        raise StorageError(f"{target}: cannot write: {exc.strerror or exc}") from None
+    return meta
+
+
 def _check_output_dir(path: Path) -> None:
     import os
 
@@ -147,35 +212,42 @@ def _check_output_dir(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("stdout", "http", "on_done", "first_last"):
+    if args.stdout and args.files:
+        raise BadInput("--stdout streams the whole torrent; it cannot be combined with --files")
+    for name in ("http",):
         if getattr(args, name, None):
             raise BadInput(f"--{name.replace('_', '-')} is not implemented yet")
     if not 0 <= args.port < 65536:
         raise BadInput(f"--port {args.port}: not a port number")
     peers = parse_peers(args.peer)
     source: str = args.source
+    src: Path | Magnet
     if source.startswith("magnet:"):
         from swarm.core.magnet import parse_magnet
 
-        magnet = parse_magnet(source)  # bad magnet: exit 2
-        raise StorageError(
-            f"magnet links need metadata exchange from peers (ut_metadata), not implemented yet; "
-            f"use the .torrent file (info-hash {magnet.info_hash_hex})"
-        )
-    src_path = Path(source)
-    if not src_path.is_file():
-        raise BadInput(f"{source}: no such .torrent file")
+        src = parse_magnet(source)  # a bad magnet: exit 2
+    else:
+        src = Path(source)
+        if not src.is_file():
+            raise BadInput(f"{source}: no such .torrent file")
     out = Path(args.output)
     _check_output_dir(out)
-    return run_engine(lambda: _get(args, src_path, out, peers))
+    return run_engine(lambda: _get(args, src, out, peers))
 
 
-async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple[str, int]]) -> int:
+async def _get(
+    args: argparse.Namespace, src: Path | Magnet, out: Path, peers: list[tuple[str, int]]
+) -> int:
     from swarm.session import Session
     from swarm.ui import choose_mode, make_reporter
 
-    mode = choose_mode(args.json, args.quiet, sys.stdout.isatty())
-    reporter = make_reporter(mode)
+    if args.stdout:
+        # the data owns stdout: everything else goes to stderr
+        mode = choose_mode(args.json, args.quiet, sys.stderr.isatty())
+        reporter = make_reporter(mode, stream=sys.stderr)
+    else:
+        mode = choose_mode(args.json, args.quiet, sys.stdout.isatty())
+        reporter = make_reporter(mode)
     stop = asyncio.Event()
     got: list[int] = []
     install_stop_signals(stop, got)
@@ -186,15 +258,42 @@ async def _get(args: argparse.Namespace, src: Path, out: Path, peers: list[tuple
     started = False
     complete = False
     try:
-        handle = await session.add_torrent(src, out, files=args.files or None, peers=peers)
-        if args.sequential and handle._t.picker is not None:
-            handle._t.picker.set_sequential(True)
+        source: Path | Metainfo = src if isinstance(src, Path) else await _metadata(session, src, out, peers, reporter)
+        if not isinstance(src, Path):
+            extra = list(src.peers) + session._metadata_peers.pop(src.info_hash, [])
+            peers = peers + [p for p in extra if p not in peers]
+        handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
+        streamer = None
+        if args.sequential or args.stdout:
+            handle.set_sequential(True)
+        if args.stdout:
+            streamer = asyncio.ensure_future(_stream_to_stdout(handle))
+        if args.first_last:
+            handle.prioritize_first_last()
         status = handle.status()
-        reporter.start(status, torrent=str(src), path=str(out / status.name),
+        torrent_file = src if isinstance(src, Path) else out / f"{status.name}.torrent"
+        reporter.start(status, torrent=str(torrent_file), path=str(out / status.name),
                        magnet=handle.metainfo.magnet_uri())
         started = True
+        if not isinstance(src, Path):
+            reporter.event(
+                "metadata", name=status.name, total_size=handle.metainfo.total_length,
+                num_pieces=status.num_pieces, piece_length=status.piece_length,
+            )
         reporter.event("listening", host=args.host, port=session.port)
+        if args.on_done:
+            on_done = asyncio.ensure_future(_run_on_done(args.on_done, handle, out, stop))
         complete = await drive(handle, reporter, stop, until_complete=not args.seed)
+        if streamer is not None:
+            if complete:
+                await streamer
+            else:
+                streamer.cancel()
+        if args.on_done:
+            if complete:
+                await on_done
+            else:
+                on_done.cancel()
         final = handle.status()
         if final.state == "error":
             reporter.event("error", message=final.error or "download failed", fatal=True)

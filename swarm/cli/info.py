@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+import time
 from typing import Any
 
 from swarm.core.metainfo import Metainfo, parse_metainfo
@@ -61,6 +62,7 @@ def as_dict(meta: Metainfo) -> dict[str, Any]:
     """The stable --json schema of `swarm info` (event "info")."""
     return {
         "event": "info",
+        "time": time.time(),
         "name": meta.name,
         "info_hash": meta.info_hash_hex,
         "size": meta.total_length,

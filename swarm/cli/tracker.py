@@ -57,6 +57,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(f"--port {args.port}: expected 0..65535")
     if args.interval < 1:
         raise BadInput(f"--interval {args.interval}: expected a positive number of seconds")
+    if args.min_interval is not None and not 0 <= args.min_interval <= args.interval:
+        raise BadInput(f"--min-interval {args.min_interval}: expected 0..--interval")
     if args.workers < 1 or args.workers > 256:
         raise BadInput(f"--workers {args.workers}: expected 1..256")
     if args.workers > 1 and not args.store.startswith(("redis://", "rediss://", "unix://")):
@@ -81,6 +83,19 @@ def _run_loop(coro: Any) -> int:
         return int(asyncio.run(coro))
 
 
+def _die_with_parent() -> None:
+    """A worker must not outlive its parent (a SIGKILLed parent cannot pass SIGTERM on)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(args: argparse.Namespace) -> int:
     from tracker.server import reuse_port_socket, serve
     from tracker.store import open_store
@@ -98,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         if pid == 0:  # child: serve on its own socket, exit without running the parent's code
             code = 1
             try:
+                _die_with_parent()
                 for i, s in enumerate(socks):
                     if i != n:
                         s.close()

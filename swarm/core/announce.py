@@ -188,7 +188,8 @@ class AnnounceRequest:
         return self.left == 0
 
 
-def _split_query(raw: str | bytes) -> list[tuple[str, bytes]]:
+def _chunks(raw: str | bytes) -> list[str]:
+    """The non-empty ``name=value`` pieces of a query, length and count bounded."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("ascii")
@@ -198,15 +199,17 @@ def _split_query(raw: str | bytes) -> list[tuple[str, bytes]]:
         raise BadAnnounce("query string is not ASCII")
     if len(raw) > MAX_QUERY_LENGTH:
         raise BadAnnounce(f"query string longer than {MAX_QUERY_LENGTH} bytes")
-    pairs: list[tuple[str, bytes]] = []
     if not raw:
-        return pairs
+        return []
     chunks = raw.split("&")
     if len(chunks) > MAX_PARAMS:
         raise BadAnnounce(f"more than {MAX_PARAMS} parameters")
-    for chunk in chunks:
-        if not chunk:
-            continue
+    return [c for c in chunks if c]
+
+
+def _split_query(raw: str | bytes) -> list[tuple[str, bytes]]:
+    pairs = []
+    for chunk in _chunks(raw):
         name, _, value = chunk.partition("=")
         pairs.append((name, unquote(value)))
     return pairs
@@ -227,9 +230,22 @@ def unquote(value: str) -> bytes:
     return unquote_to_bytes(value)
 
 
-def _number(name: str, value: bytes, maximum: int = MAX_COUNTER) -> int:
-    if not value or len(value) > 20 or not value.isdigit():
-        raise BadAnnounce(f"invalid {name}")
+def _raw_params(raw: str | bytes) -> dict[str, str]:
+    """Name -> still-encoded value; values are decoded only when used."""
+    params: dict[str, str] = {}
+    for chunk in _chunks(raw):
+        name, _, value = chunk.partition("=")
+        if name in params:
+            raise BadAnnounce(f"duplicate parameter {name[:32]!r}")
+        params[name] = value
+    return params
+
+
+def _text_number(name: str, value: str, maximum: int = MAX_COUNTER) -> int:
+    if "%" in value:  # digits may legally be escaped
+        value = unquote(value).decode("latin-1")
+    if not value or len(value) > 20 or not (value.isascii() and value.isdigit()):
+        raise BadAnnounce(f"invalid {name}")  # isascii: "²" is a digit to str.isdigit
     n = int(value)
     if n > maximum:
         raise BadAnnounce(f"{name} out of range")
@@ -243,68 +259,59 @@ def parse_announce_query(
     max_numwant: int = MAX_NUMWANT,
 ) -> AnnounceRequest:
     """Validate the raw (still percent-encoded) query string of ``GET /announce``."""
-    params: dict[str, bytes] = {}
-    for name, value in _split_query(raw):
-        if name in params:
-            raise BadAnnounce(f"duplicate parameter {name[:32]!r}")
-        params[name] = value
-
-    def need(name: str) -> bytes:
-        value = params.get(name)
-        if value is None:
-            raise BadAnnounce(f"missing {name}")
-        return value
-
-    info_hash = need("info_hash")
+    params = _raw_params(raw)
+    get = params.get
+    value = get("info_hash")
+    if value is None:
+        raise BadAnnounce("missing info_hash")
+    info_hash = unquote(value)
     if len(info_hash) != 20:
         raise BadAnnounce("invalid info_hash: must be 20 bytes")
-    peer_id = need("peer_id")
+    value = get("peer_id")
+    if value is None:
+        raise BadAnnounce("missing peer_id")
+    peer_id = unquote(value)
     if len(peer_id) != 20:
         raise BadAnnounce("invalid peer_id: must be 20 bytes")
-    port = _number("port", need("port"), 65535)
+    value = get("port")
+    if value is None:
+        raise BadAnnounce("missing port")
+    port = _text_number("port", value, 65535)
     if port == 0:
         raise BadAnnounce("invalid port: 0")
-    counters = {}
-    for name in ("uploaded", "downloaded", "left"):
-        counter = params.get(name)
-        counters[name] = 0 if counter is None else _number(name, counter)
-    event_raw = params.get("event", b"")
-    event = event_raw.decode("ascii", "replace")
-    if event == "empty":
-        event = ""
+    value = get("uploaded")
+    uploaded = 0 if value is None else _text_number("uploaded", value)
+    value = get("downloaded")
+    downloaded = 0 if value is None else _text_number("downloaded", value)
+    value = get("left")
+    left = 0 if value is None else _text_number("left", value)
+    value = get("event")
+    event = "" if not value else unquote(value).decode("latin-1")
     if event not in EVENTS:
-        raise BadAnnounce(f"invalid event {event[:32]!r}")
-    numwant_raw = params.get("numwant")
-    numwant = default_numwant if numwant_raw is None else _number("numwant", numwant_raw, 2**31)
-    numwant = min(numwant, max_numwant)
-    compact_raw = params.get("compact", b"1")
-    if compact_raw not in (b"0", b"1"):
+        if event != "empty":
+            raise BadAnnounce(f"invalid event {event[:32]!r}")
+        event = ""
+    value = get("numwant")
+    numwant = default_numwant if value is None else _text_number("numwant", value, 2**31)
+    compact = get("compact", "1")
+    if compact not in ("0", "1"):
         raise BadAnnounce("invalid compact: must be 0 or 1")
-    no_peer_id = params.get("no_peer_id", b"0") not in (b"0", b"")
-    key = params.get("key")
+    no_peer_id = get("no_peer_id", "0") not in ("0", "")
+    value = get("key")
+    key = None if value is None else unquote(value)
     if key is not None and len(key) > 64:
         raise BadAnnounce("invalid key: too long")
     ip: str | None = None
-    ip_raw = params.get("ip")
-    if ip_raw:
+    value = get("ip")
+    if value:
         try:
-            ip = str(ipaddress.ip_address(ip_raw.decode("ascii")))
+            ip = str(ipaddress.ip_address(unquote(value).decode("ascii")))
         except (UnicodeDecodeError, ValueError):
             raise BadAnnounce("invalid ip: not an IP address") from None
     return AnnounceRequest(
-        info_hash=info_hash,
-        peer_id=peer_id,
-        port=port,
-        uploaded=counters["uploaded"],
-        downloaded=counters["downloaded"],
-        left=counters["left"],
-        event=event,
-        numwant=numwant,
-        compact=compact_raw == b"1",
-        no_peer_id=no_peer_id,
-        key=key,
-        ip=ip,
-    )
+        info_hash, peer_id, port, uploaded, downloaded, left, event,
+        min(numwant, max_numwant), compact == "1", no_peer_id, key, ip,
+    )  # fmt: skip
 
 
 def parse_scrape_query(raw: str | bytes) -> list[bytes]:

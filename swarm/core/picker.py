@@ -7,7 +7,8 @@ a. blocks of pieces already in progress (the peer's own first, then others'),
 b. while we have fewer than ``RANDOM_FIRST`` pieces, a random piece: rarest
    first would send every newcomer after the same few pieces;
 c. otherwise the highest priority, then the rarest (fewest peers), random
-   among equals; with a sequential window, pieces in order inside it first;
+   among equals; with a sequential window, pieces in order inside it first
+   (a piece of higher priority outside the window still goes first);
 d. endgame: when no unstarted wanted piece is left and this peer has nothing
    free to fetch, blocks already requested from others (at most
    ``ENDGAME_REQUESTERS`` requesters per block), cancelled on arrival.
@@ -98,7 +99,9 @@ class PiecePicker:
         for i in self._have:
             self._hv[i] = 1
         self._wanted_missing = num_pieces - self._have.count
-        # candidate buckets: unstarted, wanted, missing pieces
+        # candidate buckets: unstarted, wanted, missing pieces; while _dirty
+        # only _pos >= 0 (candidate or not) is kept and buckets are stale
+        self._dirty = True
         self._buckets: dict[tuple[int, int], list[int]] = {}
         self._pos = [-1] * num_pieces
         self._num_candidates = 0
@@ -118,7 +121,7 @@ class PiecePicker:
         # endgame scans are skipped for a peer while nothing that could give
         # it a block has changed (they would find nothing again)
         self._eg_gen = 0
-        self._eg_memo: dict[Peer, tuple[int, int, int]] = {}
+        self._eg_memo: dict[Peer, tuple[int, int]] = {}
         for i in range(num_pieces):
             if not self._hv[i]:
                 self._bucket_add(i)
@@ -145,6 +148,10 @@ class PiecePicker:
         prio = self._prio[i]
         if prio <= 0:
             return
+        self._num_candidates += 1
+        if self._dirty:
+            self._pos[i] = 0  # a candidate; placed by the next rebuild
+            return
         key = (prio, self._avail[i])
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -152,11 +159,14 @@ class PiecePicker:
             self._keys = None
         self._pos[i] = len(bucket)
         bucket.append(i)
-        self._num_candidates += 1
 
     def _bucket_remove(self, i: int) -> None:
         pos = self._pos[i]
         if pos < 0:
+            return
+        self._num_candidates -= 1
+        if self._dirty:
+            self._pos[i] = -1
             return
         key = (self._prio[i], self._avail[i])
         bucket = self._buckets[key]
@@ -168,7 +178,24 @@ class PiecePicker:
         if not bucket:
             del self._buckets[key]
             self._keys = None
-        self._num_candidates -= 1
+
+    def _rebuild(self) -> None:
+        """Put every candidate (``_pos >= 0``) in the bucket of its current key."""
+        pos = self._pos
+        prio = self._prio
+        avail = self._avail
+        buckets: dict[tuple[int, int], list[int]] = {}
+        for i in range(self.num_pieces):
+            if pos[i] >= 0:
+                key = (prio[i], avail[i])
+                bucket = buckets.get(key)
+                if bucket is None:
+                    bucket = buckets[key] = []
+                pos[i] = len(bucket)
+                bucket.append(i)
+        self._buckets = buckets
+        self._keys = None
+        self._dirty = False
 
     def _sorted_keys(self) -> list[tuple[int, int]]:
         keys = self._keys
@@ -177,7 +204,7 @@ class PiecePicker:
         return keys
 
     def _avail_change(self, i: int, delta: int) -> None:
-        if self._pos[i] >= 0:
+        if self._pos[i] >= 0 and not self._dirty:
             self._bucket_remove(i)
             self._avail[i] += delta
             self._bucket_add(i)
@@ -242,7 +269,8 @@ class PiecePicker:
         """Add or remove a whole bitfield's availability; returns its wanted missing pieces.
 
         Moving each piece between buckets costs more than rebuilding them all
-        once a bitfield covers a good part of the torrent.
+        once a bitfield covers a good part of the torrent; the rebuild waits
+        for the next pick, so a burst of connecting peers pays for one.
         """
         hv = self._hv
         prio = self._prio
@@ -258,18 +286,7 @@ class PiecePicker:
             avail[i] += delta
             if prio[i] > 0 and not hv[i]:
                 wanted += 1
-        pos = self._pos
-        buckets: dict[tuple[int, int], list[int]] = {}
-        for i in range(self.num_pieces):
-            if pos[i] >= 0:
-                key = (prio[i], avail[i])
-                bucket = buckets.get(key)
-                if bucket is None:
-                    bucket = buckets[key] = []
-                pos[i] = len(bucket)
-                bucket.append(i)
-        self._buckets = buckets
-        self._keys = None
+        self._dirty = True
         return wanted
 
     def remove_peer(self, peer: Peer) -> None:
@@ -377,7 +394,7 @@ class PiecePicker:
             count = self._take_open(peer, reqs, mine, part, count, out)
         # (d) endgame
         if count and not self._num_candidates:
-            memo = (self._eg_gen, id(peer_has), -1 if peer_has is None else peer_has.count)
+            memo = (self._eg_gen, -1 if peer_has is None else hash(peer_has))
             if self._eg_memo.get(peer) != memo and not self._take_endgame(
                 peer, peer_has, reqs, mine, count, out
             ):
@@ -445,6 +462,8 @@ class PiecePicker:
         return False
 
     def _pick_new(self, peer_has: Bitfield | None) -> int | None:
+        if self._dirty:
+            self._rebuild()
         if self._sequential:
             i = self._pick_sequential(peer_has)
             if i is not None:
@@ -731,7 +750,7 @@ class PiecePicker:
         if n == 0 or cells <= 0:
             return ""
         cells = min(cells, n)
-        have = self._have
+        hv = self._hv
         prio = self._prio
         partials = self._partials
         out = []
@@ -739,16 +758,16 @@ class PiecePicker:
             lo = c * n // cells
             hi = (c + 1) * n // cells
             ch = " "
-            for i in range(lo, hi):
-                if prio[i] <= 0 and not have[i]:
-                    continue
-                if not have[i]:
+            i = hv.find(0, lo, hi)  # jump from missing piece to missing piece
+            while i >= 0:
+                if prio[i] > 0:
                     if i not in partials:
                         ch = "."
                         break
                     ch = "+"
-                elif ch == " ":
-                    ch = "#"
+                i = hv.find(0, i + 1, hi)
+            if ch == " " and hv.find(1, lo, hi) >= 0:
+                ch = "#"
             out.append(ch)
         return "".join(out)
 

@@ -112,13 +112,19 @@ class JsonReporter(Reporter):
         # 50 ms slack: an engine ticking every 250 ms with jitter still reports every interval.
         self.status = status
         now = self.clock()
+        stalled = self.stall_event(status, now)
+        if stalled is not None:
+            self.emit(ev.STALLED, {"reason": stalled}, now)
         if status.state != self._last_state or now - self._last_progress >= self.interval - 0.05:
             self._last_state = status.state
             self._last_progress = now
             self.emit(ev.PROGRESS, progress_fields(status), now)
 
     def event(self, kind: str, **fields: object) -> None:
-        self.emit(kind, self.fill(kind, fields))
+        self.fill(kind, fields)
+        if kind == ev.STALLED:
+            self.note_stall(fields)
+        self.emit(kind, fields)
 
     def close(self, status: TorrentStatus | None = None) -> None:
         super().close(status)

@@ -17,6 +17,9 @@ from . import events as ev
 from .format import clock_text, event_text, progress_line, summary_line
 from .reporter import Clock, Reporter
 
+#: Seconds between repeats of an unchanged progress line.
+IDLE_REPEAT = 60.0
+
 
 class PlainReporter(Reporter):
     mode = "plain"
@@ -36,6 +39,7 @@ class PlainReporter(Reporter):
         self.interval = interval
         self._last_line = 0.0
         self._last_state: str | None = None
+        self._last_text = ""
 
     def _write(self, text: str, now: float | None = None) -> None:
         stamp = clock_text(self.clock() if now is None else now)
@@ -58,18 +62,33 @@ class PlainReporter(Reporter):
         self._write(event_text(ev.ADDED, info), now)
 
     def update(self, status: TorrentStatus) -> None:
-        # 50 ms slack: an engine ticking every 250 ms with jitter still reports every interval.
         self.status = status
         now = self.clock()
+        stalled = self.stall_event(status, now)
+        if stalled is not None:
+            self._write(event_text(ev.STALLED, {"reason": stalled}), now)
+        # 50 ms slack: an engine ticking every 250 ms with jitter still reports every interval.
         if status.state != self._last_state or now - self._last_line >= self.interval - 0.05:
+            text = progress_line(status)
+            # An idle seed would repeat the same line all day: say it once a minute.
+            if (
+                status.state == "seeding"
+                and text == self._last_text
+                and status.state == self._last_state
+                and now - self._last_line < IDLE_REPEAT
+            ):
+                return
             self._last_state = status.state
             self._last_line = now
-            self._write(progress_line(status), now)
+            self._last_text = text
+            self._write(text, now)
 
     def event(self, kind: str, **fields: object) -> None:
         if kind == ev.PIECE and fields.get("action") == "verified":
             return  # thousands per download: the progress lines cover them
         self.fill(kind, fields)
+        if kind == ev.STALLED:
+            self.note_stall(fields)
         text = event_text(kind, fields)
         self._write(text)
         if kind == ev.ERROR and self.err is not None:

@@ -21,6 +21,10 @@ from . import events as ev
 Clock = Callable[[], float]
 
 
+#: Seconds a snapshot's ``stalled_reason`` must hold before it becomes a ``stalled`` event.
+STALL_GRACE = 10.0
+
+
 class Reporter:
     """Base class: remembers the latest snapshot and fills event fields from it."""
 
@@ -29,6 +33,9 @@ class Reporter:
     def __init__(self, *, clock: Clock = time.time) -> None:
         self.clock = clock
         self.status: TorrentStatus | None = None
+        self._stall_since: float | None = None
+        self._stall_reason: str | None = None
+        self._stall_told = False
 
     # --- the API the engine calls -----------------------------------------
     def start(self, status: TorrentStatus, **fields: object) -> None:
@@ -72,6 +79,31 @@ class Reporter:
         elif kind == ev.STALLED:
             fields.setdefault("reason", s.stalled_reason or "no progress")
         return fields
+
+    def stall_event(self, s: TorrentStatus, now: float) -> str | None:
+        """The reason to report once a stall has lasted ``STALL_GRACE`` seconds, else None.
+
+        Derived from snapshots so that scripts get a ``stalled`` event even
+        from an engine that only fills ``stalled_reason``; once per stretch
+        (a new reason starts a new stretch), and not if the engine already
+        sent one itself (``note_stall``).
+        """
+        reason = s.stalled_reason
+        if reason is None:
+            self._stall_since, self._stall_reason, self._stall_told = None, None, False
+            return None
+        if reason != self._stall_reason:
+            self._stall_since, self._stall_reason, self._stall_told = now, reason, False
+        if not self._stall_told and self._stall_since is not None and now - self._stall_since >= STALL_GRACE:
+            self._stall_told = True
+            return reason
+        return None
+
+    def note_stall(self, fields: dict[str, object]) -> None:
+        """The engine sent ``stalled`` itself: don't derive another for the same stretch."""
+        self._stall_reason = str(fields.get("reason"))
+        self._stall_since = self.clock()
+        self._stall_told = True
 
     def elapsed(self, s: TorrentStatus) -> float:
         return round(max(0.0, self.clock() - s.started_at), 3) if s.started_at else 0.0

@@ -76,6 +76,8 @@ def test_defaults() -> None:
         (base(port="65536"), "port"),
         (base(port="-1"), "port"),
         (base(port="abc"), "port"),
+        (base(port="%B2"), "port"),
+        (base(left="%C2%B2"), "left"),
         (base(port=""), "port"),
         (base(left="1e5"), "left"),
         (base(uploaded="-5"), "uploaded"),
@@ -95,6 +97,10 @@ def test_defaults() -> None:
 def test_bad_queries(query: str, reason: str) -> None:
     with pytest.raises(a.BadAnnounce, match=reason):
         a.parse_announce_query(query)
+
+
+def test_escaped_digits_are_numbers() -> None:
+    assert a.parse_announce_query(base(port="%36%38%38%31")).port == 6881
 
 
 def test_numwant_capped_and_events() -> None:
@@ -324,3 +330,35 @@ def test_fast_unquote_matches_urllib(parts: list[str]) -> None:
 
     value = "".join(parts)
     assert a.unquote(value) == unquote_to_bytes(value)
+
+
+_NAMES = ["info_hash", "peer_id", "port", "uploaded", "downloaded", "left", "event", "numwant",
+          "compact", "no_peer_id", "key", "ip", "x"]  # fmt: skip
+_FRAGMENTS = st.one_of(
+    st.binary(min_size=1, max_size=1).map(lambda b: "%" + b.hex().upper()),
+    st.sampled_from(["0", "1", "9", "-", "%", "%2", "+", "=", "started", "::1", "a"]),
+)
+
+
+@settings(max_examples=600)
+@given(
+    st.dictionaries(
+        st.sampled_from(_NAMES),
+        st.one_of(st.none(), st.lists(_FRAGMENTS, max_size=25).map("".join)),
+        max_size=4,
+    )
+)
+def test_mutated_queries_never_escape_our_errors(changes: dict[str, str | None]) -> None:
+    """A valid announce with a few parameters replaced by junk or removed."""
+    params: dict[str, str] = {"info_hash": "%01" * 20, "peer_id": "x" * 20, "port": "6881"}
+    for k, v in changes.items():
+        if v is None:
+            params.pop(k, None)
+        else:
+            params[k] = v
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    try:
+        req = a.parse_announce_query(query)
+    except a.BadAnnounce:
+        return
+    assert len(req.info_hash) == 20 and 0 < req.port < 65536 and 0 <= req.numwant <= 200

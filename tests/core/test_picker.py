@@ -2,6 +2,8 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from swarm.core.bitfield import Bitfield
 from swarm.core.picker import ENDGAME_REQUESTERS, Block, PiecePicker
@@ -351,3 +353,50 @@ def test_narrowed_bitfield_respected_for_own_pieces() -> None:
     allowed = bf(n, [j for j in range(4, n) if j != i][:1])
     got = p.pick("a", allowed, 8)
     assert got and all(b.index != i and allowed[b.index] for b in got)
+
+
+def test_endgame_with_a_different_narrowed_bitfield_each_call() -> None:
+    """The engine builds a fresh allowed-fast bitfield per call: same size, other pieces."""
+    n = 3
+    p = make(n, have=[0])
+    for k in "abcd":
+        p.add_peer_have_all(k)
+    a = p.pick("a", None, 8)
+    assert {blk.index for blk in a} == {1, 2}
+    assert len(p.pick("b", bf(n, [1]), 8)) == 4
+    assert len(p.pick("c", bf(n, [1]), 8)) == 4
+    assert p.pick("d", bf(n, [1]), 8) == []  # piece 1's blocks have 3 requesters
+    got = p.pick("d", bf(n, [2]), 8)  # a new object, maybe at the same address
+    assert sorted(got) == sorted(blk for blk in a if blk.index == 2)
+
+
+@given(
+    st.lists(st.sampled_from("hpm0"), min_size=1, max_size=80),  # have/partial/missing/unwanted
+    st.integers(1, 100),
+)
+def test_piece_map_matches_a_naive_one(states: list[str], cells: int) -> None:
+    n = len(states)
+    p = make(n, plen=BS, have=[i for i, s in enumerate(states) if s == "h"])
+    p.add_peer_have_all("s")
+    for i, s in enumerate(states):
+        if s == "0":
+            p.set_priority(i, 0)
+        elif s == "m":
+            p.set_priority(i, 2)  # keep the partial pick below off these pieces
+    partial = [i for i, s in enumerate(states) if s == "p"]
+    for i in partial:
+        p.pick("s", bf(n, [i]), 1)
+    got = p.piece_map(cells)
+    k = min(cells, n)
+    expect = []
+    for c in range(k):
+        seg = states[c * n // k : (c + 1) * n // k]
+        if "m" in seg:
+            expect.append(".")
+        elif "p" in seg:
+            expect.append("+")
+        elif "h" in seg:
+            expect.append("#")
+        else:
+            expect.append(" ")
+    assert got == "".join(expect)

@@ -40,6 +40,7 @@ class PickerMachine(RuleBasedStateMachine):
         self.out: dict[str, set[Block]] = {k: set() for k in PEERS}
         self.received: set[tuple[int, int]] = set()
         self.contrib: dict[int, set[str]] = {}
+        self.prio = [1] * n
 
     def blocks_of(self, i: int) -> list[Block]:
         return [
@@ -107,6 +108,7 @@ class PickerMachine(RuleBasedStateMachine):
         for blk in got:
             assert blk in self.blocks_of(blk.index)
             assert blk.index not in self.have
+            assert self.prio[blk.index] > 0
             assert has is None or has[blk.index]
             assert (blk.index, blk.begin) not in self.received
             assert blk not in self.out[k]
@@ -122,7 +124,7 @@ class PickerMachine(RuleBasedStateMachine):
         """A short pick means no block was available to this peer."""
         endgame = self.p.endgame
         for i in range(self.n):
-            if i in self.have or (has is not None and not has[i]):
+            if i in self.have or (has is not None and not has[i]) or not self.prio[i]:
                 continue
             for blk in self.blocks_of(i):
                 if (i, blk.begin) in self.received or blk in self.out[k]:
@@ -149,7 +151,11 @@ class PickerMachine(RuleBasedStateMachine):
 
     def _deliver(self, k: str, blk: Block) -> None:
         key = (blk.index, blk.begin)
-        useful = blk.index not in self.have and key not in self.received
+        i = blk.index
+        started = any(r[0] == i for r in self.received) or any(
+            b.index == i for o in PEERS for b in self.out[o]
+        )
+        useful = i not in self.have and key not in self.received and (self.prio[i] > 0 or started)
         expect_cancels = (
             sorted((o, blk) for o in PEERS if o != k and blk in self.out[o]) if useful else []
         )
@@ -191,6 +197,12 @@ class PickerMachine(RuleBasedStateMachine):
         self.received = {r for r in self.received if r[0] != i}
         self.contrib.pop(i, None)
 
+    @rule(i=st.integers(0, 5), prio=st.sampled_from([0, 1, 1, 2, 7]))
+    def set_priority(self, i: int, prio: int) -> None:
+        if i < self.n:
+            self.p.set_priority(i, prio)
+            self.prio[i] = prio
+
     @invariant()
     def bookkeeping(self) -> None:
         if not hasattr(self, "p"):
@@ -198,7 +210,11 @@ class PickerMachine(RuleBasedStateMachine):
         for k in PEERS:
             assert set(self.p.requests_of(k)) == self.out[k]
         assert self.p.in_flight == sum(len(v) for v in self.out.values())
-        assert self.p.is_complete() == (len(self.have) == self.n)
+        wanted = {i for i in range(self.n) if self.prio[i] > 0}
+        assert self.p.is_complete() == (wanted <= self.have)
+        for k, has in self.bf.items():
+            could = any(i not in self.have and (has is None or has[i]) for i in wanted)
+            assert self.p.is_interesting(k) == could
 
     def teardown(self) -> None:
         """Every other peer times out; one seed must then finish the download."""

@@ -189,3 +189,80 @@ async def test_ctrl_c_saves_resume_and_exits_130(tmp_path: Path) -> None:
         await slow.close()
     resume = tmp_path / "out" / ".swarm" / f"{meta.info_hash.hex()}.resume"
     assert resume.is_file()
+
+
+async def test_get_magnet_from_swarm_seed(tmp_path: Path) -> None:
+    """The magnet `swarm seed` prints (with x.pe) is enough for `swarm get`."""
+    payload = os.urandom(300_000)
+    (tmp_path / "m.bin").write_bytes(payload)
+    seed = await asyncio.create_subprocess_exec(
+        *SWARM, "seed", "m.bin", "--host", "127.0.0.1", "--port", "0", "--json",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+    )
+    try:
+        events = await read_events(seed, "listening", 20)
+        magnet = str(next(e for e in events if e["event"] == "added")["magnet"])
+        out = tmp_path / "out"
+        out.mkdir()
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", magnet, "-o", "out", "--port", "0", "--host", "127.0.0.1", "--json",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        gevents = await read_events(get, "summary", 30)
+        assert await asyncio.wait_for(get.wait(), 10) == 0
+        assert any(e["event"] == "metadata" for e in gevents)
+        assert (out / "m.bin").read_bytes() == payload
+        written = parse_metainfo((out / "m.bin.torrent").read_bytes())
+        assert written.info_hash == parse_metainfo((tmp_path / "m.bin.torrent").read_bytes()).info_hash
+    finally:
+        seed.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(seed.wait(), 10)
+
+
+def test_magnet_without_peers_fails_cleanly(tmp_path: Path) -> None:
+    r = run_cli(
+        "get", "magnet:?xt=urn:btih:" + "ab" * 20, "-o", str(tmp_path), "--port", "0",
+        "--host", "127.0.0.1", "--peer", "127.0.0.1:1", cwd=tmp_path, timeout=30,
+    )
+    assert r.returncode == 1 and "metadata" in r.stderr and "Traceback" not in r.stderr
+
+
+async def test_on_done_runs_once_with_environment(tmp_path: Path) -> None:
+    payload, tfile, data = make_payload(tmp_path, 400_000, 16384)
+    meta = parse_metainfo(data)
+    seed = FakeSeed(meta, file_server(meta, payload))
+    port = await seed.start()
+    (tmp_path / "out").mkdir()
+    try:
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(tfile), "-o", "out", "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}", "--sequential", "--first-last", "-q",
+            "--on-done", 'echo "$SWARM_NAME $SWARM_INFOHASH $SWARM_DOWNLOADED $SWARM_PATH" >> done.txt',
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        assert await asyncio.wait_for(get.wait(), 30) == 0
+    finally:
+        await seed.close()
+    lines = (tmp_path / "done.txt").read_text().splitlines()
+    assert lines == [f"f.bin {meta.info_hash.hex()} {len(payload)} {tmp_path / 'out' / 'f.bin'}"]
+    assert (tmp_path / "out" / "f.bin").read_bytes() == payload
+
+
+async def test_stdout_streams_the_file_in_order(tmp_path: Path) -> None:
+    payload, tfile, data = make_payload(tmp_path, 500_000, 16384)
+    meta = parse_metainfo(data)
+    seed = FakeSeed(meta, file_server(meta, payload))
+    port = await seed.start()
+    (tmp_path / "out").mkdir()
+    try:
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(tfile), "-o", "out", "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}", "--stdout", "--json",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        stdout, stderr = await asyncio.wait_for(get.communicate(), 30)
+    finally:
+        await seed.close()
+    assert get.returncode == 0, stderr
+    assert stdout == payload
+    assert b'"event":"done"' in stderr

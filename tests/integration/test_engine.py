@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -45,3 +46,30 @@ async def test_seed_to_get_multi_file(tmp_path: Path) -> None:
         assert seed.status().uploaded >= meta.total_length
     assert same_tree(src, out / "tree")
     assert (out / "tree" / "empty.txt").exists()
+
+
+async def test_magnet_over_the_dht_only(tmp_path: Path) -> None:
+    """No tracker, no x.pe: the leecher finds the seed and the metadata through the DHT."""
+    from swarm.core.magnet import Magnet
+
+    payload = os.urandom(200_000)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", piece_length=16384)
+    meta = parse_metainfo(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    async with Session("127.0.0.1", 0, enable_dht=True, dht_bootstrap=()) as get_s, Session(
+        "127.0.0.1", 0, enable_dht=True, dht_bootstrap=[("127.0.0.1", get_s.port or 0)]
+    ) as seed_s:
+        seed = await seed_s.add_torrent(data, src, seed_only=True)
+        assert seed.status().dht_nodes is not None
+        # the seed's announce reaches the leecher's node once its DHT has bootstrapped
+        deadline = asyncio.get_running_loop().time() + 20
+        while not await get_s.dht.get_peers(meta.info_hash, timeout=2):
+            assert asyncio.get_running_loop().time() < deadline, "seed never announced"
+            await asyncio.sleep(0.1)
+        leech = await get_s.add_torrent(Magnet(meta.info_hash), out)
+        await leech.wait_complete(timeout=30)
+    assert (out / "f.bin").read_bytes() == payload

@@ -205,9 +205,11 @@ async def test_store_caps(store_factory) -> None:  # type: ignore[no-untyped-def
 
 
 async def test_redis_outage_is_a_fast_failure_reason_and_recovers(
-    redis_server: RedisServer,
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     from tracker.redis_store import RedisStore
+
+    caplog.set_level("WARNING", logger="swarm.tracker")
 
     store = RedisStore(redis_server.url, cooldown=0.2)
     t = await start_tracker("127.0.0.1", 0, store=store)
@@ -239,6 +241,9 @@ async def test_redis_outage_is_a_fast_failure_reason_and_recovers(
             assert parse_announce_response(await _raw(http, t.url, 4)).peers == [
                 ("127.0.0.1", 6003)
             ]
+        events = [r.getMessage().split()[0] for r in caplog.records if r.name == "swarm.tracker"]
+        assert events.count("event=store_unavailable") == 1  # once, however many requests
+        assert events.count("event=store_recovered") == 1
     finally:
         await t.close()
 
@@ -290,3 +295,72 @@ def test_workers_share_one_port_and_one_store(redis_server: RedisServer) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def test_workers_die_with_a_killed_parent(redis_server: RedisServer) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", "0",
+         "--workers", "2", "--store", redis_server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    children: list[str] = []
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(b"tracker listening on")
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1
+        proc.kill()
+        proc.wait(timeout=5)
+
+        def alive(pid: str) -> bool:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                return False
+            return "\nState:\tZ" not in status
+
+        deadline = time.monotonic() + 10
+        while any(alive(c) for c in children):
+            assert time.monotonic() < deadline, "a worker outlived its parent"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        for c in children:
+            try:
+                os.kill(int(c), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+async def test_redis_batches_concurrent_announces_and_survives_script_flush(
+    redis_server: RedisServer,
+) -> None:
+    from tracker.redis_store import RedisStore
+
+    store = RedisStore(redis_server.url)
+    try:
+        sizes: list[int] = []
+        run_batch = store._run_batch
+
+        async def spy(batch):  # type: ignore[no-untyped-def]
+            sizes.append(len(batch))
+            return await run_batch(batch)
+
+        store._run_batch = spy  # type: ignore[method-assign]
+        results = await asyncio.gather(*(store.announce(req(n), addr(n), 0.0) for n in range(100)))
+        assert max(sizes) > 1  # one pipeline carried several announces
+        assert sorted(r.complete + r.incomplete for r in results)[-1] == 100
+        assert (await store.stats())["peers"] == 100
+        for flush_then in (1, 20):  # a Redis that lost its scripts (restart, SCRIPT FLUSH)
+            await store.redis.script_flush()
+            got = await asyncio.gather(
+                *(store.announce(req(200 + n), addr(n), 0.0) for n in range(flush_then))
+            )
+            assert all(len(r.peers) == 50 for r in got)
+    finally:
+        await store.close()

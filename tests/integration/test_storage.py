@@ -703,3 +703,18 @@ async def test_resume_dir_symlink_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="symlink"):
         await st.close()
     assert list(outside.iterdir()) == []
+
+
+async def test_one_fd_many_threads(tmp_path: Path) -> None:
+    """An fd cache of one under concurrent writes and reads: no fd closed while in use."""
+    spec = [((f"f{i}",), 1500 + 37 * i) for i in range(10)]
+    meta, stream = make_meta(spec, 1024)
+    st = Storage(meta, tmp_path, max_open_files=1, read_cache_bytes=0)
+    await st.open()
+    await write_all(st, meta, stream)
+    blocks = [(i, b) for i in range(meta.num_pieces) for b in (0, 300) if b + 200 <= meta.piece_size(i)]
+    got = await asyncio.gather(*(st.read_block(i, b, 200) for i, b in blocks))
+    for (i, b), data in zip(blocks, got, strict=True):
+        assert data == stream[i * 1024 + b : i * 1024 + b + 200]
+    assert len(st._fds.fds()) <= 1
+    await st.close()

@@ -273,6 +273,19 @@ async def test_store_caps_and_seed_logic() -> None:
     assert list(sc) == [IH] and sc[IH].complete == 2
 
 
+async def test_store_total_peer_cap() -> None:
+    s = MemoryStore(max_peers=2)
+    await s.announce(req(1), pack_peer("10.0.0.1", 1), now=0)
+    await s.announce(req(2, ih=IH2), pack_peer("10.0.0.1", 2), now=0)
+    with pytest.raises(StoreFull, match="too many peers"):
+        await s.announce(req(3, ih=b"\x03" * 20), pack_peer("10.0.0.1", 3), now=0)
+    with pytest.raises(StoreFull, match="too many peers"):
+        await s.announce(req(3), pack_peer("10.0.0.1", 3), now=0)
+    await s.announce(req(2, ih=IH2, event="stopped"), pack_peer("10.0.0.1", 2), now=0)
+    await s.announce(req(3), pack_peer("10.0.0.1", 3), now=0)  # room again
+    assert s.peer_count == 2 and list(s.swarms) == [IH]  # the emptied swarm went at once
+
+
 async def test_store_sample_is_uniform_enough() -> None:
     s = MemoryStore(rng=random.Random(1))
     for n in range(20):
@@ -321,18 +334,31 @@ def test_cli_prints_port_and_stops_cleanly_on_sigterm() -> None:
             proc.wait(timeout=5)
 
 
-def test_cli_bad_options_exit_2(tmp_path: Path) -> None:
+def test_cli_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from swarm.cli import main
+
     bad = tmp_path / "allow"
     bad.write_text("nothex\n")
-    for extra in (["--allow", str(bad)], ["--store", "ftp://x"], ["--workers", "2"]):
-        r = subprocess.run(
-            [sys.executable, "-m", "swarm", "tracker", "--port", "0", *extra],
-            capture_output=True,
-            cwd=ROOT,
-            timeout=30,
-        )
-        assert r.returncode == 2, (extra, r.stderr)
-        assert b"Traceback" not in r.stderr and b"swarm: error:" in r.stderr
+    for extra in (
+        ["--allow", str(bad)],
+        ["--allow", str(tmp_path / "missing")],
+        ["--store", "ftp://x"],
+        ["--workers", "2"],
+        ["--port", "70000"],
+        ["--interval", "0"],
+        ["--interval", "60", "--min-interval", "61"],
+    ):
+        assert main(["tracker", "--port", "0", *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.startswith("swarm: error:"), err
+    # and once through a real process, as a user would see it
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "tracker", "--port", "0", "--store", "ftp://x"],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert r.returncode == 2 and r.stderr.startswith(b"swarm: error: --store ftp://x")
 
 
 async def test_concurrent_announces(tracker: RunningTracker, http) -> None:  # type: ignore[no-untyped-def]
@@ -341,3 +367,42 @@ async def test_concurrent_announces(tracker: RunningTracker, http) -> None:  # t
     assert all(b"interval" in r for r in results)
     assert results[-1][b"complete"] + results[-1][b"incomplete"] >= 1
     assert time.monotonic() - t0 < 20
+
+
+async def test_garbage_on_the_socket_does_not_hurt(tracker: RunningTracker, http) -> None:  # type: ignore[no-untyped-def]
+    for junk in (
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"GET /announce?\xff\xfe HTTP/1.1\r\n\r\n",
+        b"x" * 70000,
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", tracker.port)
+        writer.write(junk)
+        await writer.drain()
+        try:
+            answer = await asyncio.wait_for(reader.read(65536), 10)
+        except ConnectionResetError:
+            answer = b""
+        writer.close()
+        assert b" 500 " not in answer[:20]
+    d = await ann(http, tracker, pid_of(1), 7001)
+    assert b"interval" in d
+
+
+async def test_terminal_ticker_line(tracker: RunningTracker, http, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from tracker.app import STORE_KEY
+    from tracker.server import _ticker
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    await ann(http, tracker, pid_of(1), 7001, left=0)
+    task = asyncio.create_task(_ticker(tracker, tracker.app[STORE_KEY], every=0.05))
+    try:
+        deadline = time.monotonic() + 10
+        while "announces/s" not in out.getvalue():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    assert "swarms 1  peers 1 (1 seeding)" in out.getvalue()

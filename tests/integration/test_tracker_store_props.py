@@ -73,9 +73,10 @@ async def _check(sequence: list[tuple[int, int, str, int, int, int]], seed: int)
         assert len(got) <= min(want, len(others))
         if swept:
             assert len(got) == min(want, len(others))
+        assert store.peer_count == sum(len(sw.peers) for sw in store.swarms.values())
         sc = (await store.scrape([ih]))[ih]
         assert sc.downloaded == completed[swarm]
     # after a sweep at the end, the store holds exactly the live peers
     await store.expire(now)
     stats = await store.stats()
-    assert stats["peers"] == sum(1 for v in model.values() if v[1] > now)
+    assert stats["peers"] == sum(1 for v in model.values() if v[1] > now) == store.peer_count

@@ -296,12 +296,32 @@ async def test_udp_announce_retransmits_and_reuses_connection_id() -> None:
 async def test_udp_unreachable_gives_up_after_bounded_tries() -> None:
     port = free_port(socket.SOCK_DGRAM)
     url = f"udp://127.0.0.1:{port}/announce"
-    c = client([[url]], 1, Peer(), udp_base_timeout=0.05, udp_attempts=2, retry_base=5.0)
+    # the spec's 15 s timeout: only the ICMP "port unreachable" can make this quick
+    c = client([[url]], 1, Peer(), udp_base_timeout=15.0, udp_attempts=3, retry_base=5.0)
     t0 = time.monotonic()
     async with running(c):
         await until(lambda: c.entries[url].state == "error", what="error state")
     assert time.monotonic() - t0 < 5
-    assert c.entries[url].last_error
+    assert "refused" in (c.entries[url].last_error or "").lower()
+
+
+async def test_udp_silent_tracker_times_out_after_bounded_tries() -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )  # bound, never answers
+    port = transport.get_extra_info("sockname")[1]
+    url = f"udp://127.0.0.1:{port}/announce"
+    try:
+        c = client([[url]], 1, Peer(), udp_base_timeout=0.05, udp_attempts=3, retry_base=5.0)
+        t0 = time.monotonic()
+        async with running(c):
+            await until(lambda: c.entries[url].state == "error", what="error state")
+        elapsed = time.monotonic() - t0
+        assert 0.3 <= elapsed < 5  # 0.05 + 0.1 + 0.2 s of waiting, then give up
+        assert "no answer" in (c.entries[url].last_error or "")
+    finally:
+        transport.close()
 
 
 async def test_no_trackers_returns_at_once() -> None:
@@ -309,3 +329,37 @@ async def test_no_trackers_returns_at_once() -> None:
     await asyncio.wait_for(c.run(), 2)
     await c.stop()
     assert c.status() == []
+
+
+async def test_ipv6_tracker_returns_peers6() -> None:
+    t = await start_tracker("::1", 0, interval=1)
+    assert t.url.startswith("http://[::1]:")
+    try:
+        seed, leech = Peer(left=0), Peer()
+        cs, cl = client([[t.url]], 1, seed), client([[t.url]], 2, leech)
+        async with running(cs):
+            await until(lambda: cs.entries[t.url].state == "ok", what="seed announced")
+            async with running(cl):
+                await until(lambda: ("::1", 7001) in leech.found, what="IPv6 peer via peers6")
+    finally:
+        await t.close()
+
+
+async def test_strict_bep12_stops_at_the_first_tier_that_answers(tracker: RunningTracker) -> None:
+    other = await start_tracker("127.0.0.1", 0, interval=1)
+    try:
+        dead = f"http://127.0.0.1:{free_port()}/announce"
+        c = client([[dead], [tracker.url], [other.url]], 1, Peer(), all_tiers=False)
+        async with running(c):
+            await until(lambda: c.entries[tracker.url].state == "ok", what="second tier ok")
+            await until(
+                lambda: (
+                    (c.entries[tracker.url].last_announce or 0) > 0
+                    and c.entries[dead].state == "error"
+                ),
+                what="first tier tried",
+            )
+        assert c.entries[other.url].last_announce is None  # never needed
+        assert c.entries[other.url].state == "idle"
+    finally:
+        await other.close()

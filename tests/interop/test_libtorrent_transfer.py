@@ -148,3 +148,25 @@ def test_mixed_swarm(tmp_path: Path) -> None:
         assert any(e["event"] == "done" for e in events)
     finally:
         assert stop(seed) == 0
+
+
+def test_swarm_gets_magnet_metadata_from_libtorrent(tmp_path: Path) -> None:
+    lt = require_libtorrent()
+    path, payload = make_file(tmp_path, 1024 * 1024 + 9)
+    subprocess.run(
+        [*SWARM, "create", str(path), "-o", str(tmp_path / "t.torrent"), "-q"], check=True, timeout=30
+    )
+    ses = lt_session(lt)
+    h = lt_add(lt, ses, tmp_path / "t.torrent", path.parent)
+    wait_for(lambda: h.status().is_seeding, 20, "libtorrent to check its data")
+    info_hash = str(h.info_hash())
+    magnet = f"magnet:?xt=urn:btih:{info_hash}&x.pe=127.0.0.1:{ses.listen_port()}"
+    out = tmp_path / "out"
+    out.mkdir()
+    r = subprocess.run(
+        [*SWARM, "get", magnet, "-o", str(out), "--port", "0", "--host", "127.0.0.1", "--json"],
+        capture_output=True, text=True, timeout=60, env=ENV,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (out / "data.bin").read_bytes() == payload
+    assert (out / "data.bin.torrent").is_file()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from ui_snapshots import HASH, FakeClock, status
+from ui_snapshots import HASH, NOW, FakeClock, status
 
 from swarm.ui import choose_mode, events, make_reporter
 from swarm.ui.format import clock_text
@@ -128,3 +128,42 @@ def test_verified_pieces_are_not_logged_but_failures_are() -> None:
     assert out.getvalue() == ""
     rep.event(events.PIECE, action="failed", index=3)
     assert "piece 3 failed" in out.getvalue()
+
+
+def test_an_idle_seed_repeats_its_line_once_a_minute() -> None:
+    rep, out, _, clock = make()
+    seeding = status(state="seeding", verified=int(265 * 1024 * 1024), down_rate=0.0, up_rate=0.0, eta=None)
+    rep.start(seeding)
+    for _ in range(4 * 130):  # 130 s at 4 Hz
+        clock.advance(0.25)
+        rep.update(seeding)
+    progress = [ln for ln in out.getvalue().splitlines() if "100.0%" in ln]
+    assert len(progress) == 3  # at 5, 65 and 125 s, not 26 lines
+    rep.update(status(state="seeding", verified=int(265 * 1024 * 1024), up_rate=1024.0, eta=None))
+    clock.advance(5)
+    rep.update(status(state="seeding", verified=int(265 * 1024 * 1024), up_rate=1024.0, eta=None))
+    assert "up 1.0 KiB/s" in out.getvalue().splitlines()[-1]  # a change shows at the normal pace
+
+
+def test_a_lasting_stall_becomes_one_event() -> None:
+    rep, out, _, clock = make()
+    rep.start(status())
+    for _ in range(4 * 30):
+        clock.advance(0.25)
+        rep.update(status(stalled_reason="no peers"))
+    stalls = [ln for ln in out.getvalue().splitlines() if "] stalled: no peers" in ln]
+    assert len(stalls) == 1
+    assert stalls[0] == f"[{clock_text(NOW + 10)}] stalled: no peers"
+    for _ in range(4 * 30):  # a new reason is a new stall
+        clock.advance(0.25)
+        rep.update(status(stalled_reason="all peers choke us"))
+    assert sum("] stalled: all peers choke us" in ln for ln in out.getvalue().splitlines()) == 1
+
+
+def test_a_short_stall_is_not_an_event() -> None:
+    rep, out, _, clock = make()
+    rep.start(status())
+    for i in range(4 * 60):
+        clock.advance(0.25)
+        rep.update(status(stalled_reason="connecting" if i % 20 < 10 else None))
+    assert "] stalled:" not in out.getvalue()

@@ -1,0 +1,1 @@
+"""Helpers for the acceptance ("hostile world") tests: raw fake peers, crafted torrents."""

@@ -1,0 +1,215 @@
+"""Raw peers built on asyncio streams and swarm.core.wire encoders.
+
+``RawPeer`` is a scriptable client connection (it can lie, flood or stall);
+``ScriptedSeed`` is a listening fake seed whose answers a test controls
+(serve real data, garbage, wrong lengths, or nothing until a gate opens).
+Every wait here has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from swarm.core import wire
+from swarm.core.bitfield import Bitfield
+from swarm.core.metainfo import Metainfo
+from swarm.errors import ProtocolError
+
+RESERVED = wire.make_reserved(extensions=True, fast=True, dht=False)
+
+
+def new_peer_id(tag: bytes = b"QA") -> bytes:
+    return b"-" + tag[:2].ljust(2, b"X") + b"0001-" + os.urandom(6).hex().encode()
+
+
+class RawPeer:
+    """One TCP connection to a swarm session, driven byte by byte by a test."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.received = bytearray()
+        self.remote_handshake: wire.Handshake | None = None
+
+    @classmethod
+    async def connect(cls, port: int, host: str = "127.0.0.1", timeout: float = 5) -> RawPeer:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        return cls(reader, writer)
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def drain(self, timeout: float = 5) -> bool:
+        """Flush what we wrote; False if the other side already closed."""
+        try:
+            await asyncio.wait_for(self.writer.drain(), timeout)
+        except (ConnectionError, TimeoutError):
+            return False
+        return True
+
+    async def handshake(
+        self,
+        info_hash: bytes,
+        *,
+        peer_id: bytes | None = None,
+        reserved: bytes = RESERVED,
+        timeout: float = 5,
+    ) -> wire.Handshake | None:
+        """Send our handshake, read theirs (None if they closed instead)."""
+        self.send(wire.Handshake(info_hash, peer_id or new_peer_id(), reserved).encode())
+        await self.drain(timeout)
+        try:
+            data = await asyncio.wait_for(self.reader.readexactly(wire.HANDSHAKE_LEN), timeout)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        self.remote_handshake = wire.parse_handshake(data)
+        return self.remote_handshake
+
+    async def closed_within(self, timeout: float) -> bool:
+        """Read (and keep) everything until EOF/reset; True if that came before ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(65536), left)
+            except TimeoutError:
+                return False
+            except ConnectionError:
+                return True
+            if not chunk:
+                return True
+            self.received += chunk
+
+    async def messages(
+        self, meta: Metainfo, until: Callable[[list[Any]], bool], timeout: float
+    ) -> list[Any]:
+        """Decode their messages (after the handshake) until ``until(msgs)`` or EOF/timeout."""
+        dec = wire.MessageDecoder(meta.num_pieces, meta.piece_length, meta.total_length)
+        msgs: list[Any] = list(dec.feed(bytes(self.received)))
+        self.received.clear()
+        deadline = time.monotonic() + timeout
+        while not until(msgs):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(65536), left)
+            except (TimeoutError, ConnectionError):
+                break
+            if not chunk:
+                break
+            msgs.extend(dec.feed(chunk))
+        return msgs
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+Serve = Callable[[int, int, int], "bytes | None"]
+
+
+def data_server(meta: Metainfo, data: bytes) -> Serve:
+    def serve(index: int, begin: int, length: int) -> bytes:
+        off = index * meta.piece_length + begin
+        return data[off : off + length]
+
+    return serve
+
+
+class ScriptedSeed:
+    """A fake seed on 127.0.0.1 claiming every piece and answering with ``serve``.
+
+    ``serve`` returns the block to send (any length: tests use that to lie) or
+    None to stay silent. ``gate`` (if set) holds all answers until it is set.
+    """
+
+    def __init__(self, meta: Metainfo, serve: Serve, *, gate: asyncio.Event | None = None) -> None:
+        self.meta = meta
+        self.serve = serve
+        self.gate = gate
+        self.peer_id = new_peer_id(b"SS")
+        self.port = 0
+        self.connections = 0
+        self.requests = 0
+        self.blocks_sent = 0
+        self.dropped = 0  # connections the remote side closed
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(t, 5)
+
+    async def __aenter__(self) -> ScriptedSeed:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        m = self.meta
+        try:
+            hs = wire.parse_handshake(await asyncio.wait_for(reader.readexactly(68), 10))
+            if hs.info_hash != m.info_hash:
+                return
+            writer.write(wire.Handshake(m.info_hash, self.peer_id, bytes(8)).encode())
+            writer.write(wire.encode_bitfield(Bitfield(m.num_pieces, full=True).to_bytes()))
+            writer.write(wire.encode_unchoke())
+            dec = wire.MessageDecoder(m.num_pieces, m.piece_length, m.total_length)
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    self.dropped += 1
+                    return
+                for msg in dec.feed(data):
+                    if isinstance(msg, wire.Request):
+                        self.requests += 1
+                        if self.gate is not None:
+                            await asyncio.wait_for(self.gate.wait(), 60)
+                        block = self.serve(msg.index, msg.begin, msg.length)
+                        if block is not None:
+                            writer.write(
+                                wire.piece_header(msg.index, msg.begin, len(block)) + block
+                            )
+                            self.blocks_sent += 1
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ProtocolError):
+            self.dropped += 1
+        except TimeoutError:
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+
+async def poll(cond: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll ``cond`` until true or ``timeout``; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() >= deadline:
+            return cond()
+        await asyncio.sleep(interval)
+    return True
