@@ -129,6 +129,18 @@ async def test_cli_seed_announces_and_get_finds_it_by_dht(tmp_path: Path, boot: 
         peers = [e for e in gevents if e["event"] == "peer" and e.get("action") == "connected"]
         assert any(e.get("source") == "dht" and e["address"] == f"{LOCAL}:{port}" for e in peers), peers
         assert (out / "data.bin").read_bytes() == payload
+        # A bare magnet (no tracker, no x.pe): the metadata, then the data, via the DHT.
+        out2 = tmp_path / "out2"
+        out2.mkdir()
+        magnet = f"magnet:?xt=urn:btih:{meta.info_hash.hex()}"
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", magnet, "-o", str(out2), "--host", LOCAL, "--port", "0",
+            "--dht-bootstrap", bootstrap, "--json",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )
+        await read_events(get, "summary", 40)
+        assert await asyncio.wait_for(get.wait(), 10) == 0
+        assert (out2 / "data.bin").read_bytes() == payload
         # A loopback session keeps no DHT table on disk.
         assert not (tmp_path / "state").exists()
     finally:

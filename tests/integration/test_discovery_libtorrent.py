@@ -81,7 +81,8 @@ def make_torrent(tmp_path: Path, size: int = 1_500_000) -> tuple[Path, Path, byt
     return src, tfile, payload
 
 
-async def test_libtorrent_leech_finds_swarm_seed_by_dht(tmp_path: Path, boot: DHTNode) -> None:
+@pytest.mark.parametrize("source", ["torrent", "bare magnet"])
+async def test_libtorrent_leech_finds_swarm_seed_by_dht(tmp_path: Path, boot: DHTNode, source: str) -> None:
     lt = require_libtorrent()
     src, tfile, payload = make_torrent(tmp_path)
     async with Session(LOCAL, 0, enable_dht=True, dht_bootstrap=[(LOCAL, boot.port)]) as s:
@@ -89,8 +90,11 @@ async def test_libtorrent_leech_finds_swarm_seed_by_dht(tmp_path: Path, boot: DH
         await until(lambda: (LOCAL, s.port) in boot.store.get(h.info_hash, 0.0), 15, "swarm's announce")
         ses = lt_session(lt, boot.port)
         try:
-            atp = lt.add_torrent_params()
-            atp.ti = lt.torrent_info(str(tfile))
+            if source == "torrent":
+                atp = lt.add_torrent_params()
+                atp.ti = lt.torrent_info(str(tfile))
+            else:  # the metadata too comes from swarm (ut_metadata)
+                atp = lt.parse_magnet_uri(f"magnet:?xt=urn:btih:{h.info_hash.hex()}")
             atp.save_path = str(tmp_path / "lt")
             lh = ses.add_torrent(atp)
             await until(lambda: lh.status().is_seeding, 45, "libtorrent to complete from swarm")
@@ -134,5 +138,43 @@ async def test_swarm_leech_finds_libtorrent_seed_by_dht(tmp_path: Path, boot: DH
             assert any(f["source"] == "dht" and f["address"] == f"{LOCAL}:{lt_port}" for f in connected), connected
             st = gh.status()
             assert st.dht_nodes is not None and st.dht_nodes >= 1
+    finally:
+        del ses
+
+
+async def test_swarm_get_bare_magnet_from_libtorrent_seed_by_dht(tmp_path: Path, boot: DHTNode) -> None:
+    """`swarm get 'magnet:?xt=urn:btih:HASH'` (no tracker, no x.pe): metadata and data
+    from a libtorrent seed that only the DHT knows of."""
+    import subprocess
+    import sys
+
+    lt = require_libtorrent()
+    src, tfile, payload = make_torrent(tmp_path)
+    ses = lt_session(lt, boot.port)
+    try:
+        lt_port = await until(ses.listen_port, 10, "libtorrent to listen")
+        atp = lt.add_torrent_params()
+        atp.ti = lt.torrent_info(str(tfile))
+        atp.save_path = str(src)
+        lh = ses.add_torrent(atp)
+        await until(lambda: lh.status().is_seeding, 15, "libtorrent to check its data")
+        ih = bytes(atp.ti.info_hashes().v1.to_bytes())
+        await until(lambda: any(p == lt_port for _, p in boot.store.get(ih, 0.0)), 45, "libtorrent's announce")
+        out = tmp_path / "out"
+        out.mkdir()
+        env = {**os.environ, "SWARM_STATE_DIR": str(tmp_path / "state")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "swarm", "get", f"magnet:?xt=urn:btih:{ih.hex()}", "-o", str(out),
+            "--host", LOCAL, "--port", "0", "--dht-bootstrap", f"{LOCAL}:{boot.port}", "-q",
+            stdout=subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0, err.decode()
+        assert (out / "data.bin").read_bytes() == payload
     finally:
         del ses
