@@ -30,7 +30,8 @@ log = logging.getLogger("swarm.peer")
 #: BEP 3 suggests a keep-alive every two minutes; peers drop us after ~3-5.
 KEEPALIVE_INTERVAL = 110.0
 IDLE_TIMEOUT = 240.0
-HANDSHAKE_TIMEOUT = 20.0
+#: A connection that has not completed its handshake by then is closed (libtorrent: 10 s).
+HANDSHAKE_TIMEOUT = 10.0
 #: Transport write buffer: above HIGH we stop serving uploads until below LOW.
 WRITE_HIGH = 2 * 1024 * 1024
 WRITE_LOW = 512 * 1024

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ class Session:
         self._server: asyncio.AbstractServer | None = None
         self.dht: Any = None  # swarm.dht.DHTNode when enabled
         self.lsd: Any = None  # swarm.lsd.LSDService when enabled
+        self._janitor: asyncio.Task[None] | None = None
         # peers tried while fetching a magnet's metadata: the torrent starts with them
         self._metadata_peers: dict[bytes, list[tuple[str, int]]] = {}
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -159,7 +161,19 @@ class Session:
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])
         log.info("listening on %s:%d", self.host, self.port)
+        self._janitor = asyncio.get_running_loop().create_task(self._close_stale_handshakes())
         await self._start_discovery()
+
+    async def _close_stale_handshakes(self) -> None:
+        """Connections that never finish their handshake would hold a socket forever."""
+        from swarm.peer import HANDSHAKE_TIMEOUT
+
+        while not self._closed:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for c in list(self.connections):
+                if not c.ready and not c.closed and now - c.connected_at > HANDSHAKE_TIMEOUT:
+                    c.close(f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
 
     async def _start_discovery(self) -> None:
         """DHT and LAN discovery (swarm.discovery); a failure only disables them.
@@ -419,6 +433,8 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        if self._janitor is not None:
+            self._janitor.cancel()
         if self._server is not None:
             self._server.close()
         if self.discovery is not None:  # discovery hook: saves the DHT table

@@ -40,6 +40,10 @@ log = logging.getLogger("swarm.torrent")
 
 CLIENT_VERSION = "swarm 0.1.0"
 MAX_PEERS = 60
+#: Peers named by the user (--peer) may exceed the cap by this many.
+MANUAL_EXTRA = 10
+#: A peer that gave and wanted nothing for this long may be replaced at the cap.
+USELESS_AFTER = 10.0
 MAX_CONNECTING = 12
 #: In-progress piece buffers (bytes) before we stop starting new pieces.
 MAX_BUFFER_BYTES = 96 * 1024 * 1024
@@ -334,9 +338,12 @@ class Torrent:
         while (
             self._candidates
             and len(self._connecting) < MAX_CONNECTING
-            and len(self.peers) + len(self._connecting) < MAX_PEERS
+            and len(self.peers) + len(self._connecting) < MAX_PEERS + MANUAL_EXTRA
         ):
-            host, port, source = self._candidates.popleft()
+            host, port, source = self._candidates[0]
+            if source != "manual" and len(self.peers) + len(self._connecting) >= MAX_PEERS:
+                break
+            self._candidates.popleft()
             addr = (host, port)
             if addr in self._connecting or any(p.address == addr for p in self.peers):
                 continue
@@ -374,9 +381,32 @@ class Torrent:
             return "banned"
         if peer.peer_id in self.peer_ids:
             return "duplicate peer id"
-        if len(self.peers) >= MAX_PEERS:
+        if len(self.peers) >= MAX_PEERS and not self._make_room(peer):
             return "too many peers"
         return None
+
+    def _make_room(self, newcomer: PeerConnection) -> bool:
+        """At the cap: drop one peer that has been useless for a while (idle peers
+        must not lock out a peer the user named, nor the rest of the swarm)."""
+        now = time.monotonic()
+        manual = newcomer.outgoing and newcomer.source == "manual"
+        if manual and len(self.peers) < MAX_PEERS + MANUAL_EXTRA:
+            return True
+        worst: PeerConnection | None = None
+        for p in self.peers:
+            useless = (
+                not p.peer_interested
+                and not p.downloaded
+                and (p.have is None or (self.picker is not None and not self.picker.is_interesting(p)))
+                and now - p.connected_at > USELESS_AFTER
+            )
+            if useless and (worst is None or p.last_recv < worst.last_recv):
+                worst = p
+        if worst is None:
+            return False
+        worst.close("making room for a new peer")
+        self.peer_closed(worst)
+        return True
 
     def make_decoder(self, peer: PeerConnection) -> wire.MessageDecoder:
         m = self.meta
@@ -488,6 +518,8 @@ class Torrent:
             self.wasted += n
             return False
         n = req[0]
+        if m.data is not None and len(m.data) != n:
+            raise ProtocolError(f"block {index}:{begin} of {len(m.data)} bytes, we asked for {n}")
         peer.downloaded += n
         peer.down.add(n, now)
         peer.last_block = now
