@@ -572,3 +572,99 @@ def test_pex_private_and_send_rate() -> None:
     private.peers = {a: None, b: None}
     pm.tick(500.0)
     assert len(a.sent) == 2
+
+
+# ---------------------------------------------------------------- wiring, without the network
+
+
+class _FakeNode:
+    """Stands in for DHTNode: records how Discovery built it; sends nothing."""
+
+    made: list[_FakeNode] = []
+
+    def __init__(self, host: str, port: int = 0, *, bootstrap: Any = None, state_file: Any = None) -> None:
+        self.host, self.want_port, self.bootstrap, self.state_file = host, port, bootstrap, state_file
+        self.port = 0
+        self.nodes: list[tuple[str, int]] = []
+        self.announced: list[bytes] = []
+        self.closed = False
+        _FakeNode.made.append(self)
+
+    async def start(self, wait: bool = True) -> None:
+        self.port = self.want_port or 40000
+
+    def node_count(self) -> int:
+        return 3
+
+    def add_node(self, host: str, port: int) -> None:
+        self.nodes.append((host, port))
+
+    async def iter_peers(self, info_hash: bytes, timeout: float = 30.0) -> Any:
+        # Only loopback: the torrent will dial what it is given.
+        for peer in (("0.0.0.0", 1), ("224.0.0.1", 6881), (LOCAL, 9)):
+            yield peer
+
+    async def announce(self, info_hash: bytes, port: int, **kw: Any) -> int:
+        self.announced.append(info_hash)
+        return 1
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_discovery_wiring_on_a_lan_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On 0.0.0.0 (a fake DHT node that sends nothing, no LSD, no trackers, and only
+    loopback peers to dial): the table is kept in the
+    state dir, no --dht-bootstrap means the defaults, peers found go to the torrent with
+    source "dht" (junk addresses dropped), remove/close stop the loop and the node."""
+    import swarm.dht
+
+    _FakeNode.made.clear()
+    monkeypatch.setattr(swarm.dht, "DHTNode", _FakeNode)
+    src, tfile, _ = make_torrent(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    async with Session("0.0.0.0", 0, enable_dht=True, state_dir=tmp_path / "st") as s:
+        node = _FakeNode.made[-1]
+        assert node.state_file == tmp_path / "st" / "dht.state"
+        assert node.bootstrap is None and node.want_port == s.port
+        assert s.dht is node and s.dht_port() == node.port and s.lsd is None
+        h = await s.add_torrent(tfile, out)
+        assert s.discovery is not None
+        await wait_until(lambda: node.announced, 5, "an announce")
+        assert (LOCAL, 9) in h._t._known
+        assert ("0.0.0.0", 1) not in h._t._known and ("224.0.0.1", 6881) not in h._t._known
+        assert h.status().dht_nodes == 3
+        h._t.on_messages(_FakeConn(h._t), [wire.Port(7777)])
+        assert node.nodes == [("198.51.100.9", 7777)]
+        loop_task = s.discovery._loops[h.info_hash]
+        await h.stop()
+        await wait_until(lambda: loop_task.done(), 5, "the DHT loop to stop")
+    assert node.closed
+
+
+class _FakeConn:
+    def __init__(self, torrent: Any) -> None:
+        self.address = ("198.51.100.9", 51413)
+        self.closed = False
+        self.am_interested = False
+
+
+async def test_lsd_peers_only_for_our_public_torrents(tmp_path: Path) -> None:
+    src, tfile, _ = make_torrent(tmp_path)
+    psrc = tmp_path / "p"
+    psrc.mkdir()
+    ptfile = tmp_path / "p.torrent"
+    (psrc / "p.bin").write_bytes(os.urandom(50_000))
+    ptfile.write_bytes(create_torrent(psrc / "p.bin", private=True))
+    async with Session(LOCAL, 0, enable_dht=True, dht_bootstrap=()) as s:
+        assert s.discovery is not None
+        h = await s.add_torrent(tfile, src, seed_only=True)
+        ph = await s.add_torrent(ptfile, psrc, seed_only=True)
+        s.discovery._on_lsd_peer(h.info_hash, LOCAL, 40001)
+        s.discovery._on_lsd_peer(ph.info_hash, LOCAL, 40002)
+        s.discovery._on_lsd_peer(b"\x01" * 20, LOCAL, 40003)
+        s.discovery._on_lsd_peer(h.info_hash, "10.1.2.3", 40004)  # off loopback: dropped
+        assert (LOCAL, 40001) in h._t._known
+        assert (LOCAL, 40002) not in ph._t._known
+        assert ("10.1.2.3", 40004) not in h._t._known
