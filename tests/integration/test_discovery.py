@@ -538,6 +538,17 @@ def test_pex_receive_caps_and_filters(monkeypatch: pytest.MonkeyPatch) -> None:
         pm.on_message(sender, b"d5:added3:abce")  # type: ignore[arg-type]
 
 
+def test_pex_libtorrent_sized_message_is_taken_not_fatal() -> None:
+    """libtorrent sends up to 100 added peers in one ut_pex: we take our cap of them."""
+    from swarm.core.bencode import encode as bencode
+
+    t = _FakeTorrent(host=LOCAL, port=7000)
+    pm = PexManager(t)  # type: ignore[arg-type]
+    added = b"".join(bytes([127, 0, 0, 1]) + (20000 + i).to_bytes(2, "big") for i in range(100))
+    pm.on_message(_FakePeer((LOCAL, 6000)), bencode({b"added": added, b"added.f": b"\0" * 100}))  # type: ignore[arg-type]
+    assert len(t.added) == PEX_MAX_PER_MESSAGE
+
+
 def test_pex_from_a_stranger_never_points_at_loopback() -> None:
     t = _FakeTorrent(host="0.0.0.0", port=7000)
     pm = PexManager(t)  # type: ignore[arg-type]
