@@ -59,6 +59,9 @@ DHT_ANNOUNCE_INTERVAL = 900.0
 DHT_RETRY_DELAYS = (5.0, 15.0, 30.0, 60.0, 120.0)
 #: One lookup gives up after this many seconds.
 DHT_LOOKUP_TIMEOUT = 30.0
+#: Session.start waits this long for the DHT node (bind + resolving the routers' names),
+#: then lets it finish in the background: an offline LAN must not stall start-up.
+DHT_START_WAIT = 3.0
 #: LSD: announce every torrent this often (and each torrent once when added).
 LSD_INTERVAL = 300.0
 #: ut_pex: at most one message a minute to each peer (BEP 11).
@@ -131,6 +134,7 @@ class Discovery:
         self.dht: DHTNode | None = None
         self.lsd: LSDService | None = None
         self._loops: dict[bytes, asyncio.Task[None]] = {}
+        self._dht_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -146,7 +150,10 @@ class Discovery:
 
     async def start(self) -> None:
         if self.want_dht:
-            await self._start_dht()
+            task = self._spawn(self._start_dht())
+            await asyncio.wait({task}, timeout=DHT_START_WAIT)
+            if not task.done():
+                log.info("DHT still starting (resolving its bootstrap routers); going on")
         if self.want_lsd:
             await self._start_lsd()
         elif self.session.enable_lsd and not lsd_allowed(self.host):
@@ -170,7 +177,12 @@ class Discovery:
                 log.info("%s", exc)
                 await node.close()
                 continue
+            except BaseException:
+                await node.close()
+                raise
             self.dht = node
+            self.session.dht = node  # the session's alias (magnet metadata lookups use it)
+            self._dht_ready.set()
             log.info("DHT on %s:%d", host, node.port)
             return
         log.warning("DHT off: cannot bind a UDP port on %s", host)
@@ -221,7 +233,7 @@ class Discovery:
         if self.lsd is not None:
             with contextlib.suppress(OSError, RuntimeError):
                 self.lsd.announce([torrent.info_hash])
-        if self.dht is not None and torrent.info_hash not in self._loops:
+        if self.want_dht and torrent.info_hash not in self._loops:
             task = asyncio.get_running_loop().create_task(self._dht_loop(torrent))
             self._loops[torrent.info_hash] = task
             task.add_done_callback(functools.partial(self._loop_done, torrent.info_hash))
@@ -264,6 +276,7 @@ class Discovery:
         """While the torrent runs: a get_peers lookup when it starts and every few minutes
         while it wants peers (sooner after one that found nobody), an announce every
         quarter of an hour (sooner while no node takes it, e.g. during bootstrap)."""
+        await self._dht_ready.wait()
         dht = self.dht
         assert dht is not None
         loop = asyncio.get_running_loop()

@@ -679,3 +679,33 @@ async def test_lsd_peers_only_for_our_public_torrents(tmp_path: Path) -> None:
         assert (LOCAL, 40001) in h._t._known
         assert (LOCAL, 40002) not in ph._t._known
         assert ("10.1.2.3", 40004) not in h._t._known
+
+
+async def test_a_slow_dht_start_does_not_stall_the_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolving the routers' names may hang on an offline LAN: the session starts anyway,
+    and the torrent's DHT loop begins once the node is up."""
+    import swarm.dht
+
+    release = asyncio.Event()
+
+    class SlowNode(_FakeNode):
+        async def start(self, wait: bool = True) -> None:
+            await release.wait()
+            await super().start(wait)
+
+    _FakeNode.made.clear()
+    monkeypatch.setattr(swarm.dht, "DHTNode", SlowNode)
+    monkeypatch.setattr(discovery_mod, "DHT_START_WAIT", 0.1)
+    src, tfile, _ = make_torrent(tmp_path)
+    s = Session("0.0.0.0", 0, enable_dht=True)
+    await asyncio.wait_for(s.start(), 5)
+    try:
+        assert s.dht is None and s.dht_port() is None
+        h = await s.add_torrent(tfile, src, seed_only=True)
+        release.set()
+        node = _FakeNode.made[-1]
+        await wait_until(lambda: node.announced == [h.info_hash], 5, "the announce once the node is up")
+        assert s.dht is node
+    finally:
+        await s.close()
+    assert node.closed
