@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import html
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from swarm.errors import BadInput, StorageError
 
@@ -107,6 +109,8 @@ async def drive(
         async for kind, fields in events:
             if kind in ("piece",) and fields.get("action") == "verified" and reporter.mode != "json":
                 continue  # a line per piece is noise on a terminal or in a log
+            if kind == "error" and fields.get("fatal") and reporter.mode != "json":
+                continue  # the command's own error line says it once
             reporter.event(kind, **fields)
 
     pump_task = asyncio.ensure_future(pump())
@@ -139,6 +143,73 @@ async def drive(
         with contextlib.suppress(Exception):
             await events.aclose()
     return complete or handle.is_complete()
+
+
+async def _serve_http(handle: Any, port: int) -> Any:
+    """--http: the torrent's files over HTTP on 127.0.0.1, with Range, served as pieces arrive."""
+    from aiohttp import web
+
+    meta = handle.metainfo
+    files = {"/".join(f.path): f for f in meta.files if not f.pad}
+    pl = meta.piece_length
+
+    async def index(request: web.Request) -> web.Response:
+        links = "".join(f'<li><a href="/{quote(p)}">{html.escape(p)}</a> ({f.length} bytes)</li>' for p, f in files.items())
+        return web.Response(text=f"<ul>{links}</ul>", content_type="text/html")
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        f = files.get(request.match_info["path"])
+        if f is None:
+            raise web.HTTPNotFound()
+        try:
+            rng = request.http_range
+        except ValueError:
+            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{f.length}"}) from None
+        start, stop, partial = 0, f.length, False
+        if rng.start is not None or rng.stop is not None:
+            start = rng.start if rng.start is not None else 0
+            stop = rng.stop if rng.stop is not None else f.length
+            if start < 0:
+                start, stop = max(0, f.length + start), f.length
+            stop = min(stop, f.length)
+            if start >= stop:
+                raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{f.length}"})
+            partial = True
+        headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream",
+                   "Content-Length": str(stop - start)}
+        if partial:
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{f.length}"
+        resp = web.StreamResponse(status=206 if partial else 200, headers=headers)
+        await resp.prepare(request)
+        pos, end = f.offset + start, f.offset + stop
+        while pos < end:
+            index = pos // pl
+            while not handle.have_piece(index):
+                if handle.status().state in ("error", "stopped"):
+                    return resp
+                await asyncio.sleep(0.05)
+            data = await handle.read_piece(index)
+            base = index * pl
+            hi = min(len(data), end - base)
+            await resp.write(bytes(data[pos - base : hi]))
+            pos = base + hi
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/{path:.+}", serve)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StorageError(f"--http {port}: cannot listen: {exc.strerror or exc}") from None
+    bound = runner.addresses[0][1]
+    sys.stderr.write(f"swarm: streaming {meta.name} on http://127.0.0.1:{bound}/\n")
+    sys.stderr.flush()
+    return runner
 
 
 async def _stream_to_stdout(handle: Any) -> None:
@@ -214,9 +285,8 @@ def _check_output_dir(path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.stdout and args.files:
         raise BadInput("--stdout streams the whole torrent; it cannot be combined with --files")
-    for name in ("http",):
-        if getattr(args, name, None):
-            raise BadInput(f"--{name.replace('_', '-')} is not implemented yet")
+    if args.http is not None and not 0 <= args.http < 65536:
+        raise BadInput(f"--http {args.http}: not a port number")
     if not 0 <= args.port < 65536:
         raise BadInput(f"--port {args.port}: not a port number")
     peers = parse_peers(args.peer)
@@ -257,6 +327,7 @@ async def _get(
     await session.start()
     started = False
     complete = False
+    http = None
     try:
         source: Path | Metainfo = src if isinstance(src, Path) else await _metadata(session, src, out, peers, reporter)
         if not isinstance(src, Path):
@@ -264,8 +335,11 @@ async def _get(
             peers = peers + [p for p in extra if p not in peers]
         handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
         streamer = None
-        if args.sequential or args.stdout:
+        http = None
+        if args.sequential or args.stdout or args.http is not None:
             handle.set_sequential(True)
+        if args.http is not None:
+            http = await _serve_http(handle, args.http)
         if args.stdout:
             streamer = asyncio.ensure_future(_stream_to_stdout(handle))
         if args.first_last:
@@ -283,7 +357,8 @@ async def _get(
         reporter.event("listening", host=args.host, port=session.port)
         if args.on_done:
             on_done = asyncio.ensure_future(_run_on_done(args.on_done, handle, out, stop))
-        complete = await drive(handle, reporter, stop, until_complete=not args.seed)
+        # with --http the stream stays up (and we seed) until Ctrl-C
+        complete = await drive(handle, reporter, stop, until_complete=not (args.seed or http))
         if streamer is not None:
             if complete:
                 await streamer
@@ -294,10 +369,10 @@ async def _get(
                 await on_done
             else:
                 on_done.cancel()
-        final = handle.status()
-        if final.state == "error":
-            reporter.event("error", message=final.error or "download failed", fatal=True)
+
     finally:
+        if http is not None:
+            await http.cleanup()
         await session.close()
         if started:
             reporter.close(handle.status())

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_engine_fakepeer import FakeSeed, file_server
 
 from swarm.core.metainfo import parse_metainfo
@@ -266,3 +268,122 @@ async def test_stdout_streams_the_file_in_order(tmp_path: Path) -> None:
     assert get.returncode == 0, stderr
     assert stdout == payload
     assert b'"event":"done"' in stderr
+
+
+async def test_disk_full_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a tiny tmpfs")
+    payload, tfile, data = make_payload(tmp_path, 3 * 1024 * 1024, 32768)
+    meta = parse_metainfo(data)
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], check=True, timeout=10)
+    seed = FakeSeed(meta, file_server(meta, payload))
+    port = await seed.start()
+    try:
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(tfile), "-o", str(tiny), "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        _, err = await asyncio.wait_for(get.communicate(), 30)
+    finally:
+        await seed.close()
+        subprocess.run(["umount", str(tiny)], check=False, timeout=10)
+    assert get.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("swarm: error:") and "disk full" in lines[0], lines
+
+
+async def test_seed_with_existing_torrent_verifies_the_data(tmp_path: Path) -> None:
+    payload, tfile, _ = make_payload(tmp_path, 200_000, 16384)
+    path = tmp_path / "src" / "f.bin"
+    # a byte changed on disk: seed what still matches, say so, keep running
+    broken = bytearray(payload)
+    broken[5] ^= 0xFF
+    path.write_bytes(bytes(broken))
+    seed = await asyncio.create_subprocess_exec(
+        *SWARM, "seed", str(path), "--torrent", str(tfile), "--host", "127.0.0.1", "--port", "0",
+        "--json", cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+    )
+    try:
+        events = await read_events(seed, "listening", 20)
+        added = next(e for e in events if e["event"] == "added")
+        assert added["torrent"] == str(tfile)
+        events += await read_events(seed, "error", 10)
+        errors = [e for e in events if e["event"] == "error"]
+        assert errors and errors[0]["fatal"] is False and "match" in str(errors[0]["message"])
+    finally:
+        seed.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(seed.wait(), 10) == 0
+    r = run_cli("seed", str(tmp_path / "src"), "--torrent", str(tfile), "--port", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "f.bin" in r.stderr  # the torrent is for another name
+
+
+async def test_handle_events_and_status(tmp_path: Path) -> None:
+    from swarm import Session
+
+    payload, tfile, data = make_payload(tmp_path, 300_000, 16384)
+    meta = parse_metainfo(data)
+    fake = FakeSeed(meta, file_server(meta, payload))
+    port = await fake.start()
+    out = tmp_path / "out"
+    out.mkdir()
+    seen: list[tuple[str, dict[str, object]]] = []
+    try:
+        async with Session("127.0.0.1", 0) as s:
+            h = await s.add_torrent(tfile, out)
+            events = h.events()
+
+            async def collect() -> None:
+                async for kind, fields in events:
+                    seen.append((kind, fields))
+                    if kind == "done":
+                        return
+
+            task = asyncio.ensure_future(collect())
+            h.add_peer("127.0.0.1", port)
+            await asyncio.wait_for(task, 20)
+            st = h.status()
+    finally:
+        await fake.close()
+    kinds = [k for k, _ in seen]
+    assert kinds[0] == "peer" and kinds[-1] == "done"
+    assert sum(1 for k, f in seen if k == "piece" and f["action"] == "verified") == meta.num_pieces
+    assert st.state == "seeding" and st.progress == 1.0 and st.downloaded == meta.total_length
+    assert st.piece_map and set(st.piece_map) == {"#"}
+    assert st.peers == () or all(p.address.startswith("127.0.0.1:") for p in st.peers)
+
+
+async def test_http_streams_ranges_while_downloading(tmp_path: Path) -> None:
+    import urllib.request
+
+    payload, tfile, data = make_payload(tmp_path, 600_000, 16384)
+    meta = parse_metainfo(data)
+    slow = FakeSeed(meta, file_server(meta, payload), delay=0.002)
+    port = await slow.start()
+    (tmp_path / "out").mkdir()
+    try:
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(tfile), "-o", "out", "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}", "--http", "0", "-q",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        assert get.stderr is not None
+        line = (await asyncio.wait_for(get.stderr.readline(), 20)).decode()
+        assert "http://127.0.0.1:" in line, line
+        base = line.split("on ", 1)[1].strip()
+
+        def fetch(rng: str | None) -> tuple[int, bytes]:
+            req = urllib.request.Request(base + "f.bin", headers={"Range": rng} if rng else {})
+            with urllib.request.urlopen(req, timeout=20) as r:
+                return r.status, r.read()
+
+        status, body = await asyncio.to_thread(fetch, "bytes=100000-299999")
+        assert status == 206 and body == payload[100000:300000]
+        status, body = await asyncio.to_thread(fetch, None)
+        assert status == 200 and body == payload
+        get.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(get.wait(), 15) == 0  # complete, then stopped
+    finally:
+        await slow.close()

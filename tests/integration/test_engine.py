@@ -73,3 +73,22 @@ async def test_magnet_over_the_dht_only(tmp_path: Path) -> None:
         leech = await get_s.add_torrent(Magnet(meta.info_hash), out)
         await leech.wait_complete(timeout=30)
     assert (out / "f.bin").read_bytes() == payload
+
+
+async def test_only_selected_files(tmp_path: Path) -> None:
+    src = make_tree(tmp_path)
+    data = create_torrent(src, piece_length=16384)
+    out = tmp_path / "out"
+    out.mkdir()
+    async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+        seed = await seed_s.add_torrent(data, tmp_path, seed_only=True)
+        leech = await get_s.add_torrent(data, out, files=["sub/c.txt"], peers=[("127.0.0.1", seed_s.port or 0)])
+        await leech.wait_complete(timeout=30)
+        st = leech.status()
+        assert st.total_size < parse_metainfo(data).total_length
+        assert st.verified == st.total_size
+        assert seed.status().uploaded < parse_metainfo(data).total_length
+    assert (out / "tree" / "sub" / "c.txt").read_bytes() == (src / "sub" / "c.txt").read_bytes()
+    big = out / "tree" / "sub" / "b.bin"
+    # b.bin was not asked for: at most the piece it shares with c.txt holds its real bytes
+    assert not big.exists() or big.read_bytes() != (src / "sub" / "b.bin").read_bytes()
