@@ -316,7 +316,7 @@ async def test_seed_with_existing_torrent_verifies_the_data(tmp_path: Path) -> N
     finally:
         seed.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(seed.wait(), 10) == 0
-    r = run_cli("seed", str(tmp_path / "src"), "--torrent", str(tfile), "--port", "0", cwd=tmp_path)
+    r = run_cli("seed", str(tmp_path / "src"), "--torrent", str(tfile), "--port", "0", *QUIET, cwd=tmp_path)
     assert r.returncode == 2 and "f.bin" in r.stderr  # the torrent is for another name
 
 
