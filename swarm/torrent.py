@@ -354,7 +354,9 @@ class Torrent:
             addr = (host, port)
             if addr in self._connecting or any(p.address == addr for p in self.peers):
                 continue
-            if self.seed_only and self.state == "seeding" and source != "manual":
+            # discovery hook: a seed still dials LSD peers (a LAN peer announcing the torrent
+            # wants it now; otherwise it waits for our next announce, minutes away)
+            if self.seed_only and self.state == "seeding" and source not in ("manual", "lsd"):
                 continue
             self._connecting.add(addr)
             self._spawn(self._connect(host, port, source))

@@ -6,9 +6,9 @@ BEP 14 multicast can bring them together, and that multicast cannot leave
 the two namespaces (they have no other interface). Needs root and ``ip
 netns``: skipped outside CI without them, failing in CI.
 
-Order: `swarm get` starts first, then `swarm seed`; the seed's announce when
-its torrent is added reaches the waiting leech, which connects. (The other
-order works too, but only at the next periodic announce, minutes later.)
+Both orders: `swarm get` first (the seed's announce when its torrent is
+added reaches the waiting leech, which dials it) and `swarm seed` first (the
+leech's announce reaches the seed, which dials it: a seed dials LSD peers).
 """
 
 from __future__ import annotations
@@ -102,7 +102,10 @@ class Lines:
                 return out
 
 
-def test_two_processes_find_each_other_by_lsd(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:
+@pytest.mark.parametrize("first", ["get", "seed"])
+def test_two_processes_find_each_other_by_lsd(
+    tmp_path: Path, two_namespaces: tuple[str, str], first: str
+) -> None:
     ns_a, ns_b = two_namespaces
     src = tmp_path / "src"
     src.mkdir()
@@ -126,18 +129,34 @@ def test_two_processes_find_each_other_by_lsd(tmp_path: Path, two_namespaces: tu
         return p
 
     try:
-        get = start(ns_a, "get", str(tfile), "-o", str(out), "--host", A)
-        assert get.stdout is not None
-        get_lines = Lines(get.stdout)
-        get_lines.events_until("listening", 20)
-        seed = start(ns_b, "seed", str(src / "data.bin"), "--torrent", str(tfile), "--host", B)
-        assert seed.stdout is not None
-        seed_events = Lines(seed.stdout).events_until("listening", 20)
-        seed_port = next(e for e in seed_events if e["event"] == "listening")["port"]
+        def start_get() -> tuple[subprocess.Popen[str], Lines]:
+            get = start(ns_a, "get", str(tfile), "-o", str(out), "--host", A)
+            assert get.stdout is not None
+            lines = Lines(get.stdout)
+            lines.events_until("listening", 20)
+            return get, lines
+
+        def start_seed() -> int:
+            seed = start(ns_b, "seed", str(src / "data.bin"), "--torrent", str(tfile), "--host", B)
+            assert seed.stdout is not None
+            seed_events = Lines(seed.stdout).events_until("listening", 20)
+            return int(next(e for e in seed_events if e["event"] == "listening")["port"])
+
+        if first == "get":
+            get, get_lines = start_get()
+            seed_port = start_seed()
+        else:
+            seed_port = start_seed()
+            get, get_lines = start_get()
         events = get_lines.events_until("summary", 30)
         assert get.wait(timeout=10) == 0, get.stderr.read() if get.stderr else ""
         peers = [e for e in events if e["event"] == "peer" and e.get("action") == "connected"]
-        assert any(e.get("source") == "lsd" and e["address"] == f"{B}:{seed_port}" for e in peers), peers
+        if first == "get":
+            # the seed's announce when it started reached us: we dialled it
+            assert any(e.get("source") == "lsd" and e["address"] == f"{B}:{seed_port}" for e in peers), peers
+        else:
+            # our announce reached the seed, which dialled us
+            assert any(e.get("source") == "incoming" and e["address"].startswith(f"{B}:") for e in peers), peers
         assert (out / "data.bin").read_bytes() == payload
     finally:
         for p in procs:
