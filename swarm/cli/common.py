@@ -34,7 +34,7 @@ def add_discovery_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST:PORT",
-        help="a DHT node to bootstrap from (repeatable)",
+        help="a DHT node to bootstrap from (repeatable; replaces the public routers)",
     )
 
 
