@@ -86,10 +86,11 @@ class TorrentHandle:
         """A verified piece's bytes (from the upload cache or disk)."""
         return await self._t.read_block(index, 0, self._t.meta.piece_size(index))
 
-    def set_sequential(self, enabled: bool = True) -> None:
-        """Fetch pieces in order (streaming) instead of rarest first."""
-        if self._t.picker is not None:
-            self._t.picker.set_sequential(enabled)
+    def set_sequential(self, enabled: bool = True, window_bytes: int | None = None) -> None:
+        """Fetch new pieces in file order within a read-ahead window (default 4 MiB or 2 pieces,
+        growing with the rate: Torrent.set_sequential), rarest first outside it."""
+        pl = self._t.meta.piece_length
+        self._t.set_sequential(enabled, window_bytes or max(4 * 1024 * 1024, 2 * pl))
 
     def prioritize_first_last(self) -> None:
         """First and last piece of every wanted file first (media players read both ends)."""
@@ -97,6 +98,49 @@ class TorrentHandle:
 
     async def stop(self) -> None:
         await self._t.session.remove_torrent(self)
+
+    # -- streaming (issue 11): used by swarm.stream, swarm.httpstream, swarm.hooks --
+
+    @property
+    def downloaded(self) -> int:
+        """Payload bytes received in this run (0 for a torrent complete at start)."""
+        return self._t.downloaded
+
+    def set_piece_priority(self, index: int, prio: int) -> None:
+        self._t.set_piece_priority(index, prio)
+
+    def raise_priority(self, indices: Iterable[int], prio: int) -> None:
+        """At least ``prio`` for each missing wanted piece of ``indices`` (never lowers)."""
+        t = self._t
+        picker = t.picker
+        if picker is None:
+            return
+        t.set_piece_priorities([i for i in indices if not t.have[i] and 0 < picker.priority(i) < prio], prio)
+
+    def wanted_files(self) -> list[int]:
+        """Indexes of the files being downloaded (all non-pad files unless --files)."""
+        t = self._t
+        chosen = t._wanted_files()
+        return [i for i, f in enumerate(t.meta.files) if not f.pad and (chosen is None or i in chosen)]
+
+    async def wait_pieces(self, indices: Iterable[int], timeout: float | None = None) -> None:
+        """Return once every piece of ``indices`` is verified (StorageError if the torrent stops)."""
+        from swarm.stream import PieceWaiter
+
+        await PieceWaiter.of(self._t).wait(indices, timeout)
+
+    async def read(self, offset: int, length: int, *, prio: int = 7) -> bytes:
+        """``length`` bytes at ``offset`` of the torrent's byte stream, waiting for (and
+        raising the priority of) the pieces under them."""
+        from swarm.stream import read_range
+
+        return await read_range(self, offset, length, prio=prio)
+
+    async def flush(self) -> None:
+        """Data files fsynced and resume data saved."""
+        t = self._t
+        if t.storage is not None:
+            await t.storage.save_resume(t.have.copy())
 
 
 class Session:

@@ -9,14 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import html
-import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
 
 from swarm.errors import BadInput, StorageError
 
@@ -52,14 +49,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--files", action="append", default=[], metavar="GLOB",
         help="only download files matching GLOB (repeatable), e.g. '*.iso'",
     )
-    p.add_argument("--sequential", action="store_true", help="fetch pieces in order (streaming)")
-    p.add_argument("--first-last", action="store_true", help="fetch the first and last pieces first")
-    p.add_argument("--stdout", action="store_true", help="write the file's bytes in order to stdout")
-    p.add_argument("--http", type=int, metavar="PORT", help="serve the files over HTTP on 127.0.0.1:PORT")
-    p.add_argument("--on-done", metavar="CMD", help="run CMD once complete")
+    add_stream_options(p)
     add_discovery_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
+
+
+def add_stream_options(p: argparse.ArgumentParser) -> None:
+    """Streaming and scripting options (issue 11); wired up by ``_get`` through ``swarm.cli.stream``."""
+    p.add_argument("--sequential", action="store_true", help="fetch pieces in file order (streaming)")
+    p.add_argument(
+        "--first-last", action="store_true", help="fetch the first and last pieces of each file early"
+    )
+    p.add_argument(
+        "--stdout", action="store_true",
+        help="write the file's bytes in order to stdout (single file; implies --sequential; "
+        "other output goes to stderr; exits 0 if the reader closes the pipe)",
+    )
+    p.add_argument(
+        "--http", type=int, metavar="PORT",
+        help="serve the files over HTTP with Range support (0 = any free port); keeps running until Ctrl-C",
+    )
+    p.add_argument("--http-host", default="127.0.0.1", metavar="ADDR", help="address for --http (default 127.0.0.1)")
+    p.add_argument(
+        "--on-done", metavar="CMD",
+        help="run CMD via /bin/sh once complete, with SWARM_INFOHASH, SWARM_NAME, SWARM_PATH, "
+        "SWARM_DOWNLOADED set",
+    )
+    p.add_argument("--stall-after", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def run_engine(main: Callable[[], Awaitable[T]]) -> T:
@@ -145,123 +162,14 @@ async def drive(
     return complete or handle.is_complete()
 
 
-async def _serve_http(handle: Any, port: int) -> Any:
-    """--http: the torrent's files over HTTP on 127.0.0.1, with Range, served as pieces arrive."""
-    from aiohttp import web
-
-    meta = handle.metainfo
-    files = {"/".join(f.path): f for f in meta.files if not f.pad}
-    pl = meta.piece_length
-
-    async def index(request: web.Request) -> web.Response:
-        links = "".join(f'<li><a href="/{quote(p)}">{html.escape(p)}</a> ({f.length} bytes)</li>' for p, f in files.items())
-        return web.Response(text=f"<ul>{links}</ul>", content_type="text/html")
-
-    async def serve(request: web.Request) -> web.StreamResponse:
-        f = files.get(request.match_info["path"])
-        if f is None:
-            raise web.HTTPNotFound()
-        try:
-            rng = request.http_range
-        except ValueError:
-            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{f.length}"}) from None
-        start, stop, partial = 0, f.length, False
-        if rng.start is not None or rng.stop is not None:
-            start = rng.start if rng.start is not None else 0
-            stop = rng.stop if rng.stop is not None else f.length
-            if start < 0:
-                start, stop = max(0, f.length + start), f.length
-            stop = min(stop, f.length)
-            if start >= stop:
-                raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{f.length}"})
-            partial = True
-        headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream",
-                   "Content-Length": str(stop - start)}
-        if partial:
-            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{f.length}"
-        resp = web.StreamResponse(status=206 if partial else 200, headers=headers)
-        await resp.prepare(request)
-        pos, end = f.offset + start, f.offset + stop
-        while pos < end:
-            index = pos // pl
-            while not handle.have_piece(index):
-                if handle.status().state in ("error", "stopped"):
-                    return resp
-                await asyncio.sleep(0.05)
-            data = await handle.read_piece(index)
-            base = index * pl
-            hi = min(len(data), end - base)
-            await resp.write(bytes(data[pos - base : hi]))
-            pos = base + hi
-        await resp.write_eof()
-        return resp
-
-    app = web.Application()
-    app.router.add_get("/", index)
-    app.router.add_get("/{path:.+}", serve)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise StorageError(f"--http {port}: cannot listen: {exc.strerror or exc}") from None
-    bound = runner.addresses[0][1]
-    sys.stderr.write(f"swarm: streaming {meta.name} on http://127.0.0.1:{bound}/\n")
-    sys.stderr.flush()
-    return runner
-
-
-async def _stream_to_stdout(handle: Any) -> None:
-    """--stdout: write verified pieces in order (padding files left out) as they arrive."""
-    meta = handle.metainfo
-    pads = [(f.offset, f.end) for f in meta.files if f.pad]
-    out = sys.stdout.buffer
-    for index in range(meta.num_pieces):
-        while not handle.have_piece(index):
-            await asyncio.sleep(0.05)
-        data = await handle.read_piece(index)
-        start = index * meta.piece_length
-        if pads:
-            keep = bytearray()
-            pos = start
-            for lo, hi in pads:
-                if hi <= pos or lo >= start + len(data):
-                    continue
-                keep += data[pos - start : max(pos, lo) - start]
-                pos = max(pos, hi)
-            keep += data[pos - start :]
-            data = memoryview(keep)
-        await asyncio.to_thread(out.write, data)
-    await asyncio.to_thread(out.flush)
-
-
-async def _run_on_done(cmd: str, handle: Any, out: Path, stop: asyncio.Event) -> None:
-    """--on-done: run CMD once, when complete, with the torrent described in its environment."""
-    import os
-
-    await handle.wait_complete()
-    st = handle.status()
-    env = {
-        **os.environ,
-        "SWARM_INFOHASH": st.info_hash,
-        "SWARM_NAME": st.name,
-        "SWARM_PATH": str((out / st.name).resolve()),
-        "SWARM_DOWNLOADED": str(st.downloaded),
-    }
-    proc = await asyncio.create_subprocess_shell(cmd, env=env)
-    rc = await proc.wait()
-    if rc:
-        logging.getLogger("swarm.cli").warning("--on-done command exited with %d", rc)
-
-
 async def _metadata(
     session: Session, magnet: Magnet, out: Path, peers: list[tuple[str, int]], reporter: Any
 ) -> Metainfo:
     """Fetch the info dictionary from peers, then keep it as <name>.torrent next to the download."""
     if reporter.mode == "plain":
-        sys.stdout.write(f"fetching metadata of {magnet.info_hash_hex} from peers...\n")
-        sys.stdout.flush()
+        stream = getattr(reporter, "stream", sys.stdout)  # stderr with --stdout: stdout is the data
+        stream.write(f"fetching metadata of {magnet.info_hash_hex} from peers...\n")
+        stream.flush()
     meta = await session.fetch_metadata(magnet, peers)
     target = out / f"{meta.name}.torrent"
     try:
@@ -283,8 +191,6 @@ def _check_output_dir(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.stdout and args.files:
-        raise BadInput("--stdout streams the whole torrent; it cannot be combined with --files")
     if args.http is not None and not 0 <= args.http < 65536:
         raise BadInput(f"--http {args.http}: not a port number")
     if not 0 <= args.port < 65536:
@@ -311,6 +217,8 @@ async def _get(
     from swarm.session import Session
     from swarm.ui import choose_mode, make_reporter
 
+    from .stream import StreamExtras
+
     if args.stdout:
         # the data owns stdout: everything else goes to stderr
         mode = choose_mode(args.json, args.quiet, sys.stderr.isatty())
@@ -327,23 +235,16 @@ async def _get(
     await session.start()
     started = False
     complete = False
-    http = None
+    extras: StreamExtras | None = None
     try:
         source: Path | Metainfo = src if isinstance(src, Path) else await _metadata(session, src, out, peers, reporter)
         if not isinstance(src, Path):
             extra = list(src.peers) + session._metadata_peers.pop(src.info_hash, [])
             peers = peers + [p for p in extra if p not in peers]
         handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
-        streamer = None
-        http = None
-        if args.sequential or args.stdout or args.http is not None:
-            handle.set_sequential(True)
-        if args.http is not None:
-            http = await _serve_http(handle, args.http)
-        if args.stdout:
-            streamer = asyncio.ensure_future(_stream_to_stdout(handle))
-        if args.first_last:
-            handle.prioritize_first_last()
+        # issue 11: --sequential/--first-last/--stdout/--http/--on-done (swarm/cli/stream.py)
+        extras = StreamExtras(args, handle, reporter, stop)
+        extras.configure()
         status = handle.status()
         torrent_file = src if isinstance(src, Path) else out / f"{status.name}.torrent"
         reporter.start(status, torrent=str(torrent_file), path=str(out / status.name),
@@ -355,24 +256,13 @@ async def _get(
                 num_pieces=status.num_pieces, piece_length=status.piece_length,
             )
         reporter.event("listening", host=args.host, port=session.port)
-        if args.on_done:
-            on_done = asyncio.ensure_future(_run_on_done(args.on_done, handle, out, stop))
-        # with --http the stream stays up (and we seed) until Ctrl-C
-        complete = await drive(handle, reporter, stop, until_complete=not (args.seed or http))
-        if streamer is not None:
-            if complete:
-                await streamer
-            else:
-                streamer.cancel()
-        if args.on_done:
-            if complete:
-                await on_done
-            else:
-                on_done.cancel()
-
+        await extras.start()
+        # --http keeps serving after completion, like --seed
+        complete = await drive(handle, reporter, stop, until_complete=not (args.seed or args.http is not None))
+        await extras.finish(complete)
     finally:
-        if http is not None:
-            await http.cleanup()
+        if extras is not None:
+            await extras.close()
         await session.close()
         if started:
             reporter.close(handle.status())
@@ -380,6 +270,8 @@ async def _get(
             reporter.close()
     if started and handle.status().error:
         raise StorageError(handle.status().error or "download failed")
+    if extras is not None and extras.pipe_closed:
+        return 0  # the --stdout reader went away (as `yes | head`): documented, not a failure
     if got and got[0] == signal.SIGINT and not (complete and not args.seed):
         return EXIT_INTERRUPTED
     if complete:
