@@ -1,0 +1,525 @@
+"""Acceptance: hostile .torrent files, paths, magnets and output directories.
+
+Crafted torrents (real piece hashes of data we make, hostile names and paths)
+are downloaded with the real `swarm get` from a fake seed that serves the
+bytes whatever the paths say. Nothing may appear outside the output
+directory (the whole test directory is snapshotted before and after, the
+output directory sits five levels deep so every `..` lands inside the
+snapshot), symlinks placed in the output directory are never followed, and
+the command either downloads to a sanitised path (exit 0, right bytes) or
+refuses with one clear line. Broken .torrent files and magnets exit 2 with
+one `swarm: error: ...` line and never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers_qa.peers import ScriptedSeed
+from helpers_qa.torrents import craft, piece_hashes, snapshot
+
+from swarm.core.bencode import encode
+from swarm.core.metainfo import Metainfo, parse_metainfo
+from swarm.errors import MetainfoError
+
+SWARM = [sys.executable, "-m", "swarm"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+STATE_FILE = re.compile(r"\.swarm/[0-9a-f]{40}\.resume(\.tmp\d+)?")
+NET = ["--host", "127.0.0.1", "--port", "0", "--no-dht", "--no-lsd"]
+
+
+def serve_bytes(meta: Metainfo, payload: bytes) -> Any:
+    def serve(index: int, begin: int, length: int) -> bytes:
+        off = index * meta.piece_length + begin
+        return payload[off : off + length]
+
+    return serve
+
+
+async def run_swarm(*args: str, cwd: Path, timeout: float = 30) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *SWARM,
+        *args,
+        cwd=cwd,
+        env=ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await asyncio.wait_for(proc.wait(), 10)
+        raise AssertionError(f"swarm {' '.join(args)} did not exit in {timeout}s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def assert_one_error_line(err: str) -> None:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("swarm: error: ")]
+    assert len(errors) == 1, f"expected one 'swarm: error:' line, got: {err!r}"
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """Regular files under root (not .swarm/), by relative path; fails on symlinks or escapes."""
+    out: dict[str, bytes] = {}
+    real_root = os.path.realpath(root)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for n in filenames + dirnames:
+            p = os.path.join(dirpath, n)
+            assert os.path.realpath(p).startswith(real_root + os.sep), f"{p} resolves outside"
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, root)
+            if STATE_FILE.fullmatch(rel):
+                continue  # swarm's own resume data
+            assert not os.path.islink(p), f"swarm created a symlink {p} -> {os.readlink(p)}"
+            out[rel] = Path(p).read_bytes()
+    return out
+
+
+class Site:
+    """tmp_path/w1/w2/w3/w4/out: the output directory, deep enough for ../../../.."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.top = tmp_path
+        self.out = tmp_path / "w1" / "w2" / "w3" / "w4" / "out"
+        self.out.mkdir(parents=True)
+        self.outside = tmp_path / "outside"
+        self.outside.mkdir()
+        (self.outside / "precious.txt").write_bytes(b"do not touch\n")
+        self.tfile = tmp_path / "t.torrent"
+
+    def before(self) -> dict[str, Any]:
+        """Everything outside the output directory (but the .torrent the test writes)."""
+        snap = snapshot(self.top, skip=self.out)
+        snap.pop(str(self.tfile), None)
+        return snap
+
+
+async def get_crafted(site: Site, torrent: bytes, payload: bytes) -> tuple[int, str, str]:
+    site.tfile.write_bytes(torrent)
+    try:
+        meta = parse_metainfo(torrent)
+    except MetainfoError:  # our own parser refuses it: swarm get must refuse it too
+        return await run_swarm("get", str(site.tfile), "-o", str(site.out), *NET, cwd=site.top)
+    async with ScriptedSeed(meta, serve_bytes(meta, payload)) as fake:
+        return await run_swarm(
+            "get",
+            str(site.tfile),
+            "-o",
+            str(site.out),
+            "--peer",
+            f"127.0.0.1:{fake.port}",
+            *NET,
+            cwd=site.top,
+        )
+
+
+def check_outcome(
+    site: Site, before: dict[str, Any], rc: int, err: str, torrent: bytes, payload: bytes
+) -> None:
+    after = site.before()
+    assert after == before, (
+        f"written outside the output directory: "
+        f"{sorted(set(after) ^ set(before)) or [k for k in after if after[k] != before.get(k)]}"
+    )
+    assert (site.outside / "precious.txt").read_bytes() == b"do not touch\n"
+    got = files_under(site.out)
+    if rc == 2:
+        assert_one_error_line(err)
+        return
+    assert rc == 0, f"exit {rc}: {err}"
+    assert "Traceback" not in err, err
+    # downloaded to sanitised paths: every file of the (sanitised) metainfo is there with its bytes
+    meta = parse_metainfo(torrent)
+    for f in meta.files:
+        if f.pad or f.symlink is not None:
+            continue
+        rel = os.path.join(*f.path)
+        assert rel in got, f"{rel!r} missing; have {sorted(got)}"
+        assert got[rel] == payload[f.offset : f.offset + f.length], rel
+    total = sum(f.length for f in meta.files if not f.pad and f.symlink is None)
+    assert sum(len(v) for v in got.values()) == total, sorted(got)
+
+
+def _abs(site_root: Path, *parts: str) -> str:
+    return str(site_root / "abs-target" / Path(*parts))
+
+
+# name (single file) cases: raw names a hostile creator could write
+SINGLE_NAMES: dict[str, Any] = {
+    "dotdot": "..",
+    "dot": ".",
+    "empty": "",
+    "up2": "../../escape-single",
+    "up4": "../../../../escape-single",
+    "absolute": "@ABS@",
+    "a_dotdot_b": "a/../../b",
+    "nul": "evil\x00name",
+    "slash": "dir/file",
+    "backslash": "..\\..\\escape-win",
+    "con": "CON",
+    "nul_txt": "nul.txt",
+    "com1": "COM1.log",
+    "long": "x" * 1000,
+    "long_utf8": "\u00e9" * 300 + ".bin",
+    "control": "bell\x07\x1b[31mred",
+    "invalid_utf8": b"bad\xff\xfename",
+    "trailing_dot_space": "name. ",
+}
+
+
+@pytest.mark.parametrize("case", list(SINGLE_NAMES))
+async def test_single_file_hostile_name(case: str, tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    name = SINGLE_NAMES[case]
+    if name == "@ABS@":
+        name = _abs(tmp_path, "x")
+    torrent, payload = craft(name)
+    before = site.before()
+    rc, _out, err = await get_crafted(site, torrent, payload)
+    check_outcome(site, before, rc, err, torrent, payload)
+    assert not (tmp_path / "abs-target").exists()
+
+
+MULTI: dict[str, tuple[Any, list[tuple[list[Any], int]]]] = {
+    "dotdot_components": ("multi", [(["..", "..", "escape-m"], 20_000), (["ok.txt"], 5_000)]),
+    "deep_dotdot": ("multi", [([".."] * 6 + ["escape-deep"], 20_000)]),
+    "absolute_component": ("multi", [(["@ABS@"], 20_000)]),
+    "absolute_first_empty": ("multi", [(["", "etc", "passwd-x"], 20_000)]),
+    "a_dotdot_b_component": ("multi", [(["a/../../b"], 20_000)]),
+    "a_dotdot_b_list": ("multi", [(["a", "..", "..", "b"], 20_000)]),
+    "nul_component": ("multi", [(["x\x00y"], 20_000)]),
+    "dot_only": ("multi", [(["."], 20_000), ([".."], 1_000)]),
+    "empty_path": ("multi", [([], 20_000)]),
+    "reserved": ("multi", [(["CON"], 3_000), (["aux.txt"], 3_000), (["lpt9", "x"], 3_000)]),
+    "long_component": ("multi", [(["y" * 5000], 20_000)]),
+    "many_components": ("multi", [(["d"] * 200 + ["f"], 20_000)]),
+    "duplicates": ("multi", [(["dup"], 10_000), (["dup"], 10_000), (["dup", "inner"], 5_000)]),
+    "name_dotdot": ("..", [(["x"], 20_000)]),
+    "name_up": ("../../../../escape-name", [(["x"], 20_000)]),
+    "name_swarm_state": (".swarm", [(["deadbeef.resume"], 20_000)]),
+    "zero_length_files": ("multi", [(["..", "zero"], 0), (["real"], 20_000)]),
+}
+
+
+@pytest.mark.parametrize("case", list(MULTI))
+async def test_multi_file_hostile_paths(case: str, tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    name, files = MULTI[case]
+    files = [
+        ([_abs(tmp_path, "m") if p == "@ABS@" else p for p in path], size) for path, size in files
+    ]
+    torrent, payload = craft(name, files)
+    before = site.before()
+    rc, _out, err = await get_crafted(site, torrent, payload)
+    check_outcome(site, before, rc, err, torrent, payload)
+    assert not (tmp_path / "abs-target").exists()
+
+
+async def test_bep47_symlink_entries_are_not_created(tmp_path: Path) -> None:
+    """attr 'l' files pointing out of the tree: never created as links (or refused)."""
+    site = Site(tmp_path)
+    files = [(["link"], 0), (["real.bin"], 30_000), (["link2"], 0)]
+    extra = [
+        {
+            b"attr": b"l",
+            b"symlink path": [b"..", b"..", b"..", b"..", b"..", b"outside", b"precious.txt"],
+        },
+        {},
+        {b"attr": b"l", b"symlink path": [str(site.outside / "precious.txt").encode()]},
+    ]
+    torrent, payload = craft("withlinks", files, file_extra=extra)
+    before = site.before()
+    rc, _out, err = await get_crafted(site, torrent, payload)
+    check_outcome(site, before, rc, err, torrent, payload)
+    for dirpath, dirnames, filenames in os.walk(site.out):
+        for n in dirnames + filenames:
+            assert not os.path.islink(os.path.join(dirpath, n))
+
+
+# ----------------------------------------------------------------- symlinks placed in the output dir
+
+
+async def _get_into_prepared(site: Site, torrent: bytes, payload: bytes) -> tuple[int, str]:
+    before = site.before()
+    rc, _out, err = await get_crafted(site, torrent, payload)
+    after = site.before()
+    assert after == before, "something outside the output directory changed"
+    assert (site.outside / "precious.txt").read_bytes() == b"do not touch\n"
+    assert "Traceback" not in err, err
+    if rc != 0:
+        assert rc in (1, 2), err
+        assert_one_error_line(err)
+    return rc, err
+
+
+async def test_symlinked_file_in_output_dir_is_not_followed(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    torrent, payload = craft("f.bin")
+    (site.out / "f.bin").symlink_to(site.outside / "precious.txt")
+    rc, err = await _get_into_prepared(site, torrent, payload)
+    link = site.out / "f.bin"
+    if rc == 0:  # replaced the link by a real file: acceptable, the target is untouched
+        assert not link.is_symlink() and link.read_bytes() == payload
+    else:
+        assert "f.bin" in err and "symlink" in err.lower(), err
+
+
+async def test_symlinked_directory_in_output_dir_is_not_followed(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    torrent, payload = craft("multi", [(["a.bin"], 20_000), (["sub", "b.bin"], 20_000)])
+    (site.out / "multi").symlink_to(site.outside, target_is_directory=True)
+    rc, err = await _get_into_prepared(site, torrent, payload)
+    assert sorted(os.listdir(site.outside)) == ["precious.txt"]
+    if rc != 0:
+        assert "multi" in err, err
+
+
+async def test_symlinked_subdirectory_in_output_dir_is_not_followed(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    torrent, payload = craft("multi", [(["a.bin"], 20_000), (["sub", "b.bin"], 20_000)])
+    (site.out / "multi").mkdir()
+    (site.out / "multi" / "sub").symlink_to(site.outside, target_is_directory=True)
+    await _get_into_prepared(site, torrent, payload)
+    assert sorted(os.listdir(site.outside)) == ["precious.txt"]
+
+
+async def test_symlinked_state_dir_is_not_followed(tmp_path: Path) -> None:
+    """.swarm/ (resume data) as a symlink out of the output directory: never written through."""
+    site = Site(tmp_path)
+    torrent, payload = craft("f.bin")
+    (site.out / ".swarm").symlink_to(site.outside, target_is_directory=True)
+    await _get_into_prepared(site, torrent, payload)
+    assert sorted(os.listdir(site.outside)) == ["precious.txt"]
+
+
+async def test_dangling_symlink_in_output_dir_is_not_followed(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    torrent, payload = craft("f.bin")
+    target = site.outside / "created-through-link"
+    (site.out / "f.bin").symlink_to(target)
+    await _get_into_prepared(site, torrent, payload)
+    assert not target.exists()
+
+
+# ----------------------------------------------------------------- broken .torrent files
+
+
+def _good_info() -> dict[bytes, Any]:
+    data = b"z" * 40_000
+    return {
+        b"name": b"data.bin",
+        b"piece length": 16384,
+        b"pieces": piece_hashes(data, 16384),
+        b"length": 40_000,
+    }
+
+
+def _good() -> bytes:
+    return encode({b"info": _good_info()})
+
+
+def _with(**kw: Any) -> bytes:
+    info = _good_info()
+    for k, v in kw.items():
+        key = k.replace("_", " ").encode()
+        if v is None:
+            info.pop(key, None)
+        else:
+            info[key] = v
+    return encode({b"info": info})
+
+
+BROKEN: dict[str, bytes] = {
+    "empty": b"",
+    "truncated": _good()[: len(_good()) // 2],
+    "truncated_by_one": _good()[:-1],
+    "not_bencode": b"<html>404 Not Found</html>\n",
+    "top_level_list": b"li1ei2ee",
+    "piece_length_zero": _with(piece_length=0),
+    "piece_length_negative": _with(piece_length=-16384),
+    "piece_length_string": _with(piece_length=b"16384"),
+    "piece_length_huge": _with(piece_length=2**62),
+    "pieces_not_multiple_of_20": _with(pieces=piece_hashes(b"z" * 40_000, 16384) + b"x"),
+    "pieces_count_wrong": _with(pieces=piece_hashes(b"z" * 40_000, 16384)[:20]),
+    "pieces_missing": _with(pieces=None),
+    "length_negative": _with(length=-1),
+    "length_string": _with(length=b"40000"),
+    "name_missing": _with(name=None),
+    "name_integer": _with(name=7),
+    "missing_info": encode({b"announce": b"http://127.0.0.1:1/announce"}),
+    "info_is_a_list": encode({b"info": [1, 2, 3]}),
+    "files_and_length": _with(files=[{b"length": 1, b"path": [b"a"]}]),
+    "files_empty": encode(
+        {b"info": {**{k: v for k, v in _good_info().items() if k != b"length"}, b"files": []}}
+    ),
+    "file_path_not_list": encode(
+        {
+            b"info": {
+                **{k: v for k, v in _good_info().items() if k != b"length"},
+                b"files": [{b"length": 40_000, b"path": b"a"}],
+            }
+        }
+    ),
+    "deep_nesting_900": b"d4:info" + b"l" * 900 + b"e" * 900 + b"e",
+    "deep_nesting_100k": b"l" * 100_000 + b"e" * 100_000,
+    "huge_string_length": b"d4:info999999999999:",
+    "leading_zero_int": _good().replace(b"i16384e", b"i016384e"),
+    "binary_noise": bytes(range(256)) * 8,
+}
+
+
+def _run_sync(*args: str, cwd: Path) -> tuple[int, str]:
+    r = subprocess.run(
+        [*SWARM, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=30
+    )
+    return r.returncode, r.stderr
+
+
+COMMANDS = {
+    "info": lambda t, d: ("info", t),
+    "check": lambda t, d: ("check", t, "-o", d),
+    "get": lambda t, d: ("get", t, "-o", d, *NET),
+    "seed": lambda t, d: ("seed", os.path.join(d, "data.bin"), "--torrent", t, *NET),
+}
+
+SEED_NAMES_NO_FILE = (
+    "swarm/cli/seed.py _seed(): parse_metainfo(torrent_path.read_bytes()) raises without the "
+    "file name: 'swarm: error: info.piece length is not a positive integer' instead of "
+    "'swarm: error: <file>: <reason>' (info/check/get name the file)"
+)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "info",
+        "check",
+        "get",
+        pytest.param("seed", marks=pytest.mark.xfail(strict=True, reason=SEED_NAMES_NO_FILE)),
+    ],
+)
+async def test_broken_torrent_files(command: str, tmp_path: Path) -> None:
+    """Every broken file: exit 2, one line 'swarm: error: <file>: <reason>', no traceback."""
+    (tmp_path / "data.bin").write_bytes(b"z" * 40_000)
+    jobs = []
+    for case, data in BROKEN.items():
+        t = tmp_path / f"{case}.torrent"
+        t.write_bytes(data)
+        jobs.append(
+            (
+                case,
+                asyncio.to_thread(
+                    _run_sync, *COMMANDS[command](str(t), str(tmp_path)), cwd=tmp_path
+                ),
+            )
+        )
+    results = await asyncio.wait_for(asyncio.gather(*(j for _, j in jobs)), 90)
+    problems = []
+    for (case, _), (rc, err) in zip(jobs, results, strict=True):
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        ok = (
+            rc == 2
+            and "Traceback" not in err
+            and len(lines) == 1
+            and lines[0].startswith(f"swarm: error: {tmp_path / case}.torrent: ")
+            and len(lines[0]) > len(f"swarm: error: {tmp_path / case}.torrent: ") + 3
+        )
+        if not ok:
+            problems.append(f"{case}: exit {rc}, stderr {err[-300:]!r}")
+    assert not problems, "\n".join(problems)
+
+
+async def test_good_torrent_passes_the_same_commands(tmp_path: Path) -> None:
+    """Control for the test above: the well-formed file is accepted by info and check."""
+    (tmp_path / "data.bin").write_bytes(b"z" * 40_000)
+    t = tmp_path / "good.torrent"
+    t.write_bytes(_good())
+    rc, out, err = await run_swarm("info", str(t), cwd=tmp_path)
+    assert rc == 0 and "data.bin" in out, err
+    rc, out, err = await run_swarm("check", str(t), "-o", str(tmp_path), cwd=tmp_path)
+    assert rc == 0, err
+
+
+BAD_MAGNETS = [
+    "magnet:?xt=urn:btih:zz",
+    "magnet:?",
+    "magnet:",
+    "magnet:?dn=only-a-name",
+    "magnet:?xt=urn:btih:" + "a" * 39,
+    "magnet:?xt=urn:btih:" + "a" * 41,
+    "magnet:?xt=urn:btih:" + "g" * 40,
+    "magnet:?xt=urn:btih:" + "1" * 32,  # base32 has no '1'
+    "magnet:?xt=urn:sha1:" + "a" * 40,
+    "magnet:?xt=urn:btih:%zz%zz",
+    "magnet:?xt=urn:btih:" + "a" * 40 + "&xt=urn:btih:" + "b" * 40 + "&tr=" + "%" * 3,
+    "magnet:?xt=" + "x" * 100_000,
+    "magnet:?xt=urn:btih:%00" + "a" * 38,
+]
+
+
+async def test_bad_magnets_exit_2(tmp_path: Path) -> None:
+    async def one(m: str) -> tuple[str, int, str]:
+        rc, _out, err = await run_swarm("get", m, "-o", str(tmp_path), *NET, cwd=tmp_path)
+        return m, rc, err
+
+    results = await asyncio.wait_for(asyncio.gather(*(one(m) for m in BAD_MAGNETS)), 90)
+    problems = []
+    for m, rc, err in results:
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        if (
+            rc != 2
+            or "Traceback" in err
+            or len(lines) != 1
+            or not lines[0].startswith("swarm: error: ")
+        ):
+            problems.append(f"{m[:60]!r}: exit {rc}, {err[-200:]!r}")
+    assert not problems, "\n".join(problems)
+
+
+# ----------------------------------------------------------------- output directory problems
+
+
+async def test_output_is_a_regular_file(tmp_path: Path) -> None:
+    torrent, _payload = craft("f.bin")
+    t = tmp_path / "t.torrent"
+    t.write_bytes(torrent)
+    f = tmp_path / "afile"
+    f.write_bytes(b"keep\n")
+    rc, _out, err = await run_swarm("get", str(t), "-o", str(f), *NET, cwd=tmp_path)
+    assert rc in (1, 2), err
+    assert_one_error_line(err)
+    assert "afile" in err
+    assert f.read_bytes() == b"keep\n"
+
+
+async def test_output_is_a_dangling_symlink(tmp_path: Path) -> None:
+    torrent, _payload = craft("f.bin")
+    t = tmp_path / "t.torrent"
+    t.write_bytes(torrent)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    rc, _out, err = await run_swarm(
+        "get", str(t), "-o", str(tmp_path / "dangling"), *NET, cwd=tmp_path
+    )
+    assert rc in (1, 2), err
+    assert_one_error_line(err)
+    assert not (tmp_path / "nowhere").exists()
+
+
+async def test_torrent_path_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "d.torrent").mkdir()
+    for args in (("info", "d.torrent"), ("get", "d.torrent", *NET), ("check", "d.torrent")):
+        rc, _out, err = await run_swarm(*args, cwd=tmp_path)
+        assert rc == 2, (args, err)
+        assert_one_error_line(err)
