@@ -64,6 +64,8 @@ BAN_STRIKES = 3
 #: Failed pieces kept for block-by-block blame (memory: this many pieces).
 MAX_SUSPECTS = 16
 OUR_REQQ = 500
+#: Requests in flight to a new peer before its rate is known.
+SLOW_START = 16
 STATUS_CELLS = 100
 
 
@@ -778,7 +780,14 @@ class Torrent:
             return
         if now is None:
             now = time.monotonic()
-        depth = 1 if peer.snubbed else queue_depth(peer.down.rate(now), reqq=min(peer.reqq, 500))
+        if peer.snubbed:
+            depth = 1
+        else:
+            reqq = min(peer.reqq, 500)
+            depth = queue_depth(peer.down.rate(now), reqq=reqq)
+            # slow start: the rate meter needs a second to see the rate; meanwhile grow
+            # the pipeline by one request per block received (doubling per round trip)
+            depth = max(depth, min(reqq, SLOW_START + peer.downloaded // wire.BLOCK_SIZE))
         outstanding = len(peer.requests)
         count = depth - outstanding
         # refill in batches: fewer picker calls and fuller writes

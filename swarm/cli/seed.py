@@ -12,11 +12,15 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swarm.errors import BadInput, MetainfoError
 
 from .common import add_discovery_options, add_network_options, add_output_options
 from .get import drive, install_stop_signals, run_engine
+
+if TYPE_CHECKING:
+    from swarm.core.metainfo import Metainfo
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -48,16 +52,32 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise BadInput(f"{args.path}: no such file or directory")
-    if args.torrent and not Path(args.torrent).is_file():
-        raise BadInput(f"{args.torrent}: no such .torrent file")
+    meta = None
+    if args.torrent:
+        meta = _load_torrent(Path(args.torrent))
+        if meta.name != path.name:
+            raise MetainfoError(f"{args.torrent}: the torrent is for {meta.name!r}, not {path.name!r}")
     for port in (args.port, args.tracker_port):
         if not 0 <= port < 65536:
             raise BadInput(f"port {port}: not a port number")
-    return run_engine(lambda: _seed(args, path))
+    return run_engine(lambda: _seed(args, path, meta))
 
 
-async def _seed(args: argparse.Namespace, path: Path) -> int:
-    from swarm.core.metainfo import Metainfo, parse_metainfo
+def _load_torrent(path: Path) -> Metainfo:
+    """Read and parse --torrent; every error names the file (exit 2)."""
+    from swarm.core.metainfo import parse_metainfo
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{path}: {exc.strerror or exc}") from None
+    try:
+        return parse_metainfo(data)
+    except BadInput as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+
+
+async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) -> int:
     from swarm.session import Session
     from swarm.ui import choose_mode, make_reporter
 
@@ -78,13 +98,9 @@ async def _seed(args: argparse.Namespace, path: Path) -> int:
             tracker = await start_tracker(host, args.tracker_port)
             trackers.insert(0, tracker.url)
         meta: Metainfo
-        if args.torrent:
+        if given is not None:
             torrent_path = Path(args.torrent)
-            meta = parse_metainfo(torrent_path.read_bytes())
-            if meta.name != path.name:
-                raise MetainfoError(
-                    f"{args.torrent}: the torrent is for {meta.name!r}, not {path.name!r}"
-                )
+            meta = given
         else:
             from swarm.create import create_torrent_async
 

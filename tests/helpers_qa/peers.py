@@ -213,3 +213,103 @@ async def poll(cond: Callable[[], bool], timeout: float, interval: float = 0.02)
             return cond()
         await asyncio.sleep(interval)
     return True
+
+
+class MetadataSeed(ScriptedSeed):
+    """A ScriptedSeed that also speaks BEP 10 + ut_metadata (BEP 9), possibly lying.
+
+    ``mode``: "honest" (the real info bytes), "wrong_hash" (same size, one byte
+    flipped), "huge_size"/"zero_size"/"negative_size" (absurd metadata_size in
+    the extended handshake), "short_piece" (each piece 1 byte short),
+    "bad_bencode", "out_of_range" (data for piece 999), "reject", "silent".
+    ``info_bytes`` is what an honest seed would send.
+    """
+
+    OUR_UT_METADATA = 2
+
+    def __init__(
+        self, meta: Metainfo, serve: Serve, info_bytes: bytes, mode: str = "honest"
+    ) -> None:
+        super().__init__(meta, serve)
+        self.info_bytes = info_bytes
+        self.mode = mode
+        self.metadata_requests = 0
+
+    def _metadata_size(self) -> int:
+        return {"huge_size": 2**40, "zero_size": 0, "negative_size": -1}.get(
+            self.mode, len(self.info_bytes)
+        )
+
+    def _metadata_reply(self, piece: int) -> bytes:
+        from swarm.core.bencode import encode
+
+        info = self.info_bytes
+        if self.mode == "wrong_hash":
+            info = info[:-2] + bytes([info[-2] ^ 0x01]) + info[-1:]
+        chunk = info[piece * 16384 : (piece + 1) * 16384]
+        size = len(info)
+        if self.mode == "short_piece":
+            chunk = chunk[:-1]
+        if self.mode == "bad_bencode":
+            return b"d8:msg_typei1e5:piecei" + chunk
+        if self.mode == "out_of_range":
+            piece = 999
+        if self.mode == "reject":
+            return encode({b"msg_type": 2, b"piece": piece})
+        return encode({b"msg_type": 1, b"piece": piece, b"total_size": size}) + chunk
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from swarm.core.bencode import decode_prefix, encode
+
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        m = self.meta
+        try:
+            hs = wire.parse_handshake(await asyncio.wait_for(reader.readexactly(68), 10))
+            if hs.info_hash != m.info_hash:
+                return
+            writer.write(wire.Handshake(m.info_hash, self.peer_id, RESERVED).encode())
+            ext_hs = {
+                b"m": {b"ut_metadata": self.OUR_UT_METADATA},
+                b"metadata_size": self._metadata_size(),
+                b"v": b"qa-metadata-seed",
+            }
+            writer.write(wire.encode_extended(0, encode(ext_hs)))
+            writer.write(wire.encode_bitfield(Bitfield(m.num_pieces, full=True).to_bytes()))
+            writer.write(wire.encode_unchoke())
+            their_ut = None
+            dec = wire.MessageDecoder(m.num_pieces, m.piece_length, m.total_length)
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    self.dropped += 1
+                    return
+                for msg in dec.feed(data):
+                    if isinstance(msg, wire.Extended) and msg.ext_id == 0:
+                        d, _ = decode_prefix(msg.payload)
+                        their_ut = d.get(b"m", {}).get(b"ut_metadata")
+                    elif isinstance(msg, wire.Extended) and msg.ext_id == self.OUR_UT_METADATA:
+                        d, _ = decode_prefix(msg.payload)
+                        self.metadata_requests += 1
+                        if d.get(b"msg_type") == 0 and their_ut and self.mode != "silent":
+                            writer.write(
+                                wire.encode_extended(their_ut, self._metadata_reply(d[b"piece"]))
+                            )
+                    elif isinstance(msg, wire.Request):
+                        self.requests += 1
+                        block = self.serve(msg.index, msg.begin, msg.length)
+                        if block is not None:
+                            writer.write(
+                                wire.piece_header(msg.index, msg.begin, len(block)) + block
+                            )
+                            self.blocks_sent += 1
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ProtocolError):
+            self.dropped += 1
+        except TimeoutError:
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()

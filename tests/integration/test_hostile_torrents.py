@@ -142,6 +142,9 @@ def check_outcome(
     assert "Traceback" not in err, err
     # downloaded to sanitised paths: every file of the (sanitised) metainfo is there with its bytes
     meta = parse_metainfo(torrent)
+    saved = got.pop(f"{meta.name}.torrent", None)
+    if saved is not None:  # a magnet download keeps the fetched metadata as <name>.torrent
+        assert parse_metainfo(saved).info_hash == meta.info_hash
     for f in meta.files:
         if f.pad or f.symlink is not None:
             continue
@@ -394,12 +397,6 @@ COMMANDS = {
     "seed": lambda t, d: ("seed", os.path.join(d, "data.bin"), "--torrent", t, *NET),
 }
 
-SEED_NAMES_NO_FILE = (
-    "swarm/cli/seed.py _seed(): parse_metainfo(torrent_path.read_bytes()) raises without the "
-    "file name: 'swarm: error: info.piece length is not a positive integer' instead of "
-    "'swarm: error: <file>: <reason>' (info/check/get name the file)"
-)
-
 
 @pytest.mark.parametrize(
     "command",
@@ -407,7 +404,7 @@ SEED_NAMES_NO_FILE = (
         "info",
         "check",
         "get",
-        pytest.param("seed", marks=pytest.mark.xfail(strict=True, reason=SEED_NAMES_NO_FILE)),
+        "seed",
     ],
 )
 async def test_broken_torrent_files(command: str, tmp_path: Path) -> None:
@@ -523,3 +520,93 @@ async def test_torrent_path_is_a_directory(tmp_path: Path) -> None:
         rc, _out, err = await run_swarm(*args, cwd=tmp_path)
         assert rc == 2, (args, err)
         assert_one_error_line(err)
+
+
+# ----------------------------------------------------------------- magnets and hostile metadata (BEP 9)
+
+
+def _big_info_torrent(name: str = "many") -> tuple[bytes, bytes]:
+    """A multi-file torrent whose info dictionary spans two ut_metadata pieces (> 16 KiB)."""
+    files = [([f"file-{i:04d}-" + "n" * 40 + ".txt"], 300) for i in range(300)]
+    torrent, payload = craft(name, files, piece_length=16384)
+    assert len(parse_metainfo(torrent).info_bytes) > 16384
+    return torrent, payload
+
+
+async def _get_magnet(
+    site: Site, magnet: str, *ports: int, timeout: float = 30
+) -> tuple[int, str, str]:
+    peers = [a for p in ports for a in ("--peer", f"127.0.0.1:{p}")]
+    return await run_swarm(
+        "get", magnet, "-o", str(site.out), *peers, *NET, cwd=site.top, timeout=timeout
+    )
+
+
+METADATA_LIES = [
+    "wrong_hash",
+    "huge_size",
+    "zero_size",
+    "negative_size",
+    "short_piece",
+    "bad_bencode",
+    "out_of_range",
+    "reject",
+]
+
+
+@pytest.mark.parametrize("mode", METADATA_LIES)
+async def test_magnet_from_a_lying_metadata_peer_fails_cleanly(mode: str, tmp_path: Path) -> None:
+    """Its only peer lies about the metadata: one error line, exit 1 or 2, nothing written."""
+    from helpers_qa.peers import MetadataSeed
+
+    site = Site(tmp_path)
+    torrent, payload = _big_info_torrent()
+    meta = parse_metainfo(torrent)
+    before = site.before()
+    async with MetadataSeed(meta, serve_bytes(meta, payload), meta.info_bytes, mode) as liar:
+        rc, _out, err = await _get_magnet(site, meta.magnet_uri(), liar.port)
+        assert liar.connections >= 1, "swarm never asked the peer"
+    assert site.before() == before
+    assert rc in (1, 2), f"exit {rc}: {err}"
+    assert_one_error_line(err)
+    assert files_under(site.out) == {}, "data written from unverified metadata"
+
+
+async def test_magnet_liar_and_honest_peer_completes(tmp_path: Path) -> None:
+    """A peer with forged metadata next to an honest one: the download completes, right bytes."""
+    from helpers_qa.peers import MetadataSeed
+
+    site = Site(tmp_path)
+    torrent, payload = _big_info_torrent()
+    meta = parse_metainfo(torrent)
+    serve = serve_bytes(meta, payload)
+    before = site.before()
+    async with (
+        MetadataSeed(meta, serve, meta.info_bytes, "wrong_hash") as liar,
+        MetadataSeed(meta, serve, meta.info_bytes, "honest") as honest,
+    ):
+        rc, _out, err = await _get_magnet(site, meta.magnet_uri(), liar.port, honest.port)
+    check_outcome(site, before, rc, err, torrent, payload)
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("case", ["up_name", "dotdot_files", "absolute"])
+async def test_magnet_metadata_with_hostile_paths(case: str, tmp_path: Path) -> None:
+    """Metadata that hashes right (the attacker made the magnet) but names escaping paths."""
+    from helpers_qa.peers import MetadataSeed
+
+    site = Site(tmp_path)
+    if case == "up_name":
+        torrent, payload = craft("../../../../escape-magnet")
+    elif case == "dotdot_files":
+        torrent, payload = craft(
+            "m", [(["..", "..", "..", "..", "..", "esc"], 20_000), (["ok"], 3000)]
+        )
+    else:
+        torrent, payload = craft("m", [([str(tmp_path / "abs-target" / "x")], 20_000)])
+    meta = parse_metainfo(torrent)
+    before = site.before()
+    async with MetadataSeed(meta, serve_bytes(meta, payload), meta.info_bytes, "honest") as seed:
+        rc, _out, err = await _get_magnet(site, meta.magnet_uri(), seed.port)
+    check_outcome(site, before, rc, err, torrent, payload)
+    assert not (tmp_path / "abs-target").exists()
