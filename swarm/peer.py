@@ -42,6 +42,7 @@ MAX_PEER_REQUESTS = 500
 FLUSH_BYTES = 256 * 1024
 
 OUR_RESERVED = wire.make_reserved(extensions=True, fast=True, dht=False)
+OUR_RESERVED_DHT = wire.make_reserved(extensions=True, fast=True, dht=True)
 
 
 class PeerConnection(asyncio.BufferedProtocol):
@@ -191,7 +192,11 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def _send_handshake(self, info_hash: bytes) -> None:
         self._answered = True
-        self._write_now(wire.Handshake(info_hash, self.session.peer_id, OUR_RESERVED).encode())
+        reserved = OUR_RESERVED
+        # discovery hook: the BEP 5 DHT bit when our DHT is on (never for private torrents)
+        if self.session.dht_port() and not (self.torrent is not None and self.torrent.meta.private):
+            reserved = OUR_RESERVED_DHT
+        self._write_now(wire.Handshake(info_hash, self.session.peer_id, reserved).encode())
 
     def _on_handshake_head(self, info_hash: bytes) -> None:
         if self.torrent is None:

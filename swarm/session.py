@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from swarm.core.metainfo import Metainfo
+from swarm.discovery import Discovery
 from swarm.errors import BadInput, StorageError, SwarmError
 from swarm.peer import PeerConnection
 from swarm.status import TorrentStatus
@@ -154,7 +155,7 @@ class Session:
         state_dir: str | Path | None = None,
         enable_dht: bool = False,
         enable_lsd: bool = False,
-        dht_bootstrap: Iterable[tuple[str, int]] = (),
+        dht_bootstrap: Iterable[tuple[str, int]] | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -163,16 +164,18 @@ class Session:
         if len(self.peer_id) != 20:
             raise BadInput("peer id must be 20 bytes")
         self.state_dir = Path(state_dir) if state_dir else None
-        self.enable_dht = enable_dht  # hook: swarm.dht lands later
-        self.enable_lsd = enable_lsd  # hook: swarm.lsd lands later
-        self.dht_bootstrap = list(dht_bootstrap)
+        # Discovery (swarm.discovery): off unless asked, so embedded use and tests stay quiet.
+        # dht_bootstrap None: the public routers (none when bound to loopback).
+        self.enable_dht = enable_dht
+        self.enable_lsd = enable_lsd
+        self.dht_bootstrap = None if dht_bootstrap is None else list(dht_bootstrap)
+        self.discovery: Discovery | None = None
         self.torrents: dict[bytes, Torrent] = {}
         self.connections: set[PeerConnection] = set()
         self.self_addresses: set[tuple[str, int]] = set()
         self._server: asyncio.AbstractServer | None = None
         self.dht: Any = None  # swarm.dht.DHTNode when enabled
         self.lsd: Any = None  # swarm.lsd.LSDService when enabled
-        self._lsd_task: asyncio.Task[None] | None = None
         self._janitor: asyncio.Task[None] | None = None
         # peers tried while fetching a magnet's metadata: the torrent starts with them
         self._metadata_peers: dict[bytes, list[tuple[str, int]]] = {}
@@ -217,38 +220,30 @@ class Session:
                     c.close(f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
 
     async def _start_discovery(self) -> None:
-        """DHT on the peer port (UDP) and LAN discovery; a failure only disables them."""
+        """DHT and LAN discovery (swarm.discovery); a failure only disables them.
+
+        ``self.dht``/``self.lsd`` stay as aliases of the discovery's node and service.
+        """
         assert self.port is not None
-        loopback = _is_loopback(self.host)
-        if self.enable_dht:
-            try:
-                from swarm.dht import DHTNode
+        if not (self.enable_dht or self.enable_lsd):
+            return
+        self.discovery = Discovery(
+            self,
+            enable_dht=self.enable_dht,
+            enable_lsd=self.enable_lsd,
+            dht_bootstrap=self.dht_bootstrap,
+            state_dir=self.state_dir,
+        )
+        await self.discovery.start()
+        self.dht = self.discovery.dht
+        self.lsd = self.discovery.lsd
 
-                state = self.state_dir / "dht.state" if self.state_dir else None
-                self.dht = DHTNode(
-                    self.host, self.port, bootstrap=self.dht_bootstrap or None, state_file=state
-                )
-                await self.dht.start(wait=False)
-            except (SwarmError, OSError, ValueError) as exc:
-                log.warning("DHT disabled: %s", exc)
-                self.dht = None
-        if self.enable_lsd and not loopback:
-            try:
-                from swarm.lsd import LSDService
+    def dht_port(self) -> int | None:
+        """Our DHT node's UDP port (BEP 5 port message), None when the DHT is off."""
+        return self.discovery.dht_port if self.discovery is not None else None
 
-                iface = None if self.host in ("0.0.0.0", "", "::") else self.host
-                self.lsd = LSDService(self.port, self._on_lsd_peer, iface, ipv6=":" in self.host)
-                self._lsd_task = asyncio.get_running_loop().create_task(
-                    self.lsd.run(lambda: [ih for ih, t in self.torrents.items() if not t.meta.private])
-                )
-            except (SwarmError, OSError, ValueError) as exc:
-                log.warning("LAN discovery disabled: %s", exc)
-                self.lsd = None
-
-    def _on_lsd_peer(self, info_hash: bytes, ip: str, port: int) -> None:
-        t = self.torrents.get(info_hash)
-        if t is not None and not t.meta.private:
-            t.add_peer(ip, port, "lsd")
+    def dht_node_count(self) -> int | None:
+        return self.discovery.node_count() if self.discovery is not None else None
 
     def reachable_host(self) -> str:
         """The address to give others (x.pe, demos): the bound one, or a LAN guess."""
@@ -303,6 +298,8 @@ class Session:
             self.torrents.pop(meta.info_hash, None)
             await torrent.stop()
             raise
+        if self.discovery is not None:  # discovery hook
+            self.discovery.torrent_added(torrent)
         return TorrentHandle(torrent)
 
     async def _resolve(self, source: Any, peers: Iterable[tuple[str, int]] = ()) -> Metainfo:
@@ -454,6 +451,8 @@ class Session:
     async def remove_torrent(self, handle: TorrentHandle) -> None:
         t = self.torrents.pop(handle.info_hash, None)
         if t is not None:
+            if self.discovery is not None:  # discovery hook
+                self.discovery.torrent_removed(t)
             await t.stop()
 
     # -- called by PeerConnection -------------------------------------------
@@ -482,14 +481,11 @@ class Session:
             self._janitor.cancel()
         if self._server is not None:
             self._server.close()
+        if self.discovery is not None:  # discovery hook: saves the DHT table
+            await self.discovery.close()
         await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
         for c in list(self.connections):
             c.close("session closed")
-        if self._lsd_task is not None:
-            self._lsd_task.cancel()
-        if self.dht is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.dht.close(), 2)
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2)

@@ -29,6 +29,7 @@ from swarm.core.metainfo import Metainfo
 from swarm.core.picker import Block, PiecePicker
 from swarm.core.rate import RateMeter, queue_depth
 from swarm.core.stall import DEFAULT_AFTER, StallFacts, TrackerFact, diagnose
+from swarm.discovery import PexManager
 from swarm.errors import ProtocolError, StorageError, SwarmError
 from swarm.peer import PeerConnection
 from swarm.status import PeerStatus, TorrentStatus
@@ -150,6 +151,7 @@ class Torrent:
         self.trackers: Any = None
         self.check_progress = 0.0
         self._metadata_size = len(meta.info_bytes)
+        self.pex = PexManager(self)  # discovery hook: ut_pex in and out (never for private torrents)
         # stream & stall hooks (issue 11): see the section at the end of the class
         self.piece_verified: list[Callable[[int], None]] = []  # called with each verified index
         self.on_stop: list[Callable[[], None]] = []  # called once when the torrent stops
@@ -205,11 +207,7 @@ class Torrent:
         self._last_progress = time.monotonic()
         self._spawn(self._tick_loop())
         self._start_trackers()
-        if self.session.dht is not None and not self.meta.private:
-            self._spawn(self._dht_loop())
-        if self.session.lsd is not None and not self.meta.private:
-            with contextlib.suppress(Exception):
-                self.session.lsd.announce([self.info_hash])
+        # DHT and LSD: swarm.discovery (Session.add_torrent calls discovery.torrent_added)
         for host, port in peers:
             self.add_peer(host, port, "manual")
 
@@ -254,27 +252,6 @@ class Torrent:
             await self.trackers.run()
         except SwarmError as exc:
             log.warning("trackers: %s", exc)
-
-    async def _dht_loop(self) -> None:
-        """Announce to the DHT (a get_peers lookup on the way) every few minutes."""
-        dht = self.session.dht
-
-        def found(peers: list[tuple[str, int]]) -> None:
-            for host, port in peers:
-                self.add_peer(str(host), int(port), "dht")
-
-        while not self._stopped:
-            acks = 0
-            try:
-                if self.state == "downloading":
-                    # get_peers also returns what our own node stores; announce's lookup does not
-                    found(await dht.get_peers(self.info_hash))
-                acks = await dht.announce(self.info_hash, self.session.port or 0, on_peers=found)
-            except (SwarmError, OSError) as exc:
-                log.info("%s: DHT announce failed: %s", self.meta.name, exc)
-            hungry = self.state == "downloading" and len(self.peers) < 10
-            # nobody stored our announce (DHT still bootstrapping): try again soon
-            await asyncio.sleep(5.0 if not acks else 60.0 if hungry else 900.0)
 
     def prioritize_first_last(self) -> None:
         picker = self.picker
@@ -398,7 +375,9 @@ class Torrent:
             addr = (host, port)
             if addr in self._connecting or any(p.address == addr for p in self.peers):
                 continue
-            if self.seed_only and self.state == "seeding" and source != "manual":
+            # discovery hook: a seed still dials LSD peers (a LAN peer announcing the torrent
+            # wants it now; otherwise it waits for our next announce, minutes away)
+            if self.seed_only and self.state == "seeding" and source not in ("manual", "lsd"):
                 continue
             self._connecting.add(addr)
             self._spawn(self._connect(host, port, source))
@@ -512,6 +491,10 @@ class Torrent:
         self._known.add(peer.address)
         if peer.supports_ext:
             self._send_ext_handshake(peer)
+        # discovery hook: BEP 5, tell a DHT-capable peer our DHT port
+        dht_port = self.session.dht_port()
+        if dht_port and peer.reserved[7] & 0x01 and not self.meta.private:
+            peer.send(wire.encode_port(dht_port))
         if peer.supports_fast and self.have.count == 0:
             peer.send(wire.encode_have_none())
         elif peer.supports_fast and self.have.all():
@@ -538,6 +521,7 @@ class Torrent:
             return
         del self.peers[peer]
         self.peer_ids.discard(peer.peer_id)
+        self.pex.peer_closed(peer)
         if self.picker is not None:
             self.picker.remove_peer(peer)
         for key in list(peer.requests):
@@ -725,13 +709,12 @@ class Torrent:
                 peer.listen_port = hs.p
                 if not peer.outgoing:
                     self._known.add((peer.address[0], hs.p))
+            self.pex.greet(peer)  # discovery hook: a new ut_pex peer hears of the others at once
             return
         if m.ext_id == ext.UT_METADATA_ID:
             self._on_ut_metadata(peer, m.payload)
-        elif m.ext_id == ext.UT_PEX_ID and not self.meta.private:
-            pex = ext.decode_pex(m.payload)
-            for pp in pex.added[: ext.MAX_PEX_PEERS]:
-                self.add_peer(pp.ip, pp.port, "pex")
+        elif m.ext_id == ext.UT_PEX_ID:  # discovery hook: peers from ut_pex, capped and filtered
+            self.pex.on_message(peer, m.payload)
 
     def _on_ut_metadata(self, peer: PeerConnection, payload: bytes) -> None:
         """Serve our info dictionary to magnet downloaders (BEP 9)."""
@@ -750,6 +733,12 @@ class Torrent:
     def _on_ignore(self, peer: PeerConnection, m: Any) -> None:
         return None
 
+    def _on_port(self, peer: PeerConnection, m: wire.Port) -> None:
+        # discovery hook: BEP 5, the peer's DHT node joins our table if it answers a ping
+        discovery = self.session.discovery
+        if discovery is not None and not self.meta.private:
+            discovery.on_port_message(peer.address[0], m.port)
+
     _handlers: dict[type, Callable[[Torrent, PeerConnection, Any], None]] = {
         wire.Choke: _on_choke,
         wire.Unchoke: _on_unchoke,
@@ -765,7 +754,7 @@ class Torrent:
         wire.AllowedFast: _on_allowed_fast,
         wire.Extended: _on_extended,
         wire.KeepAlive: _on_ignore,
-        wire.Port: _on_ignore,
+        wire.Port: _on_port,
         wire.Suggest: _on_ignore,
     }
 
@@ -1148,6 +1137,7 @@ class Torrent:
     def _tick(self, now: float) -> None:
         if self.choker.due(now):
             self._rechoke(now)
+        self.pex.tick(now)  # discovery hook: ut_pex out, at most once a minute per peer
         keepalive = wire.encode_keepalive()
         if not self.meta.private and now - self._last_pex >= PEX_CHECK:
             self._last_pex = now

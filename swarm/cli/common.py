@@ -34,7 +34,7 @@ def add_discovery_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST:PORT",
-        help="a DHT node to bootstrap from (repeatable)",
+        help="a DHT node to bootstrap from (repeatable; replaces the public routers)",
     )
 
 
@@ -42,3 +42,28 @@ def not_implemented(name: str) -> int:
     from swarm.errors import SwarmError
 
     raise SwarmError(f"'{name}' is not implemented yet")
+
+
+def discovery_options(args: argparse.Namespace) -> dict[str, object]:
+    """Session keyword arguments from --no-dht/--no-lsd/--dht-bootstrap.
+
+    The command line turns DHT and LSD on (the Session API keeps them off);
+    a bad --dht-bootstrap is BadInput (exit 2). The DHT routing table lives in
+    ``swarm.discovery.default_state_dir()``.
+    """
+    from swarm.core.dht.policy import parse_hostport
+    from swarm.discovery import default_state_dir
+    from swarm.errors import BadInput
+
+    bootstrap = []
+    for text in getattr(args, "dht_bootstrap", None) or []:
+        try:
+            bootstrap.append(parse_hostport(text))
+        except BadInput as exc:
+            raise BadInput(f"--dht-bootstrap {text}: {exc}") from exc
+    return {
+        "enable_dht": not getattr(args, "no_dht", False),
+        "enable_lsd": not getattr(args, "no_lsd", False),
+        "dht_bootstrap": bootstrap or None,
+        "state_dir": default_state_dir(),
+    }

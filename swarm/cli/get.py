@@ -229,10 +229,9 @@ async def _get(
     stop = asyncio.Event()
     got: list[int] = []
     install_stop_signals(stop, got)
-    session = Session(
-        args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd,
-        dht_bootstrap=parse_peers(args.dht_bootstrap, "--dht-bootstrap"),
-    )
+    from .common import discovery_options  # discovery hook
+
+    session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
     await session.start()
     started = False
     complete = False

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from swarm.errors import BadInput, MetainfoError
 
 from .common import add_discovery_options, add_network_options, add_output_options
-from .get import drive, install_stop_signals, parse_peers, run_engine
+from .get import drive, install_stop_signals, run_engine
 
 if TYPE_CHECKING:
     from swarm.core.metainfo import Metainfo
@@ -110,10 +110,9 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
             meta = result.meta
             torrent_path = Path.cwd() / f"{meta.name}.torrent"
             await asyncio.to_thread(_write_file, torrent_path, result.data)
-        session = Session(
-        args.host, args.port, enable_dht=not args.no_dht, enable_lsd=not args.no_lsd,
-        dht_bootstrap=parse_peers(args.dht_bootstrap, "--dht-bootstrap"),
-    )
+        from .common import discovery_options  # discovery hook
+
+        session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
         await session.start()
         handle = await session.add_torrent(meta, path.parent, seed_only=True)
         status = handle.status()

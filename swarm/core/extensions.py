@@ -30,6 +30,8 @@ METADATA_PIECE_SIZE = 16384
 MAX_METADATA_SIZE = 16 * 1024 * 1024
 #: BEP 11 suggests at most 50 added peers per message; we refuse more.
 MAX_PEX_PEERS = 50
+#: What decode_pex accepts per list: libtorrent sends up to 100 added (and every dropped).
+MAX_PEX_DECODE = 200
 MAX_CLIENT_NAME = 100
 
 # BEP 11 flags.
@@ -327,8 +329,8 @@ def decode_pex(payload: bytes) -> PexMessage:
     dropped: list[Addr] = []
     for key, size in ((b"added", 6), (b"added6", 18)):
         raw = _opt_bytes(d, key, what)
-        if raw is not None and len(raw) // size > MAX_PEX_PEERS:
-            raise ProtocolError(f"{what}: more than {MAX_PEX_PEERS} peers in {key.decode()}")
+        if raw is not None and len(raw) // size > MAX_PEX_DECODE:
+            raise ProtocolError(f"{what}: more than {MAX_PEX_DECODE} peers in {key.decode()}")
         flags = _opt_bytes(d, key + b".f", what) or b""
         # Flags are per compact entry, port-0 entries included: index before filtering.
         if raw:
@@ -340,12 +342,12 @@ def decode_pex(payload: bytes) -> PexMessage:
                     continue
                 ip = str(ipaddress.ip_address(raw[i : i + size - 2]))
                 added.append(PexPeer(ip, port, flags[n] if n < len(flags) else 0))
-    if len(added) > MAX_PEX_PEERS:
-        raise ProtocolError(f"{what}: more than {MAX_PEX_PEERS} added peers")
+    if len(added) > MAX_PEX_DECODE:
+        raise ProtocolError(f"{what}: more than {MAX_PEX_DECODE} added peers")
     for key, size in ((b"dropped", 6), (b"dropped6", 18)):
         raw = _opt_bytes(d, key, what)
-        if raw is not None and len(raw) // size > MAX_PEX_PEERS:
-            raise ProtocolError(f"{what}: more than {MAX_PEX_PEERS} peers in {key.decode()}")
+        if raw is not None and len(raw) // size > MAX_PEX_DECODE:
+            raise ProtocolError(f"{what}: more than {MAX_PEX_DECODE} peers in {key.decode()}")
         dropped += _parse_compact(raw, size, key.decode())
     return PexMessage(added, dropped)
 

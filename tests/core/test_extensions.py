@@ -211,11 +211,12 @@ def test_pex_missing_flags_and_port_zero() -> None:
         bencode.encode({"added6": b"\x01" * 17}),
         bencode.encode({"dropped": b"\x01" * 5}),
         bencode.encode({"added": 5}),
-        bencode.encode({"added": b"\x01\x02\x03\x04\x00\x01" * 51}),
+        # more than MAX_PEX_DECODE (200; libtorrent sends up to 100 added)
+        bencode.encode({"added": b"\x01\x02\x03\x04\x00\x01" * 201}),
         bencode.encode(
-            {"added": b"\x01\x02\x03\x04\x00\x01" * 30, "added6": (b"\x01" * 16 + b"\0\1") * 21}
+            {"added": b"\x01\x02\x03\x04\x00\x01" * 120, "added6": (b"\x01" * 16 + b"\0\1") * 81}
         ),
-        bencode.encode({"dropped": b"\x01\x02\x03\x04\x00\x01" * 51}),
+        bencode.encode({"dropped": b"\x01\x02\x03\x04\x00\x01" * 201}),
         b"le",
         b"d5:added0:e junk",
     ],

@@ -20,6 +20,8 @@ from swarm.create import create_torrent
 
 SWARM = [sys.executable, "-m", "swarm"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+#: Loopback only, no DHT/LSD: a test never sends a packet off the machine.
+QUIET = ("--host", "127.0.0.1", "--no-dht", "--no-lsd")
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -59,18 +61,18 @@ async def read_events(proc: asyncio.subprocess.Process, until: str, timeout: flo
 def test_get_bad_inputs(tmp_path: Path) -> None:
     bad = tmp_path / "bad.torrent"
     bad.write_bytes(b"d4:infoi3ee")
-    r = run_cli("get", str(bad), "-o", str(tmp_path), "--port", "0", cwd=tmp_path)
+    r = run_cli("get", str(bad), "-o", str(tmp_path), "--port", "0", *QUIET, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert "bad.torrent" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("get", str(tmp_path / "missing.torrent"), "--port", "0", cwd=tmp_path)
+    r = run_cli("get", str(tmp_path / "missing.torrent"), "--port", "0", *QUIET, cwd=tmp_path)
     assert r.returncode == 2
-    r = run_cli("get", "magnet:?xt=urn:btih:zz", "--port", "0", cwd=tmp_path)
+    r = run_cli("get", "magnet:?xt=urn:btih:zz", "--port", "0", *QUIET, cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
 def test_get_missing_or_readonly_output_dir(tmp_path: Path) -> None:
     _, tfile, _ = make_payload(tmp_path, 100_000, 16384)
-    r = run_cli("get", str(tfile), "-o", str(tmp_path / "nope"), "--port", "0", cwd=tmp_path)
+    r = run_cli("get", str(tfile), "-o", str(tmp_path / "nope"), "--port", "0", *QUIET, cwd=tmp_path)
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and "nope" in r.stderr and "does not exist" in r.stderr
     ro = tmp_path / "ro"
@@ -81,7 +83,7 @@ def test_get_missing_or_readonly_output_dir(tmp_path: Path) -> None:
             ro.chmod(0o700)
             ro.rmdir()
             ro.write_bytes(b"")
-        r = run_cli("get", str(tfile), "-o", str(ro), "--port", "0", cwd=tmp_path)
+        r = run_cli("get", str(tfile), "-o", str(ro), "--port", "0", *QUIET, cwd=tmp_path)
         assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip()
     finally:
         if ro.is_dir():
@@ -90,7 +92,7 @@ def test_get_missing_or_readonly_output_dir(tmp_path: Path) -> None:
 
 def test_get_bad_peer_option(tmp_path: Path) -> None:
     _, tfile, _ = make_payload(tmp_path, 100_000, 16384)
-    r = run_cli("get", str(tfile), "--peer", "nohostport", "--port", "0", cwd=tmp_path)
+    r = run_cli("get", str(tfile), "--peer", "nohostport", "--port", "0", *QUIET, cwd=tmp_path)
     assert r.returncode == 2 and "--peer" in r.stderr
 
 
@@ -314,7 +316,7 @@ async def test_seed_with_existing_torrent_verifies_the_data(tmp_path: Path) -> N
     finally:
         seed.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(seed.wait(), 10) == 0
-    r = run_cli("seed", str(tmp_path / "src"), "--torrent", str(tfile), "--port", "0", cwd=tmp_path)
+    r = run_cli("seed", str(tmp_path / "src"), "--torrent", str(tfile), "--port", "0", *QUIET, cwd=tmp_path)
     assert r.returncode == 2 and "f.bin" in r.stderr  # the torrent is for another name
 
 

@@ -168,6 +168,8 @@ def test_transmission_leeches_from_swarm_seed(
                 addr_a,
                 "--port",
                 "6881",
+                "--no-dht",  # the tracker brings the peers; nothing else leaves the namespace
+                "--no-lsd",
             ],
             tmp_path,
             tmp_path / "seed.log",
