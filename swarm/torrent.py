@@ -58,8 +58,6 @@ RECHOKE_INTERVAL = 10.0
 UPLOAD_SLOTS = 4
 RESUME_INTERVAL = 30.0
 TICK = 1.0
-#: How often we look for peers due a ut_pex message (each gets at most one a minute).
-PEX_CHECK = 5.0
 MANUAL_RETRY = 10.0
 #: Hash-failure strikes: a sole contributor earns 2, a shared one 1; ban at 3.
 BAN_STRIKES = 3
@@ -145,7 +143,6 @@ class Torrent:
         self._events: list[asyncio.Queue[tuple[str, dict[str, Any]]]] = []
         self._last_rechoke = 0.0
         self.choker = Choker(slots=UPLOAD_SLOTS)
-        self._last_pex = time.monotonic()
         self._resume_dirty = False
         self._last_resume = time.monotonic()
         self.trackers: Any = None
@@ -1103,26 +1100,6 @@ class Torrent:
 
     # ------------------------------------------------------------ timers
 
-    def _send_pex(self, now: float) -> None:
-        """BEP 11: tell each ut_pex peer whom else we are connected to (diffs, once a minute)."""
-        known = []
-        for p in self.peers:
-            port = p.address[1] if p.outgoing else p.listen_port
-            if port:
-                seed = p.have is not None and p.have.all()
-                known.append((p, ext.PexPeer(p.address[0], port, ext.PEX_SEED if seed else 0)))
-        for p in self.peers:
-            their = p.ext_ids.get("ut_pex")
-            if their is None:
-                continue
-            if p.pex is None:
-                p.pex = ext.PexState()
-            if not p.pex.due(now):
-                continue
-            msg = p.pex.make((pp for q, pp in known if q is not p), now)
-            if msg is not None:
-                p.send(wire.encode_extended(their, ext.encode_pex(msg)))
-
     async def _tick_loop(self) -> None:
         while not self._stopped:
             await asyncio.sleep(TICK)
@@ -1139,9 +1116,6 @@ class Torrent:
             self._rechoke(now)
         self.pex.tick(now)  # discovery hook: ut_pex out, at most once a minute per peer
         keepalive = wire.encode_keepalive()
-        if not self.meta.private and now - self._last_pex >= PEX_CHECK:
-            self._last_pex = now
-            self._send_pex(now)
         for p in list(self.peers):
             if now - p.last_recv > 240:
                 p.close("idle for 4 minutes")

@@ -6,8 +6,6 @@ import asyncio
 import os
 from pathlib import Path
 
-import pytest
-
 from swarm import Session
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
@@ -76,11 +74,8 @@ async def test_peers_found_through_the_tracker(tmp_path: Path) -> None:
     assert (out / "f.bin").read_bytes() == payload
 
 
-async def test_peers_learn_each_other_by_pex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_peers_learn_each_other_by_pex(tmp_path: Path) -> None:
     """A and B only know the seed; the seed's ut_pex introduces them."""
-    import swarm.torrent
-
-    monkeypatch.setattr(swarm.torrent, "PEX_CHECK", 0.1)
     payload = os.urandom(300_000)
     src = tmp_path / "src"
     src.mkdir()
