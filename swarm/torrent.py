@@ -66,7 +66,9 @@ MAX_SUSPECTS = 16
 OUR_REQQ = 500
 #: Requests in flight to a new peer before its rate is known.
 SLOW_START = 16
-STATUS_CELLS = 100
+#: Piece-map resolution: one cell per piece up to this many (the display rescales
+#: and shades mixed cells; coarse cells would show any partly-missing range as missing).
+STATUS_CELLS = 1000
 
 
 def _is_local(ip: str) -> bool:
@@ -148,6 +150,7 @@ class Torrent:
         self.trackers: Any = None
         self.check_progress = 0.0
         self._metadata_size = len(meta.info_bytes)
+        self._tracker_marks: dict[str, tuple[Any, ...]] = {}
         self.pex = PexManager(self)  # discovery hook: ut_pex in and out (never for private torrents)
         # stream & stall hooks (issue 11): see the section at the end of the class
         self.piece_verified: list[Callable[[int], None]] = []  # called with each verified index
@@ -1100,6 +1103,27 @@ class Torrent:
 
     # ------------------------------------------------------------ timers
 
+    def _report_trackers(self) -> None:
+        """A ``tracker`` event per finished announce, so logs and --json show tracker trouble."""
+        if self.trackers is None:
+            return
+        try:
+            statuses = self.trackers.status()
+        except Exception:  # a viewer hook must never break the tick
+            return
+        for st in statuses:
+            mark = (st.last_announce, st.last_error, st.state)
+            if self._tracker_marks.get(st.url) == mark or st.state not in ("ok", "error"):
+                continue
+            self._tracker_marks[st.url] = mark
+            if st.state == "ok":
+                self._emit(
+                    "tracker", action="ok", url=st.url, peers=st.peers,
+                    seeders=st.seeders, leechers=st.leechers,
+                )
+            else:
+                self._emit("tracker", action="error", url=st.url, error=st.last_error or "failed")
+
     async def _tick_loop(self) -> None:
         while not self._stopped:
             await asyncio.sleep(TICK)
@@ -1114,6 +1138,7 @@ class Torrent:
     def _tick(self, now: float) -> None:
         if self.choker.due(now):
             self._rechoke(now)
+        self._report_trackers()
         self.pex.tick(now)  # discovery hook: ut_pex out, at most once a minute per peer
         keepalive = wire.encode_keepalive()
         for p in list(self.peers):
@@ -1214,6 +1239,7 @@ class Torrent:
         if down_rate > 0 and total > verified:
             eta = (total - verified) / down_rate
         picker = self.picker
+        cells = max(1, min(self.num_pieces, STATUS_CELLS))
         stalled = self.stalled_reason if self.state in ("downloading", "metadata") else None
         if stalled is None and self.state == "downloading" and not self.peers:
             stalled = "no peers" if not self._connecting else "connecting"
@@ -1231,8 +1257,8 @@ class Torrent:
             uploaded=self.uploaded,
             peers=tuple(peers),
             trackers=trackers,
-            piece_map=picker.piece_map(STATUS_CELLS) if picker is not None else "",
-            availability=picker.availability_map(STATUS_CELLS) if picker is not None else (),
+            piece_map=picker.piece_map(cells) if picker is not None else "",
+            availability=picker.availability_map(cells) if picker is not None else (),
             seeds=seeds,
             dht_nodes=self.session.dht.node_count() if self.session.dht is not None else None,
             error=self.error,
