@@ -89,7 +89,9 @@ local function take(z, n)
   end
 end
 if seed then
+  -- leechers first, then seeds to fill (aria2c announces left=0 for a magnet)
   take(L, want + 1)
+  if #picked < want then take(S, want - #picked + 1) end
 else
   local total = ns + nl
   if total <= want + 1 then

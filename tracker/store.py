@@ -168,33 +168,44 @@ class MemoryStore:
         )
 
     def _pick(self, swarm: _Swarm, asker: bytes, seed: bool, want: int, now: float) -> PeerList:
-        """Up to ``want`` random peers, never the asker, and no seeds for a seed.
+        """Up to ``want`` random peers, never the asker; a seed gets leechers first.
 
-        A window of ``want + 1`` at a random offset in the pools (seeds then
-        leechers, wrapping around): O(want) list slicing instead of a random
-        sample; the pools' order is arrival order scrambled by swap-removals.
+        Seeds still get seeds to fill their answer: aria2c announces ``left=0``
+        while it fetches a magnet's metadata, and "no seeds for a seed" left it
+        with no peers at all.
         """
         if want <= 0:
             return []
-        first: list[bytes] = [] if seed else swarm.seeds.ids
-        second = swarm.leechers.ids
-        a, total = len(first), len(first) + len(second)
-        k = want + 1  # one spare in case the asker is in the window
-        if total <= k:
-            window = first + second
-        else:
-            window = []
-            pos = self.rng.randrange(total)
-            while len(window) < k:
-                if pos < a:
-                    chunk = first[pos : pos + k - len(window)]
-                else:
-                    chunk = second[pos - a : pos - a + k - len(window)]
-                window += chunk
-                pos = (pos + len(chunk)) % total
         peers = swarm.peers
-        out = [(pid, e[0]) for pid in window if pid != asker and (e := peers[pid])[2] > now]
-        return out[:want]
+
+        def live(window: list[bytes]) -> PeerList:
+            return [(pid, e[0]) for pid in window if pid != asker and (e := peers[pid])[2] > now]
+
+        if not seed:
+            return live(self._window(swarm.seeds.ids, swarm.leechers.ids, want + 1))[:want]
+        out = live(self._window([], swarm.leechers.ids, want))[:want]
+        if len(out) < want:
+            room = want - len(out)
+            out += live(self._window([], swarm.seeds.ids, room + 1))[:room]
+        return out
+
+    def _window(self, first: list[bytes], second: list[bytes], k: int) -> list[bytes]:
+        """``k`` ids at a random offset in ``first + second``, wrapping around:
+        O(k) list slicing instead of a random sample; the pools' order is
+        arrival order scrambled by swap-removals."""
+        a, total = len(first), len(first) + len(second)
+        if total <= k:
+            return first + second
+        window: list[bytes] = []
+        pos = self.rng.randrange(total)
+        while len(window) < k:
+            if pos < a:
+                chunk = first[pos : pos + k - len(window)]
+            else:
+                chunk = second[pos - a : pos - a + k - len(window)]
+            window += chunk
+            pos = (pos + len(chunk)) % total
+        return window
 
     async def scrape(self, info_hashes: list[bytes]) -> dict[bytes, ScrapeStats]:
         keys = info_hashes or list(self.swarms)

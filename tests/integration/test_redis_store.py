@@ -136,11 +136,13 @@ async def test_store_announce_contract(store_factory) -> None:  # type: ignore[n
     r = await s.announce(req(2), addr(2), now=100.0)
     assert r.peers == [(pid_of(1), addr(1))] and (r.complete, r.incomplete) == (1, 1)
     r = await s.announce(req(3, left=0), addr(3), now=100.0)
-    assert r.peers == [(pid_of(2), addr(2))]  # a seed gets no seeds and never itself
+    # a seed: the leechers first, then seeds, never itself
+    assert r.peers == [(pid_of(2), addr(2)), (pid_of(1), addr(1))]
     r = await s.announce(req(2, numwant=0), addr(2), now=100.0)
     assert r.peers == []
     r = await s.announce(req(2, left=0, event="completed"), pack_peer("::1", 9), now=101.0)
-    assert (r.complete, r.incomplete) == (3, 0) and r.peers == []
+    assert (r.complete, r.incomplete) == (3, 0)
+    assert sorted(p for p, _ in r.peers) == [pid_of(1), pid_of(3)]
     sc = await s.scrape([IH, IH2])
     assert list(sc) == [IH] and (sc[IH].complete, sc[IH].downloaded, sc[IH].incomplete) == (3, 1, 0)
     await s.announce(req(7, ih=IH2), addr(7), now=101.0)
@@ -185,9 +187,10 @@ async def test_store_random_selection(store_factory) -> None:  # type: ignore[no
         assert len(ids) == 8 == len(set(ids)) and pid_of(0) not in ids
         seen.update(ids)
     assert len(seen) > 20
-    r = await s.announce(req(1, left=0, numwant=100), addr(1), now=0.0)
-    assert len(r.peers) == 20  # a seed gets all 20 leechers and no seeds
-    assert all(int.from_bytes(p[8:], "big") % 2 == 0 for p, _ in r.peers)
+    r = await s.announce(req(1, left=0, numwant=25), addr(1), now=0.0)
+    ids = [int.from_bytes(p[8:], "big") for p, _ in r.peers]
+    assert len(ids) == 25 and 1 not in ids  # a seed gets all 20 leechers, then 5 seeds
+    assert sorted(n % 2 for n in ids) == [0] * 20 + [1] * 5
 
 
 async def test_store_caps(store_factory) -> None:  # type: ignore[no-untyped-def]
