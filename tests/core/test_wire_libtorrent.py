@@ -101,7 +101,7 @@ async def _leech(port: int, info_hash: bytes, data: bytes) -> dict[str, Any]:
         seen: set[str] = set()
         pending = dec.feed(rest)
         while info is None or wanted or not unchoked:
-            if not pending:
+            while not pending:  # a read may end mid-message and decode to nothing
                 chunk = await reader.read(65536)
                 assert chunk, f"libtorrent closed the connection; saw {seen}"
                 pending = dec.feed(chunk)
