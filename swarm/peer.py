@@ -20,7 +20,7 @@ from swarm.core import wire
 from swarm.core.bitfield import Bitfield
 from swarm.core.extensions import PexState
 from swarm.core.rate import RateMeter
-from swarm.errors import ProtocolError, SwarmError
+from swarm.errors import ProtocolError, StorageError, SwarmError
 
 if TYPE_CHECKING:
     from swarm.session import Session
@@ -315,6 +315,12 @@ class PeerConnection(asyncio.BufferedProtocol):
                 index, begin, length = queue.popleft()
                 try:
                     block = await torrent.read_block(index, begin, length)
+                except StorageError as exc:
+                    # our copy of the piece went bad (file changed under us): the
+                    # torrent stops advertising it; a BEP 6 peer gets a reject
+                    if torrent.upload_failed(self, index, begin, length, exc):
+                        continue
+                    return
                 except SwarmError as exc:
                     self.close(f"cannot serve block {index}:{begin}: {exc}", warn=True)
                     return

@@ -15,6 +15,7 @@ import contextlib
 import fnmatch
 import ipaddress
 import logging
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -162,6 +163,9 @@ class Torrent:
         self._stall_bytes = 0  # self.downloaded when last sampled
         self._seq_base = 0  # sequential read-ahead: the asked-for window (0: fixed or off)
         self._seq_window = 0
+        # pieces whose data changed on disk under us (see upload_failed)
+        self.lost_pieces = 0
+        self._changed_files: set[int] = set()
 
     # ------------------------------------------------------------ life cycle
 
@@ -1046,6 +1050,56 @@ class Torrent:
             raise StorageError(f"block {index}:{begin}+{length} past the piece end")
         return memoryview(data)[begin : begin + length]
 
+    def upload_failed(
+        self, peer: PeerConnection, index: int, begin: int, length: int, exc: StorageError
+    ) -> bool:
+        """A piece we advertised could not be read back intact (a file changed,
+        shrank or vanished under us; Storage has already dropped it).
+
+        We stop advertising and serving it, and fetch it again unless we only
+        seed. Returns True when the peer was answered with a BEP 6 reject and
+        stays connected; a peer without the fast extension is disconnected (it
+        would wait for the block forever and keeps our old bitfield otherwise).
+        """
+        self._piece_lost(index, exc)
+        if peer.supports_fast and not peer.closed:
+            peer.send(wire.encode_reject(index, begin, length))
+            return True
+        peer.close(f"cannot serve piece {index}: {exc}")
+        return False
+
+    def _piece_lost(self, index: int, exc: StorageError) -> None:
+        if not self.have.clear(index):
+            return  # already known (another request of the same piece)
+        self.lost_pieces += 1
+        fut = self._cache.pop(index, None)
+        if fut is not None:
+            self._cache_bytes -= self.meta.piece_size(index)
+        if self.picker is not None:
+            self.picker.piece_lost(index)
+        layout = getattr(self.storage, "layout", None)
+        files = set(layout.files_for_piece(index)) if layout is not None else set()
+        new = files - self._changed_files
+        if new or not files:
+            self._changed_files |= files
+            names = ", ".join(
+                os.path.join(str(self.save_path), *self.meta.files[i].path) for i in sorted(new)
+            )
+            message = (
+                f"{names or self.meta.name} changed on disk: piece {index} no longer matches "
+                f"its hash; not serving it any more ({exc})"
+            )
+            log.warning("%s: %s", self.meta.name, message)
+            self._emit("error", message=message, fatal=False)
+        else:
+            log.info("%s: piece %d lost too: %s", self.meta.name, index, exc)
+        if not self.seed_only and self.state == "seeding":
+            self.state = "downloading"  # fetch it again from whoever has it
+        if not self.seed_only:
+            for p in list(self.peers):
+                if p.have is not None:
+                    self._update_interest(p)
+
     def on_uploaded(self, peer: PeerConnection, n: int) -> None:
         now = time.monotonic()
         peer.uploaded += n
@@ -1268,6 +1322,7 @@ class Torrent:
             extra={
                 "wasted": self.wasted,
                 "hash_failures": self.hash_failures,
+                "lost_pieces": self.lost_pieces,
                 "banned": len(self.banned),
                 "check_progress": self.check_progress,
             },

@@ -694,6 +694,22 @@ class PiecePicker:
                     self._interest[peer] -= 1
         return cancels
 
+    def piece_lost(self, index: int) -> None:
+        """A piece we had is gone (its file changed on disk): missing and wanted again."""
+        if not 0 <= index < self.num_pieces:
+            raise IndexError(index)
+        if not self._hv[index]:
+            return
+        self._have.clear(index)
+        self._hv[index] = 0
+        self._eg_gen += 1
+        if self._prio[index] > 0:
+            self._wanted_missing += 1
+            for peer, bf in self._peers.items():
+                if bf is not None and bf[index]:
+                    self._interest[peer] += 1
+        self._bucket_add(index)
+
     def piece_failed(self, index: int) -> set[Peer]:
         """The piece hashed wrong: returns who sent blocks of it; it is missing again."""
         if not 0 <= index < self.num_pieces:

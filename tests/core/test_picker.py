@@ -400,3 +400,21 @@ def test_piece_map_matches_a_naive_one(states: list[str], cells: int) -> None:
         else:
             expect.append(" ")
     assert got == "".join(expect)
+
+
+def test_piece_lost_makes_a_piece_wanted_again() -> None:
+    from swarm.core.bitfield import Bitfield as _Bf
+    from swarm.core.picker import PiecePicker as _Pp
+
+    have = _Bf(4, full=True)
+    p = _Pp(4, 32768, 4 * 32768, have=have)
+    theirs = _Bf(4)
+    theirs.set(2)
+    p.add_peer("x", theirs)
+    assert p.is_complete() and p.pick("x", theirs, 4) == []
+    p.piece_lost(2)
+    p.piece_lost(2)  # idempotent
+    assert not p.is_complete() and p.wanted_missing == 1 and not p.have[2]
+    assert p.is_interesting("x")
+    blocks = p.pick("x", theirs, 4)
+    assert blocks and all(b.index == 2 for b in blocks)
