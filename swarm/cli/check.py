@@ -18,11 +18,10 @@ from typing import Any
 
 from swarm.core.layout import ABSENT, ranges
 from swarm.core.metainfo import Metainfo
-from swarm.errors import BadInput, MetainfoError
+from swarm.errors import BadInput
 
-from .common import add_output_options
+from .common import add_output_options, load_torrent
 
-MAX_TORRENT_FILE = 64 * 1024 * 1024
 #: Files listed in the human report; --json always lists them all.
 MAX_FILES_SHOWN = 20
 
@@ -47,23 +46,7 @@ def load(path: str) -> Metainfo:
     """Read and parse a .torrent; every failure is BadInput naming ``path``."""
     if path.startswith("magnet:"):
         raise BadInput("check needs a .torrent, not a magnet link")
-    from swarm.core.metainfo import parse_metainfo
-
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_TORRENT_FILE + 1)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory, not a .torrent file") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    if len(data) > MAX_TORRENT_FILE:
-        raise MetainfoError(f"{path}: larger than {MAX_TORRENT_FILE} bytes; not a .torrent")
-    try:
-        return parse_metainfo(data)
-    except MetainfoError as exc:
-        raise MetainfoError(f"{path}: {exc}") from None
+    return load_torrent(path)
 
 
 @dataclass

@@ -9,13 +9,10 @@ import sys
 import time
 from typing import Any
 
-from swarm.core.metainfo import Metainfo, parse_metainfo
-from swarm.errors import BadInput, MetainfoError
+from swarm.core.metainfo import Metainfo
+from swarm.ui.format import human_size
 
-from .common import add_output_options
-
-#: A .torrent bigger than this is not one (the decoder's own limit is 64 MiB).
-MAX_TORRENT_FILE = 64 * 1024 * 1024
+from .common import add_output_options, load_torrent
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,34 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("torrent", metavar="FILE.torrent", help="the .torrent file")
     add_output_options(p)
     p.set_defaults(func=run)
-
-
-def load_torrent(path: str) -> Metainfo:
-    """Read and parse; every failure is ``BadInput`` whose message starts with ``path``."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_TORRENT_FILE + 1)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory, not a .torrent file") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    if len(data) > MAX_TORRENT_FILE:
-        raise MetainfoError(f"{path}: larger than {MAX_TORRENT_FILE} bytes; not a .torrent")
-    try:
-        return parse_metainfo(data)
-    except MetainfoError as exc:
-        raise MetainfoError(f"{path}: {exc}") from None
-
-
-def human_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            return f"{n} B" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def as_dict(meta: Metainfo) -> dict[str, Any]:
