@@ -132,7 +132,7 @@ def one_run(seed: Seed, port: int, torrent: Path, out: Path, size: int, display:
         "wall": size / MiB / wall,
         "steady": size / MiB / steady,
         "cpu": cpu / (size / (1 << 30)),
-        "bytes_drawn": len(res.raw),
+        "bytes_drawn": float(len(res.raw)),
     }
 
 
@@ -172,12 +172,13 @@ def main() -> None:
             tmp.cleanup()
     print(f"\n{args.size / MiB:.0f} MiB seed -> get on 127.0.0.1, {args.pairs} pairs, median MiB/s")
     for key in ("wall", "steady"):
-        on = statistics.median(r[key] for r in runs[True])
-        off = statistics.median(r[key] for r in runs[False])
+        on: float = statistics.median(r[key] for r in runs[True])
+        off: float = statistics.median(r[key] for r in runs[False])
         print(f"  {key:<6}  on {on:7.1f}   off {off:7.1f}   on/off {on / off:.3f}")
     on = statistics.median(r["cpu"] for r in runs[True])
     off = statistics.median(r["cpu"] for r in runs[False])
-    print(f"  get CPU s/GiB  on {on:.2f}   off {off:.2f}   on-off {on - off:+.2f}")
+    paired = statistics.median(a["cpu"] - b["cpu"] for a, b in zip(runs[True], runs[False], strict=True))
+    print(f"  get CPU s/GiB  on {on:.2f}   off {off:.2f}   on-off {on - off:+.2f} (median of pairs {paired:+.2f})")
 
 
 if __name__ == "__main__":
