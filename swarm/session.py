@@ -271,7 +271,12 @@ class Session:
         files: Iterable[str] | None = None,
         peers: Iterable[tuple[str, int]] = (),
     ) -> TorrentHandle:
-        """Add a torrent from a .torrent path, its bytes, a Metainfo (or a magnet: not yet)."""
+        """Add a torrent from a .torrent path, its bytes, a Metainfo (or a magnet: not yet).
+
+        ``seed_only``: serve what is on disk, never download; nothing is written
+        under ``save_path`` (it may be read-only) and resume data goes to
+        ``state_dir`` if the session has one (else the data is rechecked at start).
+        """
         if self.port is None:
             raise SwarmError("session not started")
         from swarm.core.magnet import Magnet, parse_magnet
@@ -288,7 +293,7 @@ class Session:
         save = Path(save_path)
         if not save.is_dir():
             raise StorageError(f"{save}: output directory does not exist")
-        if not os.access(save, os.W_OK | os.X_OK):
+        if not seed_only and not os.access(save, os.W_OK | os.X_OK):
             raise StorageError(f"{save}: output directory is not writable")
         torrent = Torrent(self, meta, save, seed_only=seed_only, files=files)
         self.torrents[meta.info_hash] = torrent

@@ -716,8 +716,11 @@ class Storage:
         return have
 
     async def save_resume(self, have: Bitfield | None = None) -> None:
-        """Write resume data atomically (temp file, fsync, rename); data files fsynced first."""
-        if self._resume_path is None:
+        """Write resume data atomically (temp file, fsync, rename); data files fsynced first.
+
+        Opened without ``create`` and without a ``state_dir``, nothing is written
+        (a read-only seed leaves no ``.swarm/`` next to the user's data)."""
+        if self._resume_path is None or not (self._writable or self._state_dir is not None):
             return
         snapshot = (have if have is not None else self.have).copy()
         async with self._resume_lock:

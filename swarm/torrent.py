@@ -174,10 +174,21 @@ class Torrent:
 
         factory = self._storage_factory or Storage
         wanted_files = self._wanted_files()
+        # A seed_only torrent never downloads, so it never writes to its data:
+        # storage is opened read-only (a read-only mount can be seeded) and no
+        # resume file goes next to the user's files. Its resume data lives in
+        # Session.state_dir when there is one; without, each start rechecks
+        # (the safe default for data that may have changed while we were off).
+        # A downloading torrent keeps <save_path>/.swarm/, which moves with the data.
+        extra: dict[str, Any] = {}
+        state_dir = getattr(self.session, "state_dir", None)
+        if self.seed_only and state_dir is not None:
+            extra["state_dir"] = state_dir
         self.storage = factory(
-            self.meta, self.save_path, wanted_files=wanted_files, executor=self.session.executor
+            self.meta, self.save_path, wanted_files=wanted_files,
+            executor=self.session.executor, **extra,
         )
-        await self.storage.open()
+        await self.storage.open(create=not self.seed_only)
         if wanted_files is not None:
             self.wanted = self.storage.wanted_pieces()
         have = None

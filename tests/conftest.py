@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# CLI runs (in-process or subprocesses, whose env is often copied at import)
+# keep their state (DHT table, seeds' resume files) out of ~/.local/state.
+if "SWARM_STATE_DIR" not in os.environ:
+    os.environ["SWARM_STATE_DIR"] = tempfile.mkdtemp(prefix="swarm-test-state-")
+    atexit.register(shutil.rmtree, os.environ["SWARM_STATE_DIR"], True)
 
 
 # Shared machines are noisy: no per-example deadlines. In CI, examples are
@@ -38,3 +46,4 @@ def require_libtorrent():  # type: ignore[no-untyped-def]
             pytest.fail("libtorrent Python bindings are not installed")
         pytest.skip("libtorrent is not installed")
     return libtorrent
+
