@@ -172,13 +172,19 @@ def main() -> None:
             tmp.cleanup()
     print(f"\n{args.size / MiB:.0f} MiB seed -> get on 127.0.0.1, {args.pairs} pairs, median MiB/s")
     for key in ("wall", "steady"):
-        on: float = statistics.median(r[key] for r in runs[True])
-        off: float = statistics.median(r[key] for r in runs[False])
-        print(f"  {key:<6}  on {on:7.1f}   off {off:7.1f}   on/off {on / off:.3f}")
-    on = statistics.median(r["cpu"] for r in runs[True])
-    off = statistics.median(r["cpu"] for r in runs[False])
+        m_on = statistics.median(r[key] for r in runs[True])
+        m_off = statistics.median(r[key] for r in runs[False])
+        pair_ratio = statistics.median(
+            a[key] / b[key] for a, b in zip(runs[True], runs[False], strict=True)
+        )
+        print(
+            f"  {key:<6}  on {m_on:7.1f}   off {m_off:7.1f}   on/off {m_on / m_off:.3f}"
+            f"   (median of per-pair ratios {pair_ratio:.3f})"
+        )
+    c_on = statistics.median(r["cpu"] for r in runs[True])
+    c_off = statistics.median(r["cpu"] for r in runs[False])
     paired = statistics.median(a["cpu"] - b["cpu"] for a, b in zip(runs[True], runs[False], strict=True))
-    print(f"  get CPU s/GiB  on {on:.2f}   off {off:.2f}   on-off {on - off:+.2f} (median of pairs {paired:+.2f})")
+    print(f"  get CPU s/GiB  on {c_on:.2f}   off {c_off:.2f}   on-off {c_on - c_off:+.2f} (median of pairs {paired:+.2f})")
 
 
 if __name__ == "__main__":
