@@ -1,0 +1,254 @@
+"""Several `swarm tracker` processes on one real redis-server, end to end over HTTP:
+a libtorrent seed and a `swarm get` that meet through two different trackers,
+a tracker restart that loses no peers, and /stats and / showing the whole
+tracker from any process. (Redis itself going away is in test_redis_store.py:
+test_redis_outage_is_a_fast_failure_reason_and_recovers.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import require_libtorrent
+from test_redis_store import RedisServer, free_port, pid_of
+
+from swarm.core.announce import build_announce_url, parse_announce_response
+from swarm.core.bencode import decode, encode
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+IH = bytes(range(20))
+IH2 = bytes(range(1, 21))
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Tracker:
+    """`python -m swarm tracker` in its own process on 127.0.0.1."""
+
+    def __init__(self, store: str, port: int = 0, workers: int = 1) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", str(port),
+             "--interval", "60", "--store", store, "--workers", str(workers)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=ENV,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()  # the process prints it once it listens
+        if not line.startswith("tracker listening on"):
+            self.kill()
+            raise AssertionError(f"tracker did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+        self.url = f"http://127.0.0.1:{self.port}/announce"
+
+    def get(self, path_or_url: str) -> bytes:
+        url = path_or_url if "://" in path_or_url else f"http://127.0.0.1:{self.port}{path_or_url}"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.read()  # type: ignore[no-any-return]
+
+    def stats(self) -> dict[str, Any]:
+        return json.loads(self.get("/stats"))  # type: ignore[no-any-return]
+
+    def announce(
+        self, n: int, ih: bytes = IH, left: int = 1000, event: str = "", numwant: int = 0
+    ) -> Any:
+        url = build_announce_url(
+            self.url, ih, pid_of(n), 6000 + n, 0, 0, left, event, numwant=numwant
+        )
+        return parse_announce_response(self.get(url))
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=15)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)  # a real redis-server on a free 127.0.0.1 port
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def trackers() -> Iterator[Callable[..., Tracker]]:
+    made: list[Tracker] = []
+
+    def start(*args: Any, **kw: Any) -> Tracker:
+        made.append(Tracker(*args, **kw))
+        return made[-1]
+
+    yield start
+    for t in made:
+        t.kill()
+
+
+# ------------------------------------------------------------------ libtorrent and swarm get
+
+
+def lt_session(lt: Any) -> Any:
+    return lt.session(
+        {
+            "listen_interfaces": "127.0.0.1:0",
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "allow_multiple_connections_per_ip": True,
+            "alert_mask": 0,
+        }
+    )
+
+
+def make_torrents(lt: Any, data: Path, urls: list[str]) -> tuple[Any, list[bytes]]:
+    """One info dict, one .torrent per announce URL (the info-hash covers only the info dict)."""
+    fs = lt.file_storage()
+    lt.add_files(fs, str(data))
+    ct = lt.create_torrent(fs, 256 * 1024, flags=lt.create_torrent.v1_only)
+    lt.set_piece_hashes(ct, str(data.parent))
+    meta = decode(lt.bencode(ct.generate()))
+    out = []
+    for url in urls:
+        meta[b"announce"] = url.encode()
+        meta.pop(b"announce-list", None)
+        out.append(encode(meta))
+    return lt.torrent_info(out[0]), out
+
+
+def start_seed(lt: Any, info: Any, seed_dir: Path) -> tuple[Any, Any]:
+    ses = lt_session(lt)
+    atp = lt.add_torrent_params()
+    atp.ti = info
+    atp.save_path = str(seed_dir)
+    handle = ses.add_torrent(atp)
+    wait_for(lambda: handle.status().is_seeding, 20, "the libtorrent seed to check its data")
+    return ses, handle
+
+
+def swarm_get(torrent: Path, out: Path) -> None:
+    out.mkdir(exist_ok=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "get", str(torrent), "-o", str(out), "--host", "127.0.0.1",
+         "--port", "0", "--no-dht", "--no-lsd", "-q"],
+        cwd=ROOT, env=ENV, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("second", [1, 2], ids=["second-tracker", "second-tracker-2-workers"])
+def test_libtorrent_through_one_tracker_swarm_get_through_another(
+    tmp_path: Path, redis_server: RedisServer, trackers: Callable[..., Tracker], second: int
+) -> None:
+    lt = require_libtorrent()
+    t1 = trackers(redis_server.url)
+    t2 = trackers(redis_server.url, workers=second)
+    seed_dir, leech_dir = tmp_path / "seed", tmp_path / "leech"
+    seed_dir.mkdir()
+    payload = os.urandom(4 * 1024 * 1024 + 4321)
+    (seed_dir / "data.bin").write_bytes(payload)
+    info, (via_t1, via_t2) = make_torrents(lt, seed_dir / "data.bin", [t1.url, t2.url])
+    (tmp_path / "t2.torrent").write_bytes(via_t2)
+    assert decode(via_t2)[b"announce"] == t2.url.encode()
+
+    ses, _ = start_seed(lt, info, seed_dir)
+    try:
+        # the seed announced to t1 only; t2's figures come from the shared Redis
+        wait_for(lambda: t2.stats()["seeders"] == 1, 20, "the seed to show in t2's /stats")
+        assert t1.stats()["announces"] >= 1
+        swarm_get(tmp_path / "t2.torrent", leech_dir)
+        assert (leech_dir / "data.bin").read_bytes() == payload
+        # swarm get announced to t2 only (started, completed); t1 sees it too
+        wait_for(lambda: t1.stats()["completed"] == 1, 10, "the completion in t1's /stats")
+    finally:
+        ses.pause()
+    assert t1.terminate() == 0 and t2.terminate() == 0
+
+
+@pytest.mark.interop
+def test_tracker_restart_mid_swarm_loses_no_peers(
+    tmp_path: Path, redis_server: RedisServer, trackers: Callable[..., Tracker]
+) -> None:
+    lt = require_libtorrent()
+    port = free_port()
+    t = trackers(redis_server.url, port=port)
+    seed_dir, leech_dir = tmp_path / "seed", tmp_path / "leech"
+    seed_dir.mkdir()
+    payload = os.urandom(3 * 1024 * 1024 + 99)
+    (seed_dir / "data.bin").write_bytes(payload)
+    info, (torrent,) = make_torrents(lt, seed_dir / "data.bin", [t.url])
+    (tmp_path / "x.torrent").write_bytes(torrent)
+    ih = bytes(info.info_hash().to_bytes())
+
+    ses, seed = start_seed(lt, info, seed_dir)
+    try:
+        lt_port = ses.listen_port()
+        for n in range(1, 11):  # ten more live peers, leeching
+            t.announce(n, ih=ih)
+        wait_for(lambda: t.stats()["peers"] == 11, 20, "the seed's announce")
+        before = t.stats()
+        assert t.terminate() == 0
+
+        t = trackers(redis_server.url, port=port)  # a new process, same port, same Redis
+        assert t.stats()["announces"] == 0
+        files = decode(t.get(f"/scrape?info_hash={''.join(f'%{b:02x}' for b in ih)}"))[b"files"]
+        assert files[ih][b"complete"] == 1 and files[ih][b"incomplete"] == 10
+        after = t.stats()
+        for k in ("swarms", "peers", "seeders", "leechers"):
+            assert after[k] == before[k], (k, before, after)
+        seen = set(t.announce(50, ih=ih, numwant=50).peers)
+        assert seen == {("127.0.0.1", lt_port)} | {("127.0.0.1", 6000 + n) for n in range(1, 11)}
+
+        for n in [*range(1, 11), 50]:  # they leave; nobody is listening on their ports
+            t.announce(n, ih=ih, event="stopped")
+        swarm_get(tmp_path / "x.torrent", leech_dir)  # finds the seed through the new tracker
+        assert (leech_dir / "data.bin").read_bytes() == payload
+        assert t.stats()["completed"] == 1
+    finally:
+        ses.pause()
+
+
+# ------------------------------------------------------------------ the status page
+
+
+def test_stats_and_status_page_show_every_process(
+    redis_server: RedisServer, trackers: Callable[..., Tracker]
+) -> None:
+    t1, t2 = trackers(redis_server.url), trackers(redis_server.url)
+    t1.announce(1, left=0)
+    t1.announce(2, left=0)
+    for n in (3, 4, 5):
+        t1.announce(n)
+    t1.announce(6, ih=IH2)
+    t1.announce(5, left=0, event="completed")
+    want = {"swarms": 2, "peers": 6, "seeders": 3, "leechers": 3, "completed": 1}
+    for t in (t1, t2):
+        st = t.stats()
+        assert {k: st[k] for k in want} == want, st
+    assert t2.stats()["announces"] == 0  # request counters stay per process (labelled by pid)
+    page = t2.get("/").decode()
+    assert IH.hex() in page and IH2.hex() in page and "2 swarms" in page
+    assert "seeders: 3" in page and "leechers: 3" in page
+    assert t1.terminate() == 0 and t2.terminate() == 0
