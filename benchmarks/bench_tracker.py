@@ -8,6 +8,11 @@ requests/s, p50 and p99 latency for each tracker and the ratio.
 
     .venv/bin/python benchmarks/bench_tracker.py [--duration 10] [--connections 50]
         [--swarms 1000] [--workers N --store redis://127.0.0.1:PORT/0]
+        [--run memory:1 --run redis:1 --run redis:2 --run redis:4]
+
+``--run STORE:WORKERS`` (repeatable) measures several set-ups in one run;
+``redis`` as STORE starts a private redis-server on 127.0.0.1 (flushed
+between runs).
 
 Everything listens on 127.0.0.1 only. wrk shares the CPUs with the tracker
 under test, so absolute figures are low on a 2-core machine; the ratio is
@@ -167,6 +172,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def run_swarm(store: str, workers: int, script: Path, args: argparse.Namespace) -> dict[str, float]:
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--store", store, "-q",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        wait_port(port, proc)
+        return run_wrk(port, script, args)
+    finally:
+        stop(proc)
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_port(port, proc)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--duration", type=int, default=10)
@@ -175,6 +205,12 @@ def main() -> None:
     p.add_argument("--swarms", type=int, default=1000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--store", default="memory:")
+    p.add_argument(
+        "--run",
+        action="append",
+        metavar="STORE:WORKERS",
+        help="a set-up to measure (repeatable), e.g. memory:1, redis:2 (a private redis-server)",
+    )
     p.add_argument("--skip-opentracker", action="store_true")
     p.add_argument(
         "--baseline", action="store_true", help="also a bare aiohttp handler (constant answer)"
@@ -195,19 +231,26 @@ def main() -> None:
         script.with_suffix(".check.lua").write_text(LUA % {"hashes": lua_hashes, "check": CHECK})
         results: dict[str, dict[str, float]] = {}
 
-        port = free_port()
-        cmd = [
-            sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(args.workers), "--store", args.store, "-q",
-        ]  # fmt: skip
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        runs = args.run or [f"{args.store}:{args.workers}"]
+        redis: subprocess.Popen[bytes] | None = None
+        redis_url = ""
         try:
-            wait_port(port, proc)
-            results[f"swarm tracker (workers={args.workers}, {args.store})"] = run_wrk(
-                port, script, args
-            )
+            for spec in runs:
+                store, _, workers = spec.rpartition(":")
+                store = "memory:" if store in ("memory", "memory:") else store
+                if store == "redis":
+                    if redis is None:
+                        redis, redis_url = start_redis(tmp)
+                    subprocess.run(
+                        ["redis-cli", "-u", redis_url, "flushall"],
+                        check=True, capture_output=True, timeout=10,
+                    )  # fmt: skip
+                    store = redis_url
+                name = f"swarm tracker ({'redis' if store == redis_url else store}, {workers} w)"
+                results[name] = run_swarm(store, int(workers), script, args)
         finally:
-            stop(proc)
+            if redis is not None:
+                stop(redis)
 
         if args.baseline:
             port = free_port()
