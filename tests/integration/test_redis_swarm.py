@@ -21,7 +21,7 @@ import pytest
 from conftest import require_libtorrent
 from test_redis_store import RedisServer, free_port, pid_of
 
-from swarm.core.announce import build_announce_url, parse_announce_response
+from swarm.core.announce import TrackerFailure, build_announce_url, parse_announce_response
 from swarm.core.bencode import decode, encode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,3 +252,41 @@ def test_stats_and_status_page_show_every_process(
     assert IH.hex() in page and IH2.hex() in page and "2 swarms" in page
     assert "seeders: 3" in page and "leechers: 3" in page
     assert t1.terminate() == 0 and t2.terminate() == 0
+
+
+# ------------------------------------------------------------------ Redis killed mid-run
+
+
+def test_redis_killed_then_restarted_under_a_tracker_process(
+    redis_server: RedisServer, trackers: Callable[..., Tracker]
+) -> None:
+    """SIGKILL, not a clean shutdown: every path answers a clear failure (no hang, no 500)
+    while Redis is gone, and normal answers come back by themselves."""
+    t = trackers(redis_server.url)
+    t.announce(1, left=0)
+    assert redis_server.proc is not None
+    redis_server.proc.kill()
+    redis_server.proc.wait(timeout=5)
+    redis_server.proc = None
+    scrape = f"/scrape?info_hash={''.join(f'%{b:02x}' for b in IH)}"
+    for _ in range(3):  # the first try and the cooling-off ones alike
+        t0 = time.monotonic()
+        with pytest.raises(TrackerFailure, match="tracker storage unavailable"):
+            t.announce(2, numwant=5)
+        assert decode(t.get(scrape)) == {b"failure reason": b"tracker storage unavailable"}
+        assert t.stats()["store"] == "unavailable"
+        assert b"swarm tracker" in t.get("/")
+        assert time.monotonic() - t0 < 3
+    redis_server.start()  # same port, empty (no persistence)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            t.announce(1, left=0)
+            break
+        except TrackerFailure as exc:
+            assert str(exc) == "tracker storage unavailable"
+            assert time.monotonic() < deadline, "never recovered"
+            time.sleep(0.05)
+    assert t.announce(2, numwant=5).peers == [("127.0.0.1", 6001)]
+    assert t.stats()["peers"] == 2
+    assert t.terminate() == 0
