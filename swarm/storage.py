@@ -451,6 +451,12 @@ class Storage:
 
     # ------------------------------------------------------------------ reads
 
+    @property
+    def caches_pieces(self) -> bool:
+        """Whole pieces are read, verified and kept for uploads (two fit in the budget):
+        then ``read_block(index, 0, piece_size)`` returns the cached bytes without a copy."""
+        return self._cache_enabled
+
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
         """A block of a piece we have, for an upload.
 

@@ -49,8 +49,6 @@ USELESS_AFTER = 10.0
 MAX_CONNECTING = 12
 #: In-progress piece buffers (bytes) before we stop starting new pieces.
 MAX_BUFFER_BYTES = 96 * 1024 * 1024
-#: Whole pieces cached for uploads (read once, served as block slices).
-READ_CACHE_BYTES = 32 * 1024 * 1024
 REQUEST_TIMEOUT = 30.0
 SNUB_TIMEOUT = 45.0
 #: Seconds of data kept requested at a peer's rate (swarm.core.rate's default queue time).
@@ -129,9 +127,6 @@ class Torrent:
         self._senders: dict[int, dict[int, PeerConnection]] = {}
         # failed pieces with several senders: (bad copy, senders), compared with the good one later
         self._suspects: OrderedDict[int, tuple[bytes, dict[int, PeerConnection]]] = OrderedDict()
-        # upload read cache: index -> future of the whole piece
-        self._cache: OrderedDict[int, asyncio.Future[bytes]] = OrderedDict()
-        self._cache_bytes = 0
         self.down = RateMeter()
         self.up = RateMeter()
         self.downloaded = 0
@@ -1033,33 +1028,19 @@ class Torrent:
         return peer.our_allowed_fast
 
     async def read_block(self, index: int, begin: int, length: int) -> memoryview:
-        fut = self._cache.get(index)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._cache[index] = fut
-            size = self.meta.piece_size(index)
-            self._cache_bytes += size
-            while self._cache_bytes > READ_CACHE_BYTES and len(self._cache) > 1:
-                old, ofut = self._cache.popitem(last=False)
-                self._cache_bytes -= self.meta.piece_size(old)
-            try:
-                data = await self.storage.read_block(index, 0, size)
-            except BaseException as exc:
-                if self._cache.get(index) is fut:
-                    del self._cache[index]
-                    self._cache_bytes -= size
-                fut.set_exception(exc)
-                fut.exception()  # mark retrieved
-                raise
-            fut.set_result(data)
-        else:
-            self._cache.move_to_end(index)
-            if not fut.done():
-                await fut
-        data = fut.result()
-        if begin + length > len(data):
-            raise StorageError(f"block {index}:{begin}+{length} past the piece end")
-        return memoryview(data)[begin : begin + length]
+        """A block for an upload. The piece cache is Storage's (one disk read
+        for every block and peer, SHA-1 checked on load); when it holds whole
+        pieces we ask for the piece and slice it here, without a copy."""
+        if not 0 <= index < self.num_pieces:
+            raise ProtocolError(f"request for piece {index} of {self.num_pieces}")
+        size = self.meta.piece_size(index)
+        if begin < 0 or length <= 0 or begin + length > size:
+            raise ProtocolError(f"request {begin}+{length} outside piece {index} of {size} bytes")
+        storage = self.storage
+        if not getattr(storage, "caches_pieces", False):
+            return memoryview(await storage.read_block(index, begin, length))
+        piece = await storage.read_block(index, 0, size)
+        return memoryview(piece)[begin : begin + length]
 
     def upload_failed(
         self, peer: PeerConnection, index: int, begin: int, length: int, exc: StorageError
@@ -1083,9 +1064,6 @@ class Torrent:
         if not self.have.clear(index):
             return  # already known (another request of the same piece)
         self.lost_pieces += 1
-        fut = self._cache.pop(index, None)
-        if fut is not None:
-            self._cache_bytes -= self.meta.piece_size(index)
         if self.picker is not None:
             self.picker.piece_lost(index)
         layout = getattr(self.storage, "layout", None)
