@@ -90,6 +90,10 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.peer_choking = True
         self.peer_interested = False
         self.have: Bitfield | None = None
+        # How each side first told the other what it has (BEP 3/6), for tests
+        # and diagnostics: "have_all", "have_none", "bitfield" or "" (nothing).
+        self.have_sent = ""
+        self.have_received = ""
         self.interesting = 0  # pieces they have that we want and lack
         self.supports_fast = False
         self.supports_ext = False

@@ -507,10 +507,13 @@ class Torrent:
             peer.send(wire.encode_port(dht_port))
         if peer.supports_fast and self.have.count == 0:
             peer.send(wire.encode_have_none())
+            peer.have_sent = "have_none"
         elif peer.supports_fast and self.have.all():
             peer.send(wire.encode_have_all())
+            peer.have_sent = "have_all"
         elif self.have.count:
             peer.send(wire.encode_bitfield(self.have.to_bytes()))
+            peer.have_sent = "bitfield"
         if peer.supports_fast and self.have.count:
             with contextlib.suppress(ProtocolError):
                 allowed = wire.allowed_fast_set(peer.address[0], self.info_hash, self.num_pieces)
@@ -647,6 +650,7 @@ class Torrent:
         assert self.picker is not None
         bf = Bitfield.from_bytes(m.data, self.num_pieces)
         peer.have = bf
+        peer.have_received = "bitfield"
         if bf.all():
             self.picker.add_peer_have_all(peer)
         else:
@@ -658,6 +662,7 @@ class Torrent:
             raise ProtocolError("have-all without the fast extension")
         assert self.picker is not None
         peer.have = Bitfield(self.num_pieces, full=True)
+        peer.have_received = "have_all"
         self.picker.add_peer_have_all(peer)
         self._update_interest(peer)
 
@@ -666,6 +671,7 @@ class Torrent:
             raise ProtocolError("have-none without the fast extension")
         assert self.picker is not None
         peer.have = Bitfield(self.num_pieces)
+        peer.have_received = "have_none"
         self.picker.add_peer(peer, peer.have)
         self._update_interest(peer)
 
