@@ -272,8 +272,8 @@ async def _get(
         raise StorageError(handle.status().error or "download failed")
     if extras is not None and extras.pipe_closed:
         return 0  # the --stdout reader went away (as `yes | head`): documented, not a failure
-    if got and got[0] == signal.SIGINT and not (complete and not args.seed):
-        return EXIT_INTERRUPTED
     if complete:
+        # a stop after completion is clean, whether it served on (--seed,
+        # --http) or not: the download succeeded (Ctrl-C included)
         return 0
     return EXIT_INTERRUPTED if got and got[0] == signal.SIGINT else 1

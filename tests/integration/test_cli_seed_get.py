@@ -193,6 +193,34 @@ async def test_ctrl_c_saves_resume_and_exits_130(tmp_path: Path) -> None:
     assert resume.is_file()
 
 
+@pytest.mark.parametrize("serve", [["--seed"], ["--http", "0"]], ids=["seed", "http"])
+@pytest.mark.parametrize("when", ["after", "before"])
+async def test_ctrl_c_exit_code_while_serving(tmp_path: Path, serve: list[str], when: str) -> None:
+    """get --seed / --http: Ctrl-C after completion is a clean stop (0), before it 130."""
+    payload, tfile, data = make_payload(tmp_path, 1024 * 1024, 32768)
+    meta = parse_metainfo(data)
+    slow = FakeSeed(meta, file_server(meta, payload), delay=0.01 if when == "before" else 0.0)
+    port = await slow.start()
+    (tmp_path / "out").mkdir()
+    try:
+        get = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(tfile), "-o", "out", "--port", "0", "--host", "127.0.0.1",
+            "--peer", f"127.0.0.1:{port}", "--no-dht", "--no-lsd", "--json", *serve,
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=ENV,
+        )
+        if when == "after":
+            assert (await read_events(get, "done", 30))[-1]["event"] == "done"
+        else:
+            await _until_pieces(get, 3, 30)
+        get.send_signal(signal.SIGINT)
+        rc = await asyncio.wait_for(get.wait(), 15)
+    finally:
+        await slow.close()
+    assert rc == (0 if when == "after" else 130)
+    if when == "after":
+        assert (tmp_path / "out" / "f.bin").read_bytes() == payload
+
+
 async def test_get_magnet_from_swarm_seed(tmp_path: Path) -> None:
     """The magnet `swarm seed` prints (with x.pe) is enough for `swarm get`."""
     payload = os.urandom(300_000)
