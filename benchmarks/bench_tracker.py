@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import socket
 import subprocess
@@ -136,13 +137,50 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -
         time.sleep(0.05)
 
 
-def run_wrk(port: int, script: Path, args: argparse.Namespace) -> dict[str, float]:
-    """A short run that counts failure answers, then the timed run."""
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (the ``--workers`` processes)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *map(int, children)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (0 for a gone one)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    port: int, script: Path, args: argparse.Namespace, server: int, redis: int | None = None
+) -> dict[str, float]:
+    """A short run that counts failure answers, then the timed run, with the CPU time
+    the server (all its processes), redis-server and wrk used during it."""
     check = _wrk(port, script.with_suffix(".check.lua"), args, 2)
+    pids = process_tree(server)
+    before = cpu_seconds(pids), cpu_seconds([redis] if redis else []), children_cpu()
     r = _wrk(port, script, args, args.duration)
+    after = cpu_seconds(pids), cpu_seconds([redis] if redis else []), children_cpu()
+    seconds = r["duration_us"] / 1e6
+    r["cpu_server"], r["cpu_redis"], r["cpu_wrk"] = (
+        (a - b) / seconds for a, b in zip(after, before, strict=True)
+    )
     r["failures"] = check["failures"]
     r["checked"] = check["requests"]
     return r
+
+
+def children_cpu() -> float:
+    """CPU time of reaped children: only wrk is reaped during a timed run."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _wrk(port: int, script: Path, args: argparse.Namespace, duration: int) -> dict[str, float]:
@@ -172,7 +210,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_swarm(store: str, workers: int, script: Path, args: argparse.Namespace) -> dict[str, float]:
+def run_swarm(
+    store: str, workers: int, script: Path, args: argparse.Namespace, redis: int | None
+) -> dict[str, float]:
     port = free_port()
     cmd = [
         sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", str(port),
@@ -181,7 +221,7 @@ def run_swarm(store: str, workers: int, script: Path, args: argparse.Namespace) 
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         wait_port(port, proc)
-        return run_wrk(port, script, args)
+        return run_wrk(port, script, args, proc.pid, redis)
     finally:
         stop(proc)
 
@@ -247,7 +287,8 @@ def main() -> None:
                     )  # fmt: skip
                     store = redis_url
                 name = f"swarm tracker ({'redis' if store == redis_url else store}, {workers} w)"
-                results[name] = run_swarm(store, int(workers), script, args)
+                pid = redis.pid if redis is not None and store == redis_url else None
+                results[name] = run_swarm(store, int(workers), script, args, pid)
         finally:
             if redis is not None:
                 stop(redis)
@@ -257,7 +298,7 @@ def main() -> None:
             proc = subprocess.Popen([sys.executable, "-c", BARE_AIOHTTP, str(port)], cwd=ROOT)
             try:
                 wait_port(port, proc)
-                results["bare aiohttp handler (floor)"] = run_wrk(port, script, args)
+                results["bare aiohttp handler (floor)"] = run_wrk(port, script, args, proc.pid)
             finally:
                 stop(proc)
 
@@ -274,7 +315,7 @@ def main() -> None:
             try:
                 wait_port(port, proc)
                 time.sleep(1.0)  # opentracker loads its whitelist in a thread after binding
-                results["opentracker"] = run_wrk(port, script, args)
+                results["opentracker"] = run_wrk(port, script, args, proc.pid)
             finally:
                 stop(proc)
 
@@ -284,18 +325,21 @@ def main() -> None:
     )
     print(
         f"{'tracker':45} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'sock err':>8} {'non-2xx':>8}"
-        f" {'failure':>8}"
+        f" {'failure':>8}  cores: server/redis/wrk"
     )
     for name, r in results.items():
         print(
             f"{name:45} {r['rps']:9.0f} {r['p50_us'] / 1000:8.2f} {r['p99_us'] / 1000:8.2f} "
             f"{r['errors']:8d} {r['non2xx']:8d} {r['failures']:8d}"
+            f"  {r['cpu_server']:.2f}/{r['cpu_redis']:.2f}/{r['cpu_wrk']:.2f}"
         )
     print(
         "\nsock err: opentracker closes each connection right after its answer, which wrk"
         " counts as a read error; the answers themselves arrive and are counted.\n"
         "failure: bencoded 'failure reason' answers in a 2 s check run before the timed one"
-        " (must be 0 for a fair figure)."
+        " (must be 0 for a fair figure).\n"
+        f"cores: CPU-seconds per second of the timed run used by the server's processes,"
+        f" redis-server and wrk ({os.cpu_count()} = every core; the rest is other load)."
     )
     values = list(results.values())
     if "opentracker" in results:
