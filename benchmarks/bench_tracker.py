@@ -12,7 +12,9 @@ requests/s, p50 and p99 latency for each tracker and the ratio.
 
 ``--run STORE:WORKERS`` (repeatable) measures several set-ups in one run;
 ``redis`` as STORE starts a private redis-server on 127.0.0.1 (flushed
-between runs).
+between runs). Each timed run also reports the cores used by the server's
+processes, redis-server and wrk (from /proc and getrusage): where a 2-core
+machine's CPU went.
 
 Everything listens on 127.0.0.1 only. wrk shares the CPUs with the tracker
 under test, so absolute figures are low on a 2-core machine; the ratio is
