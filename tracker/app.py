@@ -167,6 +167,10 @@ def _fmt_uptime(seconds: float) -> str:
     return f"{s // 86400}d {s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+#: Counted by each process; every other figure comes from the (shared) store.
+_PER_PROCESS = ("pid", "uptime", "announces", "scrapes", "failures")
+
+
 async def status_page(request: web.Request) -> web.Response:
     totals = await _totals(request.app)
     try:
@@ -179,11 +183,16 @@ async def status_page(request: web.Request) -> web.Response:
         "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:right}"
         "td:first-child{font-family:monospace;text-align:left}</style></head><body>",
         "<h1>swarm tracker</h1>",
-        "<p>uptime " + _fmt_uptime(float(str(totals["uptime"]))),
-        "".join(
-            f" &middot; {html.escape(str(k))}: {html.escape(str(v))}"
+        "<p>whole tracker: "
+        + " &middot; ".join(
+            f"{html.escape(str(k))}: {html.escape(str(v))}"
             for k, v in totals.items()
-            if k not in ("uptime", "pid")
+            if k not in _PER_PROCESS
+        ),
+        f"</p><p>this process (pid {totals['pid']}): uptime "
+        + _fmt_uptime(float(str(totals["uptime"])))
+        + "".join(
+            f" &middot; {k}: {totals[k]}" for k in _PER_PROCESS if k not in ("uptime", "pid")
         ),
         "</p><table><tr><th>info-hash</th><th>seeders</th><th>leechers</th><th>completed</th></tr>",
     ]

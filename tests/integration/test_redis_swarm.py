@@ -250,7 +250,10 @@ def test_stats_and_status_page_show_every_process(
     assert t2.stats()["announces"] == 0  # request counters stay per process (labelled by pid)
     page = t2.get("/").decode()
     assert IH.hex() in page and IH2.hex() in page and "2 swarms" in page
-    assert "seeders: 3" in page and "leechers: 3" in page
+    whole, _, this = page.partition("this process")
+    assert "whole tracker: swarms: 2 &middot; peers: 6 &middot; seeders: 3" in whole
+    assert "leechers: 3" in whole and "announces" not in whole
+    assert f"(pid {t2.proc.pid}): uptime" in this and "announces: 0 " in this
     assert t1.terminate() == 0 and t2.terminate() == 0
 
 
