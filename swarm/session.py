@@ -345,6 +345,7 @@ class Session:
             return self.torrents[info_hash].meta
         found: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         seen: set[tuple[str, int]] = set()
+        why_not: dict[tuple[str, int], str] = {}  # per peer: why it gave us no metadata
         attempts: set[asyncio.Task[None]] = set()
         limit = asyncio.Semaphore(8)
 
@@ -355,7 +356,9 @@ class Session:
                 try:
                     info = await asyncio.wait_for(self._metadata_from(host, port, info_hash), 20)
                 except (OSError, TimeoutError, SwarmError, ConnectionError) as exc:
-                    log.info("no metadata from %s:%d: %s", host, port, exc or "timeout")
+                    reason = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
+                    why_not[(host, port)] = reason
+                    log.info("no metadata from %s:%d: %s", host, port, reason)
                     return
                 if info is not None and not found.done():
                     found.set_result(info)
@@ -394,9 +397,13 @@ class Session:
                 # without trackers, once every known peer has failed there is nothing to wait for
                 if left <= 0 or (trackers is None and not attempts and (dht_task is None or dht_task.done())):
                     why = f"within {timeout:.0f} s" if left <= 0 else "from any known peer"
+                    reasons = "; ".join(
+                        f"{h}:{p} {r}" for (h, p), r in sorted(why_not.items())[:5]
+                    )
                     raise SwarmError(
                         f"could not fetch the metadata of {info_hash.hex()} {why} "
-                        f"({len(seen)} peer(s) tried); give --peer HOST:PORT or use the .torrent"
+                        f"({len(seen)} peer(s) tried{': ' + reasons if reasons else ''}); "
+                        "give --peer HOST:PORT or use the .torrent"
                     )
                 await asyncio.wait({found}, timeout=min(left, 0.2))
             info_bytes = found.result()
@@ -428,8 +435,12 @@ class Session:
                 if isinstance(item, Exception):
                     raise item
                 if isinstance(item, wire.Handshake):
-                    if item.info_hash != info_hash or item.peer_id == self.peer_id or not item.extensions:
-                        return None
+                    if item.info_hash != info_hash:
+                        raise SwarmError("answered for another torrent")
+                    if item.peer_id == self.peer_id:
+                        raise SwarmError("is ourselves")
+                    if not item.extensions:
+                        raise SwarmError("does not speak the extension protocol (BEP 10), so it cannot send metadata")
                     hs = ext.ExtHandshake(m={"ut_metadata": ext.UT_METADATA_ID}, v="swarm 0.1.0", reqq=250)
                     conn.send(wire.encode_extended(ext.EXT_HANDSHAKE_ID, ext.encode_ext_handshake(hs)))
                     continue
@@ -437,15 +448,17 @@ class Session:
                 if item.ext_id == ext.EXT_HANDSHAKE_ID:
                     theirs = ext.decode_ext_handshake(item.payload)
                     their_id = theirs.m.get("ut_metadata")
-                    if their_id is None or theirs.metadata_size is None:
-                        return None
+                    if their_id is None:
+                        raise SwarmError("offers no metadata (no ut_metadata extension, BEP 9)")
+                    if theirs.metadata_size is None:
+                        raise SwarmError("offers ut_metadata but no metadata_size (has no metadata yet)")
                     assembler = ext.MetadataAssembler(info_hash, theirs.metadata_size)
                     for piece in assembler.missing():
                         conn.send(wire.encode_extended(their_id, ext.encode_metadata_request(piece)))
                 elif item.ext_id == ext.UT_METADATA_ID and assembler is not None:
                     msg = ext.decode_metadata_message(item.payload, assembler.size)
                     if isinstance(msg, ext.MetadataReject):
-                        return None
+                        raise SwarmError("rejected our metadata request")
                     if isinstance(msg, ext.MetadataData):
                         info = assembler.add(msg.piece, msg.data)
                         if info is not None:

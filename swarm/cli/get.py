@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from swarm.errors import BadInput, StorageError
+from swarm.errors import BadInput, StorageError, SwarmError
 
 from .common import add_discovery_options, add_network_options, add_output_options
 
@@ -170,7 +170,12 @@ async def _metadata(
         stream = getattr(reporter, "stream", sys.stdout)  # stderr with --stdout: stdout is the data
         stream.write(f"fetching metadata of {magnet.info_hash_hex} from peers...\n")
         stream.flush()
-    meta = await session.fetch_metadata(magnet, peers)
+    try:
+        meta = await session.fetch_metadata(magnet, peers)
+    except SwarmError as exc:
+        if reporter.mode == "json":  # scripts read why on stdout too, not only stderr's line
+            reporter.event("error", message=str(exc), fatal=True)
+        raise
     target = out / f"{meta.name}.torrent"
     try:
         await asyncio.to_thread(target.write_bytes, meta.to_bytes())

@@ -154,11 +154,16 @@ async def test_magnet_whose_only_peer_has_no_metadata(tmp_path: Path) -> None:
             "127.0.0.1",
             "--no-dht",
             "--no-lsd",
+            "--json",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=ENV,
         )
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        out_b, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1, err
     text = err.decode()
     assert "metadata" in text and "Traceback" not in text
+    assert "no ut_metadata extension" in text  # says why, naming the peer's missing extension
+    events = [json.loads(line) for line in out_b.decode().splitlines()]
+    errors = [e for e in events if e["event"] == "error"]
+    assert errors and errors[-1]["fatal"] and "ut_metadata" in errors[-1]["message"]
