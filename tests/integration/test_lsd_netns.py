@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import IN_CI, require_libtorrent, require_tool
+from conftest import require_libtorrent
+
+from tests.helpers.netns import NsPair, two_namespaces
 
 pytestmark = pytest.mark.netns
 
@@ -126,49 +128,16 @@ asyncio.run(main())
 """
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-_counter = iter(range(1000))
-
-
 @pytest.fixture
-def netns_pair() -> Iterator[tuple[str, str, str, str]]:
+def netns_pair() -> Iterator[NsPair]:
     """Two namespaces joined by a veth pair: 10.77.0.1 / fd77::1 and 10.77.0.2 / fd77::2.
 
     Yields (ns_a, ns_b, dev_a, dev_b).
     """
-    require_tool("ip")
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("netns test needs root in CI")
-        pytest.skip("needs root for ip netns")
-    tag = f"{os.getpid() % 100000}{next(_counter)}"
-    ns_a, ns_b = f"swarm-lsd-{tag}-a", f"swarm-lsd-{tag}-b"
-    dev_a, dev_b = f"sl{tag}a", f"sl{tag}b"
-    try:
-        _ip("netns", "add", ns_a)
-    except subprocess.CalledProcessError as exc:
-        if IN_CI:
-            pytest.fail(f"ip netns add failed: {exc.stderr!r}")
-        pytest.skip(f"ip netns not permitted here: {exc.stderr!r}")
-    try:
-        _ip("netns", "add", ns_b)
-        _ip("link", "add", dev_a, "type", "veth", "peer", "name", dev_b)
-        _ip("link", "set", dev_a, "netns", ns_a)
-        _ip("link", "set", dev_b, "netns", ns_b)
-        for ns, dev, addr in ((ns_a, dev_a, "10.77.0.1"), (ns_b, dev_b, "10.77.0.2")):
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
-        for ns, dev, addr6 in ((ns_a, dev_a, "fd77::1"), (ns_b, dev_b, "fd77::2")):
-            _ip("-n", ns, "-6", "addr", "add", f"{addr6}/64", "dev", dev, "nodad")
-        yield ns_a, ns_b, dev_a, dev_b
-    finally:
-        for ns in (ns_a, ns_b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+    with two_namespaces(
+        "lsd", "sl", ("10.77.0.1", "10.77.0.2"), multicast_route=True, addrs6=("fd77::1", "fd77::2")
+    ) as pair:
+        yield pair
 
 
 def _run_all(cmds: list[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from conftest import IN_CI, require_tool
 
 from swarm.create import create_torrent
+from tests.helpers import netns
 
 pytestmark = pytest.mark.netns
 
@@ -35,40 +35,10 @@ REPO = Path(__file__).resolve().parents[2]
 A, B = "10.78.0.1", "10.78.0.2"
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
 @pytest.fixture
 def two_namespaces() -> Iterator[tuple[str, str]]:
-    require_tool("ip")
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("netns test needs root in CI")
-        pytest.skip("needs root for ip netns")
-    tag = f"{os.getpid() % 100000}"
-    ns_a, ns_b = f"swarm-lsdt-{tag}-a", f"swarm-lsdt-{tag}-b"
-    dev_a, dev_b = f"lt{tag}a", f"lt{tag}b"
-    try:
-        _ip("netns", "add", ns_a)
-    except subprocess.CalledProcessError as exc:
-        if IN_CI:
-            pytest.fail(f"ip netns add failed: {exc.stderr!r}")
-        pytest.skip(f"ip netns not permitted here: {exc.stderr!r}")
-    try:
-        _ip("netns", "add", ns_b)
-        _ip("link", "add", dev_a, "type", "veth", "peer", "name", dev_b)
-        _ip("link", "set", dev_a, "netns", ns_a)
-        _ip("link", "set", dev_b, "netns", ns_b)
-        for ns, dev, addr in ((ns_a, dev_a, A), (ns_b, dev_b, B)):
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
-        yield ns_a, ns_b
-    finally:
-        for ns in (ns_a, ns_b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+    with netns.two_namespaces("lsdt", "lt", (A, B), multicast_route=True) as pair:
+        yield pair.ns_a, pair.ns_b
 
 
 class Lines:

@@ -21,9 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, require_tool
+from conftest import require_tool
 
 from swarm.create import create_torrent
+from tests.helpers import netns
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
 
@@ -32,43 +33,14 @@ SIZE = 2 * 1024 * 1024 + 777
 _counter = iter(range(1000))
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
 @pytest.fixture
 def two_namespaces() -> Iterator[tuple[str, str, str, str]]:
     """(ns_a, ns_b, addr_a, addr_b): two namespaces joined by a veth pair, lo up in each."""
-    require_tool("ip")
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("netns test needs root in CI")
-        pytest.skip("needs root for ip netns")
     n = next(_counter)
-    tag = f"{os.getpid() % 100000}{n}"
-    ns_a, ns_b = f"swarm-tr-{tag}-a", f"swarm-tr-{tag}-b"
-    dev_a, dev_b = f"st{tag}a", f"st{tag}b"
     subnet = 10 + (os.getpid() + n) % 200
     addr_a, addr_b = f"10.78.{subnet}.1", f"10.78.{subnet}.2"
-    try:
-        _ip("netns", "add", ns_a)
-    except subprocess.CalledProcessError as exc:
-        if IN_CI:
-            pytest.fail(f"ip netns add failed: {exc.stderr!r}")
-        pytest.skip(f"ip netns not permitted here: {exc.stderr!r}")
-    try:
-        _ip("netns", "add", ns_b)
-        _ip("link", "add", dev_a, "type", "veth", "peer", "name", dev_b)
-        _ip("link", "set", dev_a, "netns", ns_a)
-        _ip("link", "set", dev_b, "netns", ns_b)
-        for ns, dev, addr in ((ns_a, dev_a, addr_a), (ns_b, dev_b, addr_b)):
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-        yield ns_a, ns_b, addr_a, addr_b
-    finally:
-        for ns in (ns_a, ns_b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+    with netns.two_namespaces("tr", "st", (addr_a, addr_b)) as pair:
+        yield pair.ns_a, pair.ns_b, addr_a, addr_b
 
 
 def in_ns(ns: str, args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
