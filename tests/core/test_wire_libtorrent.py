@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from swarm.core.extensions import (
     encode_metadata_request,
 )
 from swarm.core.peerid import client_name, make_peer_id
+from tests.helpers.lt import lt_session, make_lt_torrent, wait_seeding
 
 pytestmark = pytest.mark.interop
 
@@ -41,26 +41,10 @@ SIZE = 10 * PIECE_LEN - 1234
 def _seed(lt: Any, tmp: Path) -> tuple[Any, Any, bytes]:
     data = os.urandom(SIZE)
     (tmp / "data.bin").write_bytes(data)
-    fs = lt.file_storage()
-    lt.add_files(fs, str(tmp / "data.bin"))
-    ct = lt.create_torrent(fs, PIECE_LEN)
-    lt.set_piece_hashes(ct, str(tmp))
-    ti = lt.torrent_info(lt.bdecode(lt.bencode(ct.generate())))
-    ses = lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "allow_multiple_connections_per_ip": True,
-        }
-    )
+    ti = lt.torrent_info(lt.bdecode(make_lt_torrent(lt, tmp / "data.bin", PIECE_LEN, v1_only=False)))
+    ses = lt_session(lt)
     h = ses.add_torrent({"ti": ti, "save_path": str(tmp)})
-    deadline = time.monotonic() + 20
-    while not h.status().is_seeding:
-        assert time.monotonic() < deadline, "libtorrent did not start seeding"
-        time.sleep(0.02)
+    wait_seeding(h, 20, interval=0.02)
     return ses, ti, data
 
 

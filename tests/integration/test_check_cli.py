@@ -7,13 +7,13 @@ import os
 import random
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 from conftest import require_libtorrent
 
 from swarm.cli import main
+from tests.helpers.lt import make_lt_torrent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,13 +27,7 @@ def make_torrent(tmp_path: Path, *, v1_only: bool = True, piece: int = 16384) ->
     (data / "pack" / "a.bin").write_bytes(rng.randbytes(100_000))
     (data / "pack" / "sub" / "b.bin").write_bytes(rng.randbytes(5_000))
     (data / "pack" / "c.bin").write_bytes(rng.randbytes(40_000))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        fs = lt.file_storage()
-        lt.add_files(fs, str(data / "pack"))
-        t = lt.create_torrent(fs, piece, flags=lt.create_torrent.v1_only if v1_only else 0)
-        lt.set_piece_hashes(t, str(data))
-        raw = lt.bencode(t.generate())
+    raw = make_lt_torrent(lt, data / "pack", piece, v1_only=v1_only)
     path = tmp_path / "pack.torrent"
     path.write_bytes(raw)
     return path, data

@@ -22,6 +22,8 @@ from conftest import require_libtorrent
 from swarm.create import create_torrent
 from swarm.dht import DHTNode
 from swarm.session import Session
+from tests.helpers.lt import PLAIN_TCP, dht_settings
+from tests.helpers.lt import lt_session as lt_base_session
 
 pytestmark = pytest.mark.interop
 
@@ -29,25 +31,7 @@ LOCAL = "127.0.0.1"
 
 
 def lt_session(lt: Any, bootstrap_port: int) -> Any:
-    return lt.session(
-        {
-            "enable_dht": True,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "listen_interfaces": f"{LOCAL}:0",
-            "dht_bootstrap_nodes": f"{LOCAL}:{bootstrap_port}",
-            "dht_restrict_routing_ips": False,
-            "dht_restrict_search_ips": False,
-            "dht_ignore_dark_internet": False,
-            "dht_prefer_verified_node_ids": False,
-            "allow_multiple_connections_per_ip": True,
-            # swarm speaks plain TCP: no uTP first, no MSE.
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            "out_enc_policy": 2,
-        }
-    )
+    return lt_base_session(lt, **dht_settings(bootstrap_port), **PLAIN_TCP)
 
 
 async def until(cond: Any, timeout: float, what: str) -> Any:

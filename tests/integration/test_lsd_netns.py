@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import require_libtorrent
 
+from tests.helpers.lt import make_lt_torrent
 from tests.helpers.netns import NsPair, two_namespaces
 
 pytestmark = pytest.mark.netns
@@ -221,12 +222,8 @@ def test_lsd_interop_with_libtorrent(netns_pair: tuple[str, str, str, str], tmp_
     lt = require_libtorrent()
     ns_a, ns_b, _, _ = netns_pair
     (tmp_path / "data.bin").write_bytes(os.urandom(100_000))
-    fs = lt.file_storage()
-    lt.add_files(fs, str(tmp_path / "data.bin"))
-    ct = lt.create_torrent(fs, 16384, flags=lt.create_torrent.v1_only)
-    lt.set_piece_hashes(ct, str(tmp_path))
     torrent = tmp_path / "t.torrent"
-    torrent.write_bytes(lt.bencode(ct.generate()))
+    torrent.write_bytes(make_lt_torrent(lt, tmp_path / "data.bin", 16384))
     ih = lt.torrent_info(str(torrent)).info_hashes().v1.to_bytes().hex()
     empty = tmp_path / "leech"
     empty.mkdir()

@@ -23,6 +23,8 @@ from test_redis_store import RedisServer, free_port, pid_of
 
 from swarm.core.announce import TrackerFailure, build_announce_url, parse_announce_response
 from swarm.core.bencode import decode, encode
+from tests.helpers.lt import lt_session as lt_base_session
+from tests.helpers.lt import make_lt_torrent
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -109,26 +111,12 @@ def trackers() -> Iterator[Callable[..., Tracker]]:
 
 
 def lt_session(lt: Any) -> Any:
-    return lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "allow_multiple_connections_per_ip": True,
-            "alert_mask": 0,
-        }
-    )
+    return lt_base_session(lt, alert_mask=0)
 
 
 def make_torrents(lt: Any, data: Path, urls: list[str]) -> tuple[Any, list[bytes]]:
     """One info dict, one .torrent per announce URL (the info-hash covers only the info dict)."""
-    fs = lt.file_storage()
-    lt.add_files(fs, str(data))
-    ct = lt.create_torrent(fs, 256 * 1024, flags=lt.create_torrent.v1_only)
-    lt.set_piece_hashes(ct, str(data.parent))
-    meta = decode(lt.bencode(ct.generate()))
+    meta = decode(make_lt_torrent(lt, data, 256 * 1024))
     out = []
     for url in urls:
         meta[b"announce"] = url.encode()

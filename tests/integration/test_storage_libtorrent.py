@@ -13,19 +13,7 @@ from conftest import require_libtorrent
 
 from swarm.core.metainfo import parse_metainfo
 from swarm.storage import Storage
-
-
-def lt_session(lt):  # type: ignore[no-untyped-def]
-    return lt.session(
-        {
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "allow_multiple_connections_per_ip": True,
-            "listen_interfaces": "127.0.0.1:0",
-        }
-    )
+from tests.helpers.lt import lt_session, make_lt_torrent
 
 
 @pytest.mark.parametrize("v1_only", [True, False], ids=["v1", "hybrid-pad-files"])
@@ -37,13 +25,7 @@ async def test_libtorrent_verifies_what_we_wrote(tmp_path: Path, v1_only: bool) 
     sizes = {"album/a.flac": 70_001, "album/disc 1/b.flac": 33_333, "album/empty": 0, "album/c.txt": 9}
     for rel, n in sizes.items():
         (src / rel).write_bytes(rng.randbytes(n))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        fs = lt.file_storage()
-        lt.add_files(fs, str(src / "album"))
-        ct = lt.create_torrent(fs, 16384, flags=lt.create_torrent.v1_only if v1_only else 0)
-        lt.set_piece_hashes(ct, str(src))
-        raw = lt.bencode(ct.generate())
+    raw = make_lt_torrent(lt, src / "album", 16384, v1_only=v1_only)
     meta = parse_metainfo(raw)
     assert v1_only or any(f.pad for f in meta.files)
     stream = b"".join(

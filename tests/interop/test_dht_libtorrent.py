@@ -12,6 +12,7 @@ import pytest
 from conftest import require_libtorrent
 
 from swarm.dht import DHTNode
+from tests.helpers.lt import dht_settings, lt_session
 
 pytestmark = pytest.mark.interop
 
@@ -19,21 +20,11 @@ LOCAL = "127.0.0.1"
 
 
 def _lt_session(lt: Any, bootstrap_port: int) -> Any:
-    settings = {
-        "enable_dht": True,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "listen_interfaces": f"{LOCAL}:0",
-        "dht_bootstrap_nodes": f"{LOCAL}:{bootstrap_port}",
-        "dht_restrict_routing_ips": False,
-        "dht_restrict_search_ips": False,
-        "dht_ignore_dark_internet": False,
-        "dht_prefer_verified_node_ids": False,
-        "allow_multiple_connections_per_ip": True,
-        "alert_mask": lt.alert_category.dht | lt.alert_category.dht_operation,
-    }
-    return lt.session(settings)
+    return lt_session(
+        lt,
+        **dht_settings(bootstrap_port),
+        alert_mask=lt.alert_category.dht | lt.alert_category.dht_operation,
+    )
 
 
 async def _until(cond: Any, timeout: float, what: str) -> Any:

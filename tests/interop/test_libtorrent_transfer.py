@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from conftest import require_libtorrent
 
+from tests.helpers.lt import PLAIN_TCP
+from tests.helpers.lt import lt_session as lt_base_session
+
 pytestmark = pytest.mark.interop
 
 SWARM = [sys.executable, "-m", "swarm"]
@@ -20,23 +23,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def lt_session(lt: Any) -> Any:
-    s = lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "allow_multiple_connections_per_ip": True,
-            "alert_mask": 0,
-            # swarm speaks plain TCP: no uTP, no MSE (libtorrent would fall back after 1-3 s)
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            "out_enc_policy": 2,
-            "in_enc_policy": 2,
-        }
-    )
-    return s
+    return lt_base_session(lt, alert_mask=0, **PLAIN_TCP, in_enc_policy=2)
 
 
 def lt_add(lt: Any, ses: Any, torrent: Path, save: Path) -> Any:

@@ -14,6 +14,7 @@ from conftest import require_libtorrent, require_tool
 
 from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.create import build_torrent
+from tests.helpers.lt import lt_session, make_lt_torrent
 
 pytestmark = pytest.mark.interop
 
@@ -56,14 +57,11 @@ def our_files(meta: Metainfo) -> list[tuple[str, int]]:
 
 
 def lt_create(lt: Any, path: Path, piece_length: int, flags: int) -> bytes:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        fs = lt.file_storage()
-        lt.add_files(fs, str(path))
-        ct = lt.create_torrent(fs, piece_length, flags=flags)
-        ct.add_tracker("http://127.0.0.1:6969/announce")
-        lt.set_piece_hashes(ct, str(path.parent))
-        return bytes(lt.bencode(ct.generate()))
+    v1_only = flags == lt.create_torrent.v1_only
+    assert v1_only or flags == 0, flags
+    return make_lt_torrent(
+        lt, path, piece_length, v1_only=v1_only, trackers=["http://127.0.0.1:6969/announce"]
+    )
 
 
 @pytest.mark.parametrize("layout", ["single", "multi"])
@@ -189,15 +187,7 @@ def test_libtorrent_verifies_our_data(tmp_path: Path) -> None:
     lt = require_libtorrent()
     tree = make_tree(tmp_path / "data")
     data = build_torrent(tree, piece_length=16384).data
-    settings = {
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "allow_multiple_connections_per_ip": True,
-        "listen_interfaces": "127.0.0.1:0",
-    }
-    ses = lt.session(settings)
+    ses = lt_session(lt)
     try:
         atp = lt.add_torrent_params()
         atp.ti = lt.torrent_info(lt.bdecode(data))

@@ -27,6 +27,8 @@ from swarm.core.bencode import encode as bencode
 from swarm.create import create_torrent
 from swarm.errors import ProtocolError
 from swarm.session import Session
+from tests.helpers.lt import PLAIN_TCP
+from tests.helpers.lt import lt_session as lt_base_session
 
 pytestmark = pytest.mark.interop
 
@@ -34,19 +36,7 @@ LOCAL = "127.0.0.1"
 
 
 def lt_session(lt: Any) -> Any:
-    return lt.session(
-        {
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "listen_interfaces": f"{LOCAL}:0",
-            "allow_multiple_connections_per_ip": True,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            "out_enc_policy": 2,
-        }
-    )
+    return lt_base_session(lt, **PLAIN_TCP)
 
 
 async def until(cond: Any, timeout: float, what: str) -> Any:

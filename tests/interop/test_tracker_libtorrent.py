@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 from conftest import require_libtorrent
 
+from tests.helpers.lt import lt_session as lt_base_session
+from tests.helpers.lt import make_lt_torrent
+
 pytestmark = pytest.mark.interop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,19 +55,7 @@ def swarm_tracker() -> Iterator[int]:
 
 
 def lt_session(lt: Any) -> Any:
-    return lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "allow_multiple_connections_per_ip": True,
-            "announce_to_all_tiers": True,
-            "announce_to_all_trackers": True,
-            "alert_mask": 0,
-        }
-    )
+    return lt_base_session(lt, announce_to_all_tiers=True, announce_to_all_trackers=True, alert_mask=0)
 
 
 def params(lt: Any, info: Any, save_path: Path) -> Any:
@@ -89,12 +80,10 @@ def test_libtorrent_seed_and_leech_meet_through_our_tracker(
     payload = os.urandom(3 * 1024 * 1024 + 12345)
     (seed_dir / "data.bin").write_bytes(payload)
 
-    fs = lt.file_storage()
-    lt.add_files(fs, str(seed_dir / "data.bin"))
-    ct = lt.create_torrent(fs, 256 * 1024, flags=lt.create_torrent.v1_only)  # one swarm, not two
-    ct.add_tracker(f"http://127.0.0.1:{swarm_tracker}/announce")
-    lt.set_piece_hashes(ct, str(seed_dir))
-    info = lt.torrent_info(lt.bencode(ct.generate()))
+    raw = make_lt_torrent(  # v1 only: one swarm, not two
+        lt, seed_dir / "data.bin", 256 * 1024, trackers=[f"http://127.0.0.1:{swarm_tracker}/announce"]
+    )
+    info = lt.torrent_info(raw)
 
     seed_ses, leech_ses = lt_session(lt), lt_session(lt)
     seed = seed_ses.add_torrent(params(lt, info, seed_dir))

@@ -1,0 +1,73 @@
+"""libtorrent sessions and torrents for interop tests (pass the module from require_libtorrent())."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+LOCAL = "127.0.0.1"
+
+# Local only: no DHT, LSD, UPnP or NAT-PMP; listen on loopback; several peers per IP.
+BASE_SETTINGS: dict[str, Any] = {
+    "listen_interfaces": f"{LOCAL}:0",
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "allow_multiple_connections_per_ip": True,
+}
+
+# swarm speaks plain TCP: no uTP first, no MSE (libtorrent would fall back after 1-3 s).
+PLAIN_TCP: dict[str, Any] = {
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "out_enc_policy": 2,
+}
+
+
+def dht_settings(bootstrap_port: int, host: str = LOCAL) -> dict[str, Any]:
+    """DHT on, bootstrapped from host:bootstrap_port, with the loopback restrictions lifted."""
+    return {
+        "enable_dht": True,
+        "dht_bootstrap_nodes": f"{host}:{bootstrap_port}",
+        "dht_restrict_routing_ips": False,
+        "dht_restrict_search_ips": False,
+        "dht_ignore_dark_internet": False,
+        "dht_prefer_verified_node_ids": False,
+    }
+
+
+def lt_session(lt: Any, **overrides: Any) -> Any:
+    """A session with BASE_SETTINGS, each override replacing or adding one setting."""
+    return lt.session({**BASE_SETTINGS, **overrides})
+
+
+def make_lt_torrent(
+    lt: Any,
+    path: Path,
+    piece_length: int,
+    *,
+    v1_only: bool = True,
+    trackers: Iterable[str] = (),
+) -> bytes:
+    """A .torrent made by libtorrent for the file or directory at path (hashed from its parent)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fs = lt.file_storage()
+        lt.add_files(fs, str(path))
+        ct = lt.create_torrent(fs, piece_length, flags=lt.create_torrent.v1_only if v1_only else 0)
+        for url in trackers:
+            ct.add_tracker(url)
+        lt.set_piece_hashes(ct, str(path.parent))
+        return bytes(lt.bencode(ct.generate()))
+
+
+def wait_seeding(h: Any, timeout: float, what: str = "libtorrent to start seeding", interval: float = 0.05) -> None:
+    """Poll torrent handle h until it seeds; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not h.status().is_seeding:
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
