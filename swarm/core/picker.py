@@ -46,6 +46,10 @@ class Block(NamedTuple):
     length: int
 
 
+#: Block construction without the NamedTuple's Python-level __new__ frame
+_new_block = tuple.__new__
+
+
 class _Partial:
     """Download state of one piece in progress."""
 
@@ -414,11 +418,17 @@ class PiecePicker:
         n = len(state)
         b = part.first_open
         taken = 0
+        index = part.index
+        bs = self.block_size
+        size = self._last_size if index == self._last else self.piece_length
+        reqs_of = part.reqs
         while b < n and count:
             if state[b] == _OPEN:
                 state[b] = _REQUESTED
-                part.reqs[b] = [peer]
-                blk = self._block(part.index, b)
+                reqs_of[b] = [peer]
+                begin = b * bs
+                left = size - begin
+                blk = _new_block(Block, (index, begin, left if left < bs else bs))
                 reqs[blk] = None
                 out.append(blk)
                 taken += 1
@@ -591,17 +601,15 @@ class PiecePicker:
             part = self._partials[index] = _Partial(index, self.blocks_in(index))
             self._open[index] = None
         left = size - begin
-        blk = Block(index, begin, left if left < bs else bs)
+        length = left if left < bs else bs
         st = part.state[b]
-        if st == _RECEIVED:
-            self._drop_request(peer, blk)
-            return False, []
-        cancels: list[tuple[Peer, Block]] = []
         if st == _REQUESTED:
-            who = part.reqs.pop(b)
+            who = part.reqs[b]
             if len(who) == 1 and who[0] == peer:
-                reqs = self._requests[peer]
-                del reqs[blk]
+                # the common case, kept free of a Block instance: a plain tuple
+                # hashes and compares equal to the NamedTuple key
+                del part.reqs[b]
+                del self._requests[peer][(index, begin, length)]  # type: ignore[arg-type]
                 self._in_flight -= 1
                 mine = self._peer_pieces[peer]
                 n = mine[index] - 1
@@ -609,11 +617,20 @@ class PiecePicker:
                     mine[index] = n
                 else:
                     del mine[index]
-            else:
-                for other in who:
-                    self._drop_request(other, blk)
-                    if other != peer:
-                        cancels.append((other, blk))
+                part.state[b] = _RECEIVED
+                part.n_received += 1
+                part.contributors.add(peer)
+                return part.n_received == len(part.state), []
+        blk = Block(index, begin, length)
+        if st == _RECEIVED:
+            self._drop_request(peer, blk)
+            return False, []
+        cancels: list[tuple[Peer, Block]] = []
+        if st == _REQUESTED:
+            for other in part.reqs.pop(b):
+                self._drop_request(other, blk)
+                if other != peer:
+                    cancels.append((other, blk))
         else:
             part.n_open -= 1
             if part.n_open == 0:
