@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,9 +16,8 @@ from test_engine_fakepeer import FakeSeed, file_server
 
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
+from tests.helpers.procs import ENV, SWARM, read_events
 
-SWARM = [sys.executable, "-m", "swarm"]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 #: Loopback only, no DHT/LSD: a test never sends a packet off the machine.
 QUIET = ("--host", "127.0.0.1", "--no-dht", "--no-lsd")
 
@@ -39,23 +37,6 @@ def make_payload(tmp_path: Path, size: int, piece_length: int) -> tuple[bytes, P
     tfile = tmp_path / "f.bin.torrent"
     tfile.write_bytes(data)
     return payload, tfile, data
-
-
-async def read_events(proc: asyncio.subprocess.Process, until: str, timeout: float) -> list[dict[str, object]]:
-    """JSON events from ``proc`` until one whose event is ``until`` (or EOF)."""
-    assert proc.stdout is not None
-    out: list[dict[str, object]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {until!r} event in {timeout}s: {out[-3:]}"
-        line = await asyncio.wait_for(proc.stdout.readline(), left)
-        if not line:
-            return out
-        ev = json.loads(line)
-        out.append(ev)
-        if ev["event"] == until:
-            return out
 
 
 def test_get_bad_inputs(tmp_path: Path) -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,9 +31,9 @@ from swarm.dht import DHTNode
 from swarm.discovery import PEX_MAX_PER_MESSAGE, PEX_MAX_PER_MINUTE, PexManager, peer_address_ok
 from swarm.errors import ProtocolError
 from swarm.session import Session
+from tests.helpers.procs import SWARM, read_events
 
 LOCAL = "127.0.0.1"
-SWARM = [sys.executable, "-m", "swarm"]
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
@@ -69,22 +67,6 @@ async def boot() -> Any:
         yield node
     finally:
         await node.close()
-
-
-async def read_events(proc: asyncio.subprocess.Process, until: str, timeout: float) -> list[dict[str, Any]]:
-    assert proc.stdout is not None
-    out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {until!r} event in {timeout}s: {out[-3:]}"
-        line = await asyncio.wait_for(proc.stdout.readline(), left)
-        if not line:
-            return out
-        ev = json.loads(line)
-        out.append(ev)
-        if ev["event"] == until:
-            return out
 
 
 async def stop_proc(proc: asyncio.subprocess.Process) -> int:

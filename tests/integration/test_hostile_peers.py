@@ -14,12 +14,10 @@ CLI) under the same attacks and look for "Traceback" on their stderr.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import struct
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,12 +34,11 @@ from swarm.core.bencode import encode as bencode
 from swarm.core.bitfield import Bitfield
 from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.create import create_torrent
+from tests.helpers.procs import events_until, spawn_swarm
 
 PIECE = 32768
 #: 33 pieces: the last one is short and the bitfield has 7 spare bits.
 SIZE = 32 * PIECE + 12345
-SWARM = [sys.executable, "-m", "swarm"]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 NET = ["--host", "127.0.0.1", "--port", "0", "--no-dht", "--no-lsd"]
 UT_METADATA = 3  # the id swarm advertises for ut_metadata in its extended handshake
 
@@ -595,34 +592,6 @@ async def test_many_idle_handshaken_peers_do_not_lock_out_an_honest_seed(
 # --------------------------------------------------------------------------- the real CLI
 
 
-async def _events_until(
-    proc: asyncio.subprocess.Process, kind: str, timeout: float
-) -> list[dict[str, Any]]:
-    assert proc.stdout is not None
-    out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {kind!r} event: {out[-3:]}"
-        line = await asyncio.wait_for(proc.stdout.readline(), left)
-        assert line, f"process ended before {kind!r}: {out[-3:]}"
-        ev = json.loads(line)
-        out.append(ev)
-        if ev.get("event") == kind:
-            return out
-
-
-async def _spawn(*args: str, cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *SWARM,
-        *args,
-        cwd=cwd,
-        env=ENV,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
 ATTACKS_FOR_PROCESSES = [
     "wrong_protocol",
     "unknown_info_hash",
@@ -650,16 +619,16 @@ async def test_cli_seed_and_get_survive_hostile_peers(tmp_path: Path) -> None:
     """
     payload = os.urandom(SIZE)
     (tmp_path / "f.bin").write_bytes(payload)
-    seed = await _spawn("seed", "f.bin", "--piece-length", str(PIECE), "--json", *NET, cwd=tmp_path)
+    seed = await spawn_swarm("seed", "f.bin", "--piece-length", str(PIECE), "--json", *NET, cwd=tmp_path)
     procs = [seed]
     try:
-        ev = await _events_until(seed, "listening", 20)
+        ev = await events_until(seed, "listening", 20)
         seed_port = int(ev[-1]["port"])
         meta = parse_metainfo((tmp_path / "f.bin.torrent").read_bytes())
         gate = asyncio.Event()
         async with ScriptedSeed(meta, data_server(meta, payload), gate=gate) as gated:
             (tmp_path / "out").mkdir()
-            get = await _spawn(
+            get = await spawn_swarm(
                 "get",
                 "f.bin.torrent",
                 "-o",
@@ -671,7 +640,7 @@ async def test_cli_seed_and_get_survive_hostile_peers(tmp_path: Path) -> None:
                 cwd=tmp_path,
             )
             procs.append(get)
-            gev = await _events_until(get, "listening", 20)
+            gev = await events_until(get, "listening", 20)
             get_port = int(gev[-1]["port"])
             assert await poll(lambda: gated.requests > 0, 10), "get never asked the gated seed"
             for name in ATTACKS_FOR_PROCESSES:
@@ -684,11 +653,11 @@ async def test_cli_seed_and_get_survive_hostile_peers(tmp_path: Path) -> None:
                     finally:
                         p.close()
             gate.set()
-            await _events_until(get, "summary", 30)
+            await events_until(get, "summary", 30)
             assert await asyncio.wait_for(get.wait(), 10) == 0
         assert (tmp_path / "out" / "f.bin").read_bytes() == payload
         (tmp_path / "out2").mkdir()
-        get2 = await _spawn(
+        get2 = await spawn_swarm(
             "get",
             "f.bin.torrent",
             "-o",
@@ -700,7 +669,7 @@ async def test_cli_seed_and_get_survive_hostile_peers(tmp_path: Path) -> None:
             cwd=tmp_path,
         )
         procs.append(get2)
-        await _events_until(get2, "summary", 30)
+        await events_until(get2, "summary", 30)
         assert await asyncio.wait_for(get2.wait(), 10) == 0
         assert (tmp_path / "out2" / "f.bin").read_bytes() == payload
         seed.send_signal(signal.SIGTERM)
@@ -745,10 +714,10 @@ async def test_cli_get_among_lying_peers(tmp_path: Path) -> None:
     """`swarm get` with a corrupt-data peer, a wrong-length peer and an honest swarm seed."""
     payload = os.urandom(SIZE)
     (tmp_path / "f.bin").write_bytes(payload)
-    seed = await _spawn("seed", "f.bin", "--piece-length", str(PIECE), "--json", *NET, cwd=tmp_path)
+    seed = await spawn_swarm("seed", "f.bin", "--piece-length", str(PIECE), "--json", *NET, cwd=tmp_path)
     procs = [seed]
     try:
-        ev = await _events_until(seed, "listening", 20)
+        ev = await events_until(seed, "listening", 20)
         seed_port = int(ev[-1]["port"])
         meta = parse_metainfo((tmp_path / "f.bin.torrent").read_bytes())
         honest = data_server(meta, payload)
@@ -762,7 +731,7 @@ async def test_cli_get_among_lying_peers(tmp_path: Path) -> None:
         ):
             (tmp_path / "out").mkdir()
             peers = [f"127.0.0.1:{p}" for p in (liar1.port, liar2.port, seed_port)]
-            get = await _spawn(
+            get = await spawn_swarm(
                 "get",
                 "f.bin.torrent",
                 "-o",
@@ -773,7 +742,7 @@ async def test_cli_get_among_lying_peers(tmp_path: Path) -> None:
                 cwd=tmp_path,
             )
             procs.append(get)
-            await _events_until(get, "summary", 30)
+            await events_until(get, "summary", 30)
             assert await asyncio.wait_for(get.wait(), 10) == 0
         assert (tmp_path / "out" / "f.bin").read_bytes() == payload
         seed.send_signal(signal.SIGTERM)

@@ -12,11 +12,9 @@ aria2c runs with DHT, LPD and PEX off, bound to 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,10 @@ import pytest
 from conftest import require_tool
 
 from swarm.create import create_torrent
+from tests.helpers.procs import ENV, SWARM, events_until
 
 pytestmark = pytest.mark.interop
 
-SWARM = [sys.executable, "-m", "swarm"]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 NET = ["--host", "127.0.0.1", "--port", "0", "--no-dht", "--no-lsd"]
 SIZE = 3 * 1024 * 1024 + 4321
 PIECE = 65536
@@ -71,23 +68,6 @@ async def wait_listening(port: int, timeout: float) -> None:
             continue
         w.close()
         return
-
-
-async def events_until(
-    proc: asyncio.subprocess.Process, kind: str, timeout: float
-) -> list[dict[str, Any]]:
-    assert proc.stdout is not None
-    out: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {kind!r} event in {timeout}s: {out[-3:]}"
-        line = await asyncio.wait_for(proc.stdout.readline(), left)
-        assert line, f"process ended before {kind!r}: {out[-3:]}"
-        ev = json.loads(line)
-        out.append(ev)
-        if ev.get("event") == kind:
-            return out
 
 
 async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import require_libtorrent
 
+from tests.helpers import procs
 from tests.helpers.lt import PLAIN_TCP
 from tests.helpers.lt import lt_session as lt_base_session
 
@@ -49,19 +50,7 @@ def make_file(tmp_path: Path, size: int) -> tuple[Path, bytes]:
 
 
 def start_seed(tmp_path: Path, path: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [*SWARM, "seed", str(path), "--host", "127.0.0.1", "--port", "0", "--json"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read() if proc.stderr else "seed exited"
-        ev = json.loads(line)
-        if ev["event"] == "listening":
-            return proc, int(ev["port"])
-    raise AssertionError("swarm seed did not start listening")
+    return procs.start_seed(tmp_path, str(path), "--host", "127.0.0.1", "--port", "0")
 
 
 def stop(proc: subprocess.Popen[str]) -> int:
