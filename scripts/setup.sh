@@ -20,5 +20,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test]'
+# pip's build chatter goes to a log; it is shown only when the install fails.
+log=.venv/setup.log
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[test]'; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: pip install failed (log above, also in $log)" >&2
+    exit 1
+fi
