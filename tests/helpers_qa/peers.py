@@ -19,6 +19,7 @@ from swarm.core import wire
 from swarm.core.bitfield import Bitfield
 from swarm.core.metainfo import Metainfo
 from swarm.errors import ProtocolError
+from tests.helpers.peer_server import LocalPeerServer
 
 RESERVED = wire.make_reserved(extensions=True, fast=True, dht=False)
 
@@ -124,52 +125,26 @@ def data_server(meta: Metainfo, data: bytes) -> Serve:
     return serve
 
 
-class ScriptedSeed:
+class ScriptedSeed(LocalPeerServer):
     """A fake seed on 127.0.0.1 claiming every piece and answering with ``serve``.
 
     ``serve`` returns the block to send (any length: tests use that to lie) or
     None to stay silent. ``gate`` (if set) holds all answers until it is set.
     """
 
+    close_wait = 5.0
+
     def __init__(self, meta: Metainfo, serve: Serve, *, gate: asyncio.Event | None = None) -> None:
+        super().__init__()
         self.meta = meta
         self.serve = serve
         self.gate = gate
         self.peer_id = new_peer_id(b"SS")
-        self.port = 0
-        self.connections = 0
         self.requests = 0
         self.blocks_sent = 0
         self.dropped = 0  # connections the remote side closed
-        self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self.port
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(t, 5)
-
-    async def __aenter__(self) -> ScriptedSeed:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         m = self.meta
         try:
             hs = wire.parse_handshake(await asyncio.wait_for(reader.readexactly(68), 10))
@@ -200,9 +175,6 @@ class ScriptedSeed:
             self.dropped += 1
         except TimeoutError:
             pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
 
 
 async def poll(cond: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
@@ -258,13 +230,9 @@ class MetadataSeed(ScriptedSeed):
             return encode({b"msg_type": 2, b"piece": piece})
         return encode({b"msg_type": 1, b"piece": piece, b"total_size": size}) + chunk
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from swarm.core.bencode import decode_prefix, encode
 
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
         m = self.meta
         try:
             hs = wire.parse_handshake(await asyncio.wait_for(reader.readexactly(68), 10))
@@ -310,6 +278,3 @@ class MetadataSeed(ScriptedSeed):
             self.dropped += 1
         except TimeoutError:
             pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()

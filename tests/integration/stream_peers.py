@@ -20,11 +20,12 @@ from swarm.core.bencode import encode as bencode
 from swarm.core.bitfield import Bitfield
 from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.create import create_torrent
+from tests.helpers.peer_server import LocalPeerServer
 
 EXT_RESERVED = bytes([0, 0, 0, 0, 0, 0x10, 0, 0])
 
 
-class ScriptedSeed:
+class ScriptedSeed(LocalPeerServer):
     def __init__(
         self,
         meta: Metainfo,
@@ -35,6 +36,7 @@ class ScriptedSeed:
         reqq: int | None = None,
         rate: float | None = None,
     ) -> None:
+        super().__init__()
         self.meta = meta
         self.data = data
         self.have = have if have is not None else Bitfield(meta.num_pieces, full=True)
@@ -42,38 +44,9 @@ class ScriptedSeed:
         self.reqq = reqq
         self.rate = rate
         self.peer_id = b"-SC0001-" + os.urandom(6).hex().encode()
-        self.port = 0
         self.served: list[int] = []  # piece index of each block sent, in order
-        self.connections = 0
-        self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
-
-    async def __aenter__(self) -> ScriptedSeed:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         m = self.meta
         queue: asyncio.Queue[wire.Request] = asyncio.Queue()
         sender = asyncio.ensure_future(self._send_loop(writer, queue))
@@ -111,8 +84,6 @@ class ScriptedSeed:
             sender.cancel()
             with contextlib.suppress(BaseException):
                 await sender
-            self._tasks.discard(task)
-            writer.close()
 
     async def _send_loop(
         self, writer: asyncio.StreamWriter, queue: asyncio.Queue[wire.Request]

@@ -8,7 +8,6 @@ also tests the helper itself against the engine's handshake.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 from swarm.core import wire
 from swarm.core.bitfield import Bitfield
 from swarm.core.metainfo import Metainfo
+from tests.helpers.peer_server import LocalPeerServer
 
 Serve = Callable[[int, int, int], bytes]
 
@@ -36,40 +36,19 @@ def garbage_server(meta: Metainfo) -> Serve:
     return serve
 
 
-class FakeSeed:
+class FakeSeed(LocalPeerServer):
     """Listens on 127.0.0.1; claims every piece; answers requests with ``serve``."""
 
     def __init__(self, meta: Metainfo, serve: Serve, *, delay: float = 0.0) -> None:
+        super().__init__()
         self.meta = meta
         self.serve = serve
         self.delay = delay
         self.peer_id = b"-FK0001-" + os.urandom(6).hex().encode()
-        self.port = 0
-        self.connections = 0
         self.blocks_served = 0
         self.dropped_by_remote = 0
-        self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         m = self.meta
         try:
             hs = wire.parse_handshake(await reader.readexactly(68))
@@ -94,9 +73,6 @@ class FakeSeed:
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             self.dropped_by_remote += 1
-        finally:
-            self._tasks.discard(task)
-            writer.close()
 
 
 async def test_fake_seed_serves_the_engine(tmp_path: Path) -> None:
