@@ -75,3 +75,12 @@ def start_seed(cwd: Path, *args: str, timeout: float = 30) -> tuple[subprocess.P
         if ev["event"] == "listening":
             return proc, int(ev["port"])
     raise AssertionError("swarm seed did not start listening")
+
+
+#: Loopback only, any port, no DHT/LSD: a test's swarm never sends a packet off the machine.
+LOCAL_NET = ("--port", "0", "--host", "127.0.0.1", "--no-dht", "--no-lsd")
+
+
+def swarm_get(source: str | Path, out: str | Path) -> list[str]:
+    """argv of ``swarm get source -o out`` on LOCAL_NET; callers append their own options."""
+    return [*SWARM, "get", str(source), "-o", str(out), *LOCAL_NET]

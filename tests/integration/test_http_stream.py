@@ -14,6 +14,7 @@ from stream_peers import ScriptedSeed, make_torrent
 from swarm import Session
 from swarm.httpstream import BadRange, StreamServer, parse_range
 from tests.conftest import require_tool
+from tests.helpers.procs import swarm_get
 
 SIZE = 8 * 1024 * 1024
 PL = 65536
@@ -146,26 +147,13 @@ async def test_cli_http_option(tmp_path: Path) -> None:
     """`swarm get --http 0 --json`: the bound URL in a listening event; serves; SIGTERM ends it."""
     import json
     import os
-    import sys
 
     payload, tfile, meta = make_torrent(tmp_path, 1_000_000, 32768)
     out = tmp_path / "out"
     out.mkdir()
     async with ScriptedSeed(meta, payload, reqq=8, rate=RATE) as seed:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "swarm",
-            "get",
-            str(tfile),
-            "-o",
-            str(out),
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--no-dht",
-            "--no-lsd",
+            *swarm_get(tfile, out),
             "--peer",
             f"127.0.0.1:{seed.port}",
             "--http",

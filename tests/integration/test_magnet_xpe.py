@@ -13,6 +13,8 @@ from pathlib import Path
 
 from stream_peers import make_torrent
 
+from tests.helpers.procs import swarm_get
+
 SWARM = [sys.executable, "-m", "swarm"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -60,17 +62,7 @@ async def test_seed_magnet_carries_xpe_and_get_uses_it(tmp_path: Path) -> None:
         r = await asyncio.to_thread(
             subprocess.run,
             [
-                *SWARM,
-                "get",
-                magnet,
-                "-o",
-                str(out),
-                "--port",
-                "0",
-                "--host",
-                "127.0.0.1",
-                "--no-dht",
-                "--no-lsd",
+                *swarm_get(magnet, out),
                 "--json",
             ],
             capture_output=True,

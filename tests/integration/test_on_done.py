@@ -11,23 +11,15 @@ from pathlib import Path
 
 from stream_peers import ScriptedSeed, make_torrent
 
+from tests.helpers.procs import swarm_get
+
 SWARM = [sys.executable, "-m", "swarm"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def get_cmd(tfile: Path, out: Path, *extra: str) -> list[str]:
     return [
-        *SWARM,
-        "get",
-        str(tfile),
-        "-o",
-        str(out),
-        "--port",
-        "0",
-        "--host",
-        "127.0.0.1",
-        "--no-dht",
-        "--no-lsd",
+        *swarm_get(tfile, out),
         *extra,
     ]
 

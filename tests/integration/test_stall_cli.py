@@ -16,6 +16,7 @@ from stream_peers import ScriptedSeed, make_torrent
 
 from swarm.core.bitfield import Bitfield
 from swarm.ui.events import validate
+from tests.helpers.procs import swarm_get
 
 SWARM = [sys.executable, "-m", "swarm"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -143,17 +144,7 @@ async def test_magnet_whose_only_peer_has_no_metadata(tmp_path: Path) -> None:
     async with ScriptedSeed(meta, payload, reqq=8) as seed:
         magnet = meta.magnet_uri(peers=[("127.0.0.1", seed.port)])
         proc = await asyncio.create_subprocess_exec(
-            *SWARM,
-            "get",
-            magnet,
-            "-o",
-            str(out),
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--no-dht",
-            "--no-lsd",
+            *swarm_get(magnet, out),
             "--json",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

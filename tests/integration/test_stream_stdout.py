@@ -13,6 +13,8 @@ from pathlib import Path
 
 from stream_peers import ScriptedSeed, make_torrent
 
+from tests.helpers.procs import swarm_get
+
 SWARM = [sys.executable, "-m", "swarm"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -21,17 +23,7 @@ def start_get(tfile: Path, out: Path, port: int, *extra: str) -> subprocess.Pope
     out.mkdir(exist_ok=True)
     return subprocess.Popen(
         [
-            *SWARM,
-            "get",
-            str(tfile),
-            "-o",
-            str(out),
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--no-dht",
-            "--no-lsd",
+            *swarm_get(tfile, out),
             "--peer",
             f"127.0.0.1:{port}",
             "--stdout",
