@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from swarm.dht import DHTNode
 from swarm.session import Session
 from tests.helpers.lt import PLAIN_TCP, dht_settings
 from tests.helpers.lt import lt_session as lt_base_session
+from tests.helpers.wait import until
 
 pytestmark = pytest.mark.interop
 
@@ -32,17 +32,6 @@ LOCAL = "127.0.0.1"
 
 def lt_session(lt: Any, bootstrap_port: int) -> Any:
     return lt_base_session(lt, **dht_settings(bootstrap_port), **PLAIN_TCP)
-
-
-async def until(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -25,19 +25,12 @@ from swarm.core.announce import TrackerFailure, build_announce_url, parse_announ
 from swarm.core.bencode import decode, encode
 from tests.helpers.lt import lt_session as lt_base_session
 from tests.helpers.lt import make_lt_torrent
+from tests.helpers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 IH = bytes(range(20))
 IH2 = bytes(range(1, 21))
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Tracker:

@@ -13,6 +13,7 @@ from conftest import require_libtorrent
 
 from swarm.dht import DHTNode
 from tests.helpers.lt import dht_settings, lt_session
+from tests.helpers.wait import until as _until
 
 pytestmark = pytest.mark.interop
 
@@ -25,18 +26,6 @@ def _lt_session(lt: Any, bootstrap_port: int) -> Any:
         **dht_settings(bootstrap_port),
         alert_mask=lt.alert_category.dht | lt.alert_category.dht_operation,
     )
-
-
-async def _until(cond: Any, timeout: float, what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from conftest import require_libtorrent
 from tests.helpers import procs
 from tests.helpers.lt import PLAIN_TCP
 from tests.helpers.lt import lt_session as lt_base_session
+from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.interop
 
@@ -32,13 +32,6 @@ def lt_add(lt: Any, ses: Any, torrent: Path, save: Path) -> Any:
     p.ti = lt.torrent_info(str(torrent))
     p.save_path = str(save)
     return ses.add_torrent(p)
-
-
-def wait_for(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def make_file(tmp_path: Path, size: int) -> tuple[Path, bytes]:

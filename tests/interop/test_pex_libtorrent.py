@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from swarm.errors import ProtocolError
 from swarm.session import Session
 from tests.helpers.lt import PLAIN_TCP
 from tests.helpers.lt import lt_session as lt_base_session
+from tests.helpers.wait import until
 
 pytestmark = pytest.mark.interop
 
@@ -37,17 +37,6 @@ LOCAL = "127.0.0.1"
 
 def lt_session(lt: Any) -> Any:
     return lt_base_session(lt, **PLAIN_TCP)
-
-
-async def until(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class ThirdPeer:
