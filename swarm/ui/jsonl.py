@@ -76,6 +76,7 @@ class JsonReporter(Reporter):
         self.interval = interval
         self._last_progress = 0.0
         self._last_state: str | None = None
+        self._last_flush = 0.0
 
     def emit(self, kind: str, fields: dict[str, object], now: float | None = None) -> None:
         obj: dict[str, object] = {
@@ -88,7 +89,14 @@ class JsonReporter(Reporter):
             if k not in obj and not (v is None and k in omit):
                 obj[k] = v
         self.stream.write(dumps(obj) + "\n")
-        self.stream.flush()
+        # One line per verified piece is thousands of lines per GiB; a flush (a
+        # syscall, and a GIL hand-off against the hashing threads) for each cost
+        # ~0.25 CPU-s/GiB. Piece lines are flushed at most every 0.1 s; every
+        # other event flushes at once, carrying any piece lines before it.
+        t = time.monotonic()
+        if kind != ev.PIECE or t - self._last_flush >= 0.1:
+            self.stream.flush()
+            self._last_flush = t
 
     def start(self, status: TorrentStatus, **fields: object) -> None:
         super().start(status)

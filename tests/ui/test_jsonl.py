@@ -229,3 +229,28 @@ def test_stalled_event_derived_once_unless_the_engine_sent_it() -> None:
         clock.advance(0.25)
         rep.update(status(stalled_reason="disk full"))
     assert [o["reason"] for o in lines(buf) if o["event"] == "stalled"] == ["no peers", "disk full"]
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_piece_lines_are_not_flushed_one_by_one_but_reach_the_stream_with_the_next_event() -> None:
+    out = _CountingStream()
+    rep = JsonReporter(stream=out, clock=FakeClock(NOW))
+    rep.start(status())
+    before = out.flushes
+    for i in range(500):
+        rep.event(ev.PIECE, action="verified", index=i)
+    assert out.flushes - before <= 2  # a burst of piece lines costs at most a flush or two
+    rep.event(ev.DONE)
+    assert out.flushes > before
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [o["index"] for o in lines if o["event"] == "piece"] == list(range(500))
+    assert lines[-1]["event"] == "done"
