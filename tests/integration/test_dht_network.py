@@ -270,7 +270,10 @@ async def test_ipv6_loopback_nodes() -> None:
         probe.close()
     except OSError:
         import pytest
+        from conftest import IN_CI
 
+        if IN_CI:
+            pytest.fail("no IPv6 loopback in CI: this machine kind has ::1")
         pytest.skip("no IPv6 loopback here")
     a = DHTNode("::1")
     await a.start()
