@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
 from swarm.core.bitfield import Bitfield
-from swarm.core.extensions import PexState
 from swarm.core.rate import RateMeter
 from swarm.errors import ProtocolError, StorageError, SwarmError
 
@@ -100,7 +99,6 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.ext_ids: dict[str, int] = {}  # their extended message ids
         self.ext_client = ""
         self.reqq = 250  # their request queue limit, from the extended handshake
-        self.pex: PexState | None = None  # what we told them by ut_pex
         # Our outstanding requests to them: (index, begin) -> (length, sent time).
         self.requests: dict[tuple[int, int], tuple[int, float]] = {}
         self.allowed_fast: set[int] = set()  # pieces they let us request while choked

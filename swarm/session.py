@@ -513,15 +513,6 @@ class Session:
             self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def _make_executor() -> concurrent.futures.ThreadPoolExecutor:
     try:
         from swarm.storage import make_executor

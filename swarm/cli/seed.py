@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from swarm.errors import BadInput, MetainfoError
 
-from .common import add_discovery_options, add_network_options, add_output_options
+from .common import add_discovery_options, add_network_options, add_output_options, load_torrent
 from .get import drive, install_stop_signals, run_engine
 
 if TYPE_CHECKING:
@@ -54,27 +54,13 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"{args.path}: no such file or directory")
     meta = None
     if args.torrent:
-        meta = _load_torrent(Path(args.torrent))
+        meta = load_torrent(args.torrent)
         if meta.name != path.name:
             raise MetainfoError(f"{args.torrent}: the torrent is for {meta.name!r}, not {path.name!r}")
     for port in (args.port, args.tracker_port):
         if not 0 <= port < 65536:
             raise BadInput(f"port {port}: not a port number")
     return run_engine(lambda: _seed(args, path, meta))
-
-
-def _load_torrent(path: Path) -> Metainfo:
-    """Read and parse --torrent; every error names the file (exit 2)."""
-    from swarm.core.metainfo import parse_metainfo
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BadInput(f"{path}: {exc.strerror or exc}") from None
-    try:
-        return parse_metainfo(data)
-    except BadInput as exc:
-        raise type(exc)(f"{path}: {exc}") from None
 
 
 async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) -> int:
