@@ -183,7 +183,12 @@ class MemoryStore:
 
         if not seed:
             return live(self._window(swarm.seeds.ids, swarm.leechers.ids, want + 1))[:want]
-        out = live(self._window([], swarm.leechers.ids, want))[:want]
+        leechers = swarm.leechers.ids
+        out = live(self._window([], leechers, want))[:want]
+        if len(out) < want and len(leechers) > want:
+            # the window held peers past their time (not yet swept): look at every
+            # leecher before handing a seed any seed
+            out = live(leechers)[:want]
         if len(out) < want:
             room = want - len(out)
             out += live(self._window([], swarm.seeds.ids, room + 1))[:room]
