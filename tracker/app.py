@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from swarm.core.announce import (
+    AnnounceRequest,
     BadAnnounce,
     encode_announce_response,
     encode_failure,
@@ -27,7 +28,7 @@ from swarm.core.announce import (
     parse_announce_query,
     parse_scrape_query,
 )
-from tracker.store import Store, StoreFull, StoreUnavailable
+from tracker.store import AnnounceResult, Store, StoreFull, StoreUnavailable
 
 log = logging.getLogger("swarm.tracker")
 
@@ -63,34 +64,53 @@ def _bencoded(body: bytes) -> web.Response:
     return web.Response(body=body, content_type=BENCODE_TYPE)
 
 
-def _fail(counters: Counters, reason: str) -> web.Response:
-    counters.failures += 1
-    return _bencoded(encode_failure(reason))
+class _Refused(Exception):
+    """A bad announce: the failure reason is already counted and encoded."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
 
 
-async def announce(request: web.Request) -> web.Response:
-    store, cfg, counters = (
-        request.app[STORE_KEY],
-        request.app[CONFIG_KEY],
-        request.app[COUNTERS_KEY],
-    )
-    counters.announces += 1
-    try:
-        req = parse_announce_query(request.rel_url.raw_query_string)
-        if cfg.allow is not None and req.info_hash not in cfg.allow:
-            return _fail(counters, "torrent not registered with this tracker")
-        ip = req.ip if (cfg.trust_ip and req.ip) else request.remote
-        if not ip:
-            return _fail(counters, "cannot tell your address")
+class Tracker:
+    """One process's announce and scrape logic, from raw query to bencoded answer.
+
+    Shared by the aiohttp handlers and the fast lane (``tracker.fastlane``), so
+    both answer byte for byte the same. Every failure is a bencoded ``failure
+    reason`` (HTTP 200), never an exception.
+    """
+
+    def __init__(self, store: Store, config: TrackerConfig, counters: Counters) -> None:
+        self.store, self.config, self.counters = store, config, counters
+        #: Set for stores that answer without waiting (``MemoryStore``): no task per request.
+        self._announce_now = getattr(store, "announce_sync", None)
+
+    def _fail(self, reason: str) -> bytes:
+        self.counters.failures += 1
+        return encode_failure(reason)
+
+    def _begin(self, raw_query: str | bytes, remote: str | None) -> tuple[AnnounceRequest, bytes]:
+        self.counters.announces += 1
         try:
-            addr = pack_peer(ip, req.port)
+            req = parse_announce_query(raw_query)
+        except BadAnnounce as exc:
+            raise _Refused(self._fail(str(exc))) from None
+        cfg = self.config
+        if cfg.allow is not None and req.info_hash not in cfg.allow:
+            raise _Refused(self._fail("torrent not registered with this tracker"))
+        ip = req.ip if (cfg.trust_ip and req.ip) else remote
+        if not ip:
+            raise _Refused(self._fail("cannot tell your address"))
+        try:
+            return req, pack_peer(ip, req.port)
         except ValueError:
-            return _fail(counters, "cannot tell your address")
-        result = await store.announce(req, addr, time.time())
-        if not counters.store_ok:
-            counters.store_ok = True
+            raise _Refused(self._fail("cannot tell your address")) from None
+
+    def _end(self, req: AnnounceRequest, result: AnnounceResult) -> bytes:
+        if not self.counters.store_ok:
+            self.counters.store_ok = True
             log.warning("event=store_recovered")
-        body = encode_announce_response(
+        cfg = self.config
+        return encode_announce_response(
             result.peers,
             interval=cfg.interval,
             min_interval=cfg.min_interval,
@@ -99,47 +119,78 @@ async def announce(request: web.Request) -> web.Response:
             compact=req.compact,
             no_peer_id=req.no_peer_id,
         )
-        return _bencoded(body)
-    except BadAnnounce as exc:
-        return _fail(counters, str(exc))
-    except StoreUnavailable as exc:
-        if counters.store_ok:
-            counters.store_ok = False
-            log.warning("event=store_unavailable detail=%r", exc.detail)
-        return _fail(counters, str(exc))
-    except StoreFull as exc:
-        now = time.monotonic()
-        if now - counters.full_logged > 60:
-            counters.full_logged = now
-            log.warning("event=store_full reason=%r", str(exc))
-        return _fail(counters, str(exc))
-    except Exception:  # never a 500 for a tracker client
-        log.exception("event=internal_error path=/announce")
-        return _fail(counters, "internal tracker error")
+
+    def _store_failed(self, exc: Exception) -> bytes:
+        counters = self.counters
+        if isinstance(exc, StoreUnavailable):
+            if counters.store_ok:
+                counters.store_ok = False
+                log.warning("event=store_unavailable detail=%r", exc.detail)
+            return self._fail(str(exc))
+        if isinstance(exc, StoreFull):
+            now = time.monotonic()
+            if now - counters.full_logged > 60:
+                counters.full_logged = now
+                log.warning("event=store_full reason=%r", str(exc))
+            return self._fail(str(exc))
+        log.error("event=internal_error path=/announce", exc_info=exc)  # never a 500
+        return self._fail("internal tracker error")
+
+    def announce_nowait(self, raw_query: str | bytes, remote: str | None) -> bytes | None:
+        """The answer, computed now; ``None`` when the store must be awaited
+        (then call ``announce``, which counts the request itself)."""
+        if self._announce_now is None:
+            return None
+        try:
+            req, addr = self._begin(raw_query, remote)
+            return self._end(req, self._announce_now(req, addr, time.time()))
+        except _Refused as refused:
+            return refused.body
+        except Exception as exc:
+            return self._store_failed(exc)
+
+    async def announce(self, raw_query: str | bytes, remote: str | None) -> bytes:
+        try:
+            req, addr = self._begin(raw_query, remote)
+            return self._end(req, await self.store.announce(req, addr, time.time()))
+        except _Refused as refused:
+            return refused.body
+        except Exception as exc:
+            return self._store_failed(exc)
+
+    async def scrape(self, raw_query: str | bytes) -> bytes:
+        self.counters.scrapes += 1
+        try:
+            hashes = parse_scrape_query(raw_query)
+            if not hashes and not self.config.scrape_all:
+                return self._fail("full scrape is disabled: give info_hash")
+            files = await self.store.scrape(hashes)
+            if self.config.allow is not None:
+                files = {h: s for h, s in files.items() if h in self.config.allow}
+            return encode_scrape_response(files)
+        except BadAnnounce as exc:
+            return self._fail(str(exc))
+        except StoreUnavailable as exc:
+            return self._fail(str(exc))
+        except Exception:
+            log.exception("event=internal_error path=/scrape")
+            return self._fail("internal tracker error")
+
+
+TRACKER_KEY = web.AppKey("tracker", Tracker)
+
+
+async def announce(request: web.Request) -> web.Response:
+    tracker = request.app[TRACKER_KEY]
+    raw, remote = request.rel_url.raw_query_string, request.remote
+    body = tracker.announce_nowait(raw, remote)
+    if body is None:
+        body = await tracker.announce(raw, remote)
+    return _bencoded(body)
 
 
 async def scrape(request: web.Request) -> web.Response:
-    store, cfg, counters = (
-        request.app[STORE_KEY],
-        request.app[CONFIG_KEY],
-        request.app[COUNTERS_KEY],
-    )
-    counters.scrapes += 1
-    try:
-        hashes = parse_scrape_query(request.rel_url.raw_query_string)
-        if not hashes and not cfg.scrape_all:
-            return _fail(counters, "full scrape is disabled: give info_hash")
-        files = await store.scrape(hashes)
-        if cfg.allow is not None:
-            files = {h: s for h, s in files.items() if h in cfg.allow}
-        return _bencoded(encode_scrape_response(files))
-    except BadAnnounce as exc:
-        return _fail(counters, str(exc))
-    except StoreUnavailable as exc:
-        return _fail(counters, str(exc))
-    except Exception:
-        log.exception("event=internal_error path=/scrape")
-        return _fail(counters, "internal tracker error")
+    return _bencoded(await request.app[TRACKER_KEY].scrape(request.rel_url.raw_query_string))
 
 
 async def _totals(app: web.Application) -> dict[str, object]:
@@ -234,6 +285,7 @@ def make_app(store: Store, config: TrackerConfig | None = None) -> web.Applicati
     app[STORE_KEY] = store
     app[CONFIG_KEY] = config or TrackerConfig()
     app[COUNTERS_KEY] = Counters()
+    app[TRACKER_KEY] = Tracker(store, app[CONFIG_KEY], app[COUNTERS_KEY])
     app.router.add_get("/announce", announce)
     app.router.add_get("/scrape", scrape)
     app.router.add_get("/stats", stats_json)
