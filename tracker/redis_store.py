@@ -15,6 +15,8 @@ failure we do not even try, then the next request probes again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import time
 from typing import Any
 
@@ -24,94 +26,136 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from swarm.core.announce import AnnounceRequest, ScrapeStats
-from tracker.store import AnnounceResult, PeerList, StoreFull, StoreUnavailable
+from tracker.store import AnnounceResult, StoreFull, StoreUnavailable
 
-# KEYS: seeds, leechers, addrs, completed, index, total_completed
-# ARGV: ih, peer_id, addr, now, ttl, seed(0/1), event, numwant, max_peers, max_swarms
+# One script call carries a whole batch of announces (redis-py's cost is per
+# command, not per argument). KEYS: index, total_completed. ARGV: prefix, ttl,
+# keep (key TTL), gap, max_peers, max_swarms, then 6 per announce: info-hash hex,
+# peer id, addr, kind ('S' seed, 'L' leecher, 'Sc'/'Lc' completing, 'X' stopped),
+# numwant, now ('' = the previous one's). Returns, per announce in order:
+# seeds, leechers, k, then k (peer id, addr) pairs; seeds -1 / -2 when a
+# swarm / the tracker is full.
+#
+# The four key TTLs and the swarm's index score are refreshed only when the
+# last refresh is ``gap`` seconds old (or this announce created a key): the
+# index score is ``refresh time + ttl + gap``, so it both says when that was and
+# never drops a swarm before its last peer is due.
 _ANNOUNCE = """
-local S, L, A, C, I, T = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local ih, pid, addr = ARGV[1], ARGV[2], ARGV[3]
-local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local seed, event, want = ARGV[6] == '1', ARGV[7], tonumber(ARGV[8])
-local maxp, maxs = tonumber(ARGV[9]), tonumber(ARGV[10])
+local I, T = KEYS[1], KEYS[2]
+local P, ttl, keep, gap = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local maxp, maxs = tonumber(ARGV[5]), tonumber(ARGV[6])
+local call = redis.call
+local out, o = {}, 0
+local now
 
-local function sweep(z)
-  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 200)
+local function sweep(z, A)
+  local gone = call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 200)
   if #gone > 0 then
-    redis.call('ZREM', z, unpack(gone))
-    redis.call('HDEL', A, unpack(gone))
+    call('ZREM', z, unpack(gone))
+    call('HDEL', A, unpack(gone))
   end
 end
-sweep(S)
-sweep(L)
 
-if event == 'stopped' then
-  redis.call('ZREM', S, pid)
-  redis.call('ZREM', L, pid)
-  redis.call('HDEL', A, pid)
-  return {redis.call('ZCARD', S), redis.call('ZCARD', L)}
-end
-
-local known = redis.call('HEXISTS', A, pid) == 1
-if not known then
-  local size = redis.call('HLEN', A)
-  if size >= maxp then return {-1} end
-  if size == 0 and redis.call('ZSCORE', I, ih) == false then
-    redis.call('ZREMRANGEBYSCORE', I, '-inf', now)
-    if redis.call('ZCARD', I) >= maxs then return {-2} end
-  end
-end
-redis.call('HSET', A, pid, addr)
-if seed then
-  redis.call('ZADD', S, now + ttl, pid)
-  redis.call('ZREM', L, pid)
-else
-  redis.call('ZADD', L, now + ttl, pid)
-  redis.call('ZREM', S, pid)
-end
-if event == 'completed' then
-  redis.call('INCR', C)
-  redis.call('INCR', T)
-end
-local keep = math.ceil(ttl * 2)
-for _, k in ipairs({S, L, A, C}) do redis.call('EXPIRE', k, keep) end
-redis.call('ZADD', I, now + ttl, ih)
-
-local ns, nl = redis.call('ZCARD', S), redis.call('ZCARD', L)
-local out = {ns, nl}
-if want <= 0 then return out end
-local picked = {}
-local function take(z, n)
+local function take(picked, z, n, pid, want)
   if n <= 0 then return end
-  local got = redis.call('ZRANDMEMBER', z, n)
+  local got = call('ZRANDMEMBER', z, n)
   for _, p in ipairs(got) do
     if p ~= pid and #picked < want then picked[#picked + 1] = p end
   end
 end
-if seed then
-  -- leechers first, then seeds to fill (aria2c announces left=0 for a magnet)
-  take(L, want + 1)
-  if #picked < want then take(S, want - #picked + 1) end
-else
-  local total = ns + nl
-  if total <= want + 1 then
-    take(S, ns)
-    take(L, nl)
-  else
-    local from_s = math.floor(want * ns / total + 0.5)
-    take(S, from_s + 1)
-    take(L, want - #picked + 1)
-    take(S, want - #picked + 1)
+
+local function one(ih, pid, addr, kind, want)
+  local S, L, A = P .. 's:' .. ih, P .. 'l:' .. ih, P .. 'a:' .. ih
+  sweep(S, A)
+  sweep(L, A)
+  if kind == 'X' then
+    call('ZREM', S, pid)
+    call('ZREM', L, pid)
+    call('HDEL', A, pid)
+    return call('ZCARD', S), call('ZCARD', L)
   end
-end
-if #picked > 0 then
-  local addrs = redis.call('HMGET', A, unpack(picked))
-  for i, p in ipairs(picked) do
-    if addrs[i] then
-      out[#out + 1] = p
-      out[#out + 1] = addrs[i]
+  local sc = call('ZSCORE', I, ih)
+  local refresh = (not sc) or tonumber(sc) - ttl <= now
+  local new = call('HSET', A, pid, addr) == 1
+  if new then
+    local size = call('HLEN', A)
+    if size > maxp then
+      call('HDEL', A, pid)
+      return -1, 0
+    end
+    if size == 1 then
+      refresh = true
+      if not sc then
+        call('ZREMRANGEBYSCORE', I, '-inf', now)
+        if call('ZCARD', I) >= maxs then
+          call('HDEL', A, pid)
+          return -2, 0
+        end
+      end
     end
   end
+  local seed = kind:byte(1) == 83
+  local mine, other = L, S
+  if seed then mine, other = S, L end
+  local added = call('ZADD', mine, now + ttl, pid) == 1
+  if added and not new then call('ZREM', other, pid) end
+  local C = P .. 'c:' .. ih
+  if #kind > 1 then
+    if call('INCR', C) == 1 then refresh = true end
+    call('INCR', T)
+  end
+  local ns, nl = call('ZCARD', S), call('ZCARD', L)
+  if added and (seed and ns or nl) == 1 then refresh = true end  -- a key just made
+  if refresh then
+    call('EXPIRE', S, keep)
+    call('EXPIRE', L, keep)
+    call('EXPIRE', A, keep)
+    call('EXPIRE', C, keep)
+    call('ZADD', I, now + ttl + gap, ih)
+  end
+
+  if want <= 0 then return ns, nl end
+  local picked = {}
+  if seed then
+    -- leechers first, then seeds to fill (aria2c announces left=0 for a magnet)
+    take(picked, L, want + 1, pid, want)
+    if #picked < want then take(picked, S, want - #picked + 1, pid, want) end
+  else
+    local total = ns + nl
+    if total <= want + 1 then
+      take(picked, S, ns, pid, want)
+      take(picked, L, nl, pid, want)
+    else
+      local from_s = math.floor(want * ns / total + 0.5)
+      take(picked, S, from_s + 1, pid, want)
+      take(picked, L, want - #picked + 1, pid, want)
+      take(picked, S, want - #picked + 1, pid, want)
+    end
+  end
+  if #picked == 0 then return ns, nl end
+  return ns, nl, picked, call('HMGET', A, unpack(picked))
+end
+
+for j = 7, #ARGV, 6 do
+  if ARGV[j + 5] ~= '' then now = tonumber(ARGV[j + 5]) end
+  local ns, nl, picked, addrs = one(ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 4]))
+  out[o + 1] = ns
+  out[o + 2] = nl
+  local at = o + 3
+  o = at
+  local k = 0
+  if picked then
+    for i, p in ipairs(picked) do
+      local a = addrs[i]
+      if a then
+        out[o + 1] = p
+        out[o + 2] = a
+        o = o + 2
+        k = k + 1
+      end
+    end
+  end
+  out[at] = k
 end
 return out
 """
@@ -133,8 +177,16 @@ return removed
 #: Most swarms listed by a full scrape or the status page.
 MAX_LISTED = 10_000
 
+#: A queued announce: info-hash hex, peer id, addr, kind, numwant, now, its future.
+_Pending = tuple[str, bytes, bytes, bytes, int, float, "asyncio.Future[AnnounceResult]"]
+
 
 class RedisStore:
+    #: Most announces in one script call (a bigger queue goes in several).
+    batch_size = 128
+    #: Script calls in flight at once; announces made meanwhile wait for the next.
+    max_inflight = 1
+
     def __init__(
         self,
         url: str,
@@ -158,10 +210,16 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        self._announce = self.redis.register_script(_ANNOUNCE)
+        self._sha = hashlib.sha1(_ANNOUNCE.encode()).hexdigest()
         self._sweep = self.redis.register_script(_SWEEP)
+        gap = min(60.0, peer_ttl / 10)
+        self._head = (
+            self.prefix + b"index", self.prefix + b"completed", self.prefix, repr(peer_ttl),
+            math.ceil(peer_ttl * 2), repr(gap), max_peers_per_swarm, max_swarms,
+        )  # fmt: skip
         self._down_until = 0.0
-        self._pending: list[tuple[list[bytes], list[Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Pending] = []
+        self._scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
 
     def _keys(self, info_hash: bytes) -> list[bytes]:
@@ -180,68 +238,80 @@ class RedisStore:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from None
 
     async def announce(self, req: AnnounceRequest, addr: bytes, now: float) -> AnnounceResult:
-        keys = self._keys(req.info_hash) + [self.prefix + b"index", self.prefix + b"completed"]
-        args = [
-            req.info_hash.hex(), req.peer_id, addr, repr(now), repr(self.peer_ttl),
-            1 if req.left == 0 else 0, req.event, req.numwant, self.max_peers, self.max_swarms,
-        ]  # fmt: skip
         if time.monotonic() < self._down_until:
             raise StoreUnavailable("redis down (cooling off)")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, fut))
-        if len(self._pending) == 1:
-            asyncio.get_running_loop().call_soon(self._start_flush)
-        out = await fut
-        if out[0] == -1:
-            raise StoreFull("tracker is full: too many peers in this swarm")
-        if out[0] == -2:
-            raise StoreFull("tracker is full: too many swarms")
-        peers: PeerList = [(bytes(out[i]), bytes(out[i + 1])) for i in range(2, len(out) - 1, 2)]
-        return AnnounceResult(peers, int(out[0]), int(out[1]))
+        event = req.event
+        if event == "stopped":
+            kind = b"X"
+        elif req.left == 0:
+            kind = b"Sc" if event == "completed" else b"S"
+        else:
+            kind = b"Lc" if event == "completed" else b"L"
+        fut: asyncio.Future[AnnounceResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((req.info_hash.hex(), req.peer_id, addr, kind, req.numwant, now, fut))
+        if not self._scheduled and len(self._flushing) < self.max_inflight:
+            self._scheduled = True
+            fut.get_loop().call_soon(self._start_flush)
+        return await fut
 
     def _start_flush(self) -> None:
-        """Send every announce queued during this loop iteration in one pipeline:
-        redis-py's per-command overhead, not Redis, is the cost of a lone call."""
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._flush(batch))
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+        """Send the queued announces, ``batch_size`` to a script call: redis-py's
+        cost is per command, so one call for many announces is what makes it cheap."""
+        self._scheduled = False
+        while self._pending and len(self._flushing) < self.max_inflight:
+            batch = self._pending[: self.batch_size]
+            del self._pending[: self.batch_size]
+            task = asyncio.get_running_loop().create_task(self._flush(batch))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushed)
 
-    async def _flush(self, batch: list[tuple[list[bytes], list[Any], asyncio.Future[Any]]]) -> None:
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushing.discard(task)
+        if self._pending and not self._scheduled:  # queued while that batch was out
+            self._scheduled = True
+            task.get_loop().call_soon(self._start_flush)
+
+    async def _flush(self, batch: list[_Pending]) -> None:
         try:
-            results = await self._run_batch(batch)
-            if any(isinstance(r, NoScriptError) for r in results):  # Redis restarted
-                self._announce.sha = await self.redis.script_load(_ANNOUNCE)
-                results = await self._run_batch(batch)
+            out = await self._run_batch(batch)
         except (RedisError, OSError) as exc:
             self._down_until = time.monotonic() + self.cooldown
             error = StoreUnavailable(f"{type(exc).__name__}: {exc}")
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(error)
+            for item in batch:
+                if not item[6].done():
+                    item[6].set_exception(error)
             return
-        for (_, _, fut), result in zip(batch, results, strict=True):
-            if fut.done():
-                continue
-            if isinstance(result, Exception):
-                fut.set_exception(StoreUnavailable(f"{type(result).__name__}: {result}"))
+        i = 0
+        for item in batch:
+            seeds, leechers, k = out[i], out[i + 1], out[i + 2]
+            i += 3
+            fut = item[6]
+            if fut.done():  # the asker went away
+                i += 2 * k
+            elif seeds >= 0:
+                j = i + 2 * k
+                fut.set_result(
+                    AnnounceResult(
+                        list(zip(out[i:j:2], out[i + 1 : j : 2], strict=True)), seeds, leechers
+                    )
+                )
+                i = j
+            elif seeds == -1:
+                fut.set_exception(StoreFull("tracker is full: too many peers in this swarm"))
             else:
-                fut.set_result(result)
+                fut.set_exception(StoreFull("tracker is full: too many swarms"))
 
-    async def _run_batch(
-        self, batch: list[tuple[list[bytes], list[Any], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        sha = self._announce.sha
-        if len(batch) == 1:  # the common case at low load: skip the pipeline's bookkeeping
-            keys, args, _ = batch[0]
-            try:
-                return [await self.redis.evalsha(sha, len(keys), *keys, *args)]
-            except NoScriptError as exc:
-                return [exc]
-        pipe = self.redis.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+    async def _run_batch(self, batch: list[_Pending]) -> list[Any]:
+        args: list[Any] = [*self._head]
+        last = None
+        for ih, pid, addr, kind, numwant, now, _ in batch:
+            args += (ih, pid, addr, kind, numwant, b"" if now == last else repr(now))
+            last = now
+        try:
+            return await self.redis.evalsha(self._sha, 2, *args)  # type: ignore[no-any-return]
+        except NoScriptError:  # Redis restarted or SCRIPT FLUSH: nothing of it ran
+            self._sha = await self.redis.script_load(_ANNOUNCE)
+            return await self.redis.evalsha(self._sha, 2, *args)  # type: ignore[no-any-return]
 
     async def _listed(self) -> list[bytes]:
         # quiet swarms stay listed until the next expire(), as in MemoryStore
