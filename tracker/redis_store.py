@@ -97,7 +97,7 @@ local function one(ih, pid, addr, kind, want)
   local seed = kind:byte(1) == 83
   local mine, other = L, S
   if seed then mine, other = S, L end
-  local added = call('ZADD', mine, now + ttl, pid) == 1
+  local added = call('ZADD', mine, math.ceil(now + ttl), pid) == 1
   if added and not new then call('ZREM', other, pid) end
   local C = P .. 'c:' .. ih
   if #kind > 1 then
@@ -111,43 +111,42 @@ local function one(ih, pid, addr, kind, want)
     call('EXPIRE', L, keep)
     call('EXPIRE', A, keep)
     call('EXPIRE', C, keep)
-    call('ZADD', I, now + ttl + gap, ih)
+    call('ZADD', I, math.ceil(now + ttl + gap), ih)
   end
 
   if want <= 0 then return ns, nl end
-  local picked = {}
-  if seed then
-    -- leechers first, then seeds to fill (aria2c announces left=0 for a magnet)
-    take(picked, L, want + 1, pid, want)
-    if #picked < want then take(picked, S, want - #picked + 1, pid, want) end
-  else
-    local total = ns + nl
-    if total <= want + 1 then
-      take(picked, S, ns, pid, want)
-      take(picked, L, nl, pid, want)
-    else
-      local from_s = math.floor(want * ns / total + 0.5)
-      take(picked, S, from_s + 1, pid, want)
-      take(picked, L, want - #picked + 1, pid, want)
-      take(picked, S, want - #picked + 1, pid, want)
-    end
+  if not seed or ns == 1 or nl == 0 then
+    -- any peers will do (a seed alone among leechers, or among seeds only, gets
+    -- the same): a random sample straight from the hash, addresses included
+    return ns, nl, call('HRANDFIELD', A, want + 1, 'WITHVALUES')
   end
+  -- a seed: leechers first, then seeds to fill (aria2c announces left=0 for a magnet)
+  local picked = {}
+  take(picked, L, want + 1, pid, want)
+  if #picked < want then take(picked, S, want - #picked + 1, pid, want) end
   if #picked == 0 then return ns, nl end
-  return ns, nl, picked, call('HMGET', A, unpack(picked))
+  local addrs = call('HMGET', A, unpack(picked))
+  local found = {}
+  for i, p in ipairs(picked) do
+    found[2 * i - 1] = p
+    found[2 * i] = addrs[i]
+  end
+  return ns, nl, found
 end
 
 for j = 7, #ARGV, 6 do
   if ARGV[j + 5] ~= '' then now = tonumber(ARGV[j + 5]) end
-  local ns, nl, picked, addrs = one(ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 4]))
+  local pid, want = ARGV[j + 1], tonumber(ARGV[j + 4])
+  local ns, nl, found = one(ARGV[j], pid, ARGV[j + 2], ARGV[j + 3], want)
   out[o + 1] = ns
   out[o + 2] = nl
   local at = o + 3
   o = at
   local k = 0
-  if picked then
-    for i, p in ipairs(picked) do
-      local a = addrs[i]
-      if a then
+  if found then
+    for i = 1, #found, 2 do
+      local p, a = found[i], found[i + 1]
+      if a and p ~= pid and k < want then
         out[o + 1] = p
         out[o + 2] = a
         o = o + 2
@@ -173,6 +172,27 @@ for _, z in ipairs({KEYS[1], KEYS[2]}) do
 end
 return removed
 """
+
+
+def _pack_py(args: list[Any]) -> bytes:
+    """``args`` (bytes, str or int) as one RESP command."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if not isinstance(a, bytes):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+try:
+    from hiredis import pack_command as _pack_hiredis  # the same in C
+except ImportError:  # redis-py without hiredis
+    _pack = _pack_py
+else:
+
+    def _pack(args: list[Any]) -> bytes:
+        return _pack_hiredis(tuple(args))  # type: ignore[no-any-return]
+
 
 #: Most swarms listed by a full scrape or the status page.
 MAX_LISTED = 10_000
@@ -302,16 +322,29 @@ class RedisStore:
                 fut.set_exception(StoreFull("tracker is full: too many swarms"))
 
     async def _run_batch(self, batch: list[_Pending]) -> list[Any]:
-        args: list[Any] = [*self._head]
+        args: list[Any] = [b"EVALSHA", self._sha, 2, *self._head]
         last = None
         for ih, pid, addr, kind, numwant, now, _ in batch:
             args += (ih, pid, addr, kind, numwant, b"" if now == last else repr(now))
             last = now
         try:
-            return await self.redis.evalsha(self._sha, 2, *args)  # type: ignore[no-any-return]
+            return await self._send(args)
         except NoScriptError:  # Redis restarted or SCRIPT FLUSH: nothing of it ran
-            self._sha = await self.redis.script_load(_ANNOUNCE)
-            return await self.redis.evalsha(self._sha, 2, *args)  # type: ignore[no-any-return]
+            args[1] = self._sha = await self.redis.script_load(_ANNOUNCE)
+            return await self._send(args)
+
+    async def _send(self, args: list[Any]) -> list[Any]:
+        """One command on a pooled connection, packed here in one piece: redis-py's
+        own packing and ``execute_command`` cost more than the script for a batch."""
+        packed = _pack(args)
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(packed, check_health=False)
+            out: list[Any] = await conn.read_response()
+            return out
+        finally:
+            await pool.release(conn)
 
     async def _listed(self) -> list[bytes]:
         # quiet swarms stay listed until the next expire(), as in MemoryStore
