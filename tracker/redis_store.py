@@ -159,7 +159,9 @@ end
 return out
 """
 
-# KEYS: seeds, leechers, addrs ; ARGV: now -> number of peers removed
+# KEYS: seeds, leechers, addrs, index ; ARGV: now, info-hash hex -> number of peers
+# removed. A swarm left empty leaves the index at once (announces keep its score
+# up to ``gap`` past its last peer's expiry).
 _SWEEP = """
 local removed = 0
 for _, z in ipairs({KEYS[1], KEYS[2]}) do
@@ -169,6 +171,9 @@ for _, z in ipairs({KEYS[1], KEYS[2]}) do
     redis.call('HDEL', KEYS[3], unpack(gone))
     removed = removed + #gone
   end
+end
+if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('ZREM', KEYS[4], ARGV[2])
 end
 return removed
 """
@@ -388,7 +393,8 @@ class RedisStore:
         removed = 0
         for h in await self._listed():
             s, lee, a, _ = self._keys(h)
-            removed += int(await self._call(self._sweep(keys=[s, lee, a], args=[repr(now)])))
+            swept = self._sweep(keys=[s, lee, a, index], args=[repr(now), h.hex()])
+            removed += int(await self._call(swept))
         return removed
 
     async def ping(self) -> None:

@@ -367,3 +367,127 @@ async def test_redis_batches_concurrent_announces_and_survives_script_flush(
             assert all(len(r.peers) == 50 for r in got)
     finally:
         await store.close()
+
+
+async def _keys_without_ttl(store) -> list[bytes]:  # type: ignore[no-untyped-def]
+    keys = await store.redis.keys(b"swarm:*")
+    return [
+        k
+        for k in keys
+        if k not in (b"swarm:completed", b"swarm:index") and await store.redis.ttl(k) < 0
+    ]
+
+
+async def test_redis_one_batch_mixes_swarms_and_kinds(redis_server: RedisServer) -> None:
+    from tracker.redis_store import RedisStore
+
+    store = RedisStore(redis_server.url)
+    try:
+        hashes = [bytes([i]) * 20 for i in range(5)]
+        # 5 swarms of 6 peers: 2 seeds, 4 leechers each, all in one batch
+        first = await asyncio.gather(
+            *(
+                store.announce(
+                    req(10 * s + n, left=0 if n < 2 else 10, ih=h), addr(10 * s + n), 0.0
+                )
+                for n in range(6)
+                for s, h in enumerate(hashes)
+            )
+        )
+        assert all(r.complete + r.incomplete <= 6 for r in first)
+        asks = [
+            store.announce(
+                req(10 * s + n, left=0 if n < 2 else 10, ih=h, numwant=n), addr(10 * s + n), 1.0
+            )
+            for n in range(6)
+            for s, h in enumerate(hashes)
+        ]
+        for i, r in enumerate(await asyncio.gather(*asks)):
+            n, s = divmod(i, len(hashes))
+            mine = {pid_of(10 * s + m) for m in range(6)} - {pid_of(10 * s + n)}
+            got = [p for p, _ in r.peers]
+            assert (r.complete, r.incomplete) == (2, 4)
+            assert len(got) == min(n, 5) == len(set(got)) and set(got) <= mine
+            assert all(a == addr(int.from_bytes(p[8:], "big")) for p, a in r.peers)
+            if n < 2 and n > 0:  # a seed: leechers first
+                assert all(int.from_bytes(p[8:], "big") % 10 >= 2 for p in got)
+        assert await _keys_without_ttl(store) == []
+    finally:
+        await store.close()
+
+
+async def test_redis_batch_bigger_than_the_cap_is_split(redis_server: RedisServer) -> None:
+    from tracker.redis_store import RedisStore
+
+    store = RedisStore(redis_server.url)
+    store.batch_size = 8
+    try:
+        sizes: list[int] = []
+        run_batch = store._run_batch
+
+        async def spy(batch):  # type: ignore[no-untyped-def]
+            sizes.append(len(batch))
+            return await run_batch(batch)
+
+        store._run_batch = spy  # type: ignore[method-assign]
+        results = await asyncio.gather(*(store.announce(req(n), addr(n), 0.0) for n in range(50)))
+        assert max(sizes) == 8 and sum(sizes) == 50
+        assert [r.complete + r.incomplete for r in results] == list(range(1, 51))
+        r = await store.announce(req(0, numwant=100), addr(0), 0.0)
+        assert sorted(p for p, _ in r.peers) == [pid_of(n) for n in range(1, 50)]
+    finally:
+        await store.close()
+
+
+async def test_redis_caps_hold_inside_one_batch(redis_server: RedisServer) -> None:
+    from tracker.redis_store import RedisStore
+
+    store = RedisStore(redis_server.url, max_peers_per_swarm=5, max_swarms=1)
+    try:
+        got = await asyncio.gather(
+            *(store.announce(req(n), addr(n), 0.0) for n in range(10)),
+            store.announce(req(20, ih=IH2), addr(20), 0.0),
+            return_exceptions=True,
+        )
+        full = [g for g in got[:10] if isinstance(g, StoreFull)]
+        assert len(full) == 5 and all("peers" in str(e) for e in full)
+        assert isinstance(got[10], StoreFull) and "swarms" in str(got[10])
+        assert (await store.stats())["peers"] == 5
+        # a known peer may re-announce, a stopped one makes room at once
+        await store.announce(req(0), addr(0), 1.0)
+        await store.announce(req(0, event="stopped"), addr(0), 1.0)
+        r = await store.announce(req(30), addr(30), 1.0)
+        assert r.complete + r.incomplete == 5 and pid_of(0) not in [p for p, _ in r.peers]
+    finally:
+        await store.close()
+
+
+async def test_redis_stopped_and_expiry_with_lazy_ttl_refresh(redis_server: RedisServer) -> None:
+    from tracker.redis_store import RedisStore
+
+    store = RedisStore(redis_server.url, peer_ttl=100.0)  # key TTLs refreshed every 10 s
+    try:
+        await store.announce(req(1), addr(1), 1000.0)
+        await store.announce(req(2), addr(2), 1005.0)  # no refresh: the last was 5 s ago
+        # the last peer of a kind stops, another comes back: new keys get a TTL at once
+        await store.announce(req(1, event="stopped"), addr(1), 1006.0)
+        await store.announce(req(2, event="stopped"), addr(2), 1006.0)
+        assert (await store.stats())["peers"] == 0
+        await store.announce(req(3, left=0), addr(3), 1007.0)
+        r = await store.announce(req(4, event="completed"), addr(4), 1008.0)
+        assert r.peers == [(pid_of(3), addr(3))]
+        assert await _keys_without_ttl(store) == []
+        ttls = [await store.redis.ttl(k) for k in await store.redis.keys(b"swarm:[slac]:*")]
+        assert ttls and all(100 < t <= 200 for t in ttls)
+        # peer 4 is due at 1108: the swarm stays listed (and counted) until then
+        assert await store.expire(1100.0) == 0
+        assert (await store.stats())["peers"] == 2
+        assert await store.expire(1107.5) == 1  # peer 3 (1107) goes
+        r = await store.announce(req(5), addr(5), 1107.5)
+        assert r.peers == [(pid_of(4), addr(4))] and (r.complete, r.incomplete) == (0, 2)
+        assert await store.expire(1210.0) == 2  # peer 5 was due at 1207.5
+        assert await store.stats() == {
+            "swarms": 0, "peers": 0, "seeders": 0, "leechers": 0, "completed": 1
+        }  # fmt: skip
+    finally:
+        await store.close()
