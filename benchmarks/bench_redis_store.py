@@ -13,7 +13,7 @@ warm-up (untimed) it prints, for each implementation:
 
     .venv/bin/python benchmarks/bench_redis_store.py [--duration 5] [--concurrency 50]
         [--swarms 1000] [--impl tracker/redis_store.py] [--impl /tmp/old_redis_store.py]
-        [--no-hiredis]
+        [--no-hiredis] [--pool N] [--inflight N] [--batch N]
 
 ``--impl PATH`` (repeatable) loads a ``RedisStore`` from that file, so an old
 copy (``git show HEAD~N:tracker/redis_store.py > /tmp/old.py``) can be compared
@@ -83,8 +83,13 @@ def load(path: str) -> ModuleType:
 
 async def run(mod: ModuleType, url: str, redis_pid: int, args: argparse.Namespace) -> None:
     store = mod.RedisStore(url)
+    if args.inflight:
+        store.max_inflight = args.inflight
+    if args.batch:
+        store.batch_size = args.batch
     rng = random.Random(1)
     hashes = [rng.randbytes(20) for _ in range(args.swarms)]
+    pool = [rng.randbytes(20) for _ in range(args.pool * args.swarms)]
     count = 0
     failures = 0
     stop = False
@@ -93,8 +98,10 @@ async def run(mod: ModuleType, url: str, redis_pid: int, args: argparse.Namespac
         nonlocal count, failures
         r = random.Random(seed)
         while not stop:
+            n = r.randrange(args.swarms)
+            pid = pool[n * args.pool + r.randrange(args.pool)] if args.pool else r.randbytes(20)
             req = AnnounceRequest(
-                r.choice(hashes), r.randbytes(20), 6881,
+                hashes[n], pid, 6881,
                 left=0 if r.random() < 0.25 else 1000, numwant=50,
             )  # fmt: skip
             try:
@@ -129,6 +136,12 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--swarms", type=int, default=1000)
+    p.add_argument(
+        "--pool", type=int, default=0,
+        help="peer ids from N fixed ones per swarm (re-announces) instead of always new ones",
+    )  # fmt: skip
+    p.add_argument("--inflight", type=int, default=0, help="set RedisStore.max_inflight")
+    p.add_argument("--batch", type=int, default=0, help="set RedisStore.batch_size")
     p.add_argument("--impl", action="append", metavar="PATH", help="a redis_store.py to load")
     p.add_argument(
         "--no-hiredis", action="store_true", help="redis-py's pure-Python parser even if installed"
@@ -142,7 +155,10 @@ def main() -> None:
         uvloop = None
     for path in args.impl or [str(ROOT / "tracker" / "redis_store.py")]:
         mod = load(path)
-        args.label = path + (" (no hiredis)" if args.no_hiredis else "")
+        args.label = Path(path).name + (" no-hiredis" if args.no_hiredis else "")
+        args.label += f" inflight={args.inflight}" if args.inflight else ""
+        args.label += f" batch={args.batch}" if args.batch else ""
+        args.label += f" pool={args.pool}" if args.pool else ""
         with tempfile.TemporaryDirectory() as tmp:
             proc, url = start_redis(Path(tmp))
             try:
