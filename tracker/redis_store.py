@@ -283,6 +283,13 @@ class RedisStore:
         """Send the queued announces, ``batch_size`` to a script call: redis-py's
         cost is per command, so one call for many announces is what makes it cheap."""
         self._scheduled = False
+        if self._pending and time.monotonic() < self._down_until:  # failed meanwhile
+            error = StoreUnavailable("redis down (cooling off)")
+            for item in self._pending:
+                if not item[6].done():
+                    item[6].set_exception(error)
+            self._pending = []
+            return
         while self._pending and len(self._flushing) < self.max_inflight:
             batch = self._pending[: self.batch_size]
             del self._pending[: self.batch_size]
