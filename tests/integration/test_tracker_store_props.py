@@ -21,6 +21,7 @@ ops = st.lists(
         st.integers(0, 30),  # seconds since the previous op
         st.integers(0, 6),  # numwant
         st.integers(0, 1),  # swarm
+        st.booleans(),  # compact
     ),
     max_size=40,
 )
@@ -29,17 +30,25 @@ ops = st.lists(
 @settings(max_examples=80, deadline=None)
 @given(ops, st.integers(0, 2**32))
 def test_memory_store_matches_model(
-    sequence: list[tuple[int, int, str, int, int, int]], seed: int
+    sequence: list[tuple[int, int, str, int, int, int, bool]], seed: int
 ) -> None:
     asyncio.run(_check(sequence, seed))
 
 
-async def _check(sequence: list[tuple[int, int, str, int, int, int]], seed: int) -> None:
+def _pid(n: int) -> bytes:
+    return b"-PR0000-" + n.to_bytes(12, "big")
+
+
+def _addr(n: int) -> bytes:
+    return pack_peer("10.0.0.1", 1000 + n)
+
+
+async def _check(sequence: list[tuple[int, int, str, int, int, int, bool]], seed: int) -> None:
     store = MemoryStore(peer_ttl=TTL, rng=random.Random(seed))
     model: dict[tuple[int, bytes], tuple[bool, float]] = {}  # (swarm, pid) -> (seed, expires)
     completed = {0: 0, 1: 0}
     now = 0.0
-    for n, left, event, dt, want, swarm in sequence:
+    for n, left, event, dt, want, swarm, compact in sequence:
         now += dt
         swept = dt > 25  # sometimes a sweep runs first
         if swept:
@@ -47,10 +56,12 @@ async def _check(sequence: list[tuple[int, int, str, int, int, int]], seed: int)
             for sw in (0, 1):  # a swarm with nobody left is forgotten, counts and all
                 if not any(v[1] > now for k, v in model.items() if k[0] == sw):
                     completed[sw] = 0
-        pid = b"-PR0000-" + n.to_bytes(12, "big")
+        pid = _pid(n)
         ih = bytes([swarm]) * 20
-        req = AnnounceRequest(ih, pid, 1000 + n, left=left, event=event, numwant=want)
-        r = await store.announce(req, pack_peer("10.0.0.1", 1000 + n), now)
+        req = AnnounceRequest(
+            ih, pid, 1000 + n, left=left, event=event, numwant=want, compact=compact
+        )
+        r = await store.announce(req, _addr(n), now)
         live = {k: v for k, v in model.items() if v[1] > now and k[0] == swarm}
         if event == "stopped":
             model.pop((swarm, pid), None)
@@ -61,6 +72,7 @@ async def _check(sequence: list[tuple[int, int, str, int, int, int]], seed: int)
         if event == "completed":
             completed[swarm] += 1
         got = [p for p, _ in r.peers]
+        assert [_addr(int.from_bytes(p[8:], "big")) for p in got] == [a for _, a in r.peers]
         assert pid not in got, "the asker got itself"
         assert len(got) == len(set(got)) <= want
         for p in got:
@@ -75,7 +87,7 @@ async def _check(sequence: list[tuple[int, int, str, int, int, int]], seed: int)
         assert len(got) <= min(want, len(others))
         if swept:
             assert len(got) == min(want, len(others))
-        assert store.peer_count == sum(len(sw.peers) for sw in store.swarms.values())
+        assert store.peer_count == sum(len(sw) for sw in store.swarms.values())
         sc = (await store.scrape([ih]))[ih]
         assert sc.downloaded == completed[swarm]
     # after a sweep at the end, the store holds exactly the live peers
