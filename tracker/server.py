@@ -21,7 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tracker.app import COUNTERS_KEY, TrackerConfig, make_app
+from tracker.app import COUNTERS_KEY, TRACKER_KEY, Tracker, TrackerConfig, make_app
+from tracker.fastlane import FastLane
 from tracker.store import MemoryStore, Store, StoreUnavailable, open_store
 
 log = logging.getLogger("swarm.tracker")
@@ -53,6 +54,55 @@ def _url_host(host: str) -> str:
     except ValueError:
         pass
     return host
+
+
+class LaneSite(web.BaseSite):
+    """aiohttp's TCP site with ``FastLane`` in front of its request handler."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        tracker: Tracker,
+        host: str | None = None,
+        port: int = 0,
+        *,
+        sock: socket.socket | None = None,
+        reuse_port: bool = False,
+        backlog: int = 1024,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self.tracker, self.host, self.port = tracker, host, port
+        self.sock, self.reuse_port = sock, reuse_port
+        self.tasks: set[asyncio.Task[None]] = set()  # announces waiting on the store
+
+    @property
+    def name(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        handover, tracker, tasks = self._runner.server, self.tracker, self.tasks
+        assert handover is not None
+
+        def factory() -> FastLane:
+            return FastLane(tracker, handover, tasks)
+
+        loop = asyncio.get_running_loop()
+        if self.sock is not None:
+            self._server = await loop.create_server(factory, sock=self.sock, backlog=self._backlog)
+        else:
+            self._server = await loop.create_server(
+                factory,
+                self.host,
+                self.port,
+                backlog=self._backlog,
+                reuse_port=self.reuse_port or None,
+            )
+
+    async def stop(self) -> None:
+        await super().stop()
+        for task in list(self.tasks):
+            task.cancel()
 
 
 @dataclass
@@ -89,12 +139,15 @@ async def start_tracker(
     sock: socket.socket | None = None,
     reuse_port: bool = False,
     expire_every: float | None = None,
+    fast_lane: bool = True,
 ) -> RunningTracker:
     """Start the HTTP tracker on ``host:port`` (0 = a free port) in the running loop.
 
     ``store`` defaults to a ``MemoryStore``; peers expire after two intervals.
     ``announce_host`` names the host in ``.url`` (default: the LAN address when
-    bound to all interfaces).
+    bound to all interfaces). ``fast_lane`` answers plain announces and scrapes
+    without aiohttp's per-request machinery (``tracker.fastlane``); off, every
+    request goes through aiohttp.
     """
     peer_ttl = 2.0 * interval
     if store is None:
@@ -113,8 +166,12 @@ async def start_tracker(
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        if sock is not None:
-            site: web.BaseSite = web.SockSite(runner, sock)
+        site: web.BaseSite
+        if fast_lane:
+            tracker = app[TRACKER_KEY]
+            site = LaneSite(runner, tracker, host, port, sock=sock, reuse_port=reuse_port)
+        elif sock is not None:
+            site = web.SockSite(runner, sock, backlog=1024)
         else:
             site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()

@@ -46,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--workers", type=int, default=1, help="processes serving one port (needs a redis store)"
     )
+    p.add_argument(
+        "--no-fast-lane",
+        action="store_true",
+        help="answer every request through aiohttp (slower; for comparison)",
+    )
     add_output_options(p, json=False)
     p.set_defaults(func=run)
 
@@ -70,6 +75,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "trust_ip": args.trust_ip,
         "scrape_all": not args.no_full_scrape,
         "store": args.store,
+        "fast_lane": not args.no_fast_lane,
     }
 
 

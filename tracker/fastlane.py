@@ -1,0 +1,210 @@
+"""A fast lane in front of aiohttp for the one request a tracker lives on.
+
+Announces are tiny, fixed-shape ``GET`` requests, each on a new connection, and
+aiohttp's per-connection machinery (a request handler, a task, a request and a
+response object, socket options) costs about three times the announce itself
+(see tracker/README.md). This protocol answers the plain case directly: a
+request head that arrives whole in the first read, ``GET /announce`` or
+``GET /scrape``, HTTP/1.0 or 1.1, no body. Anything else (another path or
+method, a split or oversized head, a body, an upgrade, odd bytes, the second
+request of a kept-alive connection) is handed, with every byte read so far,
+to aiohttp's own handler on the same transport, which then owns the
+connection. So the lane never has to be a complete HTTP server: when in doubt
+it steps aside, and aiohttp gives the answer or the error it always gave.
+
+The answer itself comes from ``tracker.app.Tracker``, the object behind the
+aiohttp handlers, so both paths answer byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+
+from aiohttp.http import SERVER_SOFTWARE
+
+from tracker.app import Tracker
+
+log = logging.getLogger("swarm.tracker")
+
+#: A longer head is not an announce; aiohttp refuses heads over 8190-byte lines.
+MAX_HEAD = 4096
+
+_PATHS = (b"/announce", b"/scrape")
+#: Headers that mean "not the plain case": a body, a protocol switch, a 100-continue.
+_STEP_ASIDE = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
+#: Bytes allowed in the request target here (visible ASCII but ``#``); aiohttp judges the rest.
+_TARGET_OK = bytes(range(0x21, 0x7F)).replace(b"#", b"")
+_DELETE_ALL = bytes(range(256))
+
+
+class _Clock:
+    """The ``Date`` header, formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.value = b""
+
+    def date(self) -> bytes:
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.value = formatdate(now, usegmt=True).encode()
+        return self.value
+
+
+_clock = _Clock()
+_SERVER = SERVER_SOFTWARE.encode()
+
+
+def parse_head(data: bytes) -> tuple[bytes, bytes, bytes, bool] | None:
+    """``(path, raw query, version, keep_alive)`` of a plain ``GET`` head, else ``None``.
+
+    Pure and strict: anything unusual is ``None`` (the caller then hands the bytes
+    to aiohttp, which answers or refuses as it always did).
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end > MAX_HEAD:
+        return None
+    lines = data[:end].split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[0] != b"GET":
+        return None
+    target, version = parts[1], parts[2]
+    if version == b"HTTP/1.1":
+        keep_alive = True
+    elif version == b"HTTP/1.0":
+        keep_alive = False
+    else:
+        return None
+    if not target or target.translate(_DELETE_ALL, _TARGET_OK):
+        return None  # empty, or a byte outside visible ASCII, or a fragment
+    path, _, query = target.partition(b"?")
+    if path not in _PATHS:
+        return None
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip() or name.translate(_DELETE_ALL, _TARGET_OK):
+            return None  # folded, malformed or odd header: aiohttp's call
+        name = name.lower()
+        if name in _STEP_ASIDE:
+            return None
+        if name == b"connection":
+            tokens = {t.strip().lower() for t in value.split(b",")}
+            if b"close" in tokens:
+                keep_alive = False
+            elif b"keep-alive" in tokens:
+                keep_alive = True
+    return path, query, version, keep_alive
+
+
+def render(version: bytes, body: bytes, keep_alive: bool) -> bytes:
+    """The response, with the headers aiohttp sends for the same answer."""
+    if version == b"HTTP/1.1":
+        connection = b"" if keep_alive else b"Connection: close\r\n"
+    else:
+        connection = b"Connection: keep-alive\r\n" if keep_alive else b""
+    return b"".join(
+        (
+            version,
+            b" 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ",
+            str(len(body)).encode(),
+            b"\r\nDate: ",
+            _clock.date(),
+            b"\r\nServer: ",
+            _SERVER,
+            b"\r\n",
+            connection,
+            b"\r\n",
+            body,
+        )
+    )
+
+
+class FastLane(asyncio.Protocol):
+    """One connection: answer the plain first request, or hand the connection over."""
+
+    __slots__ = ("tracker", "handover", "transport", "buffer", "pending", "tasks")
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        handover: Callable[[], asyncio.Protocol],
+        tasks: set[asyncio.Task[None]],
+    ) -> None:
+        self.tracker = tracker
+        self.handover = handover  # aiohttp's protocol factory (``web.Server``)
+        self.tasks = tasks
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.pending = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.pending:  # more bytes while the store answers: keep them for aiohttp
+            self.buffer += data
+            if len(self.buffer) > MAX_HEAD and self.transport is not None:
+                self.transport.pause_reading()
+            return
+        head = parse_head(data)
+        if head is None:
+            self._hand_over(data)
+            return
+        path, query, version, keep_alive = head
+        if keep_alive:  # whatever follows the head (pipelined requests) is aiohttp's
+            self.buffer = data[data.index(b"\r\n\r\n") + 4 :]
+        tracker = self.tracker
+        if path == b"/announce":
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            remote = peer[0] if peer else None
+            body = tracker.announce_nowait(query, remote)
+            if body is not None:
+                self._answer(version, body, keep_alive)
+                return
+            coro: Any = tracker.announce(query, remote)
+        else:
+            coro = tracker.scrape(query)
+        self.pending = True
+        task = asyncio.get_running_loop().create_task(self._later(coro, version, keep_alive))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _later(self, coro: Any, version: bytes, keep_alive: bool) -> None:
+        try:
+            body = await coro
+        finally:
+            self.pending = False
+        self._answer(version, body, keep_alive)
+
+    def _answer(self, version: bytes, body: bytes, keep_alive: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(render(version, body, keep_alive))
+        if keep_alive:
+            rest, self.buffer = self.buffer, b""
+            self._hand_over(rest)
+        else:
+            transport.close()
+
+    def _hand_over(self, data: bytes) -> None:
+        """aiohttp takes the connection, as if it had read ``data`` itself."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        protocol = self.handover()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        transport.resume_reading()  # paused above, or by nothing: a no-op then
+        if data:
+            protocol.data_received(data)
+        self.transport = None
