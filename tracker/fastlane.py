@@ -40,6 +40,23 @@ _STEP_ASIDE = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"
 #: Bytes allowed in the request target here (visible ASCII but ``#``); aiohttp judges the rest.
 _TARGET_OK = bytes(range(0x21, 0x7F)).replace(b"#", b"")
 _DELETE_ALL = bytes(range(256))
+#: Bytes of a header name (RFC 9110 token), as aiohttp's parser takes them.
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: Bytes allowed anywhere in a head: no control byte but HTAB (CR and LF only as line ends).
+_HEAD_OK = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+#: Headers aiohttp refuses to see twice (``aiohttp.http_parser.SINGLETON_HEADERS``).
+_SINGLETON = frozenset(
+    {
+        b"content-location",
+        b"content-range",
+        b"content-type",
+        b"etag",
+        b"host",
+        b"max-forwards",
+        b"server",
+        b"user-agent",
+    }
+)
 
 
 class _Clock:
@@ -70,7 +87,14 @@ def parse_head(data: bytes) -> tuple[bytes, bytes, bytes, bool] | None:
     end = data.find(b"\r\n\r\n")
     if end < 0 or end > MAX_HEAD:
         return None
-    lines = data[:end].split(b"\r\n")
+    head = data[:end]
+    lines = head.split(b"\r\n")
+    if (
+        head.translate(None, _HEAD_OK)
+        or head.count(b"\n") >= len(lines)
+        or head.count(b"\r") >= len(lines)
+    ):
+        return None  # a control byte, or a lone CR or LF aiohttp would refuse (or split on)
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[0] != b"GET":
         return None
@@ -86,19 +110,29 @@ def parse_head(data: bytes) -> tuple[bytes, bytes, bytes, bool] | None:
     path, _, query = target.partition(b"?")
     if path not in _PATHS:
         return None
+    seen: set[bytes] = set()
+    tokens: set[bytes] = set()
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip() or name.translate(_DELETE_ALL, _TARGET_OK):
+        if not colon or not name or name.translate(_DELETE_ALL, _TOKEN):
             return None  # folded, malformed or odd header: aiohttp's call
         name = name.lower()
         if name in _STEP_ASIDE:
             return None
-        if name == b"connection":
-            tokens = {t.strip().lower() for t in value.split(b",")}
-            if b"close" in tokens:
-                keep_alive = False
-            elif b"keep-alive" in tokens:
-                keep_alive = True
+        if name in _SINGLETON:
+            if name in seen:
+                return None  # aiohttp answers 400
+            seen.add(name)
+        elif name == b"connection":
+            tokens.update(t.strip(b" \t").lower() for t in value.split(b","))
+    if keep_alive and b"host" not in seen:
+        return None  # HTTP/1.1 without Host: aiohttp answers 400
+    if b"close" in tokens:
+        if b"keep-alive" in tokens:
+            return None  # aiohttp's parsers disagree on this one: let it decide
+        keep_alive = False
+    elif b"keep-alive" in tokens:
+        keep_alive = True
     return path, query, version, keep_alive
 
 
