@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from typing import Any
+from functools import partial
 
 from aiohttp.http import SERVER_SOFTWARE
 
@@ -204,20 +204,28 @@ class FastLane(asyncio.Protocol):
             if body is not None:
                 self._answer(version, body, keep_alive)
                 return
-            coro: Any = tracker.announce(query, remote)
+            answer: Callable[[], Awaitable[bytes]] = partial(tracker.announce, query, remote)
         else:
-            coro = tracker.scrape(query)
+            answer = partial(tracker.scrape, query)
         self.pending = True
-        task = asyncio.get_running_loop().create_task(self._later(coro, version, keep_alive))
+        task = asyncio.get_running_loop().create_task(self._later(answer, version, keep_alive))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
 
-    async def _later(self, coro: Any, version: bytes, keep_alive: bool) -> None:
+    async def _later(
+        self, answer: Callable[[], Awaitable[bytes]], version: bytes, keep_alive: bool
+    ) -> None:
         try:
-            body = await coro
+            body = await answer()
         finally:
             self.pending = False
         self._answer(version, body, keep_alive)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled() and self.transport is not None:
+            # the tracker is closing (LaneSite.stop): the client hears so, not silence
+            self.transport.close()
 
     def _answer(self, version: bytes, body: bytes, keep_alive: bool) -> None:
         transport = self.transport

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import warnings
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker.fastlane import MAX_HEAD, parse_head, render
+from tracker.app import Counters, Tracker, TrackerConfig
+from tracker.fastlane import MAX_HEAD, FastLane, parse_head, render
 
 QUERY = b"info_hash=%00%01%02&peer_id=-SW0001-abcdefghijkl&port=6881&left=0&compact=1"
 GOOD = b"GET /announce?" + QUERY + b" HTTP/1.1\r\nHost: 127.0.0.1:6969\r\nUser-Agent: t/1\r\n\r\n"
@@ -422,3 +427,54 @@ def test_never_raises_on_mutated_heads(data: bytes) -> None:
 def test_valid_heads_round_trip(path: bytes, query: str, version: bytes) -> None:
     got = parse_head(head(path + b"?" + query.encode(), version))
     assert got == (path, query.encode(), version, version == b"HTTP/1.1")
+
+
+# -- a task cancelled before its first step ----------------------------------------------
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.closed = False
+        self.written: list[bytes] = []
+
+    def get_extra_info(self, name: str) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else None
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _SlowStore:
+    """No ``announce_sync``: the lane answers from a task."""
+
+    async def announce(self, *args: object) -> object:
+        raise AssertionError("never reached: the task is cancelled first")
+
+    async def scrape(self, *args: object) -> object:
+        raise AssertionError("never reached: the task is cancelled first")
+
+
+@pytest.mark.parametrize("target", [b"/announce?" + QUERY, b"/scrape"])
+async def test_a_cancelled_pending_answer_closes_the_connection(target: bytes) -> None:
+    """LaneSite.stop cancels pending answers, maybe before they ever ran: the client
+    must not be left waiting, and no coroutine may be left un-awaited."""
+    tasks: set[asyncio.Task[None]] = set()
+    lane = FastLane(Tracker(_SlowStore(), TrackerConfig(), Counters()), object, tasks)  # type: ignore[arg-type]
+    transport = _Transport()
+    lane.connection_made(transport)  # type: ignore[arg-type]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lane.data_received(head(target))
+        (task,) = tasks
+        task.cancel()  # before its first step
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gc.collect()
+    assert transport.closed and transport.written == [] and not tasks
+    assert [w for w in caught if "never awaited" in str(w.message)] == []
