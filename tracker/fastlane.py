@@ -34,6 +34,10 @@ log = logging.getLogger("swarm.tracker")
 #: A longer head is not an announce; aiohttp refuses heads over 8190-byte lines.
 MAX_HEAD = 4096
 
+#: A connection that sends nothing is closed after this long, as aiohttp's handler does
+#: (its default keepalive_timeout, which it applies before the first request too).
+IDLE_TIMEOUT = 3630.0
+
 _PATHS = (b"/announce", b"/scrape")
 #: Headers that mean "not the plain case": a body, a protocol switch, a 100-continue.
 _STEP_ASIDE = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
@@ -162,7 +166,7 @@ def render(version: bytes, body: bytes, keep_alive: bool) -> bytes:
 class FastLane(asyncio.Protocol):
     """One connection: answer the plain first request, or hand the connection over."""
 
-    __slots__ = ("tracker", "handover", "transport", "buffer", "pending", "tasks")
+    __slots__ = ("tracker", "handover", "transport", "buffer", "pending", "tasks", "idle")
 
     def __init__(
         self,
@@ -176,14 +180,27 @@ class FastLane(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.pending = False
+        self.idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.idle = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._close_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
+
+    def _close_idle(self) -> None:
+        self.idle = None
+        if self.transport is not None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
         if self.pending:  # more bytes while the store answers: keep them for aiohttp
             self.buffer += data
             if len(self.buffer) > MAX_HEAD and self.transport is not None:

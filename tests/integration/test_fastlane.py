@@ -510,6 +510,38 @@ def test_clients_that_leave_early_leave_the_tracker_serving(run: Loop) -> None:
     run(body())
 
 
+def test_a_silent_connection_is_closed_after_the_idle_timeout(
+    run: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiohttp's handler closes a connection that never sends a request (keepalive_timeout);
+    # a connection the lane holds must not escape that and stay open forever
+    monkeypatch.setattr(fastlane, "IDLE_TIMEOUT", 0.2)
+
+    async def body() -> None:
+        async with tracker() as lane, connection(lane.port) as (reader, _):
+            assert await at_eof(reader)
+
+    run(body())
+
+
+def test_a_request_in_time_is_not_cut_by_the_idle_timeout(
+    run: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastlane, "IDLE_TIMEOUT", 0.2)
+
+    async def body() -> None:
+        store = GateStore()
+        async with tracker(store=store) as lane, connection(lane.port) as (reader, writer):
+            writer.write(request(announce_target(1, 7001), headers=(b"Connection: close",)))
+            await writer.drain()
+            await until(lambda: store.waiting, T, "the announce to reach the store")
+            await asyncio.sleep(0.4)  # the duration under test: twice the idle timeout
+            store.gate.set()
+            assert (await read_answer(reader)).status == 200
+
+    run(body())
+
+
 # -- a store that must be awaited (Redis) ------------------------------------------------------
 
 
