@@ -31,25 +31,28 @@ from tracker.store import AnnounceResult, StoreFull, StoreUnavailable
 # One script call carries a whole batch of announces (redis-py's cost is per
 # command, not per argument). KEYS: index, total_completed. ARGV: prefix, ttl,
 # keep (key TTL), gap, max_peers, max_swarms, then 6 per announce: info-hash hex,
-# peer id, addr, kind ('S' seed, 'L' leecher, 'Sc'/'Lc' completing, 'X' stopped),
-# numwant, now ('' = the previous one's). Returns, per announce in order:
-# seeds, leechers, k, then k (peer id, addr) pairs; seeds -1 / -2 when a
-# swarm / the tracker is full.
+# peer id, addr, kind, numwant, now ('' = the previous one's). kind: 'S' seed,
+# 'L' leecher, 'X' stopped; lower case 's' / 'l' when the answer needs peer ids
+# (not compact); 'c' after it when completing. Returns, per announce in order:
+# seeds, leechers, k, then the k picked peers' addresses, or k (peer id, addr)
+# pairs when ids are wanted (a compact answer has no ids: half the reply);
+# seeds -1 / -2 when a swarm / the tracker is full.
 #
 # The four key TTLs and the swarm's index score are refreshed only when the
 # last refresh is ``gap`` seconds old (or this announce created a key): the
 # index score is ``refresh time + ttl + gap``, so it both says when that was and
-# never drops a swarm before its last peer is due.
+# never drops a swarm before its last peer is due. Numbers handed to redis.call
+# go as strings: Lua formats a number argument with printf on every call.
 _ANNOUNCE = """
 local I, T = KEYS[1], KEYS[2]
 local P, ttl, keep, gap = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local maxp, maxs = tonumber(ARGV[5]), tonumber(ARGV[6])
 local call = redis.call
 local out, o = {}, 0
-local now
+local now, nows, due
 
 local function sweep(z, A)
-  local gone = call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 200)
+  local gone = call('ZRANGEBYSCORE', z, '-inf', nows, 'LIMIT', '0', '200')
   if #gone > 0 then
     call('ZREM', z, unpack(gone))
     call('HDEL', A, unpack(gone))
@@ -58,7 +61,7 @@ end
 
 local function take(picked, z, n, pid, want)
   if n <= 0 then return end
-  local got = call('ZRANDMEMBER', z, n)
+  local got = call('ZRANDMEMBER', z, tostring(n))
   for _, p in ipairs(got) do
     if p ~= pid and #picked < want then picked[#picked + 1] = p end
   end
@@ -68,7 +71,8 @@ local function one(ih, pid, addr, kind, want)
   local S, L, A = P .. 's:' .. ih, P .. 'l:' .. ih, P .. 'a:' .. ih
   sweep(S, A)
   sweep(L, A)
-  if kind == 'X' then
+  local c = kind:byte(1)
+  if c == 88 then  -- 'X'
     call('ZREM', S, pid)
     call('ZREM', L, pid)
     call('HDEL', A, pid)
@@ -77,16 +81,16 @@ local function one(ih, pid, addr, kind, want)
   local sc = call('ZSCORE', I, ih)
   local refresh = (not sc) or tonumber(sc) - ttl <= now
   local new = call('HSET', A, pid, addr) == 1
+  local ns, nl = call('ZCARD', S), call('ZCARD', L)  -- without this peer if new
   if new then
-    local size = call('HLEN', A)
-    if size > maxp then
+    if ns + nl >= maxp then
       call('HDEL', A, pid)
       return -1, 0
     end
-    if size == 1 then
+    if ns + nl == 0 then
       refresh = true
       if not sc then
-        call('ZREMRANGEBYSCORE', I, '-inf', now)
+        call('ZREMRANGEBYSCORE', I, '-inf', nows)
         if call('ZCARD', I) >= maxs then
           call('HDEL', A, pid)
           return -2, 0
@@ -94,31 +98,39 @@ local function one(ih, pid, addr, kind, want)
       end
     end
   end
-  local seed = kind:byte(1) == 83
+  local seed = c == 83 or c == 115  -- 'S' or 's'
   local mine, other = L, S
   if seed then mine, other = S, L end
-  local added = call('ZADD', mine, math.ceil(now + ttl), pid) == 1
-  if added and not new then call('ZREM', other, pid) end
+  if call('ZADD', mine, due, pid) == 1 then
+    local moved = not new and call('ZREM', other, pid) == 1
+    if seed then
+      ns = ns + 1
+      if moved then nl = nl - 1 end
+      if ns == 1 then refresh = true end  -- the key was just made
+    else
+      nl = nl + 1
+      if moved then ns = ns - 1 end
+      if nl == 1 then refresh = true end
+    end
+  end
   local C = P .. 'c:' .. ih
   if #kind > 1 then
     if call('INCR', C) == 1 then refresh = true end
     call('INCR', T)
   end
-  local ns, nl = call('ZCARD', S), call('ZCARD', L)
-  if added and (seed and ns or nl) == 1 then refresh = true end  -- a key just made
   if refresh then
     call('EXPIRE', S, keep)
     call('EXPIRE', L, keep)
     call('EXPIRE', A, keep)
     call('EXPIRE', C, keep)
-    call('ZADD', I, math.ceil(now + ttl + gap), ih)
+    call('ZADD', I, tostring(math.ceil(now + ttl + gap)), ih)
   end
 
   if want <= 0 then return ns, nl end
   if not seed or ns == 1 or nl == 0 then
     -- any peers will do (a seed alone among leechers, or among seeds only, gets
     -- the same): a random sample straight from the hash, addresses included
-    return ns, nl, call('HRANDFIELD', A, want + 1, 'WITHVALUES')
+    return ns, nl, call('HRANDFIELD', A, tostring(want + 1), 'WITHVALUES')
   end
   -- a seed: leechers first, then seeds to fill (aria2c announces left=0 for a magnet)
   local picked = {}
@@ -135,21 +147,29 @@ local function one(ih, pid, addr, kind, want)
 end
 
 for j = 7, #ARGV, 6 do
-  if ARGV[j + 5] ~= '' then now = tonumber(ARGV[j + 5]) end
-  local pid, want = ARGV[j + 1], tonumber(ARGV[j + 4])
-  local ns, nl, found = one(ARGV[j], pid, ARGV[j + 2], ARGV[j + 3], want)
+  if ARGV[j + 5] ~= '' then
+    nows = ARGV[j + 5]
+    now = tonumber(nows)
+    due = tostring(math.ceil(now + ttl))
+  end
+  local pid, kind, want = ARGV[j + 1], ARGV[j + 3], tonumber(ARGV[j + 4])
+  local ns, nl, found = one(ARGV[j], pid, ARGV[j + 2], kind, want)
   out[o + 1] = ns
   out[o + 2] = nl
   local at = o + 3
   o = at
   local k = 0
   if found then
+    local ids = kind:byte(1) > 96  -- lower case: peer ids wanted
     for i = 1, #found, 2 do
       local p, a = found[i], found[i + 1]
       if a and p ~= pid and k < want then
-        out[o + 1] = p
-        out[o + 2] = a
-        o = o + 2
+        if ids then
+          out[o + 1] = p
+          o = o + 1
+        end
+        out[o + 1] = a
+        o = o + 1
         k = k + 1
       end
     end
@@ -203,6 +223,7 @@ else:
 MAX_LISTED = 10_000
 
 #: A queued announce: info-hash hex, peer id, addr, kind, numwant, now, its future.
+#: A lower-case kind asks for peer ids too (not compact).
 _Pending = tuple[str, bytes, bytes, bytes, int, float, "asyncio.Future[AnnounceResult]"]
 
 
@@ -268,10 +289,13 @@ class RedisStore:
         event = req.event
         if event == "stopped":
             kind = b"X"
-        elif req.left == 0:
-            kind = b"Sc" if event == "completed" else b"S"
         else:
-            kind = b"Lc" if event == "completed" else b"L"
+            if req.left == 0:
+                kind = b"Sc" if event == "completed" else b"S"
+            else:
+                kind = b"Lc" if event == "completed" else b"L"
+            if not req.compact and not req.no_peer_id:
+                kind = kind.lower()  # the answer lists peer ids: the script returns them too
         fut: asyncio.Future[AnnounceResult] = asyncio.get_running_loop().create_future()
         self._pending.append((req.info_hash.hex(), req.peer_id, addr, kind, req.numwant, now, fut))
         if not self._scheduled and len(self._flushing) < self.max_inflight:
@@ -317,21 +341,22 @@ class RedisStore:
         for item in batch:
             seeds, leechers, k = out[i], out[i + 1], out[i + 2]
             i += 3
+            ids = item[3][0] > 96  # lower-case kind: (peer id, addr) pairs, else addrs
+            j = i + 2 * k if ids else i + k
             fut = item[6]
             if fut.done():  # the asker went away
-                i += 2 * k
+                pass
             elif seeds >= 0:
-                j = i + 2 * k
-                fut.set_result(
-                    AnnounceResult(
-                        list(zip(out[i:j:2], out[i + 1 : j : 2], strict=True)), seeds, leechers
-                    )
-                )
-                i = j
+                if ids:
+                    peers = list(zip(out[i:j:2], out[i + 1 : j : 2], strict=True))
+                else:  # a compact answer has no peer ids
+                    peers = [(b"", a) for a in out[i:j]]
+                fut.set_result(AnnounceResult(peers, seeds, leechers))
             elif seeds == -1:
                 fut.set_exception(StoreFull("tracker is full: too many peers in this swarm"))
             else:
                 fut.set_exception(StoreFull("tracker is full: too many swarms"))
+            i = j
 
     async def _run_batch(self, batch: list[_Pending]) -> list[Any]:
         args: list[Any] = [b"EVALSHA", self._sha, 2, *self._head]

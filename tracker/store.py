@@ -34,6 +34,8 @@ class StoreUnavailable(TrackerError):
 
 @dataclass(frozen=True, slots=True)
 class AnnounceResult:
+    """Peers picked for the asker; their ids may be ``b""`` when the request is compact."""
+
     peers: PeerList
     complete: int  # seeders
     incomplete: int  # leechers

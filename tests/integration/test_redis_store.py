@@ -22,6 +22,7 @@ from conftest import require_tool
 from swarm.core.announce import (
     AnnounceRequest,
     build_announce_url,
+    encode_announce_response,
     pack_peer,
     parse_announce_response,
 )
@@ -39,9 +40,20 @@ def pid_of(n: int) -> bytes:
 
 
 def req(
-    n: int, left: int = 10, event: str = "", ih: bytes = IH, numwant: int = 50
+    n: int,
+    left: int = 10,
+    event: str = "",
+    ih: bytes = IH,
+    numwant: int = 50,
+    compact: bool = False,
+    no_peer_id: bool = False,
 ) -> AnnounceRequest:
-    return AnnounceRequest(ih, pid_of(n), 6000 + n, left=left, event=event, numwant=numwant)
+    """Not compact by default, so that answers carry the peer ids checked below
+    (a compact answer's ids may be empty)."""
+    return AnnounceRequest(
+        ih, pid_of(n), 6000 + n, left=left, event=event, numwant=numwant,
+        compact=compact, no_peer_id=no_peer_id,
+    )  # fmt: skip
 
 
 def addr(n: int) -> bytes:
@@ -489,5 +501,121 @@ async def test_redis_stopped_and_expiry_with_lazy_ttl_refresh(redis_server: Redi
         assert await store.stats() == {
             "swarms": 0, "peers": 0, "seeders": 0, "leechers": 0, "completed": 1
         }  # fmt: skip
+    finally:
+        await store.close()
+
+
+# ------------------------------------------------------------------ compact answers (no ids)
+
+
+def _n_of(a: bytes) -> int:
+    return int.from_bytes(a[4:6], "big") - 6000  # addr(n) has port 6000 + n
+
+
+async def test_redis_compact_answers_carry_addresses_only(redis_server: RedisServer) -> None:
+    from tracker.redis_store import RedisStore
+
+    store = RedisStore(redis_server.url)
+    try:
+        for n in range(12):
+            await store.announce(req(n, left=0 if n < 4 else 10), addr(n), 0.0)
+        await store.announce(req(12), pack_peer("::1", 6012), 0.0)  # an IPv6 leecher
+        every = {addr(n) for n in range(12)} | {pack_peer("::1", 6012)}
+        for kw in ({"compact": True}, {"compact": False, "no_peer_id": True}):
+            for n, want in ((5, 50), (5, 4), (1, 50), (1, 6)):  # a leecher, a seed
+                r = await store.announce(
+                    req(n, left=0 if n < 4 else 10, numwant=want, **kw), addr(n), 1.0
+                )  # type: ignore[arg-type]
+                got = [a for _, a in r.peers]
+                assert all(p == b"" for p, _ in r.peers)
+                assert len(got) == min(want, 12) == len(set(got))
+                assert set(got) <= every - {addr(n)}
+                assert (r.complete, r.incomplete) == (4, 9)
+                if n == 1 and want == 6:  # a seed: the leechers first
+                    assert all(a not in {addr(m) for m in range(4)} for a in got)
+        # the compact HTTP answer is built from those addresses alone
+        r = await store.announce(req(0, numwant=50, compact=True), addr(0), 1.0)
+        body = encode_announce_response(r.peers, interval=60, compact=True)
+        v4 = decode(body)[b"peers"]
+        assert {v4[i : i + 6] for i in range(0, len(v4), 6)} == {addr(n) for n in range(1, 12)}
+        assert decode(body)[b"peers6"] == pack_peer("::1", 6012)
+    finally:
+        await store.close()
+
+
+async def test_redis_non_compact_answers_carry_ids_matching_addresses(
+    redis_server: RedisServer,
+) -> None:
+    from tracker.redis_store import RedisStore
+
+    store = RedisStore(redis_server.url)
+    try:
+        for n in range(12):
+            await store.announce(req(n, left=0 if n < 4 else 10, compact=True), addr(n), 0.0)
+        for n, want in ((5, 50), (5, 4), (1, 50), (1, 6)):
+            r = await store.announce(req(n, left=0 if n < 4 else 10, numwant=want), addr(n), 1.0)
+            if n == 1 and want == 6:  # a seed: the leechers first
+                assert all(int.from_bytes(p[8:], "big") >= 4 for p, _ in r.peers)
+            ids = [p for p, _ in r.peers]
+            assert len(ids) == min(want, 11) == len(set(ids)) and pid_of(n) not in ids
+            assert all(a == addr(int.from_bytes(p[8:], "big")) for p, a in r.peers)
+    finally:
+        await store.close()
+
+
+async def test_redis_one_batch_mixes_compact_and_not(redis_server: RedisServer) -> None:
+    from tracker.redis_store import RedisStore
+
+    store = RedisStore(redis_server.url)
+    try:
+        hashes = [IH, IH2]
+        for h in hashes:
+            for n in range(10):
+                await store.announce(req(n, left=0 if n < 3 else 10, ih=h), addr(n), 0.0)
+        sizes: list[int] = []
+        run_batch = store._run_batch
+
+        async def spy(batch):  # type: ignore[no-untyped-def]
+            sizes.append(len(batch))
+            return await run_batch(batch)
+
+        store._run_batch = spy  # type: ignore[method-assign]
+        shapes = [  # (n, seed, compact, no_peer_id, numwant, event)
+            (n, n < 3, n % 3 == 0, n % 3 == 1, 1 + n % 5, "stopped" if n == 9 else "")
+            for n in range(10)
+        ]
+        asks = [
+            store.announce(
+                req(
+                    n,
+                    left=0 if seed else 10,
+                    ih=h,
+                    numwant=want,
+                    compact=c,
+                    no_peer_id=np,
+                    event=ev,
+                ),
+                addr(n),
+                1.0,
+            )
+            for h in hashes
+            for n, seed, c, np, want, ev in shapes
+        ]
+        got = await asyncio.gather(*asks)
+        assert sizes == [len(asks)]  # all in one script call
+        for i, r in enumerate(got):
+            n, seed, c, np, want, ev = shapes[i % len(shapes)]
+            if ev == "stopped":
+                assert r.peers == [] and (r.complete, r.incomplete) == (3, 6)
+                continue
+            addrs = [a for _, a in r.peers]
+            assert len(addrs) == want == len(set(addrs)) and addr(n) not in addrs
+            assert set(addrs) <= {addr(m) for m in range(10)}
+            if c or np:  # no ids wanted: none fetched
+                assert all(p == b"" for p, _ in r.peers)
+            else:
+                assert all(p == pid_of(_n_of(a)) for p, a in r.peers)
+            if seed:
+                assert all(_n_of(a) >= 3 for a in addrs)  # a seed: leechers first
     finally:
         await store.close()
