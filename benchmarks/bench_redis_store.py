@@ -4,16 +4,19 @@
 Starts a private redis-server on 127.0.0.1 (a free port, no persistence), then
 runs ``--concurrency`` coroutines under uvloop, each announcing in a loop: a
 random one of ``--swarms`` fixed swarms, a random new 20-byte peer id, a 6-byte
-compact address, ``left=0`` one time in four, ``numwant`` 50. After a short
+compact address, ``left=0`` one time in four, ``numwant`` 50, ``compact=1`` as
+every modern client (``--no-compact``: ``compact=0``, peer ids wanted). After a short
 warm-up (untimed) it prints, for each implementation:
 
 - announces/s,
 - this process's CPU per announce in µs (``time.process_time``),
-- redis-server's CPU per announce in µs (utime+stime from ``/proc/PID/stat``).
+- redis-server's CPU per announce in µs (utime+stime from ``/proc/PID/stat``),
+  and of it the time spent running the script (INFO commandstats, ``evalsha``):
+  the rest is reading the command, writing the reply and the event loop.
 
     .venv/bin/python benchmarks/bench_redis_store.py [--duration 5] [--concurrency 50]
         [--swarms 1000] [--impl tracker/redis_store.py] [--impl /tmp/old_redis_store.py]
-        [--no-hiredis] [--pool N] [--inflight N] [--batch N]
+        [--no-hiredis] [--no-compact] [--pool N] [--inflight N] [--batch N]
 
 ``--impl PATH`` (repeatable) loads a ``RedisStore`` from that file, so an old
 copy (``git show HEAD~N:tracker/redis_store.py > /tmp/old.py``) can be compared
@@ -81,6 +84,12 @@ def load(path: str) -> ModuleType:
     return mod
 
 
+async def script_usec(store: object) -> int:
+    """Time redis-server spent running EVALSHA so far (µs), from INFO commandstats."""
+    info = await store.redis.info("commandstats")  # type: ignore[attr-defined]
+    return int(info.get("cmdstat_evalsha", {}).get("usec", 0))
+
+
 async def run(mod: ModuleType, url: str, redis_pid: int, args: argparse.Namespace) -> None:
     store = mod.RedisStore(url)
     if args.inflight:
@@ -90,6 +99,7 @@ async def run(mod: ModuleType, url: str, redis_pid: int, args: argparse.Namespac
     rng = random.Random(1)
     hashes = [rng.randbytes(20) for _ in range(args.swarms)]
     pool = [rng.randbytes(20) for _ in range(args.pool * args.swarms)]
+    compact = not args.no_compact
     count = 0
     failures = 0
     stop = False
@@ -102,7 +112,7 @@ async def run(mod: ModuleType, url: str, redis_pid: int, args: argparse.Namespac
             pid = pool[n * args.pool + r.randrange(args.pool)] if args.pool else r.randbytes(20)
             req = AnnounceRequest(
                 hashes[n], pid, 6881,
-                left=0 if r.random() < 0.25 else 1000, numwant=50,
+                left=0 if r.random() < 0.25 else 1000, numwant=50, compact=compact,
             )  # fmt: skip
             try:
                 await store.announce(req, r.randbytes(6), time.time())
@@ -114,8 +124,10 @@ async def run(mod: ModuleType, url: str, redis_pid: int, args: argparse.Namespac
     tasks = [asyncio.create_task(worker(i)) for i in range(args.concurrency)]
     await asyncio.sleep(args.warmup)
     n0, t0, c0, r0 = count, time.perf_counter(), time.process_time(), cpu_seconds(redis_pid)
+    s0 = await script_usec(store)
     await asyncio.sleep(args.duration)
     n1, t1, c1, r1 = count, time.perf_counter(), time.process_time(), cpu_seconds(redis_pid)
+    s1 = await script_usec(store)
     stop = True
     await asyncio.gather(*tasks)
     st = await store.stats()
@@ -124,7 +136,7 @@ async def run(mod: ModuleType, url: str, redis_pid: int, args: argparse.Namespac
     print(
         f"{args.label:<40} {n / (t1 - t0):9.0f} announces/s  "
         f"tracker {1e6 * (c1 - c0) / n:6.1f} µs/announce  "
-        f"redis-server {1e6 * (r1 - r0) / n:6.1f} µs/announce  "
+        f"redis-server {1e6 * (r1 - r0) / n:6.1f} µs/announce (script {(s1 - s0) / n:4.1f})  "
         f"({st['peers']} peers, {failures} failures)",
         flush=True,
     )
@@ -142,6 +154,9 @@ def main() -> None:
     )  # fmt: skip
     p.add_argument("--inflight", type=int, default=0, help="set RedisStore.max_inflight")
     p.add_argument("--batch", type=int, default=0, help="set RedisStore.batch_size")
+    p.add_argument(
+        "--no-compact", action="store_true", help="compact=0 announces (answers list peer ids)"
+    )
     p.add_argument("--impl", action="append", metavar="PATH", help="a redis_store.py to load")
     p.add_argument(
         "--no-hiredis", action="store_true", help="redis-py's pure-Python parser even if installed"
@@ -159,6 +174,7 @@ def main() -> None:
         args.label += f" inflight={args.inflight}" if args.inflight else ""
         args.label += f" batch={args.batch}" if args.batch else ""
         args.label += f" pool={args.pool}" if args.pool else ""
+        args.label += " no-compact" if args.no_compact else ""
         with tempfile.TemporaryDirectory() as tmp:
             proc, url = start_redis(Path(tmp))
             try:
