@@ -205,6 +205,30 @@ async def test_store_random_selection(store_factory) -> None:  # type: ignore[no
     assert sorted(n % 2 for n in ids) == [0] * 20 + [1] * 5
 
 
+async def test_store_samples_mid_sized_swarms(store_factory) -> None:  # type: ignore[no-untyped-def]
+    """Swarms between 1.5 and 3 times numwant: Redis samples them with repeats and
+    keeps the first distinct peers; answers must stay full, distinct and uniform."""
+    s: Store = store_factory()
+    other = IH2
+    for n in range(50):  # IH: 25 seeds, 25 leechers; other: 50 leechers, 10 seeds
+        await s.announce(req(n, left=0 if n % 2 else 10), addr(n), now=0.0)
+        await s.announce(req(100 + n, ih=other), addr(100 + n), now=0.0)
+    for n in range(10):
+        await s.announce(req(200 + n, left=0, ih=other), addr(200 + n), now=0.0)
+    seen: set[bytes] = set()
+    for _ in range(30):
+        r = await s.announce(req(0, numwant=20), addr(0), now=0.0)
+        ids = [p for p, _ in r.peers]
+        assert len(ids) == 20 == len(set(ids)) and pid_of(0) not in ids
+        assert all(0 < int.from_bytes(p[8:], "big") < 50 for p in ids)
+        seen.update(ids)
+    assert len(seen) > 40  # 49 others; a fixed subset would show here
+    for _ in range(10):  # a seed: leechers only, 50 of them to pick 20 from
+        r = await s.announce(req(200, left=0, ih=other, numwant=20), addr(200), now=0.0)
+        ids = [int.from_bytes(p[8:], "big") for p, _ in r.peers]
+        assert len(ids) == 20 == len(set(ids)) and all(100 <= n < 150 for n in ids)
+
+
 async def test_store_caps(store_factory) -> None:  # type: ignore[no-untyped-def]
     s: Store = store_factory(max_peers_per_swarm=2, max_swarms=1)
     await s.announce(req(1), addr(1), now=0.0)
