@@ -8,11 +8,12 @@ requests/s, p50 and p99 latency for each tracker and the ratio.
 
     .venv/bin/python benchmarks/bench_tracker.py [--duration 10] [--connections 50]
         [--swarms 1000] [--workers N --store redis://127.0.0.1:PORT/0]
-        [--run memory:1 --run redis:1 --run redis:2 --run redis:4]
+        [--run memory:1 --run memory:1:aiohttp --run redis:1 --run redis:2 --run redis:4]
 
-``--run STORE:WORKERS`` (repeatable) measures several set-ups in one run;
-``redis`` as STORE starts a private redis-server on 127.0.0.1 (flushed
-between runs). Each timed run also reports the cores used by the server's
+``--run STORE:WORKERS[:aiohttp]`` (repeatable) measures several set-ups in
+one run; ``redis`` as STORE starts a private redis-server on 127.0.0.1
+(flushed between runs); ``:aiohttp`` runs the tracker with ``--no-fast-lane``
+(every request through aiohttp). Each timed run also reports the cores used by the server's
 processes, redis-server and wrk (from /proc and getrusage): where a 2-core
 machine's CPU went.
 
@@ -213,13 +214,20 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_swarm(
-    store: str, workers: int, script: Path, args: argparse.Namespace, redis: int | None
+    store: str,
+    workers: int,
+    script: Path,
+    args: argparse.Namespace,
+    redis: int | None,
+    fast_lane: bool = True,
 ) -> dict[str, float]:
     port = free_port()
     cmd = [
         sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--store", store, "-q",
     ]  # fmt: skip
+    if not fast_lane:
+        cmd.append("--no-fast-lane")
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         wait_port(port, proc)
@@ -278,7 +286,8 @@ def main() -> None:
         redis_url = ""
         try:
             for spec in runs:
-                store, _, workers = spec.rpartition(":")
+                fast_lane = not spec.endswith(":aiohttp")
+                store, _, workers = spec.removesuffix(":aiohttp").rpartition(":")
                 store = "memory:" if store in ("memory", "memory:") else store
                 if store == "redis":
                     if redis is None:
@@ -289,8 +298,10 @@ def main() -> None:
                     )  # fmt: skip
                     store = redis_url
                 name = f"swarm tracker ({'redis' if store == redis_url else store}, {workers} w)"
+                if not fast_lane:
+                    name = name[:-1] + ", aiohttp only)"
                 pid = redis.pid if redis is not None and store == redis_url else None
-                results[name] = run_swarm(store, int(workers), script, args, pid)
+                results[name] = run_swarm(store, int(workers), script, args, pid, fast_lane)
         finally:
             if redis is not None:
                 stop(redis)
@@ -343,13 +354,17 @@ def main() -> None:
         f"cores: CPU-seconds per second of the timed run used by the server's processes,"
         f" redis-server and wrk ({os.cpu_count()} = every core; the rest is other load)."
     )
-    values = list(results.values())
     if "opentracker" in results:
-        ratio = values[0]["rps"] / results["opentracker"]["rps"]
-        print(f"\nswarm / opentracker throughput: {ratio:.2f}")
+        ot = results["opentracker"]["rps"]
+        print("\nagainst opentracker (goal: >= 0.50 with p99 < 10 ms):")
+        for name, r in results.items():
+            if name.startswith("swarm"):
+                met = r["rps"] >= 0.5 * ot and r["p99_us"] < 10_000 and not r["failures"]
+                print(f"  {name:45} {r['rps'] / ot:5.2f}  {'goal met' if met else 'not met'}")
     if args.baseline:
-        ratio = values[0]["rps"] / results["bare aiohttp handler (floor)"]["rps"]
-        print(f"swarm / bare aiohttp throughput: {ratio:.2f}")
+        floor = results["bare aiohttp handler (floor)"]["rps"]
+        first = next(iter(results.values()))
+        print(f"swarm / bare aiohttp throughput: {first['rps'] / floor:.2f}")
 
 
 if __name__ == "__main__":
