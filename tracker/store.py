@@ -180,8 +180,8 @@ class MemoryStore:
             self.total_completed += 1
         return AnnounceResult(
             self._pick(swarm, (mine, at), seed, req.numwant, now),
-            len(swarm.seeds),
-            len(swarm.leechers),
+            len(swarm.seeds.ids),
+            len(swarm.leechers.ids),
         )
 
     def _pick(
@@ -248,19 +248,20 @@ class MemoryStore:
         """``k`` peers at a random offset in the pools laid end to end, wrapping
         around: O(k) slices instead of a random sample; the pools' order is
         arrival order scrambled by swap-removals."""
-        total = sum(len(p) for p in pools)
+        sizes = [len(p.ids) for p in pools]
+        total = sum(sizes)
         if total <= k:
-            return [(p, 0, len(p)) for p in pools if len(p)]
+            return [(p, 0, n) for p, n in zip(pools, sizes, strict=True) if n]
         runs: list[_Run] = []
         pos = self.rng.randrange(total)
         while k > 0:
             off = pos
-            for p in pools:  # the pool holding position ``pos``, and where in it
-                if off < len(p):
-                    break
-                off -= len(p)
-            n = min(k, len(p) - off)
-            runs.append((p, off, off + n))
+            i = 0
+            while off >= sizes[i]:  # the pool holding position ``pos``, and where in it
+                off -= sizes[i]
+                i += 1
+            n = min(k, sizes[i] - off)
+            runs.append((pools[i], off, off + n))
             k -= n
             pos = (pos + n) % total
         return runs

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,10 @@ def pack_peer(ip: str, port: int) -> bytes:
     """Compact form of an address: 4+2 bytes for IPv4, 16+2 for IPv6."""
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
+    try:  # the common case, 5x cheaper than ipaddress; as strict (no "01.2.3.4")
+        return socket.inet_pton(socket.AF_INET, ip) + port.to_bytes(2, "big")
+    except (OSError, TypeError, ValueError):
+        pass
     addr = ipaddress.ip_address(ip)
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
@@ -350,8 +355,11 @@ def encode_announce_response(
     """``peers`` are ``(peer_id, compact_address)``; IPv6 ones go to ``peers6`` (BEP 7)."""
     if compact and not warning:
         # the hot path (every modern client): bytes laid out directly, keys in sorted order
-        v4 = b"".join([c for _, c in peers if len(c) == 6])
-        v6 = b"".join([c for _, c in peers if len(c) == 18])
+        v4 = b"".join([c for _, c in peers])
+        v6 = b""
+        if len(v4) != 6 * len(peers):  # some IPv6 among them
+            v4 = b"".join([c for _, c in peers if len(c) == 6])
+            v6 = b"".join([c for _, c in peers if len(c) == 18])
         parts = [
             b"d8:completei%de10:incompletei%de8:intervali%de" % (complete, incomplete, interval)
         ]
