@@ -48,9 +48,25 @@ def error_line(message: str) -> None:
     sys.stderr.flush()
 
 
+def raise_fd_limit(cap: int = 65536) -> None:
+    """Lift the soft open-file limit towards the hard one: a tracker holds one
+    socket per client and a seed one per peer, and many systems start processes
+    at a soft 1,024 with a hard limit far above it."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass  # not on this platform, or not allowed: keep what we were given
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    raise_fd_limit()
     level = getattr(args, "log_level", None) or ("ERROR" if getattr(args, "quiet", False) else "WARNING")
     logging.basicConfig(
         level=getattr(logging, str(level).upper(), logging.WARNING),
