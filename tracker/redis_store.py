@@ -26,13 +26,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from swarm.core.announce import AnnounceRequest, ScrapeStats
-from tracker.store import AnnounceResult, StoreFull, StoreUnavailable
+from tracker.store import AnnounceResult, StoreFull, StoreUnavailable, seeds_for_seed
 
 # One script call carries a whole batch of announces (redis-py's cost is per
 # command, not per argument). KEYS: index, total_completed. ARGV: prefix, ttl,
 # keep (key TTL), gap, max_peers, max_swarms, then 6 per announce: info-hash hex,
 # peer id, addr, kind, numwant, now ('' = the previous one's). kind: 'S' seed,
-# 'L' leecher, 'X' stopped; lower case 's' / 'l' when the answer needs peer ids
+# 'F' a seed that may be given seeds (see store.seeds_for_seed), 'L' leecher,
+# 'X' stopped; lower case 's' / 'f' / 'l' when the answer needs peer ids
 # (not compact); 'c' after it when completing. Returns, per announce in order:
 # seeds, leechers, k, then the k picked peers' addresses, or k (peer id, addr)
 # pairs when ids are wanted (a compact answer has no ids: half the reply);
@@ -112,7 +113,7 @@ local function one(ih, pid, addr, kind, want)
       end
     end
   end
-  local seed = c == 83 or c == 115  -- 'S' or 's'
+  local seed = c == 83 or c == 115 or c == 70 or c == 102  -- 'S' 's' 'F' 'f'
   local mine, other = L, S
   if seed then mine, other = S, L end
   if call('ZADD', mine, due, pid) == 1 then
@@ -141,9 +142,12 @@ local function one(ih, pid, addr, kind, want)
   end
 
   if want <= 0 then return ns, nl end
+  local fill = c == 70 or c == 102
+  if seed and nl == 0 and not fill then return ns, nl end  -- seeds get no seeds
   if not seed or ns == 1 or nl == 0 then
-    -- any peers will do (a seed alone among leechers, or among seeds only, gets
-    -- the same): a random sample straight from the hash, addresses included
+    -- any peers will do (a seed alone among leechers, or a seed that may have
+    -- seeds among seeds only, gets the same): a random sample straight from
+    -- the hash, addresses included
     local n, k = ns + nl, want + 1
     if 2 * n >= 3 * k and n <= 3 * k then
       -- HRANDFIELD with count k copies the whole hash when 3k > size (30+ us at
@@ -163,10 +167,10 @@ local function one(ih, pid, addr, kind, want)
     end
     return ns, nl, call('HRANDFIELD', A, tostring(k), 'WITHVALUES')
   end
-  -- a seed: leechers first, then seeds to fill (aria2c announces left=0 for a magnet)
+  -- a seed: leechers only, or first and then seeds to fill (aria2c's magnets)
   local picked = {}
   take(picked, L, nl, want + 1, pid, want)
-  if #picked < want then take(picked, S, ns, want - #picked + 1, pid, want) end
+  if fill and #picked < want then take(picked, S, ns, want - #picked + 1, pid, want) end
   if #picked == 0 then return ns, nl end
   local addrs = call('HMGET', A, unpack(picked))
   local found = {}
@@ -322,7 +326,9 @@ class RedisStore:
             kind = b"X"
         else:
             if req.left == 0:
-                kind = b"Sc" if event == "completed" else b"S"
+                kind = b"F" if seeds_for_seed(req) else b"S"
+                if event == "completed":
+                    kind += b"c"
             else:
                 kind = b"Lc" if event == "completed" else b"L"
             if not req.compact and not req.no_peer_id:

@@ -61,6 +61,17 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+def seeds_for_seed(req: AnnounceRequest) -> bool:
+    """Whether a seed's answer may list other seeds, after every leecher.
+
+    Seeds get no seeds: two seeds have nothing to trade. The exception is
+    aria2c (peer id ``A2-``), which announces ``left=0`` while it fetches a
+    magnet's metadata: without seeds it got no peers at all and its magnet
+    download through this tracker never started.
+    """
+    return req.peer_id.startswith(b"A2-")
+
+
 class _Pool:
     """Peers of one kind (seeds or leechers) in parallel arrays: O(1) add and
     swap-removal, and a run of peers is a slice.
@@ -179,7 +190,7 @@ class MemoryStore:
             swarm.completed += 1
             self.total_completed += 1
         return AnnounceResult(
-            self._pick(swarm, (mine, at), seed, req.numwant, now),
+            self._pick(swarm, (mine, at), seed, req.numwant, now, seed and seeds_for_seed(req)),
             len(swarm.seeds.ids),
             len(swarm.leechers.ids),
         )
@@ -191,19 +202,18 @@ class MemoryStore:
         seed: bool,
         want: int,
         now: float,
+        fill: bool = False,
     ) -> PeerList:
-        """Up to ``want`` random live peers, never the asker; a seed gets leechers first.
-
-        Seeds still get seeds to fill their answer: aria2c announces ``left=0``
-        while it fetches a magnet's metadata, and "no seeds for a seed" left it
-        with no peers at all.
-        """
+        """Up to ``want`` random live peers, never the asker; a seed gets leechers
+        only, or (``fill``, see ``seeds_for_seed``) leechers first, then seeds."""
         if want <= 0:
             return []
         ids: list[bytes] = []
         addrs: list[bytes] = []
         if not seed:
-            self._take(self._window((swarm.seeds, swarm.leechers), want + 1), asker, now, ids, addrs)
+            self._take(
+                self._window((swarm.seeds, swarm.leechers), want + 1), asker, now, ids, addrs
+            )
         else:
             leechers = swarm.leechers
             self._take(self._window((leechers,), want), asker, now, ids, addrs)
@@ -213,7 +223,7 @@ class MemoryStore:
                 ids.clear()
                 addrs.clear()
                 self._take([(leechers, 0, len(leechers))], asker, now, ids, addrs)
-            if len(addrs) < want:
+            if fill and len(addrs) < want:
                 room = want - len(addrs)
                 self._take(self._window((swarm.seeds,), room + 1), asker, now, ids, addrs)
         del ids[want:], addrs[want:]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -264,16 +265,20 @@ async def test_store_caps_and_seed_logic() -> None:
         await s.announce(req(n, left=0), pack_peer("10.0.0.1", 100 + n), now=0)
     with pytest.raises(StoreFull, match="too many peers"):
         await s.announce(req(9), pack_peer("10.0.0.9", 9), now=0)
-    r = await s.announce(req(0, left=0, numwant=1), pack_peer("10.0.0.1", 100), now=0)
-    assert (r.complete, r.incomplete) == (3, 0)
-    assert len(r.peers) == 1  # with no leechers a seed gets seeds (aria2c magnets say left=0)
-    await s.announce(req(1, left=5), pack_peer("10.0.0.1", 101), now=0)  # seed -> leecher
-    for _ in range(10):
-        r = await s.announce(req(0, left=0, numwant=1), pack_peer("10.0.0.1", 100), now=0)
-        assert [p for p, _ in r.peers] == [pid_of(1)]  # the leecher first, always
-    assert (r.complete, r.incomplete) == (2, 1)
     r = await s.announce(req(0, left=0), pack_peer("10.0.0.1", 100), now=0)
-    assert [p for p, _ in r.peers] == [pid_of(1), pid_of(2)]  # then the seeds
+    assert r.peers == [] and (r.complete, r.incomplete) == (3, 0)  # seeds get no seeds
+    await s.announce(req(1, left=5), pack_peer("10.0.0.1", 101), now=0)  # seed -> leecher
+    r = await s.announce(req(0, left=0), pack_peer("10.0.0.1", 100), now=0)
+    assert [p for p, _ in r.peers] == [pid_of(1)] and (r.complete, r.incomplete) == (2, 1)
+    # but aria2c, which says left=0 while it fetches a magnet's metadata, gets
+    # the leechers first and then seeds: otherwise it would get no peers at all
+    await s.announce(req(2, event="stopped"), pack_peer("10.0.0.1", 102), now=0)
+    aria2 = AnnounceRequest(IH, b"A2-1-37-0-" + bytes(10), 7000, left=0)
+    for _ in range(10):
+        r = await s.announce(replace(aria2, numwant=1), pack_peer("10.0.0.7", 7000), now=0)
+        assert [p for p, _ in r.peers] == [pid_of(1)]  # the leecher first, always
+    r = await s.announce(aria2, pack_peer("10.0.0.7", 7000), now=0)
+    assert [p for p, _ in r.peers] == [pid_of(1), pid_of(0)]  # then the seeds
     sc = await s.scrape([IH, IH2])
     assert list(sc) == [IH] and sc[IH].complete == 2
 
