@@ -311,15 +311,26 @@ def test_post_and_head_answered_as_aiohttp_does(run: Loop, lane_answers: list[by
 
 
 def test_a_head_split_across_two_reads_is_answered_by_aiohttp(
-    run: Loop, lane_answers: list[bytes]
+    run: Loop, lane_answers: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    handed: list[bytes] = []
+    real_hand_over = fastlane.FastLane._hand_over
+
+    def spy(self: fastlane.FastLane, data: bytes) -> None:
+        handed.append(data)
+        real_hand_over(self, data)
+
+    monkeypatch.setattr(fastlane.FastLane, "_hand_over", spy)
+
     async def body() -> None:
         async with tracker() as lane:
             data = request(announce_target(1, 7001, left=0), headers=(b"Connection: close",))
             async with connection(lane.port) as (reader, writer):
                 writer.write(data[:20])
                 await writer.drain()
-                await asyncio.sleep(0.05)  # let the first half be read alone
+                # the second half goes only once the lane has read the first alone
+                await until(lambda: handed, T, "the lane to hand the half head over")
+                assert handed == [data[:20]]
                 writer.write(data[20:])
                 await writer.drain()
                 answer = await read_answer(reader)
