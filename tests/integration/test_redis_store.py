@@ -290,6 +290,43 @@ async def test_redis_outage_is_a_fast_failure_reason_and_recovers(
         await t.close()
 
 
+async def test_a_stalled_redis_is_a_failure_reason_within_the_timeout(
+    redis_server: RedisServer,
+) -> None:
+    """A Redis that accepts but never answers (SIGSTOP): announces fail within the
+    client timeout, the ones queued behind it at once, and all is well after SIGCONT."""
+    from tracker.redis_store import RedisStore
+
+    assert redis_server.proc is not None
+    store = RedisStore(redis_server.url, timeout=0.5, cooldown=0.2)
+    t = await start_tracker("127.0.0.1", 0, store=store)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+
+            async def announce(n: int) -> dict:  # type: ignore[type-arg]
+                return decode(await _raw(http, t.url, n))  # type: ignore[no-any-return]
+
+            assert b"interval" in await announce(1)
+            redis_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                answers = await asyncio.gather(*(announce(n) for n in range(2, 12)))
+                assert time.monotonic() - t0 < 3  # one timeout, not one per request
+                assert all(
+                    d == {b"failure reason": b"tracker storage unavailable"} for d in answers
+                )
+            finally:
+                redis_server.proc.send_signal(signal.SIGCONT)
+            deadline = time.monotonic() + 10
+            while b"interval" not in (d := await announce(12)):
+                assert d[b"failure reason"] == b"tracker storage unavailable"
+                assert time.monotonic() < deadline, "never recovered"
+                await asyncio.sleep(0.05)
+            assert b"interval" in await announce(13)
+    finally:
+        await t.close()
+
+
 async def _raw(http: aiohttp.ClientSession, url: str, n: int) -> bytes:
     async with http.get(build_announce_url(url, IH, pid_of(n), 6000 + n, 0, 0, 5)) as r:
         return await r.read()
