@@ -28,10 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,39 +38,9 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_tracker import cpu_seconds, start_redis  # noqa: E402 (a script's neighbour)
+
 from swarm.core.announce import AnnounceRequest  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"redis-server exited early with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"redis://127.0.0.1:{port}/0"
-        if time.monotonic() > deadline:
-            raise SystemExit(f"redis-server: nothing listening on {port}")
-        time.sleep(0.05)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
 def load(path: str) -> ModuleType:
@@ -123,10 +90,10 @@ async def run(mod: ModuleType, url: str, redis_pid: int, args: argparse.Namespac
     await store.ping()
     tasks = [asyncio.create_task(worker(i)) for i in range(args.concurrency)]
     await asyncio.sleep(args.warmup)
-    n0, t0, c0, r0 = count, time.perf_counter(), time.process_time(), cpu_seconds(redis_pid)
+    n0, t0, c0, r0 = count, time.perf_counter(), time.process_time(), cpu_seconds([redis_pid])
     s0 = await script_usec(store)
     await asyncio.sleep(args.duration)
-    n1, t1, c1, r1 = count, time.perf_counter(), time.process_time(), cpu_seconds(redis_pid)
+    n1, t1, c1, r1 = count, time.perf_counter(), time.process_time(), cpu_seconds([redis_pid])
     s1 = await script_usec(store)
     stop = True
     await asyncio.gather(*tasks)
