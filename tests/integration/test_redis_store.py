@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -106,6 +107,19 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+
+
+def batch_sizes(store: Any) -> list[int]:
+    """Record how many announces each script call of ``store`` (a RedisStore) carries."""
+    sizes: list[int] = []
+    run_batch = store._run_batch
+
+    async def spy(batch):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch))
+        return await run_batch(batch)
+
+    store._run_batch = spy
+    return sizes
 
 
 @pytest.fixture
@@ -423,14 +437,7 @@ async def test_redis_batches_concurrent_announces_and_survives_script_flush(
 
     store = RedisStore(redis_server.url)
     try:
-        sizes: list[int] = []
-        run_batch = store._run_batch
-
-        async def spy(batch):  # type: ignore[no-untyped-def]
-            sizes.append(len(batch))
-            return await run_batch(batch)
-
-        store._run_batch = spy  # type: ignore[method-assign]
+        sizes = batch_sizes(store)
         results = await asyncio.gather(*(store.announce(req(n), addr(n), 0.0) for n in range(100)))
         assert max(sizes) > 1  # one pipeline carried several announces
         assert sorted(r.complete + r.incomplete for r in results)[-1] == 100
@@ -498,14 +505,7 @@ async def test_redis_batch_bigger_than_the_cap_is_split(redis_server: RedisServe
     store = RedisStore(redis_server.url)
     store.batch_size = 8
     try:
-        sizes: list[int] = []
-        run_batch = store._run_batch
-
-        async def spy(batch):  # type: ignore[no-untyped-def]
-            sizes.append(len(batch))
-            return await run_batch(batch)
-
-        store._run_batch = spy  # type: ignore[method-assign]
+        sizes = batch_sizes(store)
         results = await asyncio.gather(*(store.announce(req(n), addr(n), 0.0) for n in range(50)))
         assert max(sizes) == 8 and sum(sizes) == 50
         assert [r.complete + r.incomplete for r in results] == list(range(1, 51))
@@ -637,14 +637,7 @@ async def test_redis_one_batch_mixes_compact_and_not(redis_server: RedisServer) 
         for h in hashes:
             for n in range(10):
                 await store.announce(req(n, left=0 if n < 3 else 10, ih=h), addr(n), 0.0)
-        sizes: list[int] = []
-        run_batch = store._run_batch
-
-        async def spy(batch):  # type: ignore[no-untyped-def]
-            sizes.append(len(batch))
-            return await run_batch(batch)
-
-        store._run_batch = spy  # type: ignore[method-assign]
+        sizes = batch_sizes(store)
         shapes = [  # (n, seed, compact, no_peer_id, numwant, event)
             (n, n < 3, n % 3 == 0, n % 3 == 1, 1 + n % 5, "stopped" if n == 9 else "")
             for n in range(10)
