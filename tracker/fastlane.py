@@ -19,17 +19,15 @@ aiohttp handlers, so both paths answer byte for byte the same.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from functools import partial
 
 from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.http_parser import SINGLETON_HEADERS
 
-from tracker.app import Tracker
-
-log = logging.getLogger("swarm.tracker")
+from tracker.app import BENCODE_TYPE, Tracker
 
 #: A longer head is not an announce; aiohttp refuses heads over 8190-byte lines.
 MAX_HEAD = 4096
@@ -48,19 +46,8 @@ _DELETE_ALL = bytes(range(256))
 _TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 #: Bytes allowed anywhere in a head: no control byte but HTAB (CR and LF only as line ends).
 _HEAD_OK = b"\t\r\n" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
-#: Headers aiohttp refuses to see twice (``aiohttp.http_parser.SINGLETON_HEADERS``).
-_SINGLETON = frozenset(
-    {
-        b"content-location",
-        b"content-range",
-        b"content-type",
-        b"etag",
-        b"host",
-        b"max-forwards",
-        b"server",
-        b"user-agent",
-    }
-)
+#: Headers aiohttp refuses to see twice: taken from its parser, so the lane follows it.
+_SINGLETON = frozenset(str(h).lower().encode() for h in SINGLETON_HEADERS)
 
 
 class _Clock:
@@ -80,6 +67,7 @@ class _Clock:
 
 _clock = _Clock()
 _SERVER = SERVER_SOFTWARE.encode()
+_CONTENT_TYPE = BENCODE_TYPE.encode()
 
 
 def parse_head(data: bytes) -> tuple[bytes, bytes, bytes, bool] | None:
@@ -149,7 +137,9 @@ def render(version: bytes, body: bytes, keep_alive: bool) -> bytes:
     return b"".join(
         (
             version,
-            b" 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ",
+            b" 200 OK\r\nContent-Type: ",
+            _CONTENT_TYPE,
+            b"\r\nContent-Length: ",
             str(len(body)).encode(),
             b"\r\nDate: ",
             _clock.date(),
