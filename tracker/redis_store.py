@@ -308,19 +308,35 @@ class RedisStore:
         p = self.prefix
         return [p + b"s:" + h, p + b"l:" + h, p + b"a:" + h, p + b"c:" + h]
 
-    async def _call(self, coro: Any) -> Any:
+    def _cooling_off(self) -> StoreUnavailable | None:
+        """The error to give without trying Redis, while a recent failure cools off."""
         if time.monotonic() < self._down_until:
+            return StoreUnavailable("redis down (cooling off)")
+        return None
+
+    def _failed(self, exc: Exception) -> StoreUnavailable:
+        """Start the cool-off after a Redis error; the error to give for it."""
+        self._down_until = time.monotonic() + self.cooldown
+        return StoreUnavailable(f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _fail_all(items: list[_Pending], error: StoreUnavailable) -> None:
+        for item in items:
+            if not item[6].done():
+                item[6].set_exception(error)
+
+    async def _call(self, coro: Any) -> Any:
+        if (error := self._cooling_off()) is not None:
             coro.close()
-            raise StoreUnavailable("redis down (cooling off)")
+            raise error
         try:
             return await coro
         except (RedisError, OSError) as exc:
-            self._down_until = time.monotonic() + self.cooldown
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from None
+            raise self._failed(exc) from None
 
     async def announce(self, req: AnnounceRequest, addr: bytes, now: float) -> AnnounceResult:
-        if time.monotonic() < self._down_until:
-            raise StoreUnavailable("redis down (cooling off)")
+        if (error := self._cooling_off()) is not None:
+            raise error
         event = req.event
         if event == "stopped":
             kind = b"X"
@@ -344,11 +360,8 @@ class RedisStore:
         """Send the queued announces, ``batch_size`` to a script call: redis-py's
         cost is per command, so one call for many announces is what makes it cheap."""
         self._scheduled = False
-        if self._pending and time.monotonic() < self._down_until:  # failed meanwhile
-            error = StoreUnavailable("redis down (cooling off)")
-            for item in self._pending:
-                if not item[6].done():
-                    item[6].set_exception(error)
+        if self._pending and (error := self._cooling_off()) is not None:  # failed meanwhile
+            self._fail_all(self._pending, error)
             self._pending = []
             return
         while self._pending and len(self._flushing) < self.max_inflight:
@@ -368,11 +381,7 @@ class RedisStore:
         try:
             out = await self._run_batch(batch)
         except (RedisError, OSError) as exc:
-            self._down_until = time.monotonic() + self.cooldown
-            error = StoreUnavailable(f"{type(exc).__name__}: {exc}")
-            for item in batch:
-                if not item[6].done():
-                    item[6].set_exception(error)
+            self._fail_all(batch, self._failed(exc))
             return
         i = 0
         for item in batch:
