@@ -42,11 +42,15 @@ class TrackerStatus:
     leechers: int | None = None
 
 
+#: Every value ``TorrentStatus.state`` takes.
+STATES = ("metadata", "checking", "downloading", "seeding", "stopped", "error")
+
+
 @dataclass(frozen=True, slots=True)
 class TorrentStatus:
     info_hash: str  # 40 hex digits
     name: str
-    state: str  # "metadata" | "checking" | "downloading" | "seeding" | "stopped" | "error"
+    state: str  # one of STATES
     total_size: int  # bytes of wanted data (the whole torrent unless --files)
     verified: int  # bytes of wanted data verified on disk
     num_pieces: int

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from swarm.status import STATES
+
 #: Bumped only if a breaking change is ever unavoidable (it should not be).
 SCHEMA_VERSION = 1
 
@@ -56,7 +58,7 @@ COMMON: tuple[FieldSpec, ...] = (
 EVENTS: dict[str, tuple[FieldSpec, ...]] = {
     ADDED: (
         _f("name", STRING, "torrent name (may be the info-hash until metadata arrives)"),
-        _f("state", STRING, "engine state", choices=("metadata", "checking", "downloading", "seeding", "stopped", "error")),
+        _f("state", STRING, "engine state", choices=STATES),
         _f("total_size", INTEGER, "bytes wanted (0 until metadata is known)"),
         _f("num_pieces", INTEGER, "pieces in the torrent (0 until metadata is known)"),
         _f("piece_length", INTEGER, "bytes per piece (0 until metadata is known)"),
@@ -98,7 +100,7 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
         _f("peer", STRING, "host:port of a peer that sent data for it", required=False),
     ),
     PROGRESS: (
-        _f("state", STRING, "engine state", choices=("metadata", "checking", "downloading", "seeding", "stopped", "error")),
+        _f("state", STRING, "engine state", choices=STATES),
         _f("progress", NUMBER, "verified / total_size, 0.0 to 1.0 (0.0 while fetching metadata)"),
         _f("verified", INTEGER, "bytes verified on disk"),
         _f("total_size", INTEGER, "bytes wanted"),
