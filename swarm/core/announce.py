@@ -257,6 +257,17 @@ def _text_number(name: str, value: str, maximum: int = MAX_COUNTER) -> int:
     return n
 
 
+def _twenty_bytes(params: dict[str, str], name: str) -> bytes:
+    """The required 20-byte ``info_hash`` or ``peer_id``, decoded."""
+    value = params.get(name)
+    if value is None:
+        raise BadAnnounce(f"missing {name}")
+    decoded = unquote(value)
+    if len(decoded) != 20:
+        raise BadAnnounce(f"invalid {name}: must be 20 bytes")
+    return decoded
+
+
 def parse_announce_query(
     raw: str | bytes,
     *,
@@ -266,18 +277,8 @@ def parse_announce_query(
     """Validate the raw (still percent-encoded) query string of ``GET /announce``."""
     params = _raw_params(raw)
     get = params.get
-    value = get("info_hash")
-    if value is None:
-        raise BadAnnounce("missing info_hash")
-    info_hash = unquote(value)
-    if len(info_hash) != 20:
-        raise BadAnnounce("invalid info_hash: must be 20 bytes")
-    value = get("peer_id")
-    if value is None:
-        raise BadAnnounce("missing peer_id")
-    peer_id = unquote(value)
-    if len(peer_id) != 20:
-        raise BadAnnounce("invalid peer_id: must be 20 bytes")
+    info_hash = _twenty_bytes(params, "info_hash")
+    peer_id = _twenty_bytes(params, "peer_id")
     value = get("port")
     if value is None:
         raise BadAnnounce("missing port")
