@@ -27,6 +27,22 @@ async def spawn_swarm(*args: str, cwd: Path, env: dict[str, str] | None = None) 
     )
 
 
+async def kill_all(procs: list[asyncio.subprocess.Process]) -> None:
+    """Kill and reap whichever of ``procs`` still runs (a test's ``finally``)."""
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.wait(), 10)
+
+
+async def assert_no_tracebacks(procs: list[asyncio.subprocess.Process]) -> None:
+    """Every one of ``procs`` (ended) wrote no Python traceback to stderr."""
+    for proc in procs:
+        assert proc.stderr is not None
+        err = (await asyncio.wait_for(proc.stderr.read(), 5)).decode()
+        assert "Traceback" not in err, err
+
+
 async def read_events(proc: asyncio.subprocess.Process, until: str, timeout: float) -> list[dict[str, Any]]:
     """JSON events from ``proc`` until one whose event is ``until`` (or EOF)."""
     assert proc.stdout is not None

@@ -34,7 +34,7 @@ from swarm.core.bencode import encode as bencode
 from swarm.core.bitfield import Bitfield
 from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.create import create_torrent
-from tests.helpers.procs import events_until, spawn_swarm
+from tests.helpers.procs import assert_no_tracebacks, events_until, kill_all, spawn_swarm
 
 PIECE = 32768
 #: 33 pieces: the last one is short and the bitfield has 7 spare bits.
@@ -675,14 +675,8 @@ async def test_cli_seed_and_get_survive_hostile_peers(tmp_path: Path) -> None:
         seed.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(seed.wait(), 10) == 0
     finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await asyncio.wait_for(proc.wait(), 10)
-    for proc in procs:
-        assert proc.stderr is not None
-        err = (await asyncio.wait_for(proc.stderr.read(), 5)).decode()
-        assert "Traceback" not in err, err
+        await kill_all(procs)
+    await assert_no_tracebacks(procs)
 
 
 async def test_many_idle_peers_at_the_seed_do_not_lock_out_leechers(
@@ -748,11 +742,5 @@ async def test_cli_get_among_lying_peers(tmp_path: Path) -> None:
         seed.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(seed.wait(), 10) == 0
     finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await asyncio.wait_for(proc.wait(), 10)
-    for proc in procs:
-        assert proc.stderr is not None
-        err = (await asyncio.wait_for(proc.stderr.read(), 5)).decode()
-        assert "Traceback" not in err, err
+        await kill_all(procs)
+    await assert_no_tracebacks(procs)
