@@ -23,7 +23,7 @@ import pytest
 from conftest import require_tool
 
 from swarm.create import create_torrent
-from tests.helpers.procs import ENV, SWARM, events_until
+from tests.helpers.procs import events_until, spawn_swarm
 
 pytestmark = pytest.mark.interop
 
@@ -82,6 +82,30 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> i
     return proc.returncode
 
 
+async def aria2c_fetch(aria2c: str, source: str, cwd: Path, timeout: float) -> Path:
+    """aria2c downloads ``source`` (a .torrent or a magnet) into ``cwd/out`` and exits 0."""
+    out = cwd / "out"
+    out.mkdir()
+    aria = await asyncio.create_subprocess_exec(
+        *aria2_args(aria2c, free_port()),
+        "--seed-time=0",
+        f"--dir={out}",
+        source,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        aout, _ = await asyncio.wait_for(aria.communicate(), timeout)
+    except TimeoutError:
+        await stop(aria, signal.SIGKILL)
+        raise AssertionError(
+            f"aria2c did not finish {source[:60]} from swarm seed in {timeout} s"
+        ) from None
+    assert aria.returncode == 0, aout.decode(errors="replace")[-2000:]
+    return out
+
+
 async def test_aria2c_leeches_from_swarm_seed(tmp_path: Path) -> None:
     aria2c = require_tool("aria2c")
     from tracker.server import start_tracker
@@ -96,39 +120,11 @@ async def test_aria2c_leeches_from_swarm_seed(tmp_path: Path) -> None:
         (tmp_path / "t.torrent").write_bytes(
             create_torrent(src / "f.bin", trackers=[tracker.url], piece_length=PIECE)
         )
-        seed = await asyncio.create_subprocess_exec(
-            *SWARM,
-            "seed",
-            str(src / "f.bin"),
-            "--torrent",
-            "t.torrent",
-            "--json",
-            *NET,
-            cwd=tmp_path,
-            env=ENV,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        seed = await spawn_swarm(
+            "seed", str(src / "f.bin"), "--torrent", "t.torrent", "--json", *NET, cwd=tmp_path
         )
         await events_until(seed, "listening", 20)
-        out = tmp_path / "out"
-        out.mkdir()
-        aria = await asyncio.create_subprocess_exec(
-            *aria2_args(aria2c, free_port()),
-            "--seed-time=0",
-            f"--dir={out}",
-            "t.torrent",
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            aout, _ = await asyncio.wait_for(aria.communicate(), 30)
-        except TimeoutError:
-            await stop(aria, signal.SIGKILL)
-            raise AssertionError(
-                "aria2c did not finish downloading from swarm seed in 30 s"
-            ) from None
-        assert aria.returncode == 0, aout.decode(errors="replace")[-2000:]
+        out = await aria2c_fetch(aria2c, "t.torrent", tmp_path, 30)
         assert (out / "f.bin").read_bytes() == payload
         rc = await stop(seed)
         assert seed.stderr is not None
@@ -161,21 +157,10 @@ async def test_swarm_get_from_aria2c_seed(tmp_path: Path) -> None:
     try:
         await wait_listening(port, 15)
         (tmp_path / "out").mkdir()
-        get = await asyncio.create_subprocess_exec(
-            *SWARM,
-            "get",
-            "t.torrent",
-            "-o",
-            "out",
-            "--peer",
-            f"127.0.0.1:{port}",
-            "--json",
-            *NET,
+        get = await spawn_swarm(
+            "get", "t.torrent", "-o", "out", "--peer", f"127.0.0.1:{port}", "--json", *NET,
             cwd=tmp_path,
-            env=ENV,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        )  # fmt: skip
         try:
             events = await events_until(get, "summary", 30)
             rc = await asyncio.wait_for(get.wait(), 10)
@@ -227,41 +212,13 @@ async def _aria2c_magnet_from_swarm_seed(
     (tmp_path / "t.torrent").write_bytes(data)
     magnet = parse_metainfo(data).magnet_uri()
     assert "tr=" in magnet, magnet
-    seed = await asyncio.create_subprocess_exec(
-        *SWARM,
-        "seed",
-        str(src / "f.bin"),
-        "--torrent",
-        "t.torrent",
-        "--json",
-        *NET,
-        cwd=tmp_path,
-        env=ENV,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    seed = await spawn_swarm(
+        "seed", str(src / "f.bin"), "--torrent", "t.torrent", "--json", *NET, cwd=tmp_path
     )
     try:
         ev = await events_until(seed, "listening", 20)
         on_seed_port(int(ev[-1]["port"]))
-        out = tmp_path / "out"
-        out.mkdir()
-        aria = await asyncio.create_subprocess_exec(
-            *aria2_args(aria2c, free_port()),
-            "--seed-time=0",
-            f"--dir={out}",
-            magnet,
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            aout, _ = await asyncio.wait_for(aria.communicate(), timeout)
-        except TimeoutError:
-            await stop(aria, signal.SIGKILL)
-            raise AssertionError(
-                "aria2c did not finish a magnet download from swarm seed"
-            ) from None
-        assert aria.returncode == 0, aout.decode(errors="replace")[-2000:]
+        out = await aria2c_fetch(aria2c, magnet, tmp_path, timeout)
         assert (out / "f.bin").read_bytes() == payload
         rc = await stop(seed)
         assert seed.stderr is not None
