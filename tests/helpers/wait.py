@@ -26,3 +26,14 @@ async def until(cond: Callable[[], Any], timeout: float, what: str, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def poll(cond: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll ``cond`` until true or ``timeout``; returns its last value (``until`` that
+    does not fail, for tests that also check something did *not* happen)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() >= deadline:
+            return cond()
+        await asyncio.sleep(interval)
+    return True

@@ -177,16 +177,6 @@ class ScriptedSeed(LocalPeerServer):
             pass
 
 
-async def poll(cond: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    """Poll ``cond`` until true or ``timeout``; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() >= deadline:
-            return cond()
-        await asyncio.sleep(interval)
-    return True
-
-
 class MetadataSeed(ScriptedSeed):
     """A ScriptedSeed that also speaks BEP 10 + ut_metadata (BEP 9), possibly lying.
 

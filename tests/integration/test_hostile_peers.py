@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_qa.peers import RawPeer, ScriptedSeed, data_server, new_peer_id, poll
+from helpers_qa.peers import RawPeer, ScriptedSeed, data_server, new_peer_id
 
 from swarm import Session
 from swarm.core import wire
@@ -35,6 +35,7 @@ from swarm.core.bitfield import Bitfield
 from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.create import create_torrent
 from tests.helpers.procs import assert_no_tracebacks, events_until, kill_all, spawn_swarm
+from tests.helpers.wait import poll
 
 PIECE = 32768
 #: 33 pieces: the last one is short and the bitfield has 7 spare bits.

@@ -731,10 +731,9 @@ async def test_hostile_tracker_does_not_stop_a_download(mode: str, tmp_path: Pat
 
 async def test_tracker_interval_zero_is_clamped(tmp_path: Path) -> None:
     """A tracker answering interval 0 must not be re-announced to in a loop (seed side)."""
-    from helpers_qa.peers import poll
-
     from swarm import Session
     from swarm.core.bencode import decode
+    from tests.helpers.wait import poll
 
     async with HostileTracker("interval_zero") as tracker:
         torrent, payload = craft("f.bin", length=100_000)
