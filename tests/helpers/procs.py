@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -91,6 +93,55 @@ def start_seed(cwd: Path, *args: str, timeout: float = 30) -> tuple[subprocess.P
         if ev["event"] == "listening":
             return proc, int(ev["port"])
     raise AssertionError("swarm seed did not start listening")
+
+
+def start_json_seed(
+    path: Path, cwd: Path, *args: str, timeout: float = 30.0
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """``swarm seed path --json *args`` (blocking); once it listens: the process, its
+    port and the .torrent it wrote. Reads with ``select``, so a silent seed cannot
+    outlast ``timeout``."""
+    proc = subprocess.Popen(
+        [*SWARM, "seed", str(path), "--json", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=ENV,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    port: int | None = None
+    torrent: str | None = None
+    buf = b""
+    while port is None and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            obj = json.loads(line)
+            if obj["event"] == "added":
+                torrent = obj.get("torrent")
+            elif obj["event"] == "listening":
+                port = int(obj["port"])
+    if port is None or torrent is None:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"seed did not start within {timeout}s: {buf!r} {err[-2000:]!r}")
+    return proc, port, Path(torrent)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 15 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=5)
 
 
 #: Loopback only, any port, no DHT/LSD: a test's swarm never sends a packet off the machine.

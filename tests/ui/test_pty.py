@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ptyrun import run_in_pty
 
+from tests.helpers.procs import LOCAL_NET, start_json_seed, stop_process
+
 DRIVER = Path(__file__).with_name("pty_driver.py")
 
 
@@ -44,55 +46,14 @@ def test_live_mode_not_chosen_without_a_terminal() -> None:
     assert proc.returncode == 3 and "expected live mode" in proc.stderr
 
 
-def _start_seed(path: Path, cwd: Path):  # type: ignore[no-untyped-def]
-    """`swarm seed --json` on 127.0.0.1; returns (process, port, torrent path) once it listens."""
-    import json
-    import os
-    import select
-    import subprocess
-    import time
-
-    env = {**os.environ, "PYTHONPATH": str(DRIVER.parents[2])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "swarm", "seed", str(path), "--json", "--port", "0", "--host", "127.0.0.1",
-         "--no-dht", "--no-lsd"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 20
-    port, torrent, buf = None, None, b""
-    while port is None and time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        buf += chunk
-        for line in buf.split(b"\n")[:-1]:
-            obj = json.loads(line)
-            if obj["event"] == "added":
-                torrent = obj.get("torrent")
-            if obj["event"] == "listening":
-                port = obj["port"]
-    if port is None or torrent is None:
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise AssertionError(f"seed did not start: {buf!r} {err!r}")
-    return proc, port, Path(torrent)
-
-
 def test_swarm_get_under_a_pty(tmp_path: Path) -> None:
     import os
-    import signal
 
     src = tmp_path / "src"
     src.mkdir()
     data = os.urandom(6 * 1024 * 1024 + 12345)
     (src / "payload.bin").write_bytes(data)
-    seed, port, torrent = _start_seed(src / "payload.bin", tmp_path)
+    seed, port, torrent = start_json_seed(src / "payload.bin", tmp_path, *LOCAL_NET)
     try:
         dl = tmp_path / "dl"
         dl.mkdir()
@@ -102,12 +63,7 @@ def test_swarm_get_under_a_pty(tmp_path: Path) -> None:
             cwd=tmp_path, timeout=60,
         )
     finally:
-        seed.send_signal(signal.SIGTERM)
-        try:
-            seed.wait(15)
-        except Exception:
-            seed.kill()
-            seed.wait(5)
+        stop_process(seed)
     text = res.text
     assert res.returncode == 0, text[-3000:]
     assert "Traceback" not in text

@@ -10,17 +10,14 @@ download rate, and the seed's row in the peers table.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import select
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from ptyrun import REPO, run_in_pty
+from ptyrun import run_in_pty
+
+from tests.helpers.procs import start_json_seed, stop_process
 
 MiB = 1 << 20
 SIZE = 768 * MiB + 4321  # not a whole number of pieces
@@ -41,52 +38,6 @@ def _write_payload(path: Path) -> str:
     return h.hexdigest()
 
 
-def _start_seed(path: Path, cwd: Path, timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """`swarm seed --json`; (process, port it printed, .torrent it wrote) once it listens."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "swarm", "seed", str(path), "--json", *NET],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    port: int | None = None
-    torrent: str | None = None
-    buf = b""
-    while port is None and time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        buf += chunk
-        *lines, buf_tail = buf.split(b"\n")
-        for line in lines:
-            obj = json.loads(line)
-            if obj["event"] == "added":
-                torrent = obj.get("torrent")
-            elif obj["event"] == "listening":
-                port = int(obj["port"])
-        buf = buf_tail
-    if port is None or torrent is None:
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise AssertionError(f"seed did not start within {timeout}s: {buf!r} {err[-2000:]!r}")
-    return proc, port, Path(torrent)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate(timeout=5)
-
-
 def frames(raw: str) -> list[str]:
     """The screens rich drew, one string each (a redraw starts by moving the cursor up)."""
     parts = re.split(r"\x1b\[\d*A", raw)
@@ -97,7 +48,7 @@ def test_real_get_shows_progress_rate_and_peer(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     digest = _write_payload(src / "big.bin")
-    seed, port, torrent = _start_seed(src / "big.bin", tmp_path)
+    seed, port, torrent = start_json_seed(src / "big.bin", tmp_path, *NET)
     dl = tmp_path / "dl"
     dl.mkdir()
     try:
@@ -107,7 +58,7 @@ def test_real_get_shows_progress_rate_and_peer(tmp_path: Path) -> None:
             cols=110, rows=30, cwd=tmp_path, timeout=60,
         )
     finally:
-        _stop(seed)
+        stop_process(seed)
     text = res.text
     assert res.returncode == 0, text[-3000:]
     assert "Traceback" not in text
