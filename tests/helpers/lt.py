@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from tests.helpers.wait import wait_for
 
 LOCAL = "127.0.0.1"
 
@@ -67,7 +68,4 @@ def make_lt_torrent(
 
 def wait_seeding(h: Any, timeout: float, what: str = "libtorrent to start seeding", interval: float = 0.05) -> None:
     """Poll torrent handle h until it seeds; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while not h.status().is_seeding:
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
+    wait_for(lambda: h.status().is_seeding, timeout, what, interval)

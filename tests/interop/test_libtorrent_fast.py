@@ -3,9 +3,7 @@ itself with have-all and a peer with nothing with have-none, both ways."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +14,11 @@ from test_libtorrent_transfer import lt_add, lt_session
 from swarm import Session
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
+from tests.helpers.wait import until
 
 pytestmark = pytest.mark.interop
 #: bytes/s: a transfer takes ~2 s instead of ~20 ms (a seed and a finished leech hang up)
 RATE = 1024 * 1024
-
-
-async def _poll(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-    return value
 
 
 def _peer_with_haves(torrent: Any) -> Any:
@@ -54,13 +45,13 @@ async def test_swarm_seed_sends_have_all_to_libtorrent_leech(tmp_path: Path) -> 
         ses = lt_session(lt)
         h = lt_add(lt, ses, tmp_path / "t.torrent", out)
         h.set_download_limit(RATE)  # the connection lives long enough to be looked at
-        await _poll(lambda: h.status().has_metadata and not h.status().paused, 20, "libtorrent's torrent")
+        await until(lambda: h.status().has_metadata and not h.status().paused, 20, "libtorrent's torrent")
         h.connect_peer(("127.0.0.1", s.port or 0))
-        peer = await _poll(lambda: _peer_with_haves(seed._t), 30, "libtorrent's connection")
+        peer = await until(lambda: _peer_with_haves(seed._t), 30, "libtorrent's connection")
         assert peer.supports_fast
         assert peer.have_sent == "have_all"  # we, the seed
         assert peer.have_received == "have_none"  # libtorrent, empty
-        await _poll(lambda: h.status().is_seeding, 60, "libtorrent to finish")
+        await until(lambda: h.status().is_seeding, 60, "libtorrent to finish")
     assert (out / "data.bin").read_bytes() == payload
 
 
@@ -70,12 +61,12 @@ async def test_swarm_leech_receives_have_all_from_libtorrent_seed(tmp_path: Path
     ses = lt_session(lt)
     h = lt_add(lt, ses, tmp_path / "t.torrent", src)
     h.set_upload_limit(RATE)  # the connection lives long enough to be looked at
-    await _poll(lambda: h.status().is_seeding, 20, "libtorrent to check its data")
+    await until(lambda: h.status().is_seeding, 20, "libtorrent to check its data")
     out = tmp_path / "out"
     out.mkdir()
     async with Session("127.0.0.1", 0) as s:
         leech = await s.add_torrent(parse_metainfo(data), out, peers=[("127.0.0.1", ses.listen_port())])
-        peer = await _poll(lambda: _peer_with_haves(leech._t), 20, "the connection to libtorrent")
+        peer = await until(lambda: _peer_with_haves(leech._t), 20, "the connection to libtorrent")
         assert peer.supports_fast
         assert peer.have_received == "have_all"  # libtorrent, the seed
         assert peer.have_sent == "have_none"  # we, empty
