@@ -180,14 +180,14 @@ def cycles(mods: list[Module]) -> list[list[str]]:
     return out
 
 
-def summary(mods: list[Module]) -> dict[str, object]:
+def summary(mods: list[Module], root: Path = ROOT) -> dict[str, object]:
     return {
         "modules": {
             m.name: {"lines": m.lines, "max_methods": m.max_methods, "class": m.widest_class} for m in mods
         },
-        "reaches": [f"{m.path.relative_to(ROOT)}:{ln}: {w}" for m in mods for ln, w in m.reaches],
-        "justified": [f"{m.path.relative_to(ROOT)}:{ln}: {w}" for m in mods for ln, w in m.justified],
-        "library": [f"{m.path.relative_to(ROOT)}:{ln}: {w}" for m in mods for ln, w in m.library],
+        "reaches": [f"{m.path.relative_to(root)}:{ln}: {w}" for m in mods for ln, w in m.reaches],
+        "justified": [f"{m.path.relative_to(root)}:{ln}: {w}" for m in mods for ln, w in m.justified],
+        "library": [f"{m.path.relative_to(root)}:{ln}: {w}" for m in mods for ln, w in m.library],
         "cycles": cycles(mods),
     }
 
