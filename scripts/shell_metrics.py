@@ -22,6 +22,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Shell packages: everything under swarm/ except the pure core.
@@ -180,7 +181,7 @@ def cycles(mods: list[Module]) -> list[list[str]]:
     return out
 
 
-def summary(mods: list[Module], root: Path = ROOT) -> dict[str, object]:
+def summary(mods: list[Module], root: Path = ROOT) -> dict[str, Any]:
     return {
         "modules": {
             m.name: {"lines": m.lines, "max_methods": m.max_methods, "class": m.widest_class} for m in mods
@@ -192,10 +193,9 @@ def summary(mods: list[Module], root: Path = ROOT) -> dict[str, object]:
     }
 
 
-def problems(s: dict[str, object]) -> list[str]:
+def problems(s: dict[str, Any]) -> list[str]:
     out = []
     mods = s["modules"]
-    assert isinstance(mods, dict)
     for name, m in mods.items():
         if m["lines"] > MAX_MODULE_LINES:
             out.append(f"{name}: {m['lines']} lines (limit {MAX_MODULE_LINES})")
@@ -203,12 +203,10 @@ def problems(s: dict[str, object]) -> list[str]:
             out.append(f"{name}.{m['class']}: {m['max_methods']} methods (limit {MAX_CLASS_METHODS})")
     reaches = s["reaches"]
     justified = s["justified"]
-    assert isinstance(reaches, list) and isinstance(justified, list)
     out += [f"private reach without '{JUSTIFY} why': {r}" for r in reaches]
     if len(justified) > MAX_JUSTIFIED_REACHES:
         out.append(f"{len(justified)} justified private reaches (limit {MAX_JUSTIFIED_REACHES})")
     cyc = s["cycles"]
-    assert isinstance(cyc, list)
     out += [f"import cycle at run time: {' <-> '.join(c)}" for c in cyc]
     return out
 
@@ -226,16 +224,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'module':32} {'lines':>6} {'methods':>8}  widest class")
         for m in sorted(mods, key=lambda m: -m.lines):
             print(f"{m.name:32} {m.lines:6} {m.max_methods:8}  {m.widest_class}")
-        print(f"\ncross-object private reaches: {len(s['reaches'])}")  # type: ignore[arg-type]
-        for r in s["reaches"]:  # type: ignore[attr-defined]
+        print(f"\ncross-object private reaches: {len(s['reaches'])}")
+        for r in s["reaches"]:
             print(f"  {r}")
-        print(f"justified ({JUSTIFY} ...): {len(s['justified'])}")  # type: ignore[arg-type]
-        for r in s["justified"]:  # type: ignore[attr-defined]
+        print(f"justified ({JUSTIFY} ...): {len(s['justified'])}")
+        for r in s["justified"]:
             print(f"  {r}")
-        print(f"not counted, underscore names of library modules: {len(s['library'])}")  # type: ignore[arg-type]
+        print(f"not counted, underscore names of library modules: {len(s['library'])}")
         cyc = s["cycles"]
-        print(f"import cycles at run time: {len(cyc)}")  # type: ignore[arg-type]
-        for c in cyc:  # type: ignore[attr-defined]
+        print(f"import cycles at run time: {len(cyc)}")
+        for c in cyc:
             print(f"  {' <-> '.join(c)}")
     found = problems(s)
     if a.check and found:
