@@ -363,7 +363,9 @@ class Initiator(_Handshake):
             head = self._decryptor.update(raw)
             select = int.from_bytes(head[:4], "big")
             if select not in (CRYPTO_PLAIN, CRYPTO_RC4) or not select & self.provide:
-                raise EncryptionError(f"peer selected crypto {select:#x}, we offered {self.provide:#x}")
+                raise EncryptionError(
+                    f"peer selected crypto {select:#x}, we offered {self.provide:#x}"
+                )
             pad_len = int.from_bytes(head[4:], "big")
             if pad_len > MAX_PAD:
                 raise EncryptionError(f"PadD of {pad_len} bytes (at most {MAX_PAD})")

@@ -62,7 +62,9 @@ def secret() -> bytes:
     return pow(pow(2, XA, SPEC_P), XB, SPEC_P).to_bytes(96, "big")
 
 
-def craft_step3(vc: bytes = bytes(8), provide: int = 3, pad_c_len: int = 0, ia: bytes = b"") -> bytes:
+def craft_step3(
+    vc: bytes = bytes(8), provide: int = 3, pad_c_len: int = 0, ia: bytes = b""
+) -> bytes:
     """A's step 3 built from the spec's formulas, with fields a real initiator would refuse."""
     s = secret()
     key_a = sha1(b"keyA", s, INFO_HASH)
@@ -215,10 +217,18 @@ def test_roles_agree_in_any_chunking(
         provide |= allowed
     ih = OTHER_HASHES[xa % 3]
     a = mse.Initiator(
-        ih, xa, padding=b"A" * pads[0], provide=provide, initial_payload=ia, crypto_padding=b"C" * pads[2]
+        ih,
+        xa,
+        padding=b"A" * pads[0],
+        provide=provide,
+        initial_payload=ia,
+        crypto_padding=b"C" * pads[2],
     )
     b = mse.Receiver(
-        lookup_for(INFO_HASH, *OTHER_HASHES), xb, padding=b"B" * pads[1], allowed=allowed,
+        lookup_for(INFO_HASH, *OTHER_HASHES),
+        xb,
+        padding=b"B" * pads[1],
+        allowed=allowed,
         crypto_padding=b"D" * pads[3],
     )
     chunk_sizes = cycle(sizes)
@@ -382,7 +392,10 @@ def test_truncated_input_at_every_point_is_an_error_at_eof() -> None:
     done.eof()  # after the handshake a close is the shell's business, not ours
 
 
-@given(garbage=st.binary(min_size=96 + 532, max_size=4000), sizes=st.lists(st.integers(1, 900), min_size=1))
+@given(
+    garbage=st.binary(min_size=96 + 532, max_size=4000),
+    sizes=st.lists(st.integers(1, 900), min_size=1),
+)
 def test_garbage_always_ends_in_our_error(garbage: bytes, sizes: list[int]) -> None:
     for side in ("receiver", "initiator"):
         hs: mse.Initiator | mse.Receiver
