@@ -286,9 +286,11 @@ async def _get(
     complete = False
     extras: StreamExtras | None = None
     try:
-        torrent_file: Path | None = src if isinstance(src, Path) else None
-        source: Path | Metainfo = src
-        if not isinstance(src, Path):
+        source: Path | Metainfo
+        torrent_file: Path | None
+        if isinstance(src, Path):
+            source = torrent_file = src
+        else:
             source, torrent_file = await _metadata(session, src, out, peers, reporter)
         if not isinstance(src, Path):
             extra = list(src.peers) + session._metadata_peers.pop(src.info_hash, [])
