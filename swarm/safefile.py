@@ -24,7 +24,7 @@ def open_subdir(parent_fd: int, name: str, *, create: bool) -> int:
     """fd of directory ``name`` inside ``parent_fd``; a symlink there is refused (ELOOP/ENOTDIR)."""
     if create:
         try:
-            os.mkdir(name, 0o755, dir_fd=parent_fd)
+            os.mkdir(name, 0o777, dir_fd=parent_fd)  # the umask decides, as makedirs
         except FileExistsError:
             pass
     return os.open(name, DIR_FLAGS, dir_fd=parent_fd)

@@ -702,13 +702,13 @@ class Storage:
         return have
 
     def _resume_dir_fd(self, create: bool) -> int:
-        """fd of the directory holding resume data: ``state_dir`` (the user's choice), or
-        ``.swarm`` opened from the root's fd with ``O_NOFOLLOW``, so a symlink swapped in
-        at any moment can never redirect the file (no lstat-then-open race)."""
+        """fd of the directory holding resume data (``state_dir``, or ``.swarm`` opened from
+        the root's fd), with ``O_NOFOLLOW``: a symlink swapped in at any moment can never
+        redirect the file (no lstat-then-open race)."""
         if self._state_dir is not None:
             if create:
                 os.makedirs(self._state_dir, exist_ok=True)
-            return os.open(self._state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            return os.open(self._state_dir, safefile.DIR_FLAGS)  # as before: not a symlink itself
         if self._root_fd is None:
             raise StorageError("storage is not open")
         return safefile.open_subdir(self._root_fd, ".swarm", create=create)
@@ -765,8 +765,6 @@ class Storage:
         try:
             dir_fd = self._resume_dir_fd(create=True)
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise StorageError(f"refusing to follow a symlink at {path.parent}") from None
             raise _oserror(exc, str(path.parent), "create") from None
         try:
             safefile.write_atomic(dir_fd, path.name, raw, replace=True)
