@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         epilog="example: swarm get ubuntu.torrent -o ~/Downloads --peer 192.168.1.10:6881",
     )
     p.add_argument("source", metavar="SOURCE", help=".torrent file or magnet: URI")
-    p.add_argument("-o", "--output", metavar="DIR", default=".", help="download directory (default .)")
+    p.add_argument(
+        "-o", "--output", metavar="DIR", default=".", help="download directory (default .; created with its parents if missing)"
+    )
     add_network_options(p)
     p.add_argument(
         "--peer", action="append", default=[], metavar="HOST:PORT",
