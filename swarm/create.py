@@ -90,11 +90,18 @@ def collect_files(
 ) -> tuple[str, list[SourceFile], bool, list[str]]:
     """(name, files in torrent order, single-file?, skipped) for ``path``.
 
-    Directories are walked without following symlinked directories; a file
-    symlink is included only when it points at a regular file inside ``path``.
+    Symlinks are left out (and listed in ``skipped``): storage opens every file
+    with ``O_NOFOLLOW``, so a seed could never serve a symlinked file and
+    leechers would wait for it forever. ``path`` itself being a symlink is
+    BadInput naming its target, for the same reason (a seed opens it by name).
     """
     top = os.path.abspath(os.fspath(path))
     name = os.path.basename(top.rstrip(os.sep))
+    if os.path.islink(top):
+        raise BadInput(
+            f"{path}: is a symlink; a torrent is served from the real path, give it instead: "
+            f"{os.path.realpath(top)}"
+        )
     try:
         st = os.stat(top)
     except FileNotFoundError:
@@ -109,7 +116,6 @@ def collect_files(
         return name, [SourceFile(top, (), st.st_size)], True, []
     if not stat.S_ISDIR(st.st_mode):
         raise BadInput(f"{path}: not a regular file or directory")
-    real_top = os.path.realpath(top)
     excluded = {os.path.realpath(os.fspath(e)) for e in exclude}
     files: list[SourceFile] = []
     skipped: list[str] = []
@@ -128,11 +134,8 @@ def collect_files(
             try:
                 lst = os.lstat(full)
                 if stat.S_ISLNK(lst.st_mode):
-                    target = os.path.realpath(full)
-                    if os.path.commonpath([real_top, target]) != real_top:
-                        skipped.append(f"{full}: symlink pointing outside {path}")
-                        continue
-                    lst = os.stat(full)
+                    skipped.append(f"{full}: symlink left out (seeds never follow symlinks)")
+                    continue
                 if not stat.S_ISREG(lst.st_mode):
                     skipped.append(f"{full}: not a regular file")
                     continue

@@ -38,6 +38,10 @@ class ProtocolError(SwarmError):
     """A peer, tracker or DHT node broke its protocol; drop it, carry on."""
 
 
+class EncryptionError(ProtocolError):
+    """A peer's MSE/PE (encryption) handshake failed: bad keys, padding or methods."""
+
+
 class StorageError(SwarmError):
     """The disk could not do what was needed (missing dir, ENOSPC, changed file)."""
 

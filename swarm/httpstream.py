@@ -6,7 +6,8 @@ Accept-Ranges, 416 for an unsatisfiable range). A read waits until the
 pieces under it are verified and raises their priority first, so a video
 player can seek anywhere before the download is done. Only the files being
 downloaded are served, looked up by name in the torrent (never a filesystem
-path built from the URL). Bound to 127.0.0.1 unless told otherwise.
+path built from the URL). Bound to 127.0.0.1 unless told otherwise; a request whose
+``Host`` is not that address or ``localhost`` is refused (421), against DNS rebinding.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import ipaddress
 import logging
 import mimetypes
 import re
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from swarm.errors import StorageError, SwarmError
 from swarm.stream import SOON, URGENT, pieces_of
@@ -65,17 +68,49 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not a and not b:
         return None
     if not a:  # suffix: the last N bytes
-        n = int(b)
+        n = _position(b)
         if n == 0 or size == 0:
             raise BadRange(header)
         return max(0, size - n), size - 1
-    start = int(a)
-    end = int(b) if b else size - 1
+    start = _position(a)
+    end = _position(b) if b else size - 1
     if b and end < start:
         return None  # invalid: ignore
     if start >= size:
         raise BadRange(header)
     return start, min(end, size - 1)
+
+
+#: Digits past this are a position beyond any file (a torrent holds under 2**62 bytes).
+_MAX_DIGITS = 19
+
+
+def _position(digits: str) -> int:
+    """A byte position; thousands of digits (int() refuses them) mean "past any end"."""
+    return int(digits) if len(digits.lstrip("0")) <= _MAX_DIGITS else 10**_MAX_DIGITS
+
+
+def host_allowed(host_header: str | None, bound: str, port: int) -> bool:
+    """DNS rebinding guard: the ``Host`` a browser sends is the name in the page's URL, so
+    only our bound address or ``localhost`` (with no port or our port) may read the files.
+    Bound to every interface, any IP address literal is accepted (a rebinding attack needs
+    a DNS name). No Host at all (HTTP/1.0 tools) is allowed: browsers always send one."""
+    if host_header is None:
+        return True
+    name, sep, port_text = host_header.strip().lower().rpartition(":")
+    if not sep or name.endswith(":") or (not name.startswith("[") and ":" in name):
+        name, port_text = host_header.strip().lower(), ""  # no port (or a bare IPv6 literal)
+    if port_text and port_text != str(port):
+        return False
+    name = name.removeprefix("[").removesuffix("]").removesuffix(".")
+    if name == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(name)
+        mine = ipaddress.ip_address(bound)
+    except ValueError:
+        return False
+    return addr == mine or mine.is_unspecified
 
 
 class StreamServer:
@@ -94,7 +129,7 @@ class StreamServer:
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._check_host])
         app.router.add_get("/", self.index)
         app.router.add_get("/{path:.+}", self.serve)
         return app
@@ -128,6 +163,12 @@ class StreamServer:
             self._runner = None
 
     # -- handlers ------------------------------------------------------------
+
+    @web.middleware
+    async def _check_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not host_allowed(request.headers.get("Host"), self.host, self.port):
+            return web.Response(status=421, text="this server answers only to its own address or localhost\n")
+        return await handler(request)
 
     def _file_progress(self, f: FileEntry) -> float:
         pl = self.handle.metainfo.piece_length

@@ -42,6 +42,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
+from swarm import safefile
 from swarm.core.bitfield import Bitfield
 from swarm.core.layout import (
     ABSENT,
@@ -700,19 +701,29 @@ class Storage:
         self._cache.clear()
         return have
 
+    def _resume_dir_fd(self, create: bool) -> int:
+        """fd of the directory holding resume data (``state_dir``, or ``.swarm`` opened from
+        the root's fd), with ``O_NOFOLLOW``: a symlink swapped in at any moment can never
+        redirect the file (no lstat-then-open race)."""
+        if self._state_dir is not None:
+            if create:
+                os.makedirs(self._state_dir, exist_ok=True)
+            return os.open(self._state_dir, safefile.DIR_FLAGS)  # as before: not a symlink itself
+        if self._root_fd is None:
+            raise StorageError("storage is not open")
+        return safefile.open_subdir(self._root_fd, ".swarm", create=create)
+
     def _load_resume_sync(self, path: Path) -> Bitfield | None:
         try:
-            fd = os.open(path, os.O_RDONLY | _FILE_FLAGS)
+            dir_fd = self._resume_dir_fd(create=False)
         except OSError:
             return None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            raw = os.read(fd, MAX_RESUME_SIZE + 1)
-        except OSError:
-            return None
+            raw = safefile.read_small(dir_fd, path.name, MAX_RESUME_SIZE + 1)
         finally:
-            os.close(fd)
+            os.close(dir_fd)
+        if raw is None:
+            return None
         resume = decode_resume(raw, self.layout, self.meta.info_hash)
         observed = self._observe()
         have = trusted_have(resume, observed)
@@ -751,26 +762,16 @@ class Storage:
                 raise _oserror(exc, self._display(i), "write to") from None
         observed = self._observe()
         raw = encode_resume(ResumeData(self.meta.info_hash, have, tuple(observed)))
-        d = str(path.parent)
-        tmp = f"{path}.tmp{os.getpid()}"
         try:
-            os.makedirs(d, exist_ok=True)
-            if stat.S_ISLNK(os.lstat(d).st_mode):
-                raise StorageError(f"refusing to follow a symlink at {d}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _FILE_FLAGS, 0o644)
-            try:
-                _pwrite_all(fd, memoryview(raw), 0)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            dir_fd = self._resume_dir_fd(create=True)
+        except OSError as exc:
+            raise _oserror(exc, str(path.parent), "create") from None
+        try:
+            safefile.write_atomic(dir_fd, path.name, raw, replace=True)
         except OSError as exc:
             raise _oserror(exc, str(path), "write to") from None
+        finally:
+            os.close(dir_fd)
         self._baseline = observed
         self._touched.clear()
 

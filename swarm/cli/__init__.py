@@ -1,4 +1,4 @@
-"""Command-line entry point: ``swarm COMMAND ...`` (see shared/spec/cli.md).
+"""Command-line entry point: ``swarm COMMAND ...`` (reference: docs/cli.md).
 
 Each command lives in its own module exposing ``register(subparsers)`` and
 ``run(args) -> int``; this module only wires them together and turns our

@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "create",
         help="make a .torrent for a file or directory",
         description="Make a .torrent for a file or a directory (multi-file) and print "
-        "its info-hash and magnet URI.",
+        "its info-hash and magnet URI. Symlinks inside PATH are left out with a warning on "
+        "stderr (a seed never follows symlinks, so it could not serve them); PATH itself must "
+        "not be a symlink (give the path it points to).",
         epilog="example: swarm create ./photos -t http://192.168.1.10:6969/announce",
     )
     p.add_argument("path", metavar="PATH", help="file or directory to share")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         epilog="example: swarm get ubuntu.torrent -o ~/Downloads --peer 192.168.1.10:6881",
     )
     p.add_argument("source", metavar="SOURCE", help=".torrent file or magnet: URI")
-    p.add_argument("-o", "--output", metavar="DIR", default=".", help="download directory (default .)")
+    p.add_argument(
+        "-o", "--output", metavar="DIR", default=".", help="download directory (default .; created with its parents if missing)"
+    )
     add_network_options(p)
     p.add_argument(
         "--peer", action="append", default=[], metavar="HOST:PORT",
@@ -164,8 +167,9 @@ async def drive(
 
 async def _metadata(
     session: Session, magnet: Magnet, out: Path, peers: list[tuple[str, int]], reporter: Any
-) -> Metainfo:
-    """Fetch the info dictionary from peers, then keep it as <name>.torrent next to the download."""
+) -> tuple[Metainfo, Path | None]:
+    """Fetch the info dictionary from peers, then keep it as <name>.torrent next to the download
+    (see ``save_torrent_file``); the metadata and where it was saved."""
     if reporter.mode == "plain":
         stream = getattr(reporter, "stream", sys.stdout)  # stderr with --stdout: stdout is the data
         stream.write(f"fetching metadata of {magnet.info_hash_hex} from peers...\n")
@@ -176,19 +180,61 @@ async def _metadata(
         if reporter.mode == "json":  # scripts read why on stdout too, not only stderr's line
             reporter.event("error", message=str(exc), fatal=True)
         raise
-    target = out / f"{meta.name}.torrent"
+    saved = await asyncio.to_thread(save_torrent_file, out, meta.name, meta.to_bytes(), _warn)
+    return meta, saved
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"swarm: warning: {message}\n")
+    sys.stderr.flush()
+
+
+#: ``<name>.torrent`` taken by another file: ``<name>.1.torrent`` ... ``<name>.9.torrent``.
+TORRENT_COPIES = 10
+
+
+def save_torrent_file(out: Path, name: str, data: bytes, warn: Callable[[str], None]) -> Path | None:
+    """Keep a magnet's metadata as ``out/<name>.torrent``; the path written, or None.
+
+    Opened relative to ``out`` without following symlinks, written to a temp
+    file and linked into place, so nothing outside ``out`` and no existing file
+    is ever written. An existing ``<name>.torrent`` with the same bytes (the
+    same magnet fetched again) is kept; another file or a symlink of that name
+    is left alone and the first free ``<name>.N.torrent`` is used, with a
+    warning. The name is cut to fit the 255-byte limit of a file name.
+    """
+    from swarm import safefile
+
     try:
-        await asyncio.to_thread(target.write_bytes, meta.to_bytes())
+        dir_fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise StorageError(f"{target}: cannot write: {exc.strerror or exc}") from None
-    return meta
+        raise StorageError(f"{out}: cannot open: {exc.strerror or exc}") from None
+    try:
+        for n in range(TORRENT_COPIES):
+            candidate = safefile.fit_name(name, ".torrent" if n == 0 else f".{n}.torrent")
+            if safefile.read_small(dir_fd, candidate, len(data) + 1) == data:
+                return out / candidate
+            if safefile.write_atomic(dir_fd, candidate, data, replace=False):
+                if n:
+                    warn(f"{out / safefile.fit_name(name, '.torrent')} exists and is not ours; "
+                         f"saved the metadata as {out / candidate}")
+                return out / candidate
+    except OSError as exc:
+        raise StorageError(f"{out}: cannot write {name}.torrent: {exc.strerror or exc}") from None
+    finally:
+        os.close(dir_fd)
+    warn(f"{out}: {name}.torrent and its numbered variants exist; metadata not saved")
+    return None
 
 
 def _check_output_dir(path: Path) -> None:
-    import os
-
-    if not path.exists():
-        raise StorageError(f"{path}: output directory does not exist")
+    """Create DIR with its parents if needed (as wget, aria2 and transmission-cli do); it must be writable."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        pass  # a file (or a dangling symlink) of that name: refused below
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot create the output directory: {exc.strerror or exc}") from None
     if not path.is_dir():
         raise StorageError(f"{path}: not a directory")
     if not os.access(path, os.W_OK | os.X_OK):
@@ -242,7 +288,12 @@ async def _get(
     complete = False
     extras: StreamExtras | None = None
     try:
-        source: Path | Metainfo = src if isinstance(src, Path) else await _metadata(session, src, out, peers, reporter)
+        source: Path | Metainfo
+        torrent_file: Path | None
+        if isinstance(src, Path):
+            source = torrent_file = src
+        else:
+            source, torrent_file = await _metadata(session, src, out, peers, reporter)
         if not isinstance(src, Path):
             extra = list(src.peers) + session.take_metadata_peers(src.info_hash)
             peers = peers + [p for p in extra if p not in peers]
@@ -251,9 +302,8 @@ async def _get(
         extras = StreamExtras(args, handle, reporter, stop)
         extras.configure()
         status = handle.status()
-        torrent_file = src if isinstance(src, Path) else out / f"{status.name}.torrent"
-        reporter.start(status, torrent=str(torrent_file), path=str(out / status.name),
-                       magnet=handle.metainfo.magnet_uri())
+        saved = {"torrent": str(torrent_file)} if torrent_file is not None else {}
+        reporter.start(status, **saved, path=str(out / status.name), magnet=handle.metainfo.magnet_uri())
         started = True
         if not isinstance(src, Path):
             reporter.event(

@@ -63,10 +63,13 @@ def _date(ts: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     meta = load_torrent(args.torrent)
+    if getattr(args, "quiet", False):
+        return 0
+    # warnings are diagnostics: stderr, so stdout stays the description (or pure JSON)
+    for warning in meta.warnings:
+        sys.stderr.write(f"swarm: warning: {warning}\n")
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(as_dict(meta), ensure_ascii=False) + "\n")
-        return 0
-    if getattr(args, "quiet", False):
         return 0
     from rich.console import Console
     from rich.markup import escape
@@ -111,6 +114,4 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(escape("/".join(f.path[1:])), human_size(f.length), str(f.length))
         console.print(table)
     console.print(f"[bold]magnet:[/bold]     {escape(meta.magnet_uri())}")
-    for warning in meta.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     return 0

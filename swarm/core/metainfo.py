@@ -236,6 +236,9 @@ def _build_from_info(
 
     name = _name(info, info_hash, warnings)
     files_value = info.get(b"files")
+    if files_value is not None and b"length" in info:
+        # BEP 3: exactly one; clients that read the other key would fetch other files
+        raise MetainfoError("info has both 'length' and 'files' (BEP 3 allows exactly one)")
     if files_value is not None:
         files = _multi_files(files_value, name, warnings)
         multi = True

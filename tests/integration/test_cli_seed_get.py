@@ -54,9 +54,10 @@ def test_get_bad_inputs(tmp_path: Path) -> None:
 
 def test_get_missing_or_readonly_output_dir(tmp_path: Path) -> None:
     _, tfile, _ = make_payload(tmp_path, 100_000, 16384)
-    r = run_cli("get", str(tfile), "-o", str(tmp_path / "nope"), "--port", "0", *QUIET, cwd=tmp_path)
+    (tmp_path / "afile").write_bytes(b"")  # a missing DIR is created, but not under a file
+    r = run_cli("get", str(tfile), "-o", str(tmp_path / "afile" / "nope"), "--port", "0", *QUIET, cwd=tmp_path)
     assert r.returncode == 1
-    assert r.stderr.count("\n") == 1 and "nope" in r.stderr and "does not exist" in r.stderr
+    assert r.stderr.count("\n") == 1 and "nope" in r.stderr and "cannot create" in r.stderr
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
