@@ -82,17 +82,8 @@ local function take(picked, z, size, n, pid, want)
   end
 end
 
-local function one(ih, pid, addr, kind, want)
-  local S, L, A = P .. 's:' .. ih, P .. 'l:' .. ih, P .. 'a:' .. ih
-  sweep(S, A)
-  sweep(L, A)
-  local c = kind:byte(1)
-  if c == 88 then  -- 'X'
-    call('ZREM', S, pid)
-    call('ZREM', L, pid)
-    call('HDEL', A, pid)
-    return call('ZCARD', S), call('ZCARD', L)
-  end
+-- Add or refresh the asker: seeds and leechers after it, or -1 / -2 when full.
+local function record(ih, pid, addr, kind, seed, S, L, A)
   local sc = call('ZSCORE', I, ih)
   local refresh = (not sc) or tonumber(sc) - ttl <= now
   local new = call('HSET', A, pid, addr) == 1
@@ -113,7 +104,6 @@ local function one(ih, pid, addr, kind, want)
       end
     end
   end
-  local seed = c == 83 or c == 115 or c == 70 or c == 102  -- 'S' 's' 'F' 'f'
   local mine, other = L, S
   if seed then mine, other = S, L end
   if call('ZADD', mine, due, pid) == 1 then
@@ -140,7 +130,33 @@ local function one(ih, pid, addr, kind, want)
     call('EXPIRE', C, keep)
     call('ZADD', I, tostring(math.ceil(now + ttl + gap)), ih)
   end
+  return ns, nl
+end
 
+local function one(ih, pid, addr, kind, want)
+  local S, L, A = P .. 's:' .. ih, P .. 'l:' .. ih, P .. 'a:' .. ih
+  sweep(S, A)
+  sweep(L, A)
+  local c = kind:byte(1)
+  -- an entry may be changed only from the IP that made it: peer ids are public
+  local cur = call('HGET', A, pid)
+  local foreign = cur and cur:sub(1, -3) ~= addr:sub(1, -3)
+  if c == 88 then  -- 'X'
+    if not foreign then
+      call('ZREM', S, pid)
+      call('ZREM', L, pid)
+      call('HDEL', A, pid)
+    end
+    return call('ZCARD', S), call('ZCARD', L)
+  end
+  local seed = c == 83 or c == 115 or c == 70 or c == 102  -- 'S' 's' 'F' 'f'
+  local ns, nl
+  if foreign then  -- someone else's entry: answer, but change nothing of it
+    ns, nl = call('ZCARD', S), call('ZCARD', L)
+  else
+    ns, nl = record(ih, pid, addr, kind, seed, S, L, A)
+    if ns < 0 then return ns, nl end
+  end
   if want <= 0 then return ns, nl end
   local fill = c == 70 or c == 102
   if seed and nl == 0 and not fill then return ns, nl end  -- seeds get no seeds

@@ -296,6 +296,34 @@ async def test_store_total_peer_cap() -> None:
     assert s.peer_count == 2 and list(s.swarms) == [IH]  # the emptied swarm went at once
 
 
+async def test_one_source_cannot_fill_the_global_caps() -> None:
+    """The swarm and peer caps are global: one address gets a share of each, so
+    it cannot lock everyone else out for the peers' lifetime."""
+    s = MemoryStore(max_swarms=10, max_peers=10, max_swarms_per_source=2, max_peers_per_source=3)
+    flood = "10.9.9.9"
+    await s.announce(req(1), pack_peer(flood, 1), now=0)
+    await s.announce(req(2, ih=IH2), pack_peer(flood, 2), now=0)
+    with pytest.raises(StoreFull, match="too many swarms from your address"):
+        await s.announce(req(3, ih=b"\x03" * 20), pack_peer(flood, 3), now=0)
+    await s.announce(req(3), pack_peer(flood, 3), now=0)
+    with pytest.raises(StoreFull, match="too many peers from your address"):
+        await s.announce(req(4), pack_peer(flood, 4), now=0)
+    await s.announce(req(3), pack_peer(flood, 3), now=1)  # its own peers may re-announce
+    # everyone else is still served, IPv6 hosts counted per /64
+    await s.announce(req(5, ih=b"\x05" * 20), pack_peer("10.0.0.5", 5), now=0)
+    await s.announce(req(6), pack_peer("2001:db8::1", 6), now=0)
+    await s.announce(req(7), pack_peer("2001:db8::2", 7), now=0)
+    await s.announce(req(8), pack_peer("2001:db8::3", 8), now=0)
+    with pytest.raises(StoreFull, match="too many peers from your address"):
+        await s.announce(req(9), pack_peer("2001:db8::ffff", 9), now=0)
+    # leaving gives the share back: a stopped, and expiry
+    await s.announce(req(3, event="stopped"), pack_peer(flood, 3), now=2)
+    await s.announce(req(4), pack_peer(flood, 4), now=2)
+    await s.expire(now=10_000)
+    assert s.peers_by_source == {} and s.swarms_by_source == {} and s.swarms == {}
+    await s.announce(req(9), pack_peer("2001:db8::ffff", 9), now=10_000)
+
+
 async def test_store_sample_is_uniform_enough() -> None:
     s = MemoryStore(rng=random.Random(1))
     for n in range(20):
