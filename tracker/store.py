@@ -407,7 +407,10 @@ def open_store(url: str, *, peer_ttl: float) -> Store:
         try:
             from tracker.redis_store import RedisStore
         except ImportError as exc:  # redis-py missing
-            raise BadInput(f"--store {url}: the redis package is not installed ({exc})") from None
+            raise BadInput(
+                f"--store {url}: the redis package is not installed ({exc}); "
+                "install it with: pip install 'swarm[redis]'"
+            ) from None
         store: Store = RedisStore(url, peer_ttl=peer_ttl)
         return store
     raise BadInput(f"--store {url}: expected memory: or redis://HOST:PORT/DB")

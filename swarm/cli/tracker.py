@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--store",
         default="memory:",
         metavar="URL",
-        help="memory: (default) or redis://HOST:PORT/DB",
+        help="memory: (default) or redis://HOST:PORT/DB (needs: pip install 'swarm[redis]')",
     )
     p.add_argument(
         "--workers", type=int, default=1, help="processes serving one port (needs a redis store)"

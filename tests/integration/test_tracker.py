@@ -372,6 +372,17 @@ def test_cli_prints_port_and_stops_cleanly_on_sigterm() -> None:
             proc.wait(timeout=5)
 
 
+def test_redis_store_without_the_extra_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swarm.cli import main
+
+    monkeypatch.setitem(sys.modules, "tracker.redis_store", None)  # import fails: no redis-py
+    assert main(["tracker", "--port", "0", "--store", "redis://127.0.0.1:1/0"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'swarm[redis]'" in err and "Traceback" not in err, err
+
+
 def test_cli_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from swarm.cli import main
 
