@@ -155,6 +155,12 @@ def source_of(addr: bytes) -> bytes:
     return addr[:4] if len(addr) == 6 else addr[:8]
 
 
+#: Swarms and peer entries one source may add (a tenth of the global caps): enough for
+#: a NAT'd site, too few for one client to lock everyone out.
+MAX_SWARMS_PER_SOURCE = 10_000
+MAX_PEERS_PER_SOURCE = 100_000
+
+
 class MemoryStore:
     """All state in this process's dicts: the default for a LAN tracker."""
 
@@ -165,8 +171,8 @@ class MemoryStore:
         max_swarms: int = 100_000,
         max_peers_per_swarm: int = 20_000,
         max_peers: int = 1_000_000,
-        max_swarms_per_source: int = 10_000,
-        max_peers_per_source: int = 100_000,
+        max_swarms_per_source: int = MAX_SWARMS_PER_SOURCE,
+        max_peers_per_source: int = MAX_PEERS_PER_SOURCE,
         rng: random.Random | None = None,
     ) -> None:
         self.peer_ttl = peer_ttl
@@ -397,12 +403,24 @@ class MemoryStore:
         self.peer_count = 0
 
 
-def open_store(url: str, *, peer_ttl: float) -> Store:
-    """A store from a ``--store`` URL: ``memory:`` or ``redis://HOST:PORT/DB``."""
+def open_store(
+    url: str,
+    *,
+    peer_ttl: float,
+    max_swarms_per_source: int | None = None,
+    max_peers_per_source: int | None = None,
+) -> Store:
+    """A store from a ``--store`` URL: ``memory:`` or ``redis://HOST:PORT/DB``.
+
+    The per-source caps apply to the memory store; ``None`` keeps the defaults."""
     from swarm.errors import BadInput
 
     if url in ("", "memory", "memory:"):
-        return MemoryStore(peer_ttl=peer_ttl)
+        return MemoryStore(
+            peer_ttl=peer_ttl,
+            max_swarms_per_source=max_swarms_per_source or MAX_SWARMS_PER_SOURCE,
+            max_peers_per_source=max_peers_per_source or MAX_PEERS_PER_SOURCE,
+        )
     if url.startswith(("redis://", "rediss://", "unix://")):
         try:
             from tracker.redis_store import RedisStore

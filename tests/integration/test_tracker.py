@@ -396,6 +396,8 @@ def test_cli_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
         ["--port", "70000"],
         ["--interval", "0"],
         ["--interval", "60", "--min-interval", "61"],
+        ["--max-conns-per-ip", "-1"],
+        ["--max-peers-per-ip", "0"],
     ):
         assert main(["tracker", "--port", "0", *extra]) == 2, extra
         err = capsys.readouterr().err
