@@ -412,7 +412,8 @@ def open_store(
 ) -> Store:
     """A store from a ``--store`` URL: ``memory:`` or ``redis://HOST:PORT/DB``.
 
-    The per-source caps apply to the memory store; ``None`` keeps the defaults."""
+    ``None`` keeps the per-source caps' defaults; a Redis store caps peers per source
+    (its swarms per source are bounded by that)."""
     from swarm.errors import BadInput
 
     if url in ("", "memory", "memory:"):
@@ -429,6 +430,10 @@ def open_store(
                 f"--store {url}: the redis package is not installed ({exc}); "
                 "install it with: pip install 'swarm[redis]'"
             ) from None
-        store: Store = RedisStore(url, peer_ttl=peer_ttl)
+        store: Store = RedisStore(
+            url,
+            peer_ttl=peer_ttl,
+            max_peers_per_source=max_peers_per_source or MAX_PEERS_PER_SOURCE,
+        )
         return store
     raise BadInput(f"--store {url}: expected memory: or redis://HOST:PORT/DB")

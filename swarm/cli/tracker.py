@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=int,
         default=100_000,
         metavar="N",
-        help="peer entries one IP address (IPv6: /64) may hold, memory store (default 100000)",
+        help="peer entries one IP address (IPv6: /64) may hold (default 100000)",
     )
     p.add_argument(
         "--no-fast-lane",

@@ -272,6 +272,25 @@ async def test_store_entry_changes_only_from_its_own_address(store_factory) -> N
     assert (r.complete, r.incomplete) == (0, 1)
 
 
+async def test_store_one_source_gets_a_share_of_the_peers(store_factory) -> None:  # type: ignore[no-untyped-def]
+    s: Store = store_factory(peer_ttl=100.0, max_peers_per_source=2)
+    await s.announce(req(1), addr(1), now=0.0)
+    await s.announce(req(2, ih=IH2), addr(2), now=0.0)
+    await s.announce(req(2, ih=IH2), addr(2), now=1.0)  # its own peers may re-announce
+    with pytest.raises(StoreFull, match="too many peers from your address"):
+        await s.announce(req(3), addr(3), now=1.0)
+    other = pack_peer("10.0.0.2", 7000)
+    await s.announce(req(4), other, now=1.0)  # everyone else is still served
+    await s.announce(req(1, event="stopped"), addr(1), now=2.0)  # stopped gives it back
+    await s.announce(req(3), addr(3), now=2.0)
+    with pytest.raises(StoreFull, match="from your address"):
+        await s.announce(req(5), addr(5), now=2.0)
+    # expiry gives it back (peers 2 and 3 are due at 101 and 102)
+    await s.expire(now=150.0)
+    await s.announce(req(5), addr(5), now=150.0)
+    await s.announce(req(6, ih=IH2), addr(6), now=150.0)
+
+
 async def test_store_caps(store_factory) -> None:  # type: ignore[no-untyped-def]
     s: Store = store_factory(max_peers_per_swarm=2, max_swarms=1)
     await s.announce(req(1), addr(1), now=0.0)
