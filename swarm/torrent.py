@@ -1117,14 +1117,11 @@ class Torrent:
             peer.am_choking = True
             peer.send(wire.encode_choke())
             if peer.supports_fast:
-                for index, begin, length in list(peer.upload_queue):
-                    if index not in peer.our_allowed_fast:
-                        peer.send(wire.encode_reject(index, begin, length))
-                peer.upload_queue = type(peer.upload_queue)(
-                    r for r in peer.upload_queue if r[0] in peer.our_allowed_fast
-                )
+                # BEP 6: allowed-fast requests stay queued, the others are rejected
+                for index, begin, length in peer.drop_uploads(keep=peer.our_allowed_fast):
+                    peer.send(wire.encode_reject(index, begin, length))
             else:
-                peer.upload_queue.clear()
+                peer.drop_uploads()
 
     def _rechoke(self, now: float) -> None:
         """Ask the pure choker whom to unchoke; send only the changes."""
