@@ -119,10 +119,11 @@ class Torrent:
         self._buffers: dict[int, memoryview] = {}
         self._buffer_bytes = 0
         self._buffered = Bitfield(n)
+        # blocks being copied into their piece buffer by a peer's decoder (the block
+        # sink's slots): the only writers of piece buffers besides _on_piece
         self._landing: dict[tuple[int, int], PeerConnection] = {}
         self._writing: set[int] = set()
         self._pool: list[memoryview] = []  # finished piece buffers for reuse
-        self._tainted: set[int] = set()  # pieces whose buffer must not be reused
         # who sent each block of a piece in progress (for blame on a hash failure)
         self._senders: dict[int, dict[int, PeerConnection]] = {}
         # failed pieces with several senders: (bad copy, senders), compared with the good one later
@@ -538,8 +539,7 @@ class Torrent:
         if self.picker is not None:
             self.picker.remove_peer(peer)
         for key in list(peer.requests):
-            if self._landing.get(key) is peer:
-                del self._landing[key]
+            self._abandon_landing(peer, key)
         peer.requests.clear()
         self._emit("peer", action="disconnected", address=peer.name(), reason=peer.close_reason)
         if not self._stopped:
@@ -586,9 +586,13 @@ class Torrent:
         index = m.index
         begin = m.begin
         key = (index, begin)
-        req = peer.requests.pop(key, None)
         if m.data is None:
-            self._landing.pop(key, None)
+            # landed through the sink: only the peer that owns the landing mark
+            # may complete it (a late block was diverted, see _abandon_landing)
+            if self._landing.get(key) is not peer:
+                return 0
+            del self._landing[key]
+        req = peer.requests.pop(key, None)
         if req is None:
             self.wasted += len(m.data) if m.data is not None else 0
             return 0
@@ -700,9 +704,7 @@ class Torrent:
             raise ProtocolError("reject-request without the fast extension")
         req = peer.requests.pop((m.index, m.begin), None)
         if req is not None and self.picker is not None:
-            if self._landing.get((m.index, m.begin)) is peer:
-                del self._landing[(m.index, m.begin)]
-                self._tainted.add(m.index)
+            self._abandon_landing(peer, (m.index, m.begin))
             self.picker.cancel_requests(peer, (Block(m.index, m.begin, req[0]),))
             # re-issue at once to whoever can take it
             for p in list(self.peers):
@@ -801,12 +803,18 @@ class Torrent:
         if not peer.requests:
             return
         for key in list(peer.requests):
-            if self._landing.get(key) is peer:
-                del self._landing[key]
-                self._tainted.add(key[0])
+            self._abandon_landing(peer, key)
         peer.requests.clear()
         if self.picker is not None:
             self.picker.cancel_requests(peer)
+
+    def _abandon_landing(self, peer: PeerConnection, key: tuple[int, int]) -> None:
+        """We gave up ``peer``'s block ``key``: if it is landing, the rest of it goes
+        to a throw-away buffer (the block may be fetched again from someone else)."""
+        if self._landing.get(key) is peer:
+            del self._landing[key]
+            if peer.decoder is not None:
+                peer.decoder.abandon_block(*key)
 
     def _fill(self, peer: PeerConnection, now: float | None = None) -> None:
         """Top up this peer's request pipeline."""
@@ -881,9 +889,14 @@ class Torrent:
         return view
 
     def _piece_complete(self, index: int) -> None:
+        """Hand the piece buffer to hashing and writing. From here nothing writes
+        into it: the sink and _on_piece find no buffer for the index, and any block
+        still landing in it (none, if the bookkeeping is right) is diverted."""
         view = self._buffers.pop(index, None)
         if view is None:
             return
+        for key, peer in [(k, p) for k, p in self._landing.items() if k[0] == index]:
+            self._abandon_landing(peer, key)
         self._buffered.clear(index)
         self._writing.add(index)
         self._spawn(self._write_piece(index, view))
@@ -907,10 +920,7 @@ class Torrent:
         self._recycle(index, view)
 
     def _recycle(self, index: int, view: memoryview) -> None:
-        if index in self._tainted:
-            # a dropped request may still be landing bytes in it: never reuse
-            self._tainted.discard(index)
-            return
+        # safe to reuse: no decoder writes into it any more (see _piece_complete)
         # spare + in-use buffers stay within MAX_BUFFER_BYTES
         spare = len(self._pool) * self.meta.piece_length
         if len(view) == self.meta.piece_length and spare + self._buffer_bytes + len(view) <= MAX_BUFFER_BYTES:
