@@ -122,7 +122,8 @@ class Torrent:
         # blocks being copied into their piece buffer by a peer's decoder (the block
         # sink's slots): the only writers of piece buffers besides _on_piece
         self._landing: dict[tuple[int, int], PeerConnection] = {}
-        self._writing: set[int] = set()
+        # hash+write tasks: stop() awaits them instead of cancelling (the thread would go on)
+        self._writes: set[asyncio.Task[Any]] = set()
         self._pool: list[memoryview] = []  # finished piece buffers for reuse
         # who sent each block of a piece in progress (for blame on a hash failure)
         self._senders: dict[int, dict[int, PeerConnection]] = {}
@@ -291,16 +292,17 @@ class Torrent:
         for cb in self.on_stop:
             cb()
         for task in list(self._tasks):
-            task.cancel()
+            if task not in self._writes:
+                task.cancel()
         for peer in list(self.peers):
             peer.close("torrent stopped")
         if self.trackers is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.trackers.stop(), 5)
-        # let in-flight hash+writes finish so they are counted in the resume file
-        deadline = time.monotonic() + 10
-        while self._writing and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        # in-flight hash+writes finish (shielded: a cancelled stop() does not cancel
+        # them) and are counted in the resume file
+        if self._writes:
+            await asyncio.shield(asyncio.wait(list(self._writes)))
         if self.storage is not None and self.picker is not None:
             with contextlib.suppress(SwarmError, OSError):
                 await self.storage.save_resume(self.have)
@@ -898,16 +900,18 @@ class Torrent:
         for key, peer in [(k, p) for k, p in self._landing.items() if k[0] == index]:
             self._abandon_landing(peer, key)
         self._buffered.clear(index)
-        self._writing.add(index)
-        self._spawn(self._write_piece(index, view))
+        write = self._spawn(self._write_piece(index, view))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
 
     async def _write_piece(self, index: int, view: memoryview) -> None:
         try:
             ok = await self.storage.write_piece(index, view)
         finally:
-            self._writing.discard(index)
             self._buffer_bytes -= len(view)
         if self._stopped or self.picker is None:
+            if ok:
+                self.have.set(index)  # on disk: counted in the resume data stop() saves
             return
         senders = self._senders.pop(index, {})
         if ok:
