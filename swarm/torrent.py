@@ -1032,9 +1032,14 @@ class Torrent:
         self._complete.set()
 
     async def _save_resume(self) -> None:
+        """Save resume data. A failure (disk full, no room for .swarm) is only a
+        warning: the verified data is on disk, the next start rechecks it."""
         self._resume_dirty = False
         self._last_resume = time.monotonic()
-        await self.storage.save_resume(self.have.copy())
+        try:
+            await self.storage.save_resume(self.have.copy())
+        except (SwarmError, OSError) as exc:
+            log.warning("%s: cannot save resume data: %s", self.meta.name, exc)
 
     def left(self) -> int:
         if self.picker is None:
@@ -1190,10 +1195,7 @@ class Torrent:
             now = time.monotonic()
             self._tick(now)
             if self._resume_dirty and now - self._last_resume >= RESUME_INTERVAL:
-                try:
-                    await self._save_resume()
-                except (SwarmError, OSError) as exc:
-                    log.warning("cannot save resume data: %s", exc)
+                await self._save_resume()
 
     def _tick(self, now: float) -> None:
         if self.choker.due(now):
