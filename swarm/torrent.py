@@ -139,7 +139,9 @@ class Torrent:
         self._mono_start = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._complete = asyncio.Event()
+        # not running: stopped or failed (no ticks, dialling, admissions or discovery)
         self._stopped = False
+        self._stop_called = False
         self._events: list[asyncio.Queue[tuple[str, dict[str, Any]]]] = []
         self._last_rechoke = 0.0
         self.choker = Choker(slots=UPLOAD_SLOTS)
@@ -286,16 +288,12 @@ class Torrent:
             self.add_peer(str(host), int(port), "tracker")
 
     async def stop(self) -> None:
-        if self._stopped:
+        if self._stop_called:
             return
-        self._stopped = True
+        self._stop_called = True
         for cb in self.on_stop:
             cb()
-        for task in list(self._tasks):
-            if task not in self._writes:
-                task.cancel()
-        for peer in list(self.peers):
-            peer.close("torrent stopped")
+        self._halt("torrent stopped")
         if self.trackers is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.trackers.stop(), 5)
@@ -311,6 +309,17 @@ class Torrent:
                 await self.storage.close()
         if self.state != "error":
             self.state = "stopped"
+
+    def _halt(self, reason: str) -> None:
+        """Stop running: every task but the piece writes (stop() awaits those) is
+        cancelled, every peer closed; _stopped then refuses ticks, new connections,
+        admissions and discovered addresses."""
+        self._stopped = True
+        for task in list(self._tasks):
+            if task not in self._writes:
+                task.cancel()
+        for peer in list(self.peers):
+            peer.close(reason)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -337,8 +346,7 @@ class Torrent:
         self.state = "error"
         self.error = message
         self._emit("error", message=message, fatal=True)
-        for p in list(self.peers):
-            p.close("torrent stopped after an error")
+        self._halt("torrent stopped after an error")
         self._complete.set()
 
     # ------------------------------------------------------------ events
