@@ -106,8 +106,9 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.snubbed = False
         self.unchoked_at = now
         self.last_block = now
-        # Requests they made of us, served in order by one task.
-        self.upload_queue: deque[tuple[int, int, int]] = deque()
+        # Requests they made of us, served in order by one task. One deque for the
+        # connection's life (read-only property): the serving task holds it.
+        self._upload_queue: deque[tuple[int, int, int]] = deque()
         self._upload_wakeup = asyncio.Event()
         self._upload_task: asyncio.Task[None] | None = None
         self.down = RateMeter()
@@ -284,6 +285,21 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     # -- uploads ----------------------------------------------------------
 
+    @property
+    def upload_queue(self) -> deque[tuple[int, int, int]]:
+        return self._upload_queue
+
+    def drop_uploads(self, keep: frozenset[int] = frozenset()) -> list[tuple[int, int, int]]:
+        """Forget queued requests except those for pieces in ``keep``; return the
+        dropped ones. In place: ``_serve_uploads`` keeps serving this same deque."""
+        queue = self._upload_queue
+        dropped = [r for r in queue if r[0] not in keep]
+        if dropped:
+            kept = [r for r in queue if r[0] in keep]
+            queue.clear()
+            queue.extend(kept)
+        return dropped
+
     def queue_upload(self, index: int, begin: int, length: int) -> bool:
         if len(self.upload_queue) >= MAX_PEER_REQUESTS:
             return False
@@ -329,7 +345,10 @@ class PeerConnection(asyncio.BufferedProtocol):
                 if self.closed:
                     return
                 if self.am_choking and index not in self.our_allowed_fast:
-                    continue  # choked since it was queued
+                    # choked while we read it: a BEP 6 peer is owed a reject
+                    if self.supports_fast:
+                        self.send(wire.encode_reject(index, begin, length))
+                    continue
                 self.send(wire.piece_header(index, begin, length))
                 self.send(block)
                 self._out_bytes += length

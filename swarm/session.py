@@ -137,10 +137,11 @@ class TorrentHandle:
         return await read_range(self, offset, length, prio=prio)
 
     async def flush(self) -> None:
-        """Data files fsynced and resume data saved."""
+        """Data files fsynced and resume data saved (a resume file that cannot be
+        written is only a warning, as in Torrent._save_resume)."""
         t = self._t
         if t.storage is not None:
-            await t.storage.save_resume(t.have.copy())
+            await t._save_resume()
 
 
 class Session:

@@ -119,10 +119,12 @@ class Torrent:
         self._buffers: dict[int, memoryview] = {}
         self._buffer_bytes = 0
         self._buffered = Bitfield(n)
+        # blocks being copied into their piece buffer by a peer's decoder (the block
+        # sink's slots): the only writers of piece buffers besides _on_piece
         self._landing: dict[tuple[int, int], PeerConnection] = {}
-        self._writing: set[int] = set()
+        # hash+write tasks: stop() awaits them instead of cancelling (the thread would go on)
+        self._writes: set[asyncio.Task[Any]] = set()
         self._pool: list[memoryview] = []  # finished piece buffers for reuse
-        self._tainted: set[int] = set()  # pieces whose buffer must not be reused
         # who sent each block of a piece in progress (for blame on a hash failure)
         self._senders: dict[int, dict[int, PeerConnection]] = {}
         # failed pieces with several senders: (bad copy, senders), compared with the good one later
@@ -137,7 +139,9 @@ class Torrent:
         self._mono_start = time.monotonic()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._complete = asyncio.Event()
+        # not running: stopped or failed (no ticks, dialling, admissions or discovery)
         self._stopped = False
+        self._stop_called = False
         self._events: list[asyncio.Queue[tuple[str, dict[str, Any]]]] = []
         self._last_rechoke = 0.0
         self.choker = Choker(slots=UPLOAD_SLOTS)
@@ -284,22 +288,19 @@ class Torrent:
             self.add_peer(str(host), int(port), "tracker")
 
     async def stop(self) -> None:
-        if self._stopped:
+        if self._stop_called:
             return
-        self._stopped = True
+        self._stop_called = True
         for cb in self.on_stop:
             cb()
-        for task in list(self._tasks):
-            task.cancel()
-        for peer in list(self.peers):
-            peer.close("torrent stopped")
+        self._halt("torrent stopped")
         if self.trackers is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.trackers.stop(), 5)
-        # let in-flight hash+writes finish so they are counted in the resume file
-        deadline = time.monotonic() + 10
-        while self._writing and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        # in-flight hash+writes finish (shielded: a cancelled stop() does not cancel
+        # them) and are counted in the resume file
+        if self._writes:
+            await asyncio.shield(asyncio.wait(list(self._writes)))
         if self.storage is not None and self.picker is not None:
             with contextlib.suppress(SwarmError, OSError):
                 await self.storage.save_resume(self.have)
@@ -308,6 +309,17 @@ class Torrent:
                 await self.storage.close()
         if self.state != "error":
             self.state = "stopped"
+
+    def _halt(self, reason: str) -> None:
+        """Stop running: every task but the piece writes (stop() awaits those) is
+        cancelled, every peer closed; _stopped then refuses ticks, new connections,
+        admissions and discovered addresses."""
+        self._stopped = True
+        for task in list(self._tasks):
+            if task not in self._writes:
+                task.cancel()
+        for peer in list(self.peers):
+            peer.close(reason)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -334,8 +346,7 @@ class Torrent:
         self.state = "error"
         self.error = message
         self._emit("error", message=message, fatal=True)
-        for p in list(self.peers):
-            p.close("torrent stopped after an error")
+        self._halt("torrent stopped after an error")
         self._complete.set()
 
     # ------------------------------------------------------------ events
@@ -538,8 +549,7 @@ class Torrent:
         if self.picker is not None:
             self.picker.remove_peer(peer)
         for key in list(peer.requests):
-            if self._landing.get(key) is peer:
-                del self._landing[key]
+            self._abandon_landing(peer, key)
         peer.requests.clear()
         self._emit("peer", action="disconnected", address=peer.name(), reason=peer.close_reason)
         if not self._stopped:
@@ -586,9 +596,13 @@ class Torrent:
         index = m.index
         begin = m.begin
         key = (index, begin)
-        req = peer.requests.pop(key, None)
         if m.data is None:
-            self._landing.pop(key, None)
+            # landed through the sink: only the peer that owns the landing mark
+            # may complete it (a late block was diverted, see _abandon_landing)
+            if self._landing.get(key) is not peer:
+                return 0
+            del self._landing[key]
+        req = peer.requests.pop(key, None)
         if req is None:
             self.wasted += len(m.data) if m.data is not None else 0
             return 0
@@ -700,9 +714,7 @@ class Torrent:
             raise ProtocolError("reject-request without the fast extension")
         req = peer.requests.pop((m.index, m.begin), None)
         if req is not None and self.picker is not None:
-            if self._landing.get((m.index, m.begin)) is peer:
-                del self._landing[(m.index, m.begin)]
-                self._tainted.add(m.index)
+            self._abandon_landing(peer, (m.index, m.begin))
             self.picker.cancel_requests(peer, (Block(m.index, m.begin, req[0]),))
             # re-issue at once to whoever can take it
             for p in list(self.peers):
@@ -801,12 +813,18 @@ class Torrent:
         if not peer.requests:
             return
         for key in list(peer.requests):
-            if self._landing.get(key) is peer:
-                del self._landing[key]
-                self._tainted.add(key[0])
+            self._abandon_landing(peer, key)
         peer.requests.clear()
         if self.picker is not None:
             self.picker.cancel_requests(peer)
+
+    def _abandon_landing(self, peer: PeerConnection, key: tuple[int, int]) -> None:
+        """We gave up ``peer``'s block ``key``: if it is landing, the rest of it goes
+        to a throw-away buffer (the block may be fetched again from someone else)."""
+        if self._landing.get(key) is peer:
+            del self._landing[key]
+            if peer.decoder is not None:
+                peer.decoder.abandon_block(*key)
 
     def _fill(self, peer: PeerConnection, now: float | None = None) -> None:
         """Top up this peer's request pipeline."""
@@ -881,20 +899,27 @@ class Torrent:
         return view
 
     def _piece_complete(self, index: int) -> None:
+        """Hand the piece buffer to hashing and writing. From here nothing writes
+        into it: the sink and _on_piece find no buffer for the index, and any block
+        still landing in it (none, if the bookkeeping is right) is diverted."""
         view = self._buffers.pop(index, None)
         if view is None:
             return
+        for key, peer in [(k, p) for k, p in self._landing.items() if k[0] == index]:
+            self._abandon_landing(peer, key)
         self._buffered.clear(index)
-        self._writing.add(index)
-        self._spawn(self._write_piece(index, view))
+        write = self._spawn(self._write_piece(index, view))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
 
     async def _write_piece(self, index: int, view: memoryview) -> None:
         try:
             ok = await self.storage.write_piece(index, view)
         finally:
-            self._writing.discard(index)
             self._buffer_bytes -= len(view)
         if self._stopped or self.picker is None:
+            if ok:
+                self.have.set(index)  # on disk: counted in the resume data stop() saves
             return
         senders = self._senders.pop(index, {})
         if ok:
@@ -907,10 +932,7 @@ class Torrent:
         self._recycle(index, view)
 
     def _recycle(self, index: int, view: memoryview) -> None:
-        if index in self._tainted:
-            # a dropped request may still be landing bytes in it: never reuse
-            self._tainted.discard(index)
-            return
+        # safe to reuse: no decoder writes into it any more (see _piece_complete)
         # spare + in-use buffers stay within MAX_BUFFER_BYTES
         spare = len(self._pool) * self.meta.piece_length
         if len(view) == self.meta.piece_length and spare + self._buffer_bytes + len(view) <= MAX_BUFFER_BYTES:
@@ -1018,9 +1040,14 @@ class Torrent:
         self._complete.set()
 
     async def _save_resume(self) -> None:
+        """Save resume data. A failure (disk full, no room for .swarm) is only a
+        warning: the verified data is on disk, the next start rechecks it."""
         self._resume_dirty = False
         self._last_resume = time.monotonic()
-        await self.storage.save_resume(self.have.copy())
+        try:
+            await self.storage.save_resume(self.have.copy())
+        except (SwarmError, OSError) as exc:
+            log.warning("%s: cannot save resume data: %s", self.meta.name, exc)
 
     def left(self) -> int:
         if self.picker is None:
@@ -1117,14 +1144,11 @@ class Torrent:
             peer.am_choking = True
             peer.send(wire.encode_choke())
             if peer.supports_fast:
-                for index, begin, length in list(peer.upload_queue):
-                    if index not in peer.our_allowed_fast:
-                        peer.send(wire.encode_reject(index, begin, length))
-                peer.upload_queue = type(peer.upload_queue)(
-                    r for r in peer.upload_queue if r[0] in peer.our_allowed_fast
-                )
+                # BEP 6: allowed-fast requests stay queued, the others are rejected
+                for index, begin, length in peer.drop_uploads(keep=peer.our_allowed_fast):
+                    peer.send(wire.encode_reject(index, begin, length))
             else:
-                peer.upload_queue.clear()
+                peer.drop_uploads()
 
     def _rechoke(self, now: float) -> None:
         """Ask the pure choker whom to unchoke; send only the changes."""
@@ -1179,10 +1203,7 @@ class Torrent:
             now = time.monotonic()
             self._tick(now)
             if self._resume_dirty and now - self._last_resume >= RESUME_INTERVAL:
-                try:
-                    await self._save_resume()
-                except (SwarmError, OSError) as exc:
-                    log.warning("cannot save resume data: %s", exc)
+                await self._save_resume()
 
     def _tick(self, now: float) -> None:
         if self.choker.due(now):
