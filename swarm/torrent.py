@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from swarm.core import admission, wire
 from swarm.core import extensions as ext
-from swarm.core import wire
 from swarm.core.bitfield import Bitfield
 from swarm.core.choker import Choker, PeerInfo
 from swarm.core.metainfo import Metainfo
@@ -104,6 +104,8 @@ class Torrent:
         self._connecting: set[tuple[str, int]] = set()
         self._candidates: deque[tuple[str, int, str]] = deque()
         self._known: set[tuple[str, int]] = set()
+        #: bound of _known and _candidates: what peers tell us must not grow without end
+        self.max_known = admission.MAX_KNOWN_ADDRESSES
         self._manual: set[tuple[str, int]] = set()  # --peer addresses: retried while absent
         self._last_retry = time.monotonic()
         self.banned: set[Any] = set()
@@ -362,6 +364,8 @@ class Torrent:
         addr = (host, port)
         if addr in self._known and source != "manual":
             return
+        if source != "manual" and len(self._known) >= self.max_known:
+            return  # full: addresses are forgotten when a dial fails (see _connect)
         self._known.add(addr)
         if source == "manual":
             self._manual.add(addr)
@@ -406,6 +410,8 @@ class Torrent:
         except (TimeoutError, OSError) as exc:
             log.info("cannot connect to %s:%d: %s", host, port, exc or "timeout")
             self._connect_errors.append(_connect_error(exc))
+            if source != "manual" and len(self._known) >= self.max_known:
+                self._known.discard((host, port))  # full: room for an address that may work
         finally:
             self._connecting.discard((host, port))
 
@@ -498,7 +504,8 @@ class Torrent:
         self.peer_ids.add(peer.peer_id)
         if not peer.outgoing and peer.listen_port is None:
             peer.listen_port = None
-        self._known.add(peer.address)
+        if peer.outgoing:  # an incoming peer's source port is not where it listens
+            self._known.add(peer.address)
         if peer.supports_ext:
             self._send_ext_handshake(peer)
         # discovery hook: BEP 5, tell a DHT-capable peer our DHT port
@@ -723,7 +730,7 @@ class Torrent:
                 peer.reqq = min(hs.reqq, 100000)
             if hs.p:
                 peer.listen_port = hs.p
-                if not peer.outgoing:
+                if not peer.outgoing and len(self._known) < self.max_known:
                     self._known.add((peer.address[0], hs.p))
             self.pex.greet(peer)  # discovery hook: a new ut_pex peer hears of the others at once
             return

@@ -1,0 +1,90 @@
+"""Hostile peers against admission limits (issue 16 #2, #3, #6), over real loopback sockets.
+
+Several source addresses (127.0.0.x) stand in for distinct hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from helpers_qa.peers import RawPeer
+
+from swarm import Session
+from swarm.core import admission, wire
+from swarm.core import extensions as ext
+from swarm.core.bencode import encode as bencode
+from swarm.core.metainfo import Metainfo, parse_metainfo
+from swarm.create import create_torrent
+from tests.helpers.wait import poll
+
+PIECE = 32768
+
+
+@dataclass
+class Swarm:
+    meta: Metainfo
+    data: bytes
+    payload: bytes
+    src: Path
+
+
+@asynccontextmanager
+async def made(tmp_path: Path, size: int = 8 * PIECE + 100) -> AsyncIterator[Swarm]:
+    payload = os.urandom(size)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", piece_length=PIECE)
+    yield Swarm(parse_metainfo(data), data, payload, src)
+
+
+async def raw_from(src_ip: str, port: int) -> RawPeer:
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, local_addr=(src_ip, 0)), 5
+    )
+    return RawPeer(reader, writer)
+
+
+def ext_handshake(**m: int) -> bytes:
+    return wire.encode_extended(0, bencode({b"m": {k.encode(): v for k, v in m.items()}}))
+
+
+# ------------------------------------------------------------------ #6 ut_pex
+
+
+async def test_pex_from_many_short_connections_cannot_grow_the_dial_list(tmp_path: Path) -> None:
+    """Reconnecting resets no budget: each source IP may add a bounded number of
+    addresses, and the known/candidate sets never pass their bound."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as leecher:
+        (tmp_path / "out").mkdir()
+        handle = await leecher.add_torrent(s.meta, tmp_path / "out")
+        torrent: Any = handle._t
+        torrent.max_known = 150  # a small bound, reachable with a few sources
+        assert leecher.port is not None
+        sent = 0
+        for source in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+            for _ in range(20):
+                p = await raw_from(source, leecher.port)
+                assert await p.handshake(s.meta.info_hash) is not None
+                base = sent
+                added = [
+                    ext.PexPeer(f"127.{1 + (base + k) // 60000}.{(base + k) // 250 % 240}.{1 + (base + k) % 250}", 7000)
+                    for k in range(50)
+                ]
+                sent += 50
+                p.send(ext_handshake(ut_pex=1))
+                p.send(wire.encode_extended(ext.UT_PEX_ID, ext.encode_pex(ext.PexMessage(added=added))))
+                await p.drain()
+                p.writer.close()
+                n = sent // 50
+                assert await poll(lambda n=n: torrent.pex.received >= n, timeout=5)  # type: ignore[misc]
+        per_source = admission.MAX_ADDRESSES_PER_SOURCE
+        assert torrent.pex.accepted <= 3 * per_source, torrent.pex.accepted
+        assert len(torrent._known) <= 150, len(torrent._known)
+        assert len(torrent._candidates) <= 150, len(torrent._candidates)
