@@ -740,18 +740,39 @@ class Torrent:
             self.pex.on_message(peer, m.payload)
 
     def _on_ut_metadata(self, peer: PeerConnection, payload: bytes) -> None:
-        """Serve our info dictionary to magnet downloaders (BEP 9)."""
+        """Serve our info dictionary to magnet downloaders (BEP 9), bounded: a rate
+        cap (a peer over it is dropped) and at most one reply waiting while the
+        peer does not read (transport paused)."""
         info = self.meta.info_bytes
         msg = ext.decode_metadata_message(payload, len(info))
         their = peer.ext_ids.get("ut_metadata")
         if their is None or not isinstance(msg, ext.MetadataRequest):
             return
-        start = msg.piece * ext.METADATA_PIECE_SIZE
-        if self.meta.private:
-            peer.send(wire.encode_extended(their, ext.encode_metadata_reject(msg.piece)))
+        now = time.monotonic()
+        if peer.metadata_budget is None:
+            peer.metadata_budget = admission.TokenBucket(
+                admission.METADATA_BURST, admission.METADATA_RATE, now
+            )
+        if not peer.metadata_budget.take(now):
+            peer.close("ut_metadata requests over the rate cap", warn=True)
             return
+        if peer.write_paused:
+            peer.metadata_waiting = msg.piece  # one reply at most, sent on resume
+            return
+        self.serve_metadata(peer, msg.piece)
+
+    def serve_metadata(self, peer: PeerConnection, piece: int) -> None:
+        """Send one ut_metadata reply (data, or a reject for a private torrent)."""
+        info = self.meta.info_bytes
+        their = peer.ext_ids.get("ut_metadata")
+        if their is None or peer.closed:
+            return
+        if self.meta.private:
+            peer.send(wire.encode_extended(their, ext.encode_metadata_reject(piece)))
+            return
+        start = piece * ext.METADATA_PIECE_SIZE
         chunk = info[start : start + ext.METADATA_PIECE_SIZE]
-        peer.send(wire.encode_extended(their, ext.encode_metadata_data(msg.piece, len(info), chunk)))
+        peer.send(wire.encode_extended(their, ext.encode_metadata_data(piece, len(info), chunk)))
 
     def _on_ignore(self, peer: PeerConnection, m: Any) -> None:
         return None

@@ -88,3 +88,40 @@ async def test_pex_from_many_short_connections_cannot_grow_the_dial_list(tmp_pat
         assert torrent.pex.accepted <= 3 * per_source, torrent.pex.accepted
         assert len(torrent._known) <= 150, len(torrent._known)
         assert len(torrent._candidates) <= 150, len(torrent._candidates)
+
+
+# ------------------------------------------------------------------ #2 ut_metadata
+
+
+async def test_metadata_flood_from_a_peer_that_never_reads_is_bounded_and_dropped(tmp_path: Path) -> None:
+    """Tiny ut_metadata requests, never a byte read: the seed's write buffer stays
+    bounded (no reply queued per request) and the peer is dropped (before: one
+    reply queued per request, 3 MB of requests grew the buffer to 1.6 GB)."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        assert seed.port is not None
+        p = await raw_from("127.0.0.1", seed.port)
+        assert await p.handshake(s.meta.info_hash) is not None
+        our_port = p.writer.get_extra_info("sockname")[1]
+        conn = next(c for c in seed.connections if c.address[1] == our_port)
+        p.send(ext_handshake(ut_metadata=7))
+        request = wire.encode_extended(3, bencode({b"msg_type": 0, b"piece": 0}))
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while not conn.closed:
+                assert conn.transport is not None
+                peak = max(peak, conn.transport.get_write_buffer_size())
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        for _ in range(30):  # 3 MB in 100 KB writes; stops mattering once we are dropped
+            p.send(request * (100_000 // len(request)))
+            if not await p.drain(timeout=5):
+                break
+        assert await poll(lambda: conn.closed, timeout=10), "the flooding peer was not dropped"
+        await asyncio.wait_for(watcher, 5)
+        assert "metadata" in conn.close_reason, conn.close_reason
+        assert peak <= 64 * 1024, peak
+        p.writer.close()
