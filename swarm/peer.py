@@ -119,6 +119,11 @@ class PeerConnection(asyncio.BufferedProtocol):
         # ut_metadata serving (BEP 9): a rate budget, and the one reply held while paused
         self.metadata_budget: TokenBucket | None = None
         self.metadata_waiting: int | None = None
+        # slot use, for reclaiming idle slots (Torrent._upload_uses)
+        self.we_unchoked_at: float | None = None
+        self.last_used = now
+        self.used_mark = 0  # self.uploaded when last looked at
+        self.idle_until = 0.0  # passed over by the choker until then
 
     # -- naming -----------------------------------------------------------
 

@@ -106,6 +106,11 @@ class Torrent:
         self._known: set[tuple[str, int]] = set()
         #: bound of _known and _candidates: what peers tell us must not grow without end
         self.max_known = admission.MAX_KNOWN_ADDRESSES
+        # slot squatting (issue 16 #3): connections per IP, and how long an unchoked or
+        # connected interested peer may use nothing before its slot goes to another
+        self.max_peers_per_ip: int = session.max_peers_per_ip
+        self.idle_unchoke_after = admission.IDLE_UNCHOKE_AFTER
+        self.idle_connection_after = admission.IDLE_CONNECTION_AFTER
         self._manual: set[tuple[str, int]] = set()  # --peer addresses: retried while absent
         self._last_retry = time.monotonic()
         self.banned: set[Any] = set()
@@ -428,6 +433,10 @@ class Torrent:
             return "banned"
         if peer.peer_id in self.peer_ids and not self._replace_duplicate(peer):
             return "duplicate peer id"
+        if not peer.outgoing and admission.ip_at_cap(
+            (p.address[0] for p in self.peers), peer.address[0], self.max_peers_per_ip
+        ):
+            return "too many connections from this address"
         if len(self.peers) >= MAX_PEERS and not self._make_room(peer):
             return "too many peers"
         return None
@@ -468,6 +477,12 @@ class Torrent:
             )
             if useless and (worst is None or p.last_recv < worst.last_recv):
                 worst = p
+        if worst is None:
+            # a peer that says interested and never asks holds a slot for nothing
+            worst = cast(
+                "PeerConnection | None",
+                admission.idle_to_evict(self._upload_uses(now), now, self.idle_connection_after),
+            )
         if worst is None:
             return False
         worst.close("making room for a new peer")
@@ -1154,6 +1169,37 @@ class Torrent:
             else:
                 peer.upload_queue.clear()
 
+    def _upload_uses(self, now: float) -> list[admission.UploadUse]:
+        """How each peer uses its slots, for the pure idle checks: a peer "uses" an
+        unchoke while it has requests queued or we sent it data since the last look."""
+        uses = []
+        for p in self.peers:
+            if p.upload_queue or p.uploaded != p.used_mark:
+                p.used_mark = p.uploaded
+                p.last_used = now
+            if p.am_choking:
+                p.we_unchoked_at = None
+            elif p.we_unchoked_at is None:
+                p.we_unchoked_at = now
+            uses.append(
+                admission.UploadUse(
+                    p, p.peer_interested, p.we_unchoked_at, p.last_used, p.downloaded,
+                    caught_idle=p.idle_until > 0,
+                )
+            )
+        return uses
+
+    def _reclaim_idle_slots(self, now: float) -> None:
+        """Unchoked peers that request nothing give their slot back (to a peer that is
+        choked and interested) and are passed over for ``idle_unchoke_after``."""
+        idle = admission.idle_unchoked(self._upload_uses(now), now, self.idle_unchoke_after)
+        if not idle:
+            return
+        for p in idle:
+            cast(PeerConnection, p).idle_until = now + self.idle_unchoke_after
+        if any(p.am_choking and p.peer_interested and now >= p.idle_until for p in self.peers):
+            self._rechoke(now)
+
     def _rechoke(self, now: float) -> None:
         """Ask the pure choker whom to unchoke; send only the changes."""
         self._last_rechoke = now
@@ -1161,7 +1207,7 @@ class Torrent:
         infos = [
             PeerInfo(
                 key=p,
-                interested=p.peer_interested,
+                interested=p.peer_interested and now >= p.idle_until,
                 down_rate=p.down.rate(now),
                 up_rate=p.up.rate(now),
                 snubbed=p.snubbed,
@@ -1215,6 +1261,7 @@ class Torrent:
     def _tick(self, now: float) -> None:
         if self.choker.due(now):
             self._rechoke(now)
+        self._reclaim_idle_slots(now)
         self._report_trackers()
         self.pex.tick(now)  # discovery hook: ut_pex out, at most once a minute per peer
         keepalive = wire.encode_keepalive()

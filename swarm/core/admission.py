@@ -92,6 +92,7 @@ class UploadUse:
     unchoked_at: float | None  # None while choked
     last_request: float  # when it last asked for a block (connect time if never)
     gave_us: int = 0  # bytes it has sent us
+    caught_idle: bool = False  # was unchoked and left its slot unused
 
 
 def idle_unchoked(peers: Iterable[UploadUse], now: float, after: float = IDLE_UNCHOKE_AFTER) -> set[Hashable]:
@@ -108,11 +109,12 @@ def idle_unchoked(peers: Iterable[UploadUse], now: float, after: float = IDLE_UN
 def idle_to_evict(
     peers: Iterable[UploadUse], now: float, after: float = IDLE_CONNECTION_AFTER
 ) -> Hashable | None:
-    """At the connection cap: the interested peer idle longest (no request for
-    ``after`` seconds, nothing given to us), or None."""
+    """At the connection cap: the interested peer idle longest (caught leaving an
+    unchoke unused, no request for ``after`` seconds, nothing given to us), or None.
+    Interested peers merely waiting for an unchoke are not idle: they never had one."""
     best: UploadUse | None = None
     for p in peers:
-        if not p.interested or p.gave_us or now - p.last_request < after:
+        if not (p.interested and p.caught_idle) or p.gave_us or now - p.last_request < after:
             continue
         if best is None or p.last_request < best.last_request:
             best = p

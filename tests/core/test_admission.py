@@ -51,10 +51,11 @@ def test_idle_unchoked_peer_loses_its_slot_a_requesting_one_keeps_it() -> None:
 
 def test_idle_to_evict_picks_the_longest_idle_interested_peer_that_gives_nothing() -> None:
     peers = [
-        UploadUse("a", True, None, last_request=10.0),
-        UploadUse("b", True, None, last_request=5.0),
-        UploadUse("giver", True, None, last_request=0.0, gave_us=1),
-        UploadUse("not-interested", False, None, last_request=0.0),
+        UploadUse("a", True, None, last_request=10.0, caught_idle=True),
+        UploadUse("b", True, None, last_request=5.0, caught_idle=True),
+        UploadUse("waiting", True, None, last_request=0.0),  # never unchoked: not idle
+        UploadUse("giver", True, None, last_request=0.0, gave_us=1, caught_idle=True),
+        UploadUse("not-interested", False, None, last_request=0.0, caught_idle=True),
     ]
     assert idle_to_evict(peers, 60.0, after=60.0) is None
     assert idle_to_evict(peers, 66.0, after=60.0) == "b"

@@ -45,10 +45,7 @@ async def made(tmp_path: Path, size: int = 8 * PIECE + 100) -> AsyncIterator[Swa
 
 
 async def raw_from(src_ip: str, port: int) -> RawPeer:
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection("127.0.0.1", port, local_addr=(src_ip, 0)), 5
-    )
-    return RawPeer(reader, writer)
+    return await RawPeer.connect(port, source=src_ip)
 
 
 def ext_handshake(**m: int) -> bytes:
@@ -125,3 +122,46 @@ async def test_metadata_flood_from_a_peer_that_never_reads_is_bounded_and_droppe
         assert "metadata" in conn.close_reason, conn.close_reason
         assert peak <= 64 * 1024, peak
         p.writer.close()
+
+
+# ------------------------------------------------------------------ #3 slot squatting
+
+
+async def test_squatters_cannot_lock_an_honest_leecher_out_of_a_seed(tmp_path: Path) -> None:
+    """Connections that say ``interested`` and never request, from eight addresses,
+    fill the seed's connection cap and unchoke slots; a per-IP cap holds each address
+    to 8, idle unchoked squatters lose their slots and then their connections, and
+    an honest leecher completes (before: refused, 0 bytes)."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        torrent: Any = seed.torrents[s.meta.info_hash]
+        torrent.idle_unchoke_after = 1.0  # seconds instead of the default 30/60
+        torrent.idle_connection_after = 1.0
+        assert seed.port is not None
+        squatters: list[RawPeer] = []
+        for host in range(2, 10):
+            for _ in range(9):  # one more than the per-IP cap
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                assert await p.handshake(s.meta.info_hash) is not None
+                p.send(wire.encode_interested())
+                await p.drain()
+                squatters.append(p)
+        try:
+            assert await poll(lambda: len(torrent.peers) >= 60, timeout=10), len(torrent.peers)
+            per_ip: dict[str, int] = {}
+            for peer in torrent.peers:
+                per_ip[peer.address[0]] = per_ip.get(peer.address[0], 0) + 1
+            assert max(per_ip.values()) <= 8, per_ip
+            # some squatters were unchoked, left their slots unused, and were caught
+            assert await poll(
+                lambda: sum(1 for peer in torrent.peers if peer.idle_until > 0) >= 2, timeout=15
+            )
+            out = tmp_path / "honest"
+            out.mkdir()
+            async with Session("127.0.0.1", 0) as leecher:
+                h = await leecher.add_torrent(s.meta, out, peers=[("127.0.0.1", seed.port)])
+                await h.wait_complete(30)
+            assert (out / "f.bin").read_bytes() == s.payload
+        finally:
+            for p in squatters:
+                p.writer.close()
