@@ -653,7 +653,8 @@ class Torrent:
 
     def _on_interested(self, peer: PeerConnection, m: Any) -> None:
         peer.peer_interested = True
-        if peer.am_choking and self._unchoked_count() < UPLOAD_SLOTS:
+        idle = time.monotonic() < peer.idle_until  # caught squatting: no slot for a while
+        if peer.am_choking and not idle and self._unchoked_count() < UPLOAD_SLOTS:
             self._unchoke(peer)
 
     def _on_not_interested(self, peer: PeerConnection, m: Any) -> None:

@@ -165,3 +165,34 @@ async def test_squatters_cannot_lock_an_honest_leecher_out_of_a_seed(tmp_path: P
         finally:
             for p in squatters:
                 p.writer.close()
+
+
+async def test_metadata_requests_while_paused_leave_one_reply_for_the_resume(tmp_path: Path) -> None:
+    """While the peer's transport is paused (it does not read), requests queue no
+    reply; one reply (the latest asked for) goes out when writing resumes."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        assert seed.port is not None
+        p = await raw_from("127.0.0.1", seed.port)
+        assert await p.handshake(s.meta.info_hash) is not None
+        our_port = p.writer.get_extra_info("sockname")[1]
+        conn = next(c for c in seed.connections if c.address[1] == our_port)
+        p.send(ext_handshake(ut_metadata=7))
+        await p.drain()
+        assert await poll(lambda: conn.ext_ids.get("ut_metadata") == 7, timeout=5)
+        conn.pause_writing()  # as the transport does above its high-water mark
+        for _ in range(5):
+            p.send(wire.encode_extended(3, bencode({b"msg_type": 0, b"piece": 0})))
+        await p.drain()
+        assert await poll(lambda: conn.metadata_waiting == 0, timeout=5)
+        assert not any(isinstance(m, bytes) and b"msg_type" in m for m in conn._out)
+        conn.resume_writing()
+        assert conn.metadata_waiting is None
+
+        def replies(ms: list[Any]) -> list[Any]:
+            return [m for m in ms if isinstance(m, wire.Extended) and m.ext_id == 7]
+
+        msgs = await p.messages(s.meta, lambda ms: len(replies(ms)) >= 1, timeout=5)
+        assert len(replies(msgs)) == 1
+        assert not conn.closed
+        p.writer.close()
