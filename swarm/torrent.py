@@ -113,6 +113,7 @@ class Torrent:
         self.idle_connection_after = admission.IDLE_CONNECTION_AFTER
         self._manual: set[tuple[str, int]] = set()  # --peer addresses: retried while absent
         self._last_retry = time.monotonic()
+        self._last_forget = 0.0  # see _forget_stale
         self.banned: set[Any] = set()
         self._strikes: dict[Any, int] = {}
         n = meta.num_pieces
@@ -369,7 +370,7 @@ class Torrent:
         addr = (host, port)
         if addr in self._known and source != "manual":
             return
-        if source != "manual" and len(self._known) >= self.max_known:
+        if source != "manual" and len(self._known) >= self.max_known and not self._forget_stale():
             return  # full: addresses are forgotten when a dial fails (see _connect)
         self._known.add(addr)
         if source == "manual":
@@ -378,6 +379,20 @@ class Torrent:
             return
         self._candidates.append((host, port, source))
         self._connect_more()
+
+    def _forget_stale(self) -> bool:
+        """The dial list is full: forget addresses of peers that have left (neither
+        connected, being dialled, queued nor named by the user), at most once a
+        minute so that a full list costs nothing per address offered. True if
+        room was made."""
+        now = time.monotonic()
+        if now - self._last_forget < 60.0:
+            return False
+        self._last_forget = now
+        live = {p.address for p in self.peers} | self._connecting | self._manual
+        live.update((h, p) for h, p, _ in self._candidates)
+        self._known &= live
+        return len(self._known) < self.max_known
 
     def _connect_more(self) -> None:
         if self.picker is None or self._stopped:

@@ -196,3 +196,16 @@ async def test_metadata_requests_while_paused_leave_one_reply_for_the_resume(tmp
         assert len(replies(msgs)) == 1
         assert not conn.closed
         p.writer.close()
+
+
+async def test_a_full_dial_list_forgets_peers_that_left(tmp_path: Path) -> None:
+    """The bound must not freeze the list: addresses of peers long gone make room."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as leecher:
+        (tmp_path / "out").mkdir()
+        handle = await leecher.add_torrent(s.meta, tmp_path / "out")
+        torrent: Any = handle._t
+        torrent.max_known = 5
+        torrent._known = {(f"127.9.9.{i}", 6881) for i in range(5)}  # peers that have left
+        torrent.add_peer("127.0.0.5", 7000, "tracker")
+        assert ("127.0.0.5", 7000) in torrent._known
+        assert len(torrent._known) <= 5
