@@ -1209,10 +1209,11 @@ class Torrent:
         """Unchoked peers that request nothing give their slot back (to a peer that is
         choked and interested) and are passed over for ``idle_unchoke_after``."""
         idle = admission.idle_unchoked(self._upload_uses(now), now, self.idle_unchoke_after)
-        if not idle:
-            return
-        for p in idle:
-            cast(PeerConnection, p).idle_until = now + self.idle_unchoke_after
+        caught = [p for p in cast("set[PeerConnection]", idle) if now >= p.idle_until]
+        if not caught:
+            return  # nobody new: no extra rechoke (a peer kept unchoked anyway stays so)
+        for p in caught:
+            p.idle_until = now + self.idle_unchoke_after
         if any(p.am_choking and p.peer_interested and now >= p.idle_until for p in self.peers):
             self._rechoke(now)
 
