@@ -17,6 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
+from swarm.core.admission import TokenBucket
 from swarm.core.bitfield import Bitfield
 from swarm.core.rate import RateMeter
 from swarm.errors import ProtocolError, StorageError, SwarmError
@@ -116,6 +117,14 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.downloaded = 0
         self.uploaded = 0
         self.close_reason = ""
+        # ut_metadata serving (BEP 9): a rate budget, and the one reply held while paused
+        self.metadata_budget: TokenBucket | None = None
+        self.metadata_waiting: int | None = None
+        # slot use, for reclaiming idle slots (Torrent._upload_uses)
+        self.we_unchoked_at: float | None = None
+        self.last_used = now
+        self.used_mark = 0  # self.uploaded when last looked at
+        self.idle_until = 0.0  # passed over by the choker until then
 
     # -- naming -----------------------------------------------------------
 
@@ -153,6 +162,14 @@ class PeerConnection(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._drained.set()
+        piece, self.metadata_waiting = self.metadata_waiting, None
+        if piece is not None and self.torrent is not None:
+            self.torrent.serve_metadata(self, piece)
+
+    @property
+    def write_paused(self) -> bool:
+        """The transport's buffer is above its high-water mark (the peer does not read)."""
+        return self._write_paused
 
     def eof_received(self) -> bool | None:
         return False  # close the transport

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+from swarm.core.admission import DEFAULT_PEERS_PER_IP
 from swarm.core.metainfo import Metainfo
 from swarm.discovery import Discovery
 from swarm.errors import BadInput, StorageError, SwarmError
@@ -157,8 +158,12 @@ class Session:
         enable_dht: bool = False,
         enable_lsd: bool = False,
         dht_bootstrap: Iterable[tuple[str, int]] | None = None,
+        max_peers_per_ip: int = DEFAULT_PEERS_PER_IP,
     ) -> None:
         self.host = host
+        #: incoming connections per remote IP and torrent (<= 0: no cap); several
+        #: clients on one machine or behind one NAT fit under the default
+        self.max_peers_per_ip = max_peers_per_ip
         self.requested_port = port
         self.port: int | None = None
         self.peer_id = peer_id if peer_id is not None else _make_peer_id()

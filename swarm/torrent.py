@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from swarm.core import admission, wire
 from swarm.core import extensions as ext
-from swarm.core import wire
 from swarm.core.bitfield import Bitfield
 from swarm.core.choker import Choker, PeerInfo
 from swarm.core.metainfo import Metainfo
@@ -104,8 +104,16 @@ class Torrent:
         self._connecting: set[tuple[str, int]] = set()
         self._candidates: deque[tuple[str, int, str]] = deque()
         self._known: set[tuple[str, int]] = set()
+        #: bound of _known and _candidates: what peers tell us must not grow without end
+        self.max_known = admission.MAX_KNOWN_ADDRESSES
+        # slot squatting (issue 16 #3): connections per IP, and how long an unchoked or
+        # connected interested peer may use nothing before its slot goes to another
+        self.max_peers_per_ip: int = session.max_peers_per_ip
+        self.idle_unchoke_after = admission.IDLE_UNCHOKE_AFTER
+        self.idle_connection_after = admission.IDLE_CONNECTION_AFTER
         self._manual: set[tuple[str, int]] = set()  # --peer addresses: retried while absent
         self._last_retry = time.monotonic()
+        self._last_forget = 0.0  # see _forget_stale
         self.banned: set[Any] = set()
         self._strikes: dict[Any, int] = {}
         n = meta.num_pieces
@@ -373,6 +381,8 @@ class Torrent:
         addr = (host, port)
         if addr in self._known and source != "manual":
             return
+        if source != "manual" and len(self._known) >= self.max_known and not self._forget_stale():
+            return  # full: addresses are forgotten when a dial fails (see _connect)
         self._known.add(addr)
         if source == "manual":
             self._manual.add(addr)
@@ -380,6 +390,20 @@ class Torrent:
             return
         self._candidates.append((host, port, source))
         self._connect_more()
+
+    def _forget_stale(self) -> bool:
+        """The dial list is full: forget addresses of peers that have left (neither
+        connected, being dialled, queued nor named by the user), at most once a
+        minute so that a full list costs nothing per address offered. True if
+        room was made."""
+        now = time.monotonic()
+        if now - self._last_forget < 60.0:
+            return False
+        self._last_forget = now
+        live = {p.address for p in self.peers} | self._connecting | self._manual
+        live.update((h, p) for h, p, _ in self._candidates)
+        self._known &= live
+        return len(self._known) < self.max_known
 
     def _connect_more(self) -> None:
         if self.picker is None or self._stopped:
@@ -417,6 +441,8 @@ class Torrent:
         except (TimeoutError, OSError) as exc:
             log.info("cannot connect to %s:%d: %s", host, port, exc or "timeout")
             self._connect_errors.append(_connect_error(exc))
+            if source != "manual" and len(self._known) >= self.max_known:
+                self._known.discard((host, port))  # full: room for an address that may work
         finally:
             self._connecting.discard((host, port))
 
@@ -433,6 +459,10 @@ class Torrent:
             return "banned"
         if peer.peer_id in self.peer_ids and not self._replace_duplicate(peer):
             return "duplicate peer id"
+        if not peer.outgoing and admission.ip_at_cap(
+            (p.address[0] for p in self.peers), peer.address[0], self.max_peers_per_ip
+        ):
+            return "too many connections from this address"
         if len(self.peers) >= MAX_PEERS and not self._make_room(peer):
             return "too many peers"
         return None
@@ -474,6 +504,12 @@ class Torrent:
             if useless and (worst is None or p.last_recv < worst.last_recv):
                 worst = p
         if worst is None:
+            # a peer that says interested and never asks holds a slot for nothing
+            worst = cast(
+                "PeerConnection | None",
+                admission.idle_to_evict(self._upload_uses(now), now, self.idle_connection_after),
+            )
+        if worst is None:
             return False
         worst.close("making room for a new peer")
         self.peer_closed(worst)
@@ -509,7 +545,8 @@ class Torrent:
         self.peer_ids.add(peer.peer_id)
         if not peer.outgoing and peer.listen_port is None:
             peer.listen_port = None
-        self._known.add(peer.address)
+        if peer.outgoing:  # an incoming peer's source port is not where it listens
+            self._known.add(peer.address)
         if peer.supports_ext:
             self._send_ext_handshake(peer)
         # discovery hook: BEP 5, tell a DHT-capable peer our DHT port
@@ -645,7 +682,8 @@ class Torrent:
 
     def _on_interested(self, peer: PeerConnection, m: Any) -> None:
         peer.peer_interested = True
-        if peer.am_choking and self._unchoked_count() < UPLOAD_SLOTS:
+        idle = time.monotonic() < peer.idle_until  # caught squatting: no slot for a while
+        if peer.am_choking and not idle and self._unchoked_count() < UPLOAD_SLOTS:
             self._unchoke(peer)
 
     def _on_not_interested(self, peer: PeerConnection, m: Any) -> None:
@@ -735,7 +773,7 @@ class Torrent:
                 peer.reqq = min(hs.reqq, 100000)
             if hs.p:
                 peer.listen_port = hs.p
-                if not peer.outgoing:
+                if not peer.outgoing and len(self._known) < self.max_known:
                     self._known.add((peer.address[0], hs.p))
             self.pex.greet(peer)  # discovery hook: a new ut_pex peer hears of the others at once
             return
@@ -745,18 +783,39 @@ class Torrent:
             self.pex.on_message(peer, m.payload)
 
     def _on_ut_metadata(self, peer: PeerConnection, payload: bytes) -> None:
-        """Serve our info dictionary to magnet downloaders (BEP 9)."""
+        """Serve our info dictionary to magnet downloaders (BEP 9), bounded: a rate
+        cap (a peer over it is dropped) and at most one reply waiting while the
+        peer does not read (transport paused)."""
         info = self.meta.info_bytes
         msg = ext.decode_metadata_message(payload, len(info))
         their = peer.ext_ids.get("ut_metadata")
         if their is None or not isinstance(msg, ext.MetadataRequest):
             return
-        start = msg.piece * ext.METADATA_PIECE_SIZE
-        if self.meta.private:
-            peer.send(wire.encode_extended(their, ext.encode_metadata_reject(msg.piece)))
+        now = time.monotonic()
+        if peer.metadata_budget is None:
+            peer.metadata_budget = admission.TokenBucket(
+                admission.METADATA_BURST, admission.METADATA_RATE, now
+            )
+        if not peer.metadata_budget.take(now):
+            peer.close("ut_metadata requests over the rate cap", warn=True)
             return
+        if peer.write_paused:
+            peer.metadata_waiting = msg.piece  # one reply at most, sent on resume
+            return
+        self.serve_metadata(peer, msg.piece)
+
+    def serve_metadata(self, peer: PeerConnection, piece: int) -> None:
+        """Send one ut_metadata reply (data, or a reject for a private torrent)."""
+        info = self.meta.info_bytes
+        their = peer.ext_ids.get("ut_metadata")
+        if their is None or peer.closed:
+            return
+        if self.meta.private:
+            peer.send(wire.encode_extended(their, ext.encode_metadata_reject(piece)))
+            return
+        start = piece * ext.METADATA_PIECE_SIZE
         chunk = info[start : start + ext.METADATA_PIECE_SIZE]
-        peer.send(wire.encode_extended(their, ext.encode_metadata_data(msg.piece, len(info), chunk)))
+        peer.send(wire.encode_extended(their, ext.encode_metadata_data(piece, len(info), chunk)))
 
     def _on_ignore(self, peer: PeerConnection, m: Any) -> None:
         return None
@@ -1150,6 +1209,38 @@ class Torrent:
             else:
                 peer.drop_uploads()
 
+    def _upload_uses(self, now: float) -> list[admission.UploadUse]:
+        """How each peer uses its slots, for the pure idle checks: a peer "uses" an
+        unchoke while it has requests queued or we sent it data since the last look."""
+        uses = []
+        for p in self.peers:
+            if p.upload_queue or p.uploaded != p.used_mark:
+                p.used_mark = p.uploaded
+                p.last_used = now
+            if p.am_choking:
+                p.we_unchoked_at = None
+            elif p.we_unchoked_at is None:
+                p.we_unchoked_at = now
+            uses.append(
+                admission.UploadUse(
+                    p, p.peer_interested, p.we_unchoked_at, p.last_used, p.downloaded,
+                    caught_idle=p.idle_until > 0,
+                )
+            )
+        return uses
+
+    def _reclaim_idle_slots(self, now: float) -> None:
+        """Unchoked peers that request nothing give their slot back (to a peer that is
+        choked and interested) and are passed over for ``idle_unchoke_after``."""
+        idle = admission.idle_unchoked(self._upload_uses(now), now, self.idle_unchoke_after)
+        caught = [p for p in cast("set[PeerConnection]", idle) if now >= p.idle_until]
+        if not caught:
+            return  # nobody new: no extra rechoke (a peer kept unchoked anyway stays so)
+        for p in caught:
+            p.idle_until = now + self.idle_unchoke_after
+        if any(p.am_choking and p.peer_interested and now >= p.idle_until for p in self.peers):
+            self._rechoke(now)
+
     def _rechoke(self, now: float) -> None:
         """Ask the pure choker whom to unchoke; send only the changes."""
         self._last_rechoke = now
@@ -1157,7 +1248,7 @@ class Torrent:
         infos = [
             PeerInfo(
                 key=p,
-                interested=p.peer_interested,
+                interested=p.peer_interested and now >= p.idle_until,
                 down_rate=p.down.rate(now),
                 up_rate=p.up.rate(now),
                 snubbed=p.snubbed,
@@ -1208,6 +1299,7 @@ class Torrent:
     def _tick(self, now: float) -> None:
         if self.choker.due(now):
             self._rechoke(now)
+        self._reclaim_idle_slots(now)
         self._report_trackers()
         self.pex.tick(now)  # discovery hook: ut_pex out, at most once a minute per peer
         keepalive = wire.encode_keepalive()

@@ -40,8 +40,14 @@ class RawPeer:
         self._pending: list[Any] = []
 
     @classmethod
-    async def connect(cls, port: int, host: str = "127.0.0.1", timeout: float = 5) -> RawPeer:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    async def connect(
+        cls, port: int, host: str = "127.0.0.1", timeout: float = 5, *, source: str | None = None
+    ) -> RawPeer:
+        """``source``: the local address to connect from (e.g. 127.0.0.7: another "host")."""
+        local = (source, 0) if source is not None else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, local_addr=local), timeout
+        )
         return cls(reader, writer)
 
     def send(self, data: bytes) -> None:
