@@ -225,6 +225,10 @@ def run_swarm(
     cmd = [
         sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--store", store, "-q",
+        # every announce comes from 127.0.0.1: the per-IP caps stay on (their cost is
+        # measured) but sized for one host holding the whole load
+        "--max-conns-per-ip", str(max(256, 2 * args.connections)),
+        "--max-swarms-per-ip", "100000", "--max-peers-per-ip", "1000000",
     ]  # fmt: skip
     if not fast_lane:
         cmd.append("--no-fast-lane")

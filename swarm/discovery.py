@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from swarm.core import wire
+from swarm.core.admission import SourceBudget
 from swarm.core.dht.policy import is_loopback
 from swarm.core.extensions import (
     PEX_REACHABLE,
@@ -358,6 +359,8 @@ class PexManager:
         self.torrent = torrent
         self._send: dict[PeerConnection, PexState] = {}
         self._budget: dict[PeerConnection, tuple[float, int]] = {}  # window start, taken
+        # per source IP across reconnects: the per-connection budget resets on reconnect
+        self._sources = SourceBudget()
         self.received = 0
         self.accepted = 0
 
@@ -383,8 +386,9 @@ class PexManager:
         if now - start >= 60.0:
             start, taken = now, 0
         per_msg = 0
+        source_left = self._sources.left(peer.address[0], now)
         for p in msg.added:
-            if per_msg >= PEX_MAX_PER_MESSAGE or taken >= PEX_MAX_PER_MINUTE:
+            if per_msg >= min(PEX_MAX_PER_MESSAGE, source_left) or taken >= PEX_MAX_PER_MINUTE:
                 break
             if not peer_address_ok(
                 p.ip, p.port, loopback_only=loopback_only, sender_local=sender_local
@@ -402,6 +406,8 @@ class PexManager:
             self.accepted += 1
             self.torrent.add_peer(p.ip, p.port, "pex")
         self._budget[peer] = (start, taken)
+        if per_msg:
+            self._sources.spend(peer.address[0], now, per_msg)
 
     def _advertised(self) -> list[tuple[PeerConnection, PexPeer]]:
         out = []

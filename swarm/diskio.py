@@ -11,6 +11,7 @@ import asyncio
 import errno
 import hashlib
 import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection
@@ -72,6 +73,35 @@ def pread_into(fd: int, buf: memoryview, offset: int) -> int:
             break
         got += n
     return got
+
+
+def walk_dirs(root_fd: int, dirs: tuple[str, ...], create: bool, display: str) -> tuple[int, list[int]]:
+    """The fd of directory ``dirs`` under ``root_fd`` (plus the fds to close), walked
+    one component at a time with ``O_NOFOLLOW``; created when ``create``.
+    ``display`` names the file in errors."""
+    dfd = root_fd
+    opened: list[int] = []
+    try:
+        for c in dirs:
+            if create:
+                try:
+                    os.mkdir(c, 0o755, dir_fd=dfd)
+                except FileExistsError:
+                    pass
+            try:
+                dfd = os.open(c, DIR_FLAGS, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP) and stat.S_ISLNK(
+                    os.stat(c, dir_fd=dfd, follow_symlinks=False).st_mode
+                ):
+                    raise StorageError(f"refusing to follow a symlink at {display}") from None
+                raise
+            opened.append(dfd)
+    except BaseException:
+        for d in opened:
+            os.close(d)
+        raise
+    return dfd, opened
 
 
 def retrieve(task: asyncio.Future[bytes]) -> None:

@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any, Protocol, cast
 
 from swarm.core import wire
+from swarm.core.admission import TokenBucket
 from swarm.core.bitfield import Bitfield
 from swarm.core.rate import RateMeter
 from swarm.errors import ProtocolError, StorageError, SwarmError
@@ -70,6 +71,10 @@ class PeerOwner(Protocol):
         ...
 
     def on_uploaded(self, peer: PeerConnection, n: int) -> None: ...
+
+    def serve_metadata(self, peer: PeerConnection, piece: int) -> None:
+        """Send a ut_metadata reply held while the peer's transport was paused."""
+        ...
 
 
 class PeerHost(Protocol):
@@ -157,8 +162,9 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.snubbed = False
         self.unchoked_at = now
         self.last_block = now
-        # Requests they made of us, served in order by one task.
-        self.upload_queue: deque[tuple[int, int, int]] = deque()
+        # Requests they made of us, served in order by one task. One deque for the
+        # connection's life (read-only property): the serving task holds it.
+        self._upload_queue: deque[tuple[int, int, int]] = deque()
         self._upload_wakeup = asyncio.Event()
         self._upload_task: asyncio.Task[None] | None = None
         self.down = RateMeter()
@@ -166,6 +172,14 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.downloaded = 0
         self.uploaded = 0
         self.close_reason = ""
+        # ut_metadata serving (BEP 9): a rate budget, and the one reply held while paused
+        self.metadata_budget: TokenBucket | None = None
+        self.metadata_waiting: int | None = None
+        # slot use, for reclaiming idle slots (ChokeControl.upload_uses)
+        self.we_unchoked_at: float | None = None
+        self.last_used = now
+        self.used_mark = 0  # self.uploaded when last looked at
+        self.idle_until = 0.0  # passed over by the choker until then
 
     # -- naming -----------------------------------------------------------
 
@@ -203,6 +217,14 @@ class PeerConnection(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._drained.set()
+        piece, self.metadata_waiting = self.metadata_waiting, None
+        if piece is not None and self.torrent is not None:
+            self.torrent.serve_metadata(self, piece)
+
+    @property
+    def write_paused(self) -> bool:
+        """The transport's buffer is above its high-water mark (the peer does not read)."""
+        return self._write_paused
 
     def eof_received(self) -> bool | None:
         return False  # close the transport
@@ -335,6 +357,21 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     # -- uploads ----------------------------------------------------------
 
+    @property
+    def upload_queue(self) -> deque[tuple[int, int, int]]:
+        return self._upload_queue
+
+    def drop_uploads(self, keep: frozenset[int] = frozenset()) -> list[tuple[int, int, int]]:
+        """Forget queued requests except those for pieces in ``keep``; return the
+        dropped ones. In place: ``_serve_uploads`` keeps serving this same deque."""
+        queue = self._upload_queue
+        dropped = [r for r in queue if r[0] not in keep]
+        if dropped:
+            kept = [r for r in queue if r[0] in keep]
+            queue.clear()
+            queue.extend(kept)
+        return dropped
+
     def queue_upload(self, index: int, begin: int, length: int) -> bool:
         if len(self.upload_queue) >= MAX_PEER_REQUESTS:
             return False
@@ -380,7 +417,10 @@ class PeerConnection(asyncio.BufferedProtocol):
                 if self.closed:
                     return
                 if self.am_choking and index not in self.our_allowed_fast:
-                    continue  # choked since it was queued
+                    # choked while we read it: a BEP 6 peer is owed a reject
+                    if self.supports_fast:
+                        self.send(wire.encode_reject(index, begin, length))
+                    continue
                 self.send(wire.piece_header(index, begin, length))
                 self.send(block)
                 self._out_bytes += length

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+from swarm.core.admission import DEFAULT_PEERS_PER_IP
 from swarm.core.metainfo import Metainfo
 from swarm.discovery import Discovery
 from swarm.errors import BadInput, StorageError, SwarmError
@@ -150,10 +151,11 @@ class TorrentHandle:
         return await read_range(self, offset, length, prio=prio)
 
     async def flush(self) -> None:
-        """Data files fsynced and resume data saved."""
+        """Data files fsynced and resume data saved (a resume file that cannot be
+        written is only a warning, as in Torrent.save_resume)."""
         t = self._t
         if t.storage is not None:
-            await t.storage.save_resume(t.have.copy())
+            await t.save_resume()
 
 
 class Session:
@@ -169,8 +171,12 @@ class Session:
         enable_dht: bool = False,
         enable_lsd: bool = False,
         dht_bootstrap: Iterable[tuple[str, int]] | None = None,
+        max_peers_per_ip: int = DEFAULT_PEERS_PER_IP,
     ) -> None:
         self.host = host
+        #: incoming connections per remote IP and torrent (<= 0: no cap); several
+        #: clients on one machine or behind one NAT fit under the default
+        self.max_peers_per_ip = max_peers_per_ip
         self.requested_port = port
         self.port: int | None = None
         self.peer_id = peer_id if peer_id is not None else _make_peer_id()

@@ -30,16 +30,16 @@ Errors: StorageError for the disk, ProtocolError for out-of-range requests.
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import os
 import stat
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 from swarm import safefile
 from swarm.core.bitfield import Bitfield
@@ -54,11 +54,10 @@ from swarm.core.layout import (
     trusted_have,
 )
 from swarm.core.metainfo import Metainfo
-from swarm.diskio import DIR_FLAGS as _DIR_FLAGS
 from swarm.diskio import FILE_FLAGS as _FILE_FLAGS
 from swarm.diskio import FdCache as _FdCache
 from swarm.diskio import check_components as _check_components
-from swarm.diskio import hash_pieces
+from swarm.diskio import hash_pieces, walk_dirs
 from swarm.diskio import make_executor as make_executor  # re-exported: the session's pool
 from swarm.diskio import oserror as _oserror
 from swarm.diskio import pread_into as _pread_into
@@ -103,6 +102,10 @@ class Storage:
         self._paths: list[tuple[str, ...] | None] = []  # None for pad files
         self._executor = executor
         self._own_executor = executor is None
+        # thread jobs submitted and not finished: close() waits for them, so no
+        # descriptor is closed while a worker thread may still use it
+        self._jobs: set[Future[object]] = set()
+        self._closing = False
         self._state_dir = Path(state_dir) if state_dir is not None else None
         self._resume_path: Path | None = None
         self._root_fd: int | None = None
@@ -197,31 +200,7 @@ class Storage:
         assert self._root_fd is not None
         comps = self._paths[index]
         assert comps is not None
-        dfd = self._root_fd
-        opened: list[int] = []
-        try:
-            for c in comps[:-1]:
-                if create:
-                    try:
-                        os.mkdir(c, 0o755, dir_fd=dfd)
-                    except FileExistsError:
-                        pass
-                try:
-                    dfd = os.open(c, _DIR_FLAGS, dir_fd=dfd)
-                except OSError as exc:
-                    if exc.errno in (errno.ENOTDIR, errno.ELOOP) and stat.S_ISLNK(
-                        os.stat(c, dir_fd=dfd, follow_symlinks=False).st_mode
-                    ):
-                        raise StorageError(
-                            f"refusing to follow a symlink at {self._display(index)}"
-                        ) from None
-                    raise
-                opened.append(dfd)
-        except BaseException:
-            for d in opened:
-                os.close(d)
-            raise
-        return dfd, opened
+        return walk_dirs(self._root_fd, comps[:-1], create, self._display(index))
 
     def _open_file(self, index: int, create: bool) -> int | None:
         """Open file ``index``; None if absent and not ``create``. Extends new files sparsely."""
@@ -290,9 +269,18 @@ class Storage:
             out.append((ABSENT, 0) if st is None else (st.st_size, st.st_mtime_ns))
         return out
 
+    def _submit(self, fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
+        """Run ``fn`` in a worker thread, tracked until it ends (even if its awaiter is cancelled)."""
+        if self._closing:
+            raise StorageError("storage is closed")
+        assert self._executor is not None
+        job = self._executor.submit(fn, *args)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
+        return asyncio.wrap_future(job)
+
     async def _run(self, fn: Callable[..., object], *args: object) -> object:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await self._submit(fn, *args)
 
     def wanted_pieces(self) -> Bitfield:
         """Pieces that hold any byte of a wanted file."""
@@ -484,8 +472,7 @@ class Storage:
         assert isinstance(sizes, list)
         result = Bitfield(total)
         done = 0
-        loop = asyncio.get_running_loop()
-        pending: set[asyncio.Future[tuple[range, list[int]]]] = set()
+        pending: set[asyncio.Future[object]] = set()
         it = iter(jobs)
         try:
             while True:
@@ -493,12 +480,12 @@ class Storage:
                     job = next(it, None)
                     if job is None:
                         break
-                    pending.add(loop.run_in_executor(self._executor, self._hash_job, job, sizes))
+                    pending.add(self._submit(self._hash_job, job, sizes))
                 if not pending:
                     break
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for f in finished:
-                    job_range, good = f.result()
+                    job_range, good = cast(tuple[range, list[int]], f.result())
                     for i in good:
                         result.set(i)
                     done += len(job_range)
@@ -652,16 +639,31 @@ class Storage:
     # ------------------------------------------------------------------ close
 
     async def close(self) -> None:
-        """Save resume (if writable or a state_dir was given), close fds, stop our own pool."""
+        """Save resume (if writable or a state_dir was given), close fds, stop our own pool.
+
+        Thread jobs already started (a write whose awaiter was cancelled, say)
+        finish first: their descriptors are closed only after them, even if
+        close() itself is cancelled meanwhile; no job starts after close().
+        """
         try:
             if self._root_fd is not None and (self._writable or self._state_dir is not None):
                 await self.save_resume()
         finally:
-            self._release_fds()
-            self._cache.clear()
-            if self._own_executor and self._executor is not None:
-                self._executor.shutdown(wait=False)
-                self._executor = None
+            self._closing = True
+            jobs = [asyncio.wrap_future(job) for job in list(self._jobs)]
+            if jobs:
+                idle = asyncio.gather(*jobs, return_exceptions=True)
+                idle.add_done_callback(lambda _: self._shut_down())
+                await asyncio.shield(idle)
+            else:
+                self._shut_down()
+
+    def _shut_down(self) -> None:
+        self._release_fds()
+        self._cache.clear()
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     def _release_fds(self) -> None:
         self._fds.close_all()

@@ -91,7 +91,9 @@ class Torrent:
         self.started_at = time.time()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._complete = asyncio.Event()
+        # not running: stopped or failed (no ticks, dialling, admissions or discovery)
         self._stopped = False
+        self._stop_called = False
         self._events: list[asyncio.Queue[tuple[str, dict[str, Any]]]] = []
         self.resume_dirty = False
         self._last_resume = time.monotonic()
@@ -213,15 +215,12 @@ class Torrent:
             self.add_peer(host, port, "manual")
 
     async def stop(self) -> None:
-        if self._stopped:
+        if self._stop_called:
             return
-        self._stopped = True
+        self._stop_called = True
         for cb in self.on_stop:
             cb()
-        for task in list(self._tasks):
-            task.cancel()
-        for peer in list(self.peers):
-            peer.close("torrent stopped")
+        self._halt("torrent stopped")
         if self.trackers.client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.trackers.client.stop(), 5)
@@ -234,6 +233,18 @@ class Torrent:
                 await self.storage.close()
         if self.state != "error":
             self.state = "stopped"
+
+    def _halt(self, reason: str) -> None:
+        """Stop running: every task but the piece writes (stop() awaits those) is
+        cancelled, every peer closed; ``stopped`` then refuses ticks, new connections,
+        admissions and discovered addresses."""
+        self._stopped = True
+        writes = self.completion.writes
+        for task in list(self._tasks):
+            if task not in writes:
+                task.cancel()
+        for peer in list(self.peers):
+            peer.close(reason)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run ``coro`` as one of this torrent's tasks (cancelled by stop; disk errors fail it)."""
@@ -261,8 +272,7 @@ class Torrent:
         self.state = "error"
         self.error = message
         self.emit("error", message=message, fatal=True)
-        for p in list(self.peers):
-            p.close("torrent stopped after an error")
+        self._halt("torrent stopped after an error")
         self._complete.set()
 
     # ------------------------------------------------------------ events
@@ -370,6 +380,9 @@ class Torrent:
     def on_uploaded(self, peer: PeerConnection, n: int) -> None:
         self.uploader.on_uploaded(peer, n)
 
+    def serve_metadata(self, peer: PeerConnection, piece: int) -> None:
+        self.metadata.serve_metadata(peer, piece)
+
     # ------------------------------------------------------------ timers
 
     async def _tick_loop(self) -> None:
@@ -378,13 +391,11 @@ class Torrent:
             now = time.monotonic()
             self._tick(now)
             if self.resume_dirty and now - self._last_resume >= RESUME_INTERVAL:
-                try:
-                    await self._save_resume()
-                except (SwarmError, OSError) as exc:
-                    log.warning("cannot save resume data: %s", exc)
+                await self.save_resume()
 
     def _tick(self, now: float) -> None:
         self.choking.tick(now)
+        self.choking.reclaim_idle_slots(now)
         self.trackers.report()
         self.pex.tick(now)  # discovery hook: ut_pex out, at most once a minute per peer
         keepalive = wire.encode_keepalive()
@@ -427,7 +438,7 @@ class Torrent:
         if self.trackers.client is not None:
             with contextlib.suppress(Exception):
                 self.trackers.client.completed()
-        self.spawn(self._save_resume())
+        self.spawn(self.save_resume())
         for p in list(self.peers):
             self.downloader.drop_interest(p)
             # two seeds have nothing to say to each other
@@ -435,10 +446,15 @@ class Torrent:
                 p.close("both seeds")
         self._complete.set()
 
-    async def _save_resume(self) -> None:
+    async def save_resume(self) -> None:
+        """Save resume data. A failure (disk full, no room for .swarm) is only a
+        warning: the verified data is on disk, the next start rechecks it."""
         self.resume_dirty = False
         self._last_resume = time.monotonic()
-        await self.storage.save_resume(self.have.copy())
+        try:
+            await self.storage.save_resume(self.have.copy())
+        except (SwarmError, OSError) as exc:
+            log.warning("%s: cannot save resume data: %s", self.meta.name, exc)
 
     def left(self) -> int:
         if self.picker is None:

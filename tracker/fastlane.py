@@ -19,6 +19,7 @@ aiohttp handlers, so both paths answer byte for byte the same.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -29,12 +30,19 @@ from aiohttp.http_parser import SINGLETON_HEADERS
 
 from tracker.app import BENCODE_TYPE, Tracker
 
+log = logging.getLogger("swarm.tracker")
+
 #: A longer head is not an announce; aiohttp refuses heads over 8190-byte lines.
 MAX_HEAD = 4096
 
-#: A connection that sends nothing is closed after this long, as aiohttp's handler does
-#: (its default keepalive_timeout, which it applies before the first request too).
-IDLE_TIMEOUT = 3630.0
+#: A connection that sends nothing is closed after this long; aiohttp's handler gets the
+#: same as its keepalive_timeout, which it also applies to a head not yet complete (see
+#: ``tracker.server``). An announce takes milliseconds: idle sockets are only a cost.
+IDLE_TIMEOUT = 30.0
+
+#: Open connections one IP address may hold (``--max-conns-per-ip``): generous, since a
+#: NAT'd LAN or a load test (wrk -c50) comes from one address; 0 = no cap.
+MAX_CONNS_PER_IP = 256
 
 _PATHS = (b"/announce", b"/scrape")
 #: Headers that mean "not the plain case": a body, a protocol switch, a 100-continue.
@@ -153,31 +161,123 @@ def render(version: bytes, body: bytes, keep_alive: bool) -> bytes:
     )
 
 
+class ConnectionGate:
+    """Open connections per client IP, capped, so one host cannot hold every socket."""
+
+    __slots__ = ("per_ip", "open", "refused_logged")
+
+    def __init__(self, per_ip: int = MAX_CONNS_PER_IP) -> None:
+        self.per_ip = per_ip
+        self.open: dict[str, int] = {}
+        self.refused_logged = 0.0
+
+    def admit(self, transport: asyncio.BaseTransport) -> str | None:
+        """The client's IP, now counted; ``None`` (and the connection aborted) over the cap."""
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else ""
+        n = self.open.get(ip, 0)
+        if self.per_ip and n >= self.per_ip:
+            now = time.monotonic()
+            if now - self.refused_logged > 60:
+                self.refused_logged = now
+                log.warning("event=connection_refused ip=%s open=%d (per-IP cap)", ip, n)
+            transport.close()  # nothing is written yet: it closes at once
+            return None
+        self.open[ip] = n + 1
+        return ip
+
+    def release(self, ip: str) -> None:
+        n = self.open.pop(ip, 0) - 1
+        if n > 0:
+            self.open[ip] = n
+
+    def gated(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory (aiohttp's) whose connections count against the cap."""
+
+        def make() -> asyncio.Protocol:
+            return _Counted(factory(), self, None)
+
+        return make
+
+
+class _Counted(asyncio.Protocol):
+    """Another protocol (aiohttp's handler) that gives its gate slot back when it ends."""
+
+    __slots__ = ("inner", "gate", "ip")
+
+    def __init__(self, inner: asyncio.Protocol, gate: ConnectionGate, ip: str | None) -> None:
+        self.inner, self.gate, self.ip = inner, gate, ip
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.ip is None:  # a new connection, not one handed over already counted
+            self.ip = self.gate.admit(transport)
+            if self.ip is None:
+                return
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.ip is None:
+            return  # refused: the inner protocol never saw it
+        self.gate.release(self.ip)
+        self.inner.connection_lost(exc)
+
+
 class FastLane(asyncio.Protocol):
     """One connection: answer the plain first request, or hand the connection over."""
 
-    __slots__ = ("tracker", "handover", "transport", "buffer", "pending", "tasks", "idle")
+    __slots__ = (
+        "tracker",
+        "handover",
+        "transport",
+        "buffer",
+        "pending",
+        "tasks",
+        "idle",
+        "gate",
+        "ip",
+    )
 
     def __init__(
         self,
         tracker: Tracker,
         handover: Callable[[], asyncio.Protocol],
         tasks: set[asyncio.Task[None]],
+        gate: ConnectionGate,
     ) -> None:
         self.tracker = tracker
         self.handover = handover  # aiohttp's protocol factory (``web.Server``)
         self.tasks = tasks
+        self.gate = gate
+        self.ip: str | None = None  # counted by the gate until the connection ends
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.pending = False
         self.idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.ip = self.gate.admit(transport)
+        if self.ip is None:
+            return
         self.transport = transport  # type: ignore[assignment]
         self.idle = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._close_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self.ip is not None:
+            self.gate.release(self.ip)
+            self.ip = None
         if self.idle is not None:
             self.idle.cancel()
             self.idle = None
@@ -205,8 +305,7 @@ class FastLane(asyncio.Protocol):
             self.buffer = data[data.index(b"\r\n\r\n") + 4 :]
         tracker = self.tracker
         if path == b"/announce":
-            peer = self.transport.get_extra_info("peername") if self.transport else None
-            remote = peer[0] if peer else None
+            remote = self.ip or None  # the gate read it from the socket already
             body = tracker.announce_nowait(query, remote)
             if body is not None:
                 self._answer(version, body, keep_alive)
@@ -250,7 +349,8 @@ class FastLane(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        protocol = self.handover()
+        protocol: asyncio.Protocol = _Counted(self.handover(), self.gate, self.ip)
+        self.ip = None  # the slot goes with the connection
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         transport.resume_reading()  # paused above, or by nothing: a no-op then

@@ -26,28 +26,55 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from swarm.core.announce import AnnounceRequest, ScrapeStats
-from tracker.store import AnnounceResult, StoreFull, StoreUnavailable, seeds_for_seed
+from tracker.store import (
+    MAX_PEERS_PER_SOURCE,
+    AnnounceResult,
+    StoreFull,
+    StoreUnavailable,
+    seeds_for_seed,
+)
+
+# Peer entries per source (IPv4 address or IPv6 /64, as ``store.source_of``) in the
+# hash SRC, so that one client cannot fill the tracker: counted when an entry is
+# made, given back when it is stopped or swept (the sweeps read the addresses first).
+_SOURCES = """
+local SRC = KEYS[3]
+local function source(a)
+  if #a == 6 then return a:sub(1, 4) end
+  return a:sub(1, 8)
+end
+local function uncount(addrs)
+  for _, a in ipairs(addrs) do
+    if a then
+      local k = source(a)
+      if redis.call('HINCRBY', SRC, k, '-1') <= 0 then redis.call('HDEL', SRC, k) end
+    end
+  end
+end
+"""
 
 # One script call carries a whole batch of announces (redis-py's cost is per
-# command, not per argument). KEYS: index, total_completed. ARGV: prefix, ttl,
-# keep (key TTL), gap, max_peers, max_swarms, then 6 per announce: info-hash hex,
+# command, not per argument). KEYS: index, total_completed, sources. ARGV: prefix, ttl,
+# keep (key TTL), gap, max_peers, max_swarms, max_per_source, then 6 per announce: info-hash hex,
 # peer id, addr, kind, numwant, now ('' = the previous one's). kind: 'S' seed,
 # 'F' a seed that may be given seeds (see store.seeds_for_seed), 'L' leecher,
 # 'X' stopped; lower case 's' / 'f' / 'l' when the answer needs peer ids
 # (not compact); 'c' after it when completing. Returns, per announce in order:
 # seeds, leechers, k, then the k picked peers' addresses, or k (peer id, addr)
 # pairs when ids are wanted (a compact answer has no ids: half the reply);
-# seeds -1 / -2 when a swarm / the tracker is full.
+# seeds -1 / -2 / -3 when a swarm / the tracker / the sender's share is full.
 #
 # The four key TTLs and the swarm's index score are refreshed only when the
 # last refresh is ``gap`` seconds old (or this announce created a key): the
 # index score is ``refresh time + ttl + gap``, so it both says when that was and
 # never drops a swarm before its last peer is due. Numbers handed to redis.call
 # go as strings: Lua formats a number argument with printf on every call.
-_ANNOUNCE = """
+_ANNOUNCE = (
+    _SOURCES
+    + """
 local I, T = KEYS[1], KEYS[2]
 local P, ttl, keep, gap = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local maxp, maxs = tonumber(ARGV[5]), tonumber(ARGV[6])
+local maxp, maxs, maxsrc = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local call = redis.call
 local out, o = {}, 0
 local now, nows, due
@@ -56,6 +83,7 @@ local function sweep(z, A)
   local gone = call('ZRANGEBYSCORE', z, '-inf', nows, 'LIMIT', '0', '200')
   if #gone > 0 then
     call('ZREM', z, unpack(gone))
+    uncount(call('HMGET', A, unpack(gone)))
     call('HDEL', A, unpack(gone))
   end
 end
@@ -82,17 +110,8 @@ local function take(picked, z, size, n, pid, want)
   end
 end
 
-local function one(ih, pid, addr, kind, want)
-  local S, L, A = P .. 's:' .. ih, P .. 'l:' .. ih, P .. 'a:' .. ih
-  sweep(S, A)
-  sweep(L, A)
-  local c = kind:byte(1)
-  if c == 88 then  -- 'X'
-    call('ZREM', S, pid)
-    call('ZREM', L, pid)
-    call('HDEL', A, pid)
-    return call('ZCARD', S), call('ZCARD', L)
-  end
+-- Add or refresh the asker: seeds and leechers after it, or -1 / -2 when full.
+local function record(ih, pid, addr, kind, seed, S, L, A)
   local sc = call('ZSCORE', I, ih)
   local refresh = (not sc) or tonumber(sc) - ttl <= now
   local new = call('HSET', A, pid, addr) == 1
@@ -112,8 +131,14 @@ local function one(ih, pid, addr, kind, want)
         end
       end
     end
+    local k = source(addr)
+    if tonumber(call('HGET', SRC, k) or '0') >= maxsrc then
+      call('HDEL', A, pid)
+      return -3, 0
+    end
+    call('HINCRBY', SRC, k, '1')
+    call('EXPIRE', SRC, keep)  -- counts left by swarms that expired unswept go in time
   end
-  local seed = c == 83 or c == 115 or c == 70 or c == 102  -- 'S' 's' 'F' 'f'
   local mine, other = L, S
   if seed then mine, other = S, L end
   if call('ZADD', mine, due, pid) == 1 then
@@ -140,7 +165,34 @@ local function one(ih, pid, addr, kind, want)
     call('EXPIRE', C, keep)
     call('ZADD', I, tostring(math.ceil(now + ttl + gap)), ih)
   end
+  return ns, nl
+end
 
+local function one(ih, pid, addr, kind, want)
+  local S, L, A = P .. 's:' .. ih, P .. 'l:' .. ih, P .. 'a:' .. ih
+  sweep(S, A)
+  sweep(L, A)
+  local c = kind:byte(1)
+  -- an entry may be changed only from the IP that made it: peer ids are public
+  local cur = call('HGET', A, pid)
+  local foreign = cur and cur:sub(1, -3) ~= addr:sub(1, -3)
+  if c == 88 then  -- 'X'
+    if cur and not foreign then
+      call('ZREM', S, pid)
+      call('ZREM', L, pid)
+      call('HDEL', A, pid)
+      uncount({cur})
+    end
+    return call('ZCARD', S), call('ZCARD', L)
+  end
+  local seed = c == 83 or c == 115 or c == 70 or c == 102  -- 'S' 's' 'F' 'f'
+  local ns, nl
+  if foreign then  -- someone else's entry: answer, but change nothing of it
+    ns, nl = call('ZCARD', S), call('ZCARD', L)
+  else
+    ns, nl = record(ih, pid, addr, kind, seed, S, L, A)
+    if ns < 0 then return ns, nl end
+  end
   if want <= 0 then return ns, nl end
   local fill = c == 70 or c == 102
   if seed and nl == 0 and not fill then return ns, nl end  -- seeds get no seeds
@@ -181,7 +233,7 @@ local function one(ih, pid, addr, kind, want)
   return ns, nl, found
 end
 
-for j = 7, #ARGV, 6 do
+for j = 8, #ARGV, 6 do
   if ARGV[j + 5] ~= '' then
     nows = ARGV[j + 5]
     now = tonumber(nows)
@@ -213,25 +265,30 @@ for j = 7, #ARGV, 6 do
 end
 return out
 """
+)
 
-# KEYS: seeds, leechers, addrs, index ; ARGV: now, info-hash hex -> number of peers
-# removed. A swarm left empty leaves the index at once (announces keep its score
+# KEYS: seeds, leechers, sources, addrs, index ; ARGV: now, info-hash hex -> number of
+# peers removed. A swarm left empty leaves the index at once (announces keep its score
 # up to ``gap`` past its last peer's expiry).
-_SWEEP = """
+_SWEEP = (
+    _SOURCES
+    + """
 local removed = 0
 for _, z in ipairs({KEYS[1], KEYS[2]}) do
   local gone = redis.call('ZRANGEBYSCORE', z, '-inf', ARGV[1], 'LIMIT', 0, 1000)
   if #gone > 0 then
     redis.call('ZREM', z, unpack(gone))
-    redis.call('HDEL', KEYS[3], unpack(gone))
+    uncount(redis.call('HMGET', KEYS[4], unpack(gone)))
+    redis.call('HDEL', KEYS[4], unpack(gone))
     removed = removed + #gone
   end
 end
 if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[4], ARGV[2])
+  redis.call('ZREM', KEYS[5], ARGV[2])
 end
 return removed
 """
+)
 
 
 def _pack_py(args: list[Any]) -> bytes:
@@ -276,6 +333,7 @@ class RedisStore:
         prefix: str = "swarm:",
         max_swarms: int = 1_000_000,
         max_peers_per_swarm: int = 20_000,
+        max_peers_per_source: int = MAX_PEERS_PER_SOURCE,
         timeout: float = 1.0,
         cooldown: float = 1.0,
     ) -> None:
@@ -294,9 +352,11 @@ class RedisStore:
         self._sha = hashlib.sha1(_ANNOUNCE.encode()).hexdigest()
         self._sweep = self.redis.register_script(_SWEEP)
         gap = min(60.0, peer_ttl / 10)
+        self._sources = self.prefix + b"sources"
         self._head = (
-            self.prefix + b"index", self.prefix + b"completed", self.prefix, repr(peer_ttl),
-            math.ceil(peer_ttl * 2), repr(gap), max_peers_per_swarm, max_swarms,
+            self.prefix + b"index", self.prefix + b"completed", self._sources, self.prefix,
+            repr(peer_ttl), math.ceil(peer_ttl * 2), repr(gap), max_peers_per_swarm, max_swarms,
+            max_peers_per_source,
         )  # fmt: skip
         self._down_until = 0.0
         self._pending: list[_Pending] = []
@@ -400,12 +460,14 @@ class RedisStore:
                 fut.set_result(AnnounceResult(peers, seeds, leechers))
             elif seeds == -1:
                 fut.set_exception(StoreFull("tracker is full: too many peers in this swarm"))
+            elif seeds == -3:
+                fut.set_exception(StoreFull("tracker is full: too many peers from your address"))
             else:
                 fut.set_exception(StoreFull("tracker is full: too many swarms"))
             i = j
 
     async def _run_batch(self, batch: list[_Pending]) -> list[Any]:
-        args: list[Any] = [b"EVALSHA", self._sha, 2, *self._head]
+        args: list[Any] = [b"EVALSHA", self._sha, 3, *self._head]
         last = None
         for ih, pid, addr, kind, numwant, now, _ in batch:
             args += (ih, pid, addr, kind, numwant, b"" if now == last else repr(now))
@@ -466,12 +528,13 @@ class RedisStore:
         }
 
     async def expire(self, now: float) -> int:
+        # swarms gone quiet are swept too (not just dropped from the index), so that
+        # their peers' per-source counts are given back; an emptied swarm leaves the index
         index = self.prefix + b"index"
-        await self._call(self.redis.zremrangebyscore(index, "-inf", now))
         removed = 0
         for h in await self._listed():
             s, lee, a, _ = self._keys(h)
-            swept = self._sweep(keys=[s, lee, a, index], args=[repr(now), h.hex()])
+            swept = self._sweep(keys=[s, lee, self._sources, a, index], args=[repr(now), h.hex()])
             removed += int(await self._call(swept))
         return removed
 

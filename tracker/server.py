@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from tracker import fastlane
 from tracker.app import COUNTERS_KEY, TRACKER_KEY, Tracker, TrackerConfig, make_app
-from tracker.fastlane import FastLane
+from tracker.fastlane import ConnectionGate, FastLane
 from tracker.store import MemoryStore, Store, StoreUnavailable, open_store
 
 log = logging.getLogger("swarm.tracker")
@@ -57,7 +59,8 @@ def _url_host(host: str) -> str:
 
 
 class LaneSite(web.BaseSite):
-    """aiohttp's TCP site with ``FastLane`` in front of its request handler."""
+    """aiohttp's TCP site with ``FastLane`` in front of its request handler (or, with
+    ``fast_lane`` off, aiohttp alone), every connection counted by ``gate``."""
 
     def __init__(
         self,
@@ -69,10 +72,14 @@ class LaneSite(web.BaseSite):
         sock: socket.socket | None = None,
         reuse_port: bool = False,
         backlog: int = 1024,
+        gate: ConnectionGate | None = None,
+        fast_lane: bool = True,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self.tracker, self.host, self.port = tracker, host, port
         self.sock, self.reuse_port = sock, reuse_port
+        self.gate = gate or ConnectionGate()
+        self.fast_lane = fast_lane
         self.tasks: set[asyncio.Task[None]] = set()  # announces waiting on the store
 
     @property
@@ -81,12 +88,13 @@ class LaneSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        handover, tracker, tasks = self._runner.server, self.tracker, self.tasks
+        handover, tracker, tasks, gate = self._runner.server, self.tracker, self.tasks, self.gate
         assert handover is not None
 
-        def factory() -> FastLane:
-            return FastLane(tracker, handover, tasks)
+        def lane() -> asyncio.Protocol:
+            return FastLane(tracker, handover, tasks, gate)
 
+        factory = lane if self.fast_lane else gate.gated(handover)
         loop = asyncio.get_running_loop()
         if self.sock is not None:
             self._server = await loop.create_server(factory, sock=self.sock, backlog=self._backlog)
@@ -103,6 +111,27 @@ class LaneSite(web.BaseSite):
         await super().stop()
         for task in list(self.tasks):
             task.cancel()
+
+
+class QuietBadRequests(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server log, with a malformed request (an oversized line, odd bytes)
+    as one info line instead of an error with a traceback: it is the client's fault
+    and any scanner can send them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            remote = args[0] if args else "?"
+            log.info(
+                "event=bad_request remote=%s status=%s error=%s",
+                remote,
+                exc_info.code,
+                type(exc_info).__name__,
+            )
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kw)
 
 
 @dataclass
@@ -140,6 +169,9 @@ async def start_tracker(
     reuse_port: bool = False,
     expire_every: float | None = None,
     fast_lane: bool = True,
+    max_conns_per_ip: int = fastlane.MAX_CONNS_PER_IP,
+    max_swarms_per_ip: int | None = None,
+    max_peers_per_ip: int | None = None,
 ) -> RunningTracker:
     """Start the HTTP tracker on ``host:port`` (0 = a free port) in the running loop.
 
@@ -147,13 +179,19 @@ async def start_tracker(
     ``announce_host`` names the host in ``.url`` (default: the LAN address when
     bound to all interfaces). ``fast_lane`` answers plain announces and scrapes
     without aiohttp's per-request machinery (``tracker.fastlane``); off, every
-    request goes through aiohttp.
+    request goes through aiohttp. ``max_conns_per_ip`` caps one address's open
+    connections (0 = no cap); ``max_swarms_per_ip`` / ``max_peers_per_ip`` the
+    swarms and peer entries one address may add to a memory store (its defaults
+    when ``None``). Idle connections close after ``fastlane.IDLE_TIMEOUT``.
     """
     peer_ttl = 2.0 * interval
-    if store is None:
-        store = MemoryStore(peer_ttl=peer_ttl)
-    elif isinstance(store, str):
-        store = open_store(store, peer_ttl=peer_ttl)
+    if store is None or isinstance(store, str):
+        store = open_store(
+            store or "memory:",
+            peer_ttl=peer_ttl,
+            max_swarms_per_source=max_swarms_per_ip,
+            max_peers_per_source=max_peers_per_ip,
+        )
     config = TrackerConfig(
         interval=interval,
         min_interval=min_interval,
@@ -163,17 +201,26 @@ async def start_tracker(
         expire_every=expire_every,
     )
     app = make_app(store, config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        # idle, and a head not complete in time (aiohttp applies it from the connection's start)
+        keepalive_timeout=fastlane.IDLE_TIMEOUT,
+        logger=QuietBadRequests(),
+    )
     await runner.setup()
     try:
-        site: web.BaseSite
-        if fast_lane:
-            tracker = app[TRACKER_KEY]
-            site = LaneSite(runner, tracker, host, port, sock=sock, reuse_port=reuse_port)
-        elif sock is not None:
-            site = web.SockSite(runner, sock, backlog=1024)
-        else:
-            site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+        site = LaneSite(
+            runner,
+            app[TRACKER_KEY],
+            host,
+            port,
+            sock=sock,
+            reuse_port=reuse_port,
+            gate=fastlane.ConnectionGate(max_conns_per_ip),
+            fast_lane=fast_lane,
+        )
         await site.start()
     except OSError as exc:
         await runner.cleanup()
@@ -231,7 +278,12 @@ async def serve(
     store_opt = options.pop("store", None)
     interval = int(options.get("interval", 1800))
     store: Store = (
-        open_store(store_opt, peer_ttl=2.0 * interval)
+        open_store(
+            store_opt,
+            peer_ttl=2.0 * interval,
+            max_swarms_per_source=options.pop("max_swarms_per_ip", None),
+            max_peers_per_source=options.pop("max_peers_per_ip", None),
+        )
         if isinstance(store_opt, str)
         else store_opt or MemoryStore(peer_ttl=2.0 * interval)
     )

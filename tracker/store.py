@@ -126,12 +126,39 @@ class _Swarm:
     seeds: _Pool = field(default_factory=_Pool)
     leechers: _Pool = field(default_factory=_Pool)
     completed: int = 0
+    creator: bytes = b""  # the address that made it, for the per-source swarm cap
 
     def __len__(self) -> int:
         return len(self.seeds) + len(self.leechers)
 
-    def drop(self, pid: bytes) -> int:
-        return 1 if self.seeds.remove(pid) or self.leechers.remove(pid) else 0
+    def find(self, pid: bytes) -> tuple[_Pool, int] | None:
+        """The pool holding ``pid`` and its position there."""
+        for pool in (self.seeds, self.leechers):
+            i = pool.index.get(pid)
+            if i is not None:
+                return pool, i
+        return None
+
+
+def same_source(stored: bytes, addr: bytes) -> bool:
+    """Whether two compact addresses share their IP (the port may change).
+
+    A peer's entry may be changed only from the address that created it:
+    non-compact answers publish peer ids, so a peer id alone proves nothing.
+    """
+    return stored[:-2] == addr[:-2]
+
+
+def source_of(addr: bytes) -> bytes:
+    """What per-source caps count under: the IPv4 address, or the IPv6 /64 (one
+    host commonly holds a whole /64, so its addresses are one source)."""
+    return addr[:4] if len(addr) == 6 else addr[:8]
+
+
+#: Swarms and peer entries one source may add (a tenth of the global caps): enough for
+#: a NAT'd site, too few for one client to lock everyone out.
+MAX_SWARMS_PER_SOURCE = 10_000
+MAX_PEERS_PER_SOURCE = 100_000
 
 
 class MemoryStore:
@@ -144,6 +171,8 @@ class MemoryStore:
         max_swarms: int = 100_000,
         max_peers_per_swarm: int = 20_000,
         max_peers: int = 1_000_000,
+        max_swarms_per_source: int = MAX_SWARMS_PER_SOURCE,
+        max_peers_per_source: int = MAX_PEERS_PER_SOURCE,
         rng: random.Random | None = None,
     ) -> None:
         self.peer_ttl = peer_ttl
@@ -151,6 +180,12 @@ class MemoryStore:
         self.max_peers_per_swarm = max_peers_per_swarm
         self.max_peers = max_peers  # all swarms together; about 200 bytes each
         self.peer_count = 0
+        # the caps above are global: one source must not fill them and lock everyone
+        # out for the peers' lifetime, so it gets a share (see ``source_of``)
+        self.max_swarms_per_source = max_swarms_per_source
+        self.max_peers_per_source = max_peers_per_source
+        self.swarms_by_source: dict[bytes, int] = {}
+        self.peers_by_source: dict[bytes, int] = {}
         self.rng = rng or random.Random()
         self.swarms: dict[bytes, _Swarm] = {}
         self.total_completed = 0
@@ -163,9 +198,11 @@ class MemoryStore:
         swarm = self.swarms.get(req.info_hash)
         if req.event == "stopped":
             if swarm is not None:
-                self.peer_count -= swarm.drop(pid)
+                found = swarm.find(pid)
+                if found is not None and same_source(found[0].addrs[found[1]], addr):
+                    self._remove(found[0], pid, found[0].addrs[found[1]])
                 if not len(swarm) and not swarm.completed:
-                    del self.swarms[req.info_hash]
+                    self._drop_swarm(req.info_hash)
                 return AnnounceResult([], len(swarm.seeds), len(swarm.leechers))
             return AnnounceResult([], 0, 0)
         if swarm is None:
@@ -173,10 +210,34 @@ class MemoryStore:
                 raise StoreFull("tracker is full: too many swarms")
             if self.peer_count >= self.max_peers:
                 raise StoreFull("tracker is full: too many peers")
-            swarm = self.swarms[req.info_hash] = _Swarm()
+            self._count(self.swarms_by_source, addr, self.max_swarms_per_source, "swarms")
+            swarm = self.swarms[req.info_hash] = _Swarm(creator=addr)
         seed = req.left == 0
         mine, other = (swarm.seeds, swarm.leechers) if seed else (swarm.leechers, swarm.seeds)
-        if pid not in mine.index:
+        at = mine.index.get(pid)
+        theirs = (mine, at) if at is not None else swarm.find(pid)
+        if theirs is None or same_source(theirs[0].addrs[theirs[1]], addr):
+            theirs = mine, self._record(swarm, req, addr, now, mine, other, at)
+        # else someone else's entry: answer, but change nothing of it
+        return AnnounceResult(
+            self._pick(swarm, theirs, seed, req.numwant, now, seed and seeds_for_seed(req)),
+            len(swarm.seeds.ids),
+            len(swarm.leechers.ids),
+        )
+
+    def _record(
+        self,
+        swarm: _Swarm,
+        req: AnnounceRequest,
+        addr: bytes,
+        now: float,
+        mine: _Pool,
+        other: _Pool,
+        at: int | None,
+    ) -> int:
+        """Add or refresh the asker in ``mine`` (``at``: its place there, if any)."""
+        pid = req.peer_id
+        if at is None:
             if other.remove(pid):
                 pass  # a leecher turned seed (or back): same peer, other pool
             elif len(swarm) >= self.max_peers_per_swarm:
@@ -184,16 +245,39 @@ class MemoryStore:
             elif self.peer_count >= self.max_peers:
                 raise StoreFull("tracker is full: too many peers")
             else:
+                self._count(self.peers_by_source, addr, self.max_peers_per_source, "peers")
                 self.peer_count += 1
         at = mine.put(pid, addr, now + self.peer_ttl)
         if req.event == "completed":
             swarm.completed += 1
             self.total_completed += 1
-        return AnnounceResult(
-            self._pick(swarm, (mine, at), seed, req.numwant, now, seed and seeds_for_seed(req)),
-            len(swarm.seeds.ids),
-            len(swarm.leechers.ids),
-        )
+        return at
+
+    @staticmethod
+    def _count(counts: dict[bytes, int], addr: bytes, cap: int, what: str) -> None:
+        """One more of ``what`` from ``addr``'s source, unless it has ``cap`` already."""
+        key = source_of(addr)
+        n = counts.get(key, 0)
+        if n >= cap:
+            raise StoreFull(f"tracker is full: too many {what} from your address")
+        counts[key] = n + 1
+
+    @staticmethod
+    def _uncount(counts: dict[bytes, int], addr: bytes) -> None:
+        key = source_of(addr)
+        n = counts.get(key, 0) - 1
+        if n > 0:
+            counts[key] = n
+        else:
+            counts.pop(key, None)
+
+    def _remove(self, pool: _Pool, pid: bytes, addr: bytes) -> None:
+        pool.remove(pid)
+        self.peer_count -= 1
+        self._uncount(self.peers_by_source, addr)
+
+    def _drop_swarm(self, info_hash: bytes) -> None:
+        self._uncount(self.swarms_by_source, self.swarms.pop(info_hash).creator)
 
     def _pick(
         self,
@@ -302,31 +386,54 @@ class MemoryStore:
             swarm = self.swarms[h]
             for pool in (swarm.seeds, swarm.leechers):
                 if len(pool) and min(pool.expires) <= now:
-                    stale = [pool.ids[i] for i, e in enumerate(pool.expires) if e <= now]
-                    for pid in stale:
-                        pool.remove(pid)
-                    self.peer_count -= len(stale)
+                    stale = [
+                        (pool.ids[i], pool.addrs[i]) for i, e in enumerate(pool.expires) if e <= now
+                    ]
+                    for pid, addr in stale:
+                        self._remove(pool, pid, addr)
                     gone += len(stale)
             if not len(swarm):
-                del self.swarms[h]
+                self._drop_swarm(h)
         return gone
 
     async def close(self) -> None:
         self.swarms.clear()
+        self.swarms_by_source.clear()
+        self.peers_by_source.clear()
         self.peer_count = 0
 
 
-def open_store(url: str, *, peer_ttl: float) -> Store:
-    """A store from a ``--store`` URL: ``memory:`` or ``redis://HOST:PORT/DB``."""
+def open_store(
+    url: str,
+    *,
+    peer_ttl: float,
+    max_swarms_per_source: int | None = None,
+    max_peers_per_source: int | None = None,
+) -> Store:
+    """A store from a ``--store`` URL: ``memory:`` or ``redis://HOST:PORT/DB``.
+
+    ``None`` keeps the per-source caps' defaults; a Redis store caps peers per source
+    (its swarms per source are bounded by that)."""
     from swarm.errors import BadInput
 
     if url in ("", "memory", "memory:"):
-        return MemoryStore(peer_ttl=peer_ttl)
+        return MemoryStore(
+            peer_ttl=peer_ttl,
+            max_swarms_per_source=max_swarms_per_source or MAX_SWARMS_PER_SOURCE,
+            max_peers_per_source=max_peers_per_source or MAX_PEERS_PER_SOURCE,
+        )
     if url.startswith(("redis://", "rediss://", "unix://")):
         try:
             from tracker.redis_store import RedisStore
         except ImportError as exc:  # redis-py missing
-            raise BadInput(f"--store {url}: the redis package is not installed ({exc})") from None
-        store: Store = RedisStore(url, peer_ttl=peer_ttl)
+            raise BadInput(
+                f"--store {url}: the redis package is not installed ({exc}); "
+                "install it with: pip install 'swarm[redis]'"
+            ) from None
+        store: Store = RedisStore(
+            url,
+            peer_ttl=peer_ttl,
+            max_peers_per_source=max_peers_per_source or MAX_PEERS_PER_SOURCE,
+        )
         return store
     raise BadInput(f"--store {url}: expected memory: or redis://HOST:PORT/DB")

@@ -180,11 +180,11 @@ async def _metadata(
         if reporter.mode == "json":  # scripts read why on stdout too, not only stderr's line
             reporter.event("error", message=str(exc), fatal=True)
         raise
-    saved = await asyncio.to_thread(save_torrent_file, out, meta.name, meta.to_bytes(), _warn)
+    saved = await asyncio.to_thread(save_torrent_file, out, meta.name, meta.to_bytes(), warn)
     return meta, saved
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
     sys.stderr.write(f"swarm: warning: {message}\n")
     sys.stderr.flush()
 

@@ -85,7 +85,7 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
             trackers.insert(0, tracker.url)
         meta: Metainfo
         if given is not None:
-            torrent_path = Path(args.torrent)
+            torrent_path: Path | str = Path(args.torrent)
             meta = given
         else:
             from swarm.create import create_torrent_async
@@ -94,8 +94,7 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
                 path, trackers=trackers, piece_length=args.piece_length
             )
             meta = result.meta
-            torrent_path = Path.cwd() / f"{meta.name}.torrent"
-            await asyncio.to_thread(_write_file, torrent_path, result.data)
+            torrent_path = await _save_torrent(meta.name, result.data)
         from .common import discovery_options  # discovery hook
 
         session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
@@ -125,10 +124,11 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
     return 0
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot write: {exc.strerror or exc}") from None
+async def _save_torrent(name: str, data: bytes) -> Path | str:
+    """Keep the new .torrent as ./<name>.torrent the way `get` keeps a magnet's (no symlink
+    followed, no other file replaced: a numbered name instead, with a warning on stderr)."""
+    from .get import save_torrent_file, warn
+
+    saved = await asyncio.to_thread(save_torrent_file, Path.cwd(), name, data, warn)
+    return saved if saved is not None else "(not saved)"
+

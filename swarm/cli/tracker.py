@@ -41,10 +41,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--store",
         default="memory:",
         metavar="URL",
-        help="memory: (default) or redis://HOST:PORT/DB",
+        help="memory: (default) or redis://HOST:PORT/DB (needs: pip install 'swarm[redis]')",
     )
     p.add_argument(
         "--workers", type=int, default=1, help="processes serving one port (needs a redis store)"
+    )
+    p.add_argument(
+        "--max-conns-per-ip",
+        type=int,
+        default=256,
+        metavar="N",
+        help="open connections one IP address may hold (default 256; 0 = no cap)",
+    )
+    p.add_argument(
+        "--max-swarms-per-ip",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="swarms one IP address (IPv6: /64) may create, memory store (default 10000)",
+    )
+    p.add_argument(
+        "--max-peers-per-ip",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="peer entries one IP address (IPv6: /64) may hold (default 100000)",
     )
     p.add_argument(
         "--no-fast-lane",
@@ -66,6 +87,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(f"--min-interval {args.min_interval}: expected 0..--interval")
     if args.workers < 1 or args.workers > 256:
         raise BadInput(f"--workers {args.workers}: expected 1..256")
+    for flag in ("max_conns_per_ip", "max_swarms_per_ip", "max_peers_per_ip"):
+        if getattr(args, flag) < (0 if flag == "max_conns_per_ip" else 1):
+            raise BadInput(f"--{flag.replace('_', '-')} {getattr(args, flag)}: too small")
     if args.workers > 1 and not args.store.startswith(("redis://", "rediss://", "unix://")):
         raise BadInput("--workers needs a shared store: --store redis://HOST:PORT/DB")
     return {
@@ -76,6 +100,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "scrape_all": not args.no_full_scrape,
         "store": args.store,
         "fast_lane": not args.no_fast_lane,
+        "max_conns_per_ip": args.max_conns_per_ip,
+        "max_swarms_per_ip": args.max_swarms_per_ip,
+        "max_peers_per_ip": args.max_peers_per_ip,
     }
 
 

@@ -530,6 +530,7 @@ class MessageDecoder:
         "_slot_off",
         "_slot_len",
         "_slot_msg",
+        "_slot_abandoned",
         "_skip",
         "_declined",
         "_sink",
@@ -570,6 +571,7 @@ class MessageDecoder:
         self._slot_off = 0
         self._slot_len = 0
         self._slot_msg: Piece | None = None
+        self._slot_abandoned = False
         self._skip = 0
         self._declined = False  # the piece message at _start was declined by the sink
         self.num_pieces: int | None = None
@@ -587,6 +589,33 @@ class MessageDecoder:
 
     def set_block_sink(self, sink: BlockSink | None) -> None:
         self._sink = sink
+
+    def abandon_block(self, index: int, begin: int) -> bool:
+        """The engine gave up the block at ``index``/``begin`` (request timed out,
+        peer choked or rejected it): if it is being copied into its sink slot now,
+        copy its rest into a throw-away buffer instead. The block is then yielded
+        as ``Piece(index, begin, bytes)`` like a declined one; the piece buffer is
+        never written again through this decoder. True if the block was landing.
+        """
+        msg = self._slot_msg
+        slot = self._slot
+        if slot is None or msg is None or self._slot_abandoned or (msg.index, msg.begin) != (index, begin):
+            return False
+        scratch = bytearray(self._slot_len)
+        scratch[: self._slot_off] = slot[: self._slot_off]
+        self._slot = memoryview(scratch)
+        self._slot_abandoned = True
+        return True
+
+    def _finish_slot(self) -> Piece:
+        """The block in ``_slot`` is complete: its message (with the bytes if abandoned)."""
+        msg = self._slot_msg
+        assert msg is not None and self._slot is not None
+        if self._slot_abandoned:
+            msg.data = bytes(self._slot)
+            self._slot_abandoned = False
+        self._slot = self._slot_msg = None
+        return msg
 
     def set_torrent(self, num_pieces: int, piece_length: int, total_length: int) -> None:
         """Enable index/range/bitfield checks (a magnet's metadata arrived)."""
@@ -663,10 +692,7 @@ class MessageDecoder:
             self._slot_off += nbytes
             if self._slot_off < self._slot_len:
                 return []
-            msg = self._slot_msg
-            assert msg is not None
-            self._slot = self._slot_msg = None
-            out: list[Message] = [msg]
+            out: list[Message] = [self._finish_slot()]
             if self._end > self._start:
                 out.extend(self._parse())
             return out
@@ -706,9 +732,7 @@ class MessageDecoder:
             self._slot_off = off + k
             pos += k
             if self._slot_off == self._slot_len:
-                assert self._slot_msg is not None
-                out.append(self._slot_msg)
-                self._slot = self._slot_msg = None
+                out.append(self._finish_slot())
 
         unpack_hdr = _HDR.unpack_from
         unpack_ii = _II.unpack_from

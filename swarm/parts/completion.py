@@ -1,6 +1,7 @@
 """Piece completion: hash and write a complete piece, then announce it or blame its senders.
 
-Owns: the pieces being hashed and written (``writing``), who sent each block
+Owns: the hash+write tasks in flight (``writes``: ``stop`` awaits them, never
+cancels them, as their thread would go on), who sent each block
 of a piece in progress (``senders``), the bad copies of failed pieces kept to
 find the liar once a good copy passes (``suspects``) and ``hash_failures``.
 The buffer comes from ``swarm.parts.download`` (``take_buffer``) and goes back
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from swarm.core import wire
 from swarm.parts.pool import BAN_STRIKES
@@ -27,8 +28,6 @@ log = logging.getLogger("swarm.torrent")
 
 #: Failed pieces kept for block-by-block blame (memory: this many pieces).
 MAX_SUSPECTS = 16
-#: Seconds stop() waits for writes in flight.
-WRITE_WAIT = 10.0
 
 
 class PieceCompletion:
@@ -36,7 +35,7 @@ class PieceCompletion:
 
     def __init__(self, torrent: Torrent) -> None:
         self.torrent = torrent
-        self.writing: set[int] = set()
+        self.writes: set[asyncio.Task[Any]] = set()
         # who sent each block of a piece in progress (for blame on a hash failure)
         self.senders: dict[int, dict[int, PeerConnection]] = {}
         # failed pieces with several senders: (bad copy, senders), compared with the good one later
@@ -53,17 +52,19 @@ class PieceCompletion:
         view = self.torrent.downloader.take_buffer(index)
         if view is None:
             return
-        self.writing.add(index)
-        self.torrent.spawn(self._write_piece(index, view))
+        write = self.torrent.spawn(self._write_piece(index, view))
+        self.writes.add(write)
+        write.add_done_callback(self.writes.discard)
 
     async def _write_piece(self, index: int, view: memoryview) -> None:
         t = self.torrent
         try:
             ok = await t.storage.write_piece(index, view)
         finally:
-            self.writing.discard(index)
             t.downloader.written(view)
         if t.stopped or t.picker is None:
+            if ok:
+                t.have.set(index)  # on disk: counted in the resume data stop() saves
             return
         senders = self.senders.pop(index, {})
         if ok:
@@ -75,11 +76,11 @@ class PieceCompletion:
             self._piece_failed(index, view, senders)
         t.downloader.recycle(index, view)
 
-    async def wait_writes(self, timeout: float = WRITE_WAIT) -> None:
-        """Let in-flight hash+writes finish so they are counted in the resume file."""
-        deadline = time.monotonic() + timeout
-        while self.writing and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+    async def wait_writes(self) -> None:
+        """In-flight hash+writes finish (shielded: a cancelled stop() does not cancel
+        them) and are counted in the resume file."""
+        if self.writes:
+            await asyncio.shield(asyncio.wait(list(self.writes)))
 
     def _piece_passed(self, index: int) -> None:
         t = self.torrent

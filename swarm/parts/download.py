@@ -1,9 +1,10 @@
 """The download side: interest, the request pipeline, its timeouts, and the piece buffers.
 
 Owns: the buffers of pieces in progress (``buffers``, their total
-``buffer_bytes``, the ``buffered`` bitfield, spare buffers for reuse and the
-``tainted`` ones that must not be reused), which peer a block is landing from
-(``landing``), and the payload counters (``downloaded``, ``wasted``, ``down``).
+``buffer_bytes``, the ``buffered`` bitfield, spare buffers for reuse), which
+peer a block is landing from (``landing``: the only writers of piece buffers
+besides ``on_piece``; a block given up mid-copy is diverted by
+``abandon_landing``), and the payload counters (``downloaded``, ``wasted``, ``down``).
 Each peer's outstanding requests live on its ``PeerConnection.requests``;
 only this part adds or removes them. Which block to ask for is the picker's
 call (``swarm.core.picker``), how many to keep in flight and when a peer has
@@ -25,7 +26,13 @@ from swarm.core import wire
 from swarm.core.bitfield import Bitfield
 from swarm.core.picker import Block
 from swarm.core.rate import RateMeter
-from swarm.core.requests import Verdict, pipeline_depth, refill_count, request_verdict
+from swarm.core.requests import (
+    REQUEST_TIMEOUT,
+    Verdict,
+    pipeline_depth,
+    refill_count,
+    request_verdict,
+)
 from swarm.errors import ProtocolError
 from swarm.peer import PeerConnection
 
@@ -51,10 +58,11 @@ class Downloader:
         self.buffered = Bitfield(n)
         self.landing: dict[tuple[int, int], PeerConnection] = {}
         self.spare: list[memoryview] = []  # finished piece buffers for reuse
-        self.tainted: set[int] = set()  # pieces whose buffer must not be reused
         self.down = RateMeter()
         self.downloaded = 0
         self.wasted = 0
+        #: seconds before a silent peer's requests go to others (tests shorten it)
+        self.request_timeout = REQUEST_TIMEOUT
 
     # ------------------------------------------------------------ blocks in
 
@@ -81,9 +89,13 @@ class Downloader:
         index = m.index
         begin = m.begin
         key = (index, begin)
-        req = peer.requests.pop(key, None)
         if m.data is None:
-            self.landing.pop(key, None)
+            # landed through the sink: only the peer that owns the landing mark
+            # may complete it (a late block was diverted, see abandon_landing)
+            if self.landing.get(key) is not peer:
+                return 0
+            del self.landing[key]
+        req = peer.requests.pop(key, None)
         if req is None:
             self.wasted += len(m.data) if m.data is not None else 0
             return 0
@@ -190,9 +202,7 @@ class Downloader:
         req = peer.requests.pop((m.index, m.begin), None)
         picker = self.torrent.picker
         if req is not None and picker is not None:
-            if self.landing.get((m.index, m.begin)) is peer:
-                del self.landing[(m.index, m.begin)]
-                self.tainted.add(m.index)
+            self.abandon_landing(peer, (m.index, m.begin))
             picker.cancel_requests(peer, (Block(m.index, m.begin, req[0]),))
             # re-issue at once to whoever can take it
             self.fill_others(peer)
@@ -225,9 +235,7 @@ class Downloader:
         if not peer.requests:
             return
         for key in list(peer.requests):
-            if self.landing.get(key) is peer:
-                del self.landing[key]
-                self.tainted.add(key[0])
+            self.abandon_landing(peer, key)
         peer.requests.clear()
         if self.torrent.picker is not None:
             self.torrent.picker.cancel_requests(peer)
@@ -235,9 +243,16 @@ class Downloader:
     def peer_left(self, peer: PeerConnection) -> None:
         """A closed peer's requests: no longer landing, back to the picker's pool."""
         for key in list(peer.requests):
-            if self.landing.get(key) is peer:
-                del self.landing[key]
+            self.abandon_landing(peer, key)
         peer.requests.clear()
+
+    def abandon_landing(self, peer: PeerConnection, key: tuple[int, int]) -> None:
+        """We gave up ``peer``'s block ``key``: if it is landing, the rest of it goes
+        to a throw-away buffer (the block may be fetched again from someone else)."""
+        if self.landing.get(key) is peer:
+            del self.landing[key]
+            if peer.decoder is not None:
+                peer.decoder.abandon_block(*key)
 
     def fill_others(self, peer: PeerConnection | None = None) -> None:
         """Top up every pipeline but ``peer``'s (blocks it gave back go to others)."""
@@ -297,7 +312,8 @@ class Downloader:
         """Once a tick: re-issue a timed-out peer's requests elsewhere; snub a silent one."""
         oldest = min(t for _, t in peer.requests.values()) if peer.requests else None
         verdict = request_verdict(
-            oldest, peer.last_block, interested=peer.am_interested, peer_choking=peer.peer_choking, now=now
+            oldest, peer.last_block, interested=peer.am_interested, peer_choking=peer.peer_choking, now=now,
+            timeout=self.request_timeout,
         )
         if verdict is Verdict.TIMED_OUT:
             log.info("%s: requests to %s timed out", self.torrent.meta.name, peer.name())
@@ -324,10 +340,16 @@ class Downloader:
         self.buffered.set(index)
 
     def take_buffer(self, index: int) -> memoryview | None:
-        """A complete piece's buffer, handed to completion (still counted until ``written``)."""
+        """A complete piece's buffer, handed to completion (still counted until ``written``).
+        From here nothing writes into it: the sink and on_piece find no buffer for
+        the index, and any block still landing in it (none, if the bookkeeping is
+        right) is diverted."""
         view = self.buffers.pop(index, None)
-        if view is not None:
-            self.buffered.clear(index)
+        if view is None:
+            return None
+        for key, peer in [(k, p) for k, p in self.landing.items() if k[0] == index]:
+            self.abandon_landing(peer, key)
+        self.buffered.clear(index)
         return view
 
     def written(self, view: memoryview) -> None:
@@ -335,10 +357,7 @@ class Downloader:
         self.buffer_bytes -= len(view)
 
     def recycle(self, index: int, view: memoryview) -> None:
-        if index in self.tainted:
-            # a dropped request may still be landing bytes in it: never reuse
-            self.tainted.discard(index)
-            return
+        # safe to reuse: no decoder writes into it any more (see take_buffer)
         # spare + in-use buffers stay within MAX_BUFFER_BYTES
         piece_length = self.torrent.meta.piece_length
         spare = len(self.spare) * piece_length

@@ -1,7 +1,9 @@
 """Extension messages (BEP 10): our extended handshake, theirs, and serving our metadata (BEP 9).
 
 Owns: the size of the info dictionary we advertise (``metadata_size``) and
-the ut_metadata serving policy. What a peer told us in its extended
+the ut_metadata serving policy (issue 16 #2: a per-peer rate cap from
+``swarm.core.admission``, one reply held while the peer does not read; the
+budget and the held reply are kept on the ``PeerConnection``). What a peer told us in its extended
 handshake (ids, client, ``reqq``, listen port) is recorded on its
 ``PeerConnection``; a listen port becomes a known address in the pool;
 ut_pex goes to discovery's ``PexManager``.
@@ -9,10 +11,11 @@ ut_pex goes to discovery's ``PexManager``.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
+from swarm.core import admission, wire
 from swarm.core import extensions as ext
-from swarm.core import wire
 
 if TYPE_CHECKING:
     from swarm.peer import PeerConnection
@@ -61,16 +64,35 @@ class MetadataExchange:
             t.pex.on_message(peer, m.payload)
 
     def _on_ut_metadata(self, peer: PeerConnection, payload: bytes) -> None:
-        """Serve our info dictionary to magnet downloaders (BEP 9)."""
-        meta = self.torrent.meta
-        info = meta.info_bytes
+        """Serve our info dictionary to magnet downloaders (BEP 9), bounded: a rate
+        cap (a peer over it is dropped) and at most one reply waiting while the
+        peer does not read (transport paused)."""
+        info = self.torrent.meta.info_bytes
         msg = ext.decode_metadata_message(payload, len(info))
         their = peer.ext_ids.get("ut_metadata")
         if their is None or not isinstance(msg, ext.MetadataRequest):
             return
-        start = msg.piece * ext.METADATA_PIECE_SIZE
-        if meta.private:
-            peer.send(wire.encode_extended(their, ext.encode_metadata_reject(msg.piece)))
+        now = time.monotonic()
+        if peer.metadata_budget is None:
+            peer.metadata_budget = admission.TokenBucket(admission.METADATA_BURST, admission.METADATA_RATE, now)
+        if not peer.metadata_budget.take(now):
+            peer.close("ut_metadata requests over the rate cap", warn=True)
             return
+        if peer.write_paused:
+            peer.metadata_waiting = msg.piece  # one reply at most, sent on resume
+            return
+        self.serve_metadata(peer, msg.piece)
+
+    def serve_metadata(self, peer: PeerConnection, piece: int) -> None:
+        """Send one ut_metadata reply (data, or a reject for a private torrent)."""
+        meta = self.torrent.meta
+        info = meta.info_bytes
+        their = peer.ext_ids.get("ut_metadata")
+        if their is None or peer.closed:
+            return
+        if meta.private:
+            peer.send(wire.encode_extended(their, ext.encode_metadata_reject(piece)))
+            return
+        start = piece * ext.METADATA_PIECE_SIZE
         chunk = info[start : start + ext.METADATA_PIECE_SIZE]
-        peer.send(wire.encode_extended(their, ext.encode_metadata_data(msg.piece, len(info), chunk)))
+        peer.send(wire.encode_extended(their, ext.encode_metadata_data(piece, len(info), chunk)))

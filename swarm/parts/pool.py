@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from swarm.core import admission
 from swarm.core.eviction import PeerUse, choose_eviction
 from swarm.peer import PeerConnection
 
@@ -62,8 +63,15 @@ class ConnectionPool:
         self.connecting: set[tuple[str, int]] = set()
         self.candidates: deque[tuple[str, int, str]] = deque()
         self.known: set[tuple[str, int]] = set()
+        #: bound of known and candidates: what peers tell us must not grow without end
+        self.max_known = admission.MAX_KNOWN_ADDRESSES
+        # slot squatting (issue 16 #3): connections per IP, and how long a connected
+        # interested peer may use nothing before its slot goes to another
+        self.max_peers_per_ip: int = torrent.session.max_peers_per_ip
+        self.idle_connection_after = admission.IDLE_CONNECTION_AFTER
         self.manual: set[tuple[str, int]] = set()  # --peer addresses: retried while absent
         self.last_retry = time.monotonic()
+        self.last_forget = 0.0  # see _forget_stale
         self.banned: set[Any] = set()
         self.strikes: dict[Any, int] = {}
         self.connect_errors: deque[str] = deque(maxlen=32)
@@ -76,6 +84,8 @@ class ConnectionPool:
         addr = (host, port)
         if addr in self.known and source != "manual":
             return
+        if source != "manual" and len(self.known) >= self.max_known and not self._forget_stale():
+            return  # full: addresses are forgotten when a dial fails (see _connect)
         self.known.add(addr)
         if source == "manual":
             self.manual.add(addr)
@@ -83,6 +93,20 @@ class ConnectionPool:
             return
         self.candidates.append((host, port, source))
         self.connect_more()
+
+    def _forget_stale(self) -> bool:
+        """The dial list is full: forget addresses of peers that have left (neither
+        connected, being dialled, queued nor named by the user), at most once a
+        minute so that a full list costs nothing per address offered. True if
+        room was made."""
+        now = time.monotonic()
+        if now - self.last_forget < 60.0:
+            return False
+        self.last_forget = now
+        live = {p.address for p in self.peers} | self.connecting | self.manual
+        live.update((h, p) for h, p, _ in self.candidates)
+        self.known &= live
+        return len(self.known) < self.max_known
 
     def connect_more(self) -> None:
         t = self.torrent
@@ -122,12 +146,15 @@ class ConnectionPool:
         except (TimeoutError, OSError) as exc:
             log.info("cannot connect to %s:%d: %s", host, port, exc or "timeout")
             self.connect_errors.append(connect_error(exc))
+            if source != "manual" and len(self.known) >= self.max_known:
+                self.known.discard((host, port))  # full: room for an address that may work
         finally:
             self.connecting.discard((host, port))
 
     def learn(self, addr: tuple[str, int]) -> None:
         """An address we heard of without dialling it (an incoming peer's listen port)."""
-        self.known.add(addr)
+        if len(self.known) < self.max_known:
+            self.known.add(addr)
 
     def is_known(self, addr: tuple[str, int]) -> bool:
         return addr in self.known
@@ -158,6 +185,10 @@ class ConnectionPool:
             return "banned"
         if peer.peer_id in self.peer_ids and not self._replace_duplicate(peer):
             return "duplicate peer id"
+        if not peer.outgoing and admission.ip_at_cap(
+            (p.address[0] for p in self.peers), peer.address[0], self.max_peers_per_ip
+        ):
+            return "too many connections from this address"
         if len(self.peers) >= MAX_PEERS and not self._make_room(peer):
             return "too many peers"
         return None
@@ -200,6 +231,9 @@ class ConnectionPool:
             for p in self.peers
         ]
         worst = choose_eviction(uses, now)
+        if worst is None:
+            # a peer that says interested and never asks holds a slot for nothing
+            worst = admission.idle_to_evict(self.torrent.choking.upload_uses(now), now, self.idle_connection_after)
         if not isinstance(worst, PeerConnection):
             return False
         worst.close("making room for a new peer")
@@ -210,7 +244,8 @@ class ConnectionPool:
         """A peer finished its handshake and was admitted."""
         self.peers[peer] = None
         self.peer_ids.add(peer.peer_id)
-        self.known.add(peer.address)
+        if peer.outgoing:  # an incoming peer's source port is not where it listens
+            self.known.add(peer.address)
 
     def remove(self, peer: PeerConnection) -> bool:
         """Forget a connected peer; False when it was not one of ours."""

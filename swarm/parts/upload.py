@@ -88,14 +88,12 @@ class Uploader:
         """We just choked ``peer``: drop its queued requests (BEP 6: reject them,
         but keep those for its allowed-fast pieces)."""
         if peer.supports_fast:
-            for index, begin, length in list(peer.upload_queue):
-                if index not in peer.our_allowed_fast:
-                    peer.send(wire.encode_reject(index, begin, length))
-            peer.upload_queue = type(peer.upload_queue)(
-                r for r in peer.upload_queue if r[0] in peer.our_allowed_fast
-            )
+            # BEP 6: allowed-fast requests stay queued, the others are rejected; in place
+            # (PeerConnection.drop_uploads): the serving task keeps the same deque
+            for index, begin, length in peer.drop_uploads(keep=peer.our_allowed_fast):
+                peer.send(wire.encode_reject(index, begin, length))
         else:
-            peer.upload_queue.clear()
+            peer.drop_uploads()
 
     # ------------------------------------------------------------ serving
 

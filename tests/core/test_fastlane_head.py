@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracker.app import Counters, Tracker, TrackerConfig
-from tracker.fastlane import MAX_HEAD, FastLane, parse_head, render
+from tracker.fastlane import MAX_HEAD, ConnectionGate, FastLane, parse_head, render
 
 QUERY = b"info_hash=%00%01%02&peer_id=-SW0001-abcdefghijkl&port=6881&left=0&compact=1"
 GOOD = b"GET /announce?" + QUERY + b" HTTP/1.1\r\nHost: 127.0.0.1:6969\r\nUser-Agent: t/1\r\n\r\n"
@@ -465,7 +465,8 @@ async def test_a_cancelled_pending_answer_closes_the_connection(target: bytes) -
     """LaneSite.stop cancels pending answers, maybe before they ever ran: the client
     must not be left waiting, and no coroutine may be left un-awaited."""
     tasks: set[asyncio.Task[None]] = set()
-    lane = FastLane(Tracker(_SlowStore(), TrackerConfig(), Counters()), object, tasks)  # type: ignore[arg-type]
+    tracker = Tracker(_SlowStore(), TrackerConfig(), Counters())  # type: ignore[arg-type]
+    lane = FastLane(tracker, object, tasks, ConnectionGate())  # type: ignore[arg-type]
     transport = _Transport()
     lane.connection_made(transport)  # type: ignore[arg-type]
     with warnings.catch_warnings(record=True) as caught:

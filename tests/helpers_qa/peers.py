@@ -36,10 +36,18 @@ class RawPeer:
         self.writer = writer
         self.received = bytearray()
         self.remote_handshake: wire.Handshake | None = None
+        self._decoder: wire.MessageDecoder | None = None  # expect()'s, kept across calls
+        self._pending: list[Any] = []
 
     @classmethod
-    async def connect(cls, port: int, host: str = "127.0.0.1", timeout: float = 5) -> RawPeer:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    async def connect(
+        cls, port: int, host: str = "127.0.0.1", timeout: float = 5, *, source: str | None = None
+    ) -> RawPeer:
+        """``source``: the local address to connect from (e.g. 127.0.0.7: another "host")."""
+        local = (source, 0) if source is not None else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, local_addr=local), timeout
+        )
         return cls(reader, writer)
 
     def send(self, data: bytes) -> None:
@@ -108,6 +116,29 @@ class RawPeer:
                 break
             msgs.extend(dec.feed(chunk))
         return msgs
+
+    async def expect(self, meta: Metainfo, match: Callable[[Any], bool], timeout: float) -> Any:
+        """The next of their messages for which ``match`` is true (earlier ones are
+        skipped); unlike ``messages`` no partial message is lost between calls.
+        Fails the test on EOF or after ``timeout`` seconds."""
+        if self._decoder is None:
+            self._decoder = wire.MessageDecoder(meta.num_pieces, meta.piece_length, meta.total_length)
+            self._pending = list(self._decoder.feed(bytes(self.received)))
+            self.received.clear()
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._pending:
+                msg = self._pending.pop(0)
+                if match(msg):
+                    return msg
+            left = deadline - time.monotonic()
+            assert left > 0, f"no matching message within {timeout}s"
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(65536), left)
+            except TimeoutError:
+                chunk = None
+            assert chunk, f"connection closed or silent for {timeout}s before a matching message"
+            self._pending = list(self._decoder.feed(chunk))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -109,3 +109,24 @@ async def test_magnet_with_a_255_byte_name_into_a_new_directory(tmp_path: Path) 
     (saved,) = [p for p in out.iterdir() if p.name.endswith(".torrent")]
     assert len(saved.name.encode()) <= 255
     assert parse_metainfo(saved.read_bytes()).name == name
+
+
+async def test_seed_does_not_write_its_torrent_through_a_symlink(tmp_path: Path) -> None:
+    """`swarm seed PATH` makes <name>.torrent in the current directory like a magnet's: a
+    symlink or another file already there is left alone and a numbered name is used."""
+    src, outside = tmp_path / "src", tmp_path / "outside.txt"
+    src.mkdir()
+    (src / "s.bin").write_bytes(os.urandom(50_000))
+    outside.write_bytes(b"precious\n")
+    (tmp_path / "s.bin.torrent").symlink_to(outside)
+    seed = await spawn_swarm("seed", str(src / "s.bin"), *NET, "--json", cwd=tmp_path)
+    try:
+        events = await read_events(seed, "listening", 20)
+    finally:
+        seed.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(seed.wait(), 10)
+    assert outside.read_bytes() == b"precious\n"
+    assert (tmp_path / "s.bin.torrent").is_symlink()
+    assert parse_metainfo((tmp_path / "s.bin.1.torrent").read_bytes()).name == "s.bin"
+    started = next(e for e in events if e["event"] == "added")
+    assert str(started.get("torrent", "")).endswith("s.bin.1.torrent"), started

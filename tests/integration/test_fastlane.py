@@ -713,3 +713,99 @@ def test_the_store_sees_the_client_address(run: Loop, fast_lane: bool) -> None:
         assert store.addrs == [("127.0.0.1", 7001)] * 2
 
     run(body())
+
+
+# -- connection hygiene: idle timeouts, a per-IP cap, quiet bad requests ----------------------
+
+
+def test_the_idle_timeout_is_under_a_minute() -> None:
+    assert fastlane.IDLE_TIMEOUT <= 60
+
+
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_idle_connections_held_by_aiohttp_close_too(
+    run: Loop, monkeypatch: pytest.MonkeyPatch, fast_lane: bool
+) -> None:
+    # a half head (handed to aiohttp by the lane) and a kept-alive connection after its
+    # answer: neither may stay open for aiohttp's default hour
+    monkeypatch.setattr(fastlane, "IDLE_TIMEOUT", 0.3)
+
+    async def body() -> None:
+        async with tracker(fast_lane=fast_lane) as lane:
+            async with connection(lane.port) as (reader, writer):
+                writer.write(request(announce_target(1, 7001))[:30])
+                await writer.drain()
+                assert await at_eof(reader)
+            async with connection(lane.port) as (reader, writer):
+                writer.write(request(announce_target(1, 7001)))
+                await writer.drain()
+                assert (await read_answer(reader)).status == 200
+                assert await at_eof(reader)
+
+    run(body())
+
+
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_connections_per_ip_are_capped(run: Loop, fast_lane: bool) -> None:
+    async def body() -> None:
+        async with tracker(fast_lane=fast_lane, max_conns_per_ip=3) as lane:
+            async with connection(lane.port) as (_, w1), connection(lane.port) as (_, w2):
+                w2.write(request(announce_target(1, 7001))[:30])  # handed over to aiohttp
+                await w2.drain()
+                async with connection(lane.port) as (r3, _):
+                    async with connection(lane.port) as (r4, _):
+                        assert await at_eof(r4)  # the fourth is refused
+                    assert not r3.at_eof()
+            # the slots come back, handed-over connections' too
+            (site,) = lane.runner.sites
+            await until(lambda: not site.gate.open, T, "the cap's slots to come back")
+            answers = await asyncio.gather(
+                *(ask(lane.port, request(announce_target(n, 7000 + n))) for n in range(3))
+            )
+            assert [a.status for a in answers] == [200] * 3
+
+    run(body())
+
+
+def test_the_default_cap_lets_a_load_test_from_one_host_through(run: Loop) -> None:
+    # benchmarks/bench_tracker.py runs wrk -c50 from 127.0.0.1
+    async def body() -> None:
+        async with tracker() as lane:
+            opened = [
+                await asyncio.wait_for(asyncio.open_connection("127.0.0.1", lane.port), T)
+                for _ in range(60)
+            ]
+            try:
+                for n, (_, writer) in enumerate(opened):
+                    writer.write(request(announce_target(n, 7000 + n)))
+                answers = [await read_answer(reader) for reader, _ in opened]
+                assert [a.status for a in answers] == [200] * 60
+            finally:
+                for _, writer in opened:
+                    writer.close()
+
+    run(body())
+
+
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_an_oversized_request_line_logs_one_quiet_line(
+    run: Loop, caplog: pytest.LogCaptureFixture, fast_lane: bool
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def body() -> None:
+        async with tracker(fast_lane=fast_lane) as lane:
+            caplog.clear()
+            raw = await ask_until_closed(lane.port, request(b"/announce?x=" + b"y" * 20_000))
+            assert raw.startswith(b"HTTP/1.") and int(raw.split(b" ")[1]) == 400
+
+    run(body())
+    about = [
+        r
+        for r in caplog.records
+        if not r.getMessage().startswith(("event=listening", "event=stopped"))
+    ]
+    assert len(about) == 1 and about[0].exc_info is None, [
+        (r.name, r.levelname, r.getMessage()[:200], bool(r.exc_info)) for r in about
+    ]
+    assert about[0].levelno <= logging.INFO and len(about[0].getMessage()) < 300

@@ -683,13 +683,14 @@ async def test_cli_seed_and_get_survive_hostile_peers(tmp_path: Path) -> None:
 async def test_many_idle_peers_at_the_seed_do_not_lock_out_leechers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """70 handshaken, silent connections to a seed; a real leecher must still be served."""
+    """70 handshaken, silent connections to a seed; a real leecher must still be served.
+    They come from ten other addresses (the per-IP cap would refuse most from one)."""
     caplog.set_level(logging.WARNING)
     async with arena(tmp_path) as a:
         idle: list[RawPeer] = []
         try:
-            for _ in range(70):
-                p = await RawPeer.connect(a.port("seed"))
+            for i in range(70):
+                p = await RawPeer.connect(a.port("seed"), source=f"127.0.0.{2 + i % 10}")
                 if await p.handshake(a.meta.info_hash) is None:
                     p.close()
                     continue

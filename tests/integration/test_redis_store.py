@@ -165,7 +165,7 @@ async def test_store_announce_contract(store_factory) -> None:  # type: ignore[n
     assert r.peers == [(pid_of(2), addr(2))]  # a seed gets no seeds, never itself
     r = await s.announce(req(2, numwant=0), addr(2), now=100.0)
     assert r.peers == []
-    r = await s.announce(req(2, left=0, event="completed"), pack_peer("::1", 9), now=101.0)
+    r = await s.announce(req(2, left=0, event="completed"), pack_peer("10.0.0.1", 9), now=101.0)
     assert (r.complete, r.incomplete) == (3, 0) and r.peers == []
     sc = await s.scrape([IH, IH2])
     assert list(sc) == [IH] and (sc[IH].complete, sc[IH].downloaded, sc[IH].incomplete) == (3, 1, 0)
@@ -244,6 +244,51 @@ async def test_store_samples_mid_sized_swarms(store_factory) -> None:  # type: i
         r = await s.announce(req(200, left=0, ih=other, numwant=20), addr(200), now=0.0)
         ids = [int.from_bytes(p[8:], "big") for p, _ in r.peers]
         assert len(ids) == 20 == len(set(ids)) and all(100 <= n < 150 for n in ids)
+
+
+async def test_store_entry_changes_only_from_its_own_address(store_factory) -> None:  # type: ignore[no-untyped-def]
+    """Non-compact answers publish peer ids: another address that sends one must
+    neither move the entry, nor stop it, nor refresh or complete it; it still gets peers."""
+    s: Store = store_factory(peer_ttl=100.0)
+    await s.announce(req(1), addr(1), now=0.0)
+    await s.announce(req(2), addr(2), now=0.0)
+    thief = pack_peer("10.6.6.6", 6666)
+    r = await s.announce(req(1, event="stopped"), thief, now=1.0)
+    assert (r.complete, r.incomplete) == (0, 2)
+    r = await s.announce(req(1), thief, now=1.0)
+    assert r.peers == [(pid_of(2), addr(2))] and (r.complete, r.incomplete) == (0, 2)
+    r = await s.announce(req(1, left=0, event="completed"), thief, now=90.0)
+    assert (r.complete, r.incomplete) == (0, 2)
+    assert (await s.scrape([IH]))[IH].downloaded == 0
+    r = await s.announce(req(2), addr(2), now=90.0)
+    assert r.peers == [(pid_of(1), addr(1))]  # still at its own address
+    r = await s.announce(req(2), addr(2), now=101.0)
+    assert r.peers == []  # the thief's announce at 90 did not keep it alive
+    # the owner's address may change its port, and stop it
+    await s.announce(req(1), pack_peer("10.0.0.1", 7777), now=102.0)
+    r = await s.announce(req(2), addr(2), now=102.0)
+    assert r.peers == [(pid_of(1), pack_peer("10.0.0.1", 7777))]
+    r = await s.announce(req(1, event="stopped"), addr(1), now=103.0)
+    assert (r.complete, r.incomplete) == (0, 1)
+
+
+async def test_store_one_source_gets_a_share_of_the_peers(store_factory) -> None:  # type: ignore[no-untyped-def]
+    s: Store = store_factory(peer_ttl=100.0, max_peers_per_source=2)
+    await s.announce(req(1), addr(1), now=0.0)
+    await s.announce(req(2, ih=IH2), addr(2), now=0.0)
+    await s.announce(req(2, ih=IH2), addr(2), now=1.0)  # its own peers may re-announce
+    with pytest.raises(StoreFull, match="too many peers from your address"):
+        await s.announce(req(3), addr(3), now=1.0)
+    other = pack_peer("10.0.0.2", 7000)
+    await s.announce(req(4), other, now=1.0)  # everyone else is still served
+    await s.announce(req(1, event="stopped"), addr(1), now=2.0)  # stopped gives it back
+    await s.announce(req(3), addr(3), now=2.0)
+    with pytest.raises(StoreFull, match="from your address"):
+        await s.announce(req(5), addr(5), now=2.0)
+    # expiry gives it back (peers 2 and 3 are due at 101 and 102)
+    await s.expire(now=150.0)
+    await s.announce(req(5), addr(5), now=150.0)
+    await s.announce(req(6, ih=IH2), addr(6), now=150.0)
 
 
 async def test_store_caps(store_factory) -> None:  # type: ignore[no-untyped-def]

@@ -296,6 +296,34 @@ async def test_store_total_peer_cap() -> None:
     assert s.peer_count == 2 and list(s.swarms) == [IH]  # the emptied swarm went at once
 
 
+async def test_one_source_cannot_fill_the_global_caps() -> None:
+    """The swarm and peer caps are global: one address gets a share of each, so
+    it cannot lock everyone else out for the peers' lifetime."""
+    s = MemoryStore(max_swarms=10, max_peers=10, max_swarms_per_source=2, max_peers_per_source=3)
+    flood = "10.9.9.9"
+    await s.announce(req(1), pack_peer(flood, 1), now=0)
+    await s.announce(req(2, ih=IH2), pack_peer(flood, 2), now=0)
+    with pytest.raises(StoreFull, match="too many swarms from your address"):
+        await s.announce(req(3, ih=b"\x03" * 20), pack_peer(flood, 3), now=0)
+    await s.announce(req(3), pack_peer(flood, 3), now=0)
+    with pytest.raises(StoreFull, match="too many peers from your address"):
+        await s.announce(req(4), pack_peer(flood, 4), now=0)
+    await s.announce(req(3), pack_peer(flood, 3), now=1)  # its own peers may re-announce
+    # everyone else is still served, IPv6 hosts counted per /64
+    await s.announce(req(5, ih=b"\x05" * 20), pack_peer("10.0.0.5", 5), now=0)
+    await s.announce(req(6), pack_peer("2001:db8::1", 6), now=0)
+    await s.announce(req(7), pack_peer("2001:db8::2", 7), now=0)
+    await s.announce(req(8), pack_peer("2001:db8::3", 8), now=0)
+    with pytest.raises(StoreFull, match="too many peers from your address"):
+        await s.announce(req(9), pack_peer("2001:db8::ffff", 9), now=0)
+    # leaving gives the share back: a stopped, and expiry
+    await s.announce(req(3, event="stopped"), pack_peer(flood, 3), now=2)
+    await s.announce(req(4), pack_peer(flood, 4), now=2)
+    await s.expire(now=10_000)
+    assert s.peers_by_source == {} and s.swarms_by_source == {} and s.swarms == {}
+    await s.announce(req(9), pack_peer("2001:db8::ffff", 9), now=10_000)
+
+
 async def test_store_sample_is_uniform_enough() -> None:
     s = MemoryStore(rng=random.Random(1))
     for n in range(20):
@@ -344,6 +372,17 @@ def test_cli_prints_port_and_stops_cleanly_on_sigterm() -> None:
             proc.wait(timeout=5)
 
 
+def test_redis_store_without_the_extra_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swarm.cli import main
+
+    monkeypatch.setitem(sys.modules, "tracker.redis_store", None)  # import fails: no redis-py
+    assert main(["tracker", "--port", "0", "--store", "redis://127.0.0.1:1/0"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'swarm[redis]'" in err and "Traceback" not in err, err
+
+
 def test_cli_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from swarm.cli import main
 
@@ -357,6 +396,8 @@ def test_cli_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
         ["--port", "70000"],
         ["--interval", "0"],
         ["--interval", "60", "--min-interval", "61"],
+        ["--max-conns-per-ip", "-1"],
+        ["--max-peers-per-ip", "0"],
     ):
         assert main(["tracker", "--port", "0", *extra]) == 2, extra
         err = capsys.readouterr().err

@@ -22,6 +22,7 @@ ops = st.lists(
         st.integers(0, 6),  # numwant
         st.integers(0, 1),  # swarm
         st.booleans(),  # compact
+        st.sampled_from(["10.0.0.1", "10.0.0.1", "10.0.0.2"]),  # the sender's address
     ),
     max_size=40,
 )
@@ -29,9 +30,7 @@ ops = st.lists(
 
 @settings(max_examples=80, deadline=None)
 @given(ops, st.integers(0, 2**32))
-def test_memory_store_matches_model(
-    sequence: list[tuple[int, int, str, int, int, int, bool]], seed: int
-) -> None:
+def test_memory_store_matches_model(sequence: list[Op], seed: int) -> None:
     asyncio.run(_check(sequence, seed))
 
 
@@ -39,20 +38,25 @@ def _pid(n: int) -> bytes:
     return b"-PR0000-" + n.to_bytes(12, "big")
 
 
-def _addr(n: int) -> bytes:
-    return pack_peer("10.0.0.1", 1000 + n)
+def _addr(n: int, ip: str = "10.0.0.1") -> bytes:
+    return pack_peer(ip, 1000 + n)
 
 
-async def _check(sequence: list[tuple[int, int, str, int, int, int, bool]], seed: int) -> None:
+Op = tuple[int, int, str, int, int, int, bool, str]
+
+
+async def _check(sequence: list[Op], seed: int) -> None:
     store = MemoryStore(peer_ttl=TTL, rng=random.Random(seed))
-    model: dict[tuple[int, bytes], tuple[bool, float]] = {}  # (swarm, pid) -> (seed, expires)
+    # (swarm, pid) -> (seed, expires, the IP that made it); swept entries leave it
+    model: dict[tuple[int, bytes], tuple[bool, float, str]] = {}
     completed = {0: 0, 1: 0}
     now = 0.0
-    for n, left, event, dt, want, swarm, compact in sequence:
+    for n, left, event, dt, want, swarm, compact, ip in sequence:
         now += dt
         swept = dt > 25  # sometimes a sweep runs first
         if swept:
             await store.expire(now)
+            model = {k: v for k, v in model.items() if v[1] > now}
             for sw in (0, 1):  # a swarm with nobody left is forgotten, counts and all
                 if not any(v[1] > now for k, v in model.items() if k[0] == sw):
                     completed[sw] = 0
@@ -61,18 +65,22 @@ async def _check(sequence: list[tuple[int, int, str, int, int, int, bool]], seed
         req = AnnounceRequest(
             ih, pid, 1000 + n, left=left, event=event, numwant=want, compact=compact
         )
-        r = await store.announce(req, _addr(n), now)
+        r = await store.announce(req, _addr(n, ip), now)
         live = {k: v for k, v in model.items() if v[1] > now and k[0] == swarm}
+        mine = (swarm, pid) not in model or model[(swarm, pid)][2] == ip  # else: hands off
         if event == "stopped":
-            model.pop((swarm, pid), None)
+            if mine:
+                model.pop((swarm, pid), None)
             assert r.peers == []
             continue
-        model[(swarm, pid)] = (left == 0, now + TTL)
-        live[(swarm, pid)] = (left == 0, now + TTL)
-        if event == "completed":
-            completed[swarm] += 1
+        if mine:
+            model[(swarm, pid)] = live[(swarm, pid)] = (left == 0, now + TTL, ip)
+            if event == "completed":
+                completed[swarm] += 1
         got = [p for p, _ in r.peers]
-        assert [_addr(int.from_bytes(p[8:], "big")) for p in got] == [a for _, a in r.peers]
+        assert [
+            _addr(k := int.from_bytes(p[8:], "big"), model[(swarm, _pid(k))][2]) for p in got
+        ] == [a for _, a in r.peers]
         assert pid not in got, "the asker got itself"
         assert len(got) == len(set(got)) <= want
         for p in got:

@@ -1,0 +1,128 @@
+"""Who may hold our resources: connection, unchoke slot, metadata replies, dial list.
+
+Pure decisions, time passed in (issue 16: slot squatting, ut_metadata floods,
+an unbounded list of addresses to dial). The engine asks; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+#: Connections per remote IP address: several clients on one machine or behind one
+#: NAT still trade out of the box (libtorrent allows one unless configured).
+DEFAULT_PEERS_PER_IP = 8
+#: Addresses we know of / may dial (libtorrent's ``max_peerlist_size``: 3,000).
+MAX_KNOWN_ADDRESSES = 3000
+#: New addresses one source IP (all its connections, across reconnects) may give us
+#: per ``SOURCE_WINDOW`` seconds.
+MAX_ADDRESSES_PER_SOURCE = 100
+SOURCE_WINDOW = 600.0
+#: Source IPs remembered for that budget (oldest forgotten first).
+MAX_SOURCES = 1024
+#: An unchoked peer that requests nothing for this long gives its slot back.
+IDLE_UNCHOKE_AFTER = 30.0
+#: An interested peer that has requested nothing for this long may be evicted at the cap.
+IDLE_CONNECTION_AFTER = 60.0
+#: ut_metadata requests one peer may make: a burst, then this many per second.
+METADATA_BURST = 32
+METADATA_RATE = 8.0
+
+
+class TokenBucket:
+    """``take(now)`` is False once the peer has spent its burst faster than ``rate``."""
+
+    __slots__ = ("_at", "_tokens", "burst", "rate")
+
+    def __init__(self, burst: float, rate: float, now: float) -> None:
+        self.burst = burst
+        self.rate = rate
+        self._tokens = burst
+        self._at = now
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class SourceBudget:
+    """How many new addresses each source IP may still give us in its window.
+
+    Keyed by IP, not connection, so reconnecting does not reset it; at most
+    ``max_sources`` IPs are remembered, so the budget itself stays bounded.
+    """
+
+    def __init__(
+        self,
+        per_source: int = MAX_ADDRESSES_PER_SOURCE,
+        window: float = SOURCE_WINDOW,
+        max_sources: int = MAX_SOURCES,
+    ) -> None:
+        self.per_source = per_source
+        self.window = window
+        self.max_sources = max_sources
+        self._used: OrderedDict[Hashable, tuple[float, int]] = OrderedDict()
+
+    def left(self, source: Hashable, now: float) -> int:
+        start, used = self._used.get(source, (now, 0))
+        if now - start >= self.window:
+            return self.per_source
+        return max(0, self.per_source - used)
+
+    def spend(self, source: Hashable, now: float, n: int = 1) -> None:
+        start, used = self._used.pop(source, (now, 0))
+        if now - start >= self.window:
+            start, used = now, 0
+        self._used[source] = (start, used + n)
+        while len(self._used) > self.max_sources:
+            self._used.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadUse:
+    """What the engine knows about how a peer uses what we give it."""
+
+    key: Hashable
+    interested: bool
+    unchoked_at: float | None  # None while choked
+    last_request: float  # when it last asked for a block (connect time if never)
+    gave_us: int = 0  # bytes it has sent us
+    caught_idle: bool = False  # was unchoked and left its slot unused
+
+
+def idle_unchoked(peers: Iterable[UploadUse], now: float, after: float = IDLE_UNCHOKE_AFTER) -> set[Hashable]:
+    """Unchoked peers that have asked for nothing for ``after`` seconds: their
+    slots go to someone who will use them (a squatter says ``interested`` and
+    never requests)."""
+    return {
+        p.key
+        for p in peers
+        if p.unchoked_at is not None and now - max(p.unchoked_at, p.last_request) >= after
+    }
+
+
+def idle_to_evict(
+    peers: Iterable[UploadUse], now: float, after: float = IDLE_CONNECTION_AFTER
+) -> Hashable | None:
+    """At the connection cap: the interested peer idle longest (caught leaving an
+    unchoke unused, no request for ``after`` seconds, nothing given to us), or None.
+    Interested peers merely waiting for an unchoke are not idle: they never had one."""
+    best: UploadUse | None = None
+    for p in peers:
+        if not (p.interested and p.caught_idle) or p.gave_us or now - p.last_request < after:
+            continue
+        if best is None or p.last_request < best.last_request:
+            best = p
+    return best.key if best is not None else None
+
+
+def ip_at_cap(ips: Iterable[str], ip: str, cap: int) -> bool:
+    """True if ``ip`` already holds ``cap`` connections (``cap`` <= 0: no cap)."""
+    if cap <= 0:
+        return False
+    return sum(1 for other in ips if other == ip) >= cap

@@ -1,0 +1,211 @@
+"""Hostile peers against admission limits (issue 16 #2, #3, #6), over real loopback sockets.
+
+Several source addresses (127.0.0.x) stand in for distinct hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from helpers_qa.peers import RawPeer
+
+from swarm import Session
+from swarm.core import admission, wire
+from swarm.core import extensions as ext
+from swarm.core.bencode import encode as bencode
+from swarm.core.metainfo import Metainfo, parse_metainfo
+from swarm.create import create_torrent
+from tests.helpers.wait import poll
+
+PIECE = 32768
+
+
+@dataclass
+class Swarm:
+    meta: Metainfo
+    data: bytes
+    payload: bytes
+    src: Path
+
+
+@asynccontextmanager
+async def made(tmp_path: Path, size: int = 8 * PIECE + 100) -> AsyncIterator[Swarm]:
+    payload = os.urandom(size)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", piece_length=PIECE)
+    yield Swarm(parse_metainfo(data), data, payload, src)
+
+
+async def raw_from(src_ip: str, port: int) -> RawPeer:
+    return await RawPeer.connect(port, source=src_ip)
+
+
+def ext_handshake(**m: int) -> bytes:
+    return wire.encode_extended(0, bencode({b"m": {k.encode(): v for k, v in m.items()}}))
+
+
+# ------------------------------------------------------------------ #6 ut_pex
+
+
+async def test_pex_from_many_short_connections_cannot_grow_the_dial_list(tmp_path: Path) -> None:
+    """Reconnecting resets no budget: each source IP may add a bounded number of
+    addresses, and the known/candidate sets never pass their bound."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as leecher:
+        (tmp_path / "out").mkdir()
+        handle = await leecher.add_torrent(s.meta, tmp_path / "out")
+        torrent: Any = handle._t
+        torrent.pool.max_known = 150  # a small bound, reachable with a few sources
+        assert leecher.port is not None
+        sent = 0
+        for source in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+            for _ in range(20):
+                p = await raw_from(source, leecher.port)
+                assert await p.handshake(s.meta.info_hash) is not None
+                base = sent
+                added = [
+                    ext.PexPeer(f"127.{1 + (base + k) // 60000}.{(base + k) // 250 % 240}.{1 + (base + k) % 250}", 7000)
+                    for k in range(50)
+                ]
+                sent += 50
+                p.send(ext_handshake(ut_pex=1))
+                p.send(wire.encode_extended(ext.UT_PEX_ID, ext.encode_pex(ext.PexMessage(added=added))))
+                await p.drain()
+                p.writer.close()
+                n = sent // 50
+                assert await poll(lambda n=n: torrent.pex.received >= n, timeout=5)  # type: ignore[misc]
+        per_source = admission.MAX_ADDRESSES_PER_SOURCE
+        assert torrent.pex.accepted <= 3 * per_source, torrent.pex.accepted
+        assert len(torrent.pool.known) <= 150, len(torrent.pool.known)
+        assert len(torrent.pool.candidates) <= 150, len(torrent.pool.candidates)
+
+
+# ------------------------------------------------------------------ #2 ut_metadata
+
+
+async def test_metadata_flood_from_a_peer_that_never_reads_is_bounded_and_dropped(tmp_path: Path) -> None:
+    """Tiny ut_metadata requests, never a byte read: the seed's write buffer stays
+    bounded (no reply queued per request) and the peer is dropped (before: one
+    reply queued per request, 3 MB of requests grew the buffer to 1.6 GB)."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        assert seed.port is not None
+        p = await raw_from("127.0.0.1", seed.port)
+        assert await p.handshake(s.meta.info_hash) is not None
+        our_port = p.writer.get_extra_info("sockname")[1]
+        conn = next(c for c in seed.connections if c.address[1] == our_port)
+        p.send(ext_handshake(ut_metadata=7))
+        request = wire.encode_extended(3, bencode({b"msg_type": 0, b"piece": 0}))
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while not conn.closed:
+                assert conn.transport is not None
+                peak = max(peak, conn.transport.get_write_buffer_size())
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        for _ in range(30):  # 3 MB in 100 KB writes; stops mattering once we are dropped
+            p.send(request * (100_000 // len(request)))
+            if not await p.drain(timeout=5):
+                break
+        assert await poll(lambda: conn.closed, timeout=10), "the flooding peer was not dropped"
+        await asyncio.wait_for(watcher, 5)
+        assert "metadata" in conn.close_reason, conn.close_reason
+        assert peak <= 64 * 1024, peak
+        p.writer.close()
+
+
+# ------------------------------------------------------------------ #3 slot squatting
+
+
+async def test_squatters_cannot_lock_an_honest_leecher_out_of_a_seed(tmp_path: Path) -> None:
+    """Connections that say ``interested`` and never request, from eight addresses,
+    fill the seed's connection cap and unchoke slots; a per-IP cap holds each address
+    to 8, idle unchoked squatters lose their slots and then their connections, and
+    an honest leecher completes (before: refused, 0 bytes)."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        torrent: Any = seed.torrents[s.meta.info_hash]
+        torrent.choking.idle_unchoke_after = 1.0  # seconds instead of the default 30/60
+        torrent.pool.idle_connection_after = 1.0
+        assert seed.port is not None
+        squatters: list[RawPeer] = []
+        for host in range(2, 10):
+            for _ in range(9):  # one more than the per-IP cap
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                assert await p.handshake(s.meta.info_hash) is not None
+                p.send(wire.encode_interested())
+                await p.drain()
+                squatters.append(p)
+        try:
+            assert await poll(lambda: len(torrent.peers) >= 60, timeout=10), len(torrent.peers)
+            per_ip: dict[str, int] = {}
+            for peer in torrent.peers:
+                per_ip[peer.address[0]] = per_ip.get(peer.address[0], 0) + 1
+            assert max(per_ip.values()) <= 8, per_ip
+            # some squatters were unchoked, left their slots unused, and were caught
+            assert await poll(
+                lambda: sum(1 for peer in torrent.peers if peer.idle_until > 0) >= 2, timeout=15
+            )
+            out = tmp_path / "honest"
+            out.mkdir()
+            async with Session("127.0.0.1", 0) as leecher:
+                h = await leecher.add_torrent(s.meta, out, peers=[("127.0.0.1", seed.port)])
+                await h.wait_complete(30)
+            assert (out / "f.bin").read_bytes() == s.payload
+        finally:
+            for p in squatters:
+                p.writer.close()
+
+
+async def test_metadata_requests_while_paused_leave_one_reply_for_the_resume(tmp_path: Path) -> None:
+    """While the peer's transport is paused (it does not read), requests queue no
+    reply; one reply (the latest asked for) goes out when writing resumes."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        assert seed.port is not None
+        p = await raw_from("127.0.0.1", seed.port)
+        assert await p.handshake(s.meta.info_hash) is not None
+        our_port = p.writer.get_extra_info("sockname")[1]
+        conn = next(c for c in seed.connections if c.address[1] == our_port)
+        p.send(ext_handshake(ut_metadata=7))
+        await p.drain()
+        assert await poll(lambda: conn.ext_ids.get("ut_metadata") == 7, timeout=5)
+        conn.pause_writing()  # as the transport does above its high-water mark
+        for _ in range(5):
+            p.send(wire.encode_extended(3, bencode({b"msg_type": 0, b"piece": 0})))
+        await p.drain()
+        assert await poll(lambda: conn.metadata_waiting == 0, timeout=5)
+        assert not any(isinstance(m, bytes) and b"msg_type" in m for m in conn._out)
+        conn.resume_writing()
+        assert conn.metadata_waiting is None
+
+        def replies(ms: list[Any]) -> list[Any]:
+            return [m for m in ms if isinstance(m, wire.Extended) and m.ext_id == 7]
+
+        msgs = await p.messages(s.meta, lambda ms: len(replies(ms)) >= 1, timeout=5)
+        assert len(replies(msgs)) == 1
+        assert not conn.closed
+        p.writer.close()
+
+
+async def test_a_full_dial_list_forgets_peers_that_left(tmp_path: Path) -> None:
+    """The bound must not freeze the list: addresses of peers long gone make room."""
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as leecher:
+        (tmp_path / "out").mkdir()
+        handle = await leecher.add_torrent(s.meta, tmp_path / "out")
+        torrent: Any = handle._t
+        torrent.pool.max_known = 5
+        torrent.pool.known = {(f"127.9.9.{i}", 6881) for i in range(5)}  # peers that have left
+        torrent.add_peer("127.0.0.5", 7000, "tracker")
+        assert ("127.0.0.5", 7000) in torrent.pool.known
+        assert len(torrent.pool.known) <= 5
