@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 when a limit is exceeded")
     ap.add_argument("--json", action="store_true", help="print the numbers as JSON")
     a = ap.parse_args(argv)
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet under `| head`
     mods = analyse()
     s = summary(mods)
     if a.json:
