@@ -77,7 +77,7 @@ class _Protocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
-            self.node._on_datagram(data, addr)
+            self.node.on_datagram(data, addr)
         except Exception:  # never let one packet kill the node
             log.debug("dht: error handling a datagram from %s", addr, exc_info=True)
 
@@ -405,7 +405,7 @@ class DHTNode:
 
     # -- incoming ---------------------------------------------------------------
 
-    def _on_datagram(self, data: bytes, addr: Any) -> None:
+    def on_datagram(self, data: bytes, addr: Any) -> None:
         self.stats["received"] += 1
         host, port = str(addr[0]), int(addr[1])
         if not self._address_ok(host, port):

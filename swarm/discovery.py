@@ -256,7 +256,7 @@ class Discovery:
             self.dht.add_node(peer_ip, port)
 
     def _found(self, torrent: Torrent, host: str, port: int, source: str) -> bool:
-        if torrent._stopped or torrent.meta.private:
+        if torrent.stopped or torrent.meta.private:
             return False
         if not peer_address_ok(host, port, loopback_only=self.loopback_only):
             return False
@@ -290,7 +290,7 @@ class Discovery:
             for host, port in peers:
                 self._found(torrent, host, port, "dht")
 
-        while not torrent._stopped:
+        while not torrent.stopped:
             now = loop.time()
             acted = False
             try:
@@ -399,7 +399,7 @@ class PexManager:
                 continue
             if p.port == session.port and (p.ip == session.host or _is_local_ip(p.ip)):
                 continue  # ourselves
-            if addr in self.torrent._known:
+            if self.torrent.is_known(addr):
                 continue
             per_msg += 1
             taken += 1

@@ -145,9 +145,9 @@ class StreamServer:
             raise SwarmError(
                 f"--http: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
             ) from exc
-        sockets = getattr(site._server, "sockets", None)
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        addresses = self._runner.addresses  # (host, port, ...) of each bound socket
+        if addresses:
+            self.port = int(addresses[0][1])
         log.info("HTTP stream on http://%s:%d/", self.host, self.port)
         return self.port
 

@@ -49,7 +49,7 @@ class _Protocol(asyncio.DatagramProtocol):
         self.service = service
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.service._datagram(data, str(addr[0]))
+        self.service.on_datagram(data, str(addr[0]))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("LSD socket error: %s", exc)
@@ -183,7 +183,7 @@ class LSDService:
         finally:
             self.close()
 
-    def _datagram(self, data: bytes, ip: str) -> None:
+    def on_datagram(self, data: bytes, ip: str) -> None:
         try:
             ann = parse_announce(data)
         except ProtocolError as exc:

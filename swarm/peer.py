@@ -14,17 +14,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Any, Protocol, cast
 
 from swarm.core import wire
 from swarm.core.admission import TokenBucket
 from swarm.core.bitfield import Bitfield
 from swarm.core.rate import RateMeter
 from swarm.errors import ProtocolError, StorageError, SwarmError
-
-if TYPE_CHECKING:
-    from swarm.session import Session
-    from swarm.torrent import Torrent
 
 log = logging.getLogger("swarm.peer")
 
@@ -45,23 +41,82 @@ OUR_RESERVED = wire.make_reserved(extensions=True, fast=True, dht=False)
 OUR_RESERVED_DHT = wire.make_reserved(extensions=True, fast=True, dht=True)
 
 
+class PeerOwner(Protocol):
+    """What a connection needs from the torrent it trades for (``swarm.torrent.Torrent``)."""
+
+    @property
+    def info_hash(self) -> bytes: ...
+
+    @property
+    def private(self) -> bool:
+        """BEP 27: no DHT bit in our handshake."""
+        ...
+
+    def admit(self, peer: PeerConnection) -> str | None:
+        """Why the torrent refuses this peer after its handshake, or None."""
+        ...
+
+    def make_decoder(self, peer: PeerConnection) -> wire.MessageDecoder: ...
+
+    def peer_ready(self, peer: PeerConnection) -> None: ...
+
+    def peer_closed(self, peer: PeerConnection) -> None: ...
+
+    def on_messages(self, peer: PeerConnection, msgs: list[Any]) -> None: ...
+
+    async def read_block(self, index: int, begin: int, length: int) -> memoryview: ...
+
+    def upload_failed(self, peer: PeerConnection, index: int, begin: int, length: int, exc: StorageError) -> bool:
+        """Our copy of a piece went bad while serving it: True when the peer stays connected."""
+        ...
+
+    def on_uploaded(self, peer: PeerConnection, n: int) -> None: ...
+
+    def serve_metadata(self, peer: PeerConnection, piece: int) -> None:
+        """Send a ut_metadata reply held while the peer's transport was paused."""
+        ...
+
+
+class PeerHost(Protocol):
+    """What a connection needs from the session that accepted or dialled it (``swarm.session.Session``)."""
+
+    @property
+    def peer_id(self) -> bytes: ...
+
+    def dht_port(self) -> int | None: ...
+
+    def route(self, info_hash: bytes) -> PeerOwner | None:
+        """The running torrent an incoming handshake names, or None."""
+        ...
+
+    def connection_opened(self, conn: PeerConnection) -> None: ...
+
+    def connection_closed(self, conn: PeerConnection) -> None: ...
+
+    def note_self_address(self, conn: PeerConnection) -> None:
+        """We dialled ourselves: never dial this address again."""
+        ...
+
+
 class PeerConnection(asyncio.BufferedProtocol):
     """A connection before and after the handshake.
 
     Outgoing connections know their torrent; incoming ones learn it from the
-    info-hash in the peer's handshake (routed by the session).
+    info-hash in the peer's handshake (routed by the session). It knows its
+    torrent and session only as ``PeerOwner`` and ``PeerHost``: the few calls
+    a connection makes, nothing else.
     """
 
     def __init__(
         self,
-        session: Session,
+        session: PeerHost,
         *,
-        torrent: Torrent | None = None,
+        torrent: PeerOwner | None = None,
         source: str = "incoming",
         address: tuple[str, int] | None = None,
     ) -> None:
         self.session = session
-        self.torrent: Torrent | None = torrent
+        self.torrent: PeerOwner | None = torrent
         self.outgoing = torrent is not None
         self.source = source
         self.transport: asyncio.Transport | None = None
@@ -120,7 +175,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         # ut_metadata serving (BEP 9): a rate budget, and the one reply held while paused
         self.metadata_budget: TokenBucket | None = None
         self.metadata_waiting: int | None = None
-        # slot use, for reclaiming idle slots (Torrent._upload_uses)
+        # slot use, for reclaiming idle slots (ChokeControl.upload_uses)
         self.we_unchoked_at: float | None = None
         self.last_used = now
         self.used_mark = 0  # self.uploaded when last looked at
@@ -143,7 +198,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         if peername:
             self.address = (str(peername[0]), int(peername[1]))
         t.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
-        self.session._connection_opened(self)
+        self.session.connection_opened(self)
         if self.torrent is not None:
             self._send_handshake(self.torrent.info_hash)
 
@@ -154,7 +209,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._drained.set()
         if self.ready and self.torrent is not None:
             self.torrent.peer_closed(self)
-        self.session._connection_closed(self)
+        self.session.connection_closed(self)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -214,13 +269,13 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._answered = True
         reserved = OUR_RESERVED
         # discovery hook: the BEP 5 DHT bit when our DHT is on (never for private torrents)
-        if self.session.dht_port() and not (self.torrent is not None and self.torrent.meta.private):
+        if self.session.dht_port() and not (self.torrent is not None and self.torrent.private):
             reserved = OUR_RESERVED_DHT
         self._write_now(wire.Handshake(info_hash, self.session.peer_id, reserved).encode())
 
     def _on_handshake_head(self, info_hash: bytes) -> None:
         if self.torrent is None:
-            torrent = self.session._route(info_hash)
+            torrent = self.session.route(info_hash)
             if torrent is None:
                 raise ProtocolError(f"unknown info-hash {info_hash.hex()}")
             self.torrent = torrent
@@ -234,7 +289,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         torrent = self.torrent
         assert torrent is not None
         if hs.peer_id == self.session.peer_id:
-            self.session._note_self_address(self)
+            self.session.note_self_address(self)
             self.close("connected to ourselves")
             return
         self.peer_id = hs.peer_id

@@ -67,7 +67,7 @@ class TorrentHandle:
         return self._t.status()
 
     def is_complete(self) -> bool:
-        return self._t._complete.is_set() and self._t.error is None
+        return self._t.finished()
 
     async def wait_complete(self, timeout: float | None = None) -> None:
         """Return once every wanted piece is verified on disk (TimeoutError otherwise)."""
@@ -89,13 +89,13 @@ class TorrentHandle:
 
     def set_sequential(self, enabled: bool = True, window_bytes: int | None = None) -> None:
         """Fetch new pieces in file order within a read-ahead window (default 4 MiB or 2 pieces,
-        growing with the rate: Torrent.set_sequential), rarest first outside it."""
+        growing with the rate: Priorities.set_sequential), rarest first outside it."""
         pl = self._t.meta.piece_length
-        self._t.set_sequential(enabled, window_bytes or max(4 * 1024 * 1024, 2 * pl))
+        self._t.priorities.set_sequential(enabled, window_bytes or max(4 * 1024 * 1024, 2 * pl))
 
     def prioritize_first_last(self) -> None:
         """First and last piece of every wanted file first (media players read both ends)."""
-        self._t.prioritize_first_last()
+        self._t.priorities.prioritize_first_last()
 
     async def stop(self) -> None:
         await self._t.session.remove_torrent(self)
@@ -108,7 +108,7 @@ class TorrentHandle:
         return self._t.downloaded
 
     def set_piece_priority(self, index: int, prio: int) -> None:
-        self._t.set_piece_priority(index, prio)
+        self._t.priorities.set_piece_priorities((index,), prio)
 
     def raise_priority(self, indices: Iterable[int], prio: int) -> None:
         """At least ``prio`` for each missing wanted piece of ``indices`` (never lowers)."""
@@ -116,13 +116,26 @@ class TorrentHandle:
         picker = t.picker
         if picker is None:
             return
-        t.set_piece_priorities([i for i in indices if not t.have[i] and 0 < picker.priority(i) < prio], prio)
+        t.priorities.set_piece_priorities([i for i in indices if not t.have[i] and 0 < picker.priority(i) < prio], prio)
 
     def wanted_files(self) -> list[int]:
         """Indexes of the files being downloaded (all non-pad files unless --files)."""
         t = self._t
-        chosen = t._wanted_files()
+        chosen = t.priorities.wanted_files()
         return [i for i, f in enumerate(t.meta.files) if not f.pad and (chosen is None or i in chosen)]
+
+    @property
+    def stall_after(self) -> float:
+        """Seconds without progress before a ``stalled`` event names the reason (--stall-after)."""
+        return self._t.view.stall_after
+
+    @stall_after.setter
+    def stall_after(self, seconds: float) -> None:
+        self._t.view.stall_after = seconds
+
+    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+        """Bytes of a verified piece, from disk (swarm.stream.read_range)."""
+        return bytes(await self._t.storage.read_block(index, begin, length))
 
     async def wait_pieces(self, indices: Iterable[int], timeout: float | None = None) -> None:
         """Return once every piece of ``indices`` is verified (StorageError if the torrent stops)."""
@@ -139,10 +152,10 @@ class TorrentHandle:
 
     async def flush(self) -> None:
         """Data files fsynced and resume data saved (a resume file that cannot be
-        written is only a warning, as in Torrent._save_resume)."""
+        written is only a warning, as in Torrent.save_resume)."""
         t = self._t
         if t.storage is not None:
-            await t._save_resume()
+            await t.save_resume()
 
 
 class Session:
@@ -292,7 +305,7 @@ class Session:
             source = parse_magnet(source)
         meta = await self._resolve(source, peers)
         if isinstance(source, Magnet):
-            extra = list(source.peers) + self._metadata_peers.pop(meta.info_hash, [])
+            extra = list(source.peers) + self.take_metadata_peers(meta.info_hash)
             peers += [p for p in extra if p not in peers]
         if meta.info_hash in self.torrents:
             raise BadInput(f"{meta.name}: torrent already added")
@@ -472,6 +485,10 @@ class Session:
         finally:
             conn.close()
 
+    def take_metadata_peers(self, info_hash: bytes) -> list[tuple[str, int]]:
+        """The peers tried while fetching a magnet's metadata (once: they are handed over)."""
+        return self._metadata_peers.pop(info_hash, [])
+
     async def remove_torrent(self, handle: TorrentHandle) -> None:
         t = self.torrents.pop(handle.info_hash, None)
         if t is not None:
@@ -479,21 +496,21 @@ class Session:
                 self.discovery.torrent_removed(t)
             await t.stop()
 
-    # -- called by PeerConnection -------------------------------------------
+    # -- called by PeerConnection (swarm.peer.PeerHost) ---------------------------
 
-    def _route(self, info_hash: bytes) -> Torrent | None:
+    def route(self, info_hash: bytes) -> Torrent | None:
         t = self.torrents.get(info_hash)
         if t is None or t.picker is None or self._closed:
             return None
         return t
 
-    def _connection_opened(self, conn: PeerConnection) -> None:
+    def connection_opened(self, conn: PeerConnection) -> None:
         self.connections.add(conn)
 
-    def _connection_closed(self, conn: PeerConnection) -> None:
+    def connection_closed(self, conn: PeerConnection) -> None:
         self.connections.discard(conn)
 
-    def _note_self_address(self, conn: PeerConnection) -> None:
+    def note_self_address(self, conn: PeerConnection) -> None:
         if conn.outgoing:
             self.self_addresses.add(conn.address)
 

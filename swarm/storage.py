@@ -30,15 +30,13 @@ Errors: StorageError for the disk, ProtocolError for out-of-range requests.
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import os
 import stat
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from types import TracebackType
 from typing import cast
@@ -56,127 +54,23 @@ from swarm.core.layout import (
     trusted_have,
 )
 from swarm.core.metainfo import Metainfo
+from swarm.diskio import FILE_FLAGS as _FILE_FLAGS
+from swarm.diskio import FdCache as _FdCache
+from swarm.diskio import check_components as _check_components
+from swarm.diskio import hash_pieces, walk_dirs
+from swarm.diskio import make_executor as make_executor  # re-exported: the session's pool
+from swarm.diskio import oserror as _oserror
+from swarm.diskio import pread_into as _pread_into
+from swarm.diskio import pwrite_all as _pwrite_all
+from swarm.diskio import retrieve as _retrieve
 from swarm.errors import ProtocolError, StorageError
 
 log = logging.getLogger(__name__)
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# O_NONBLOCK so that a FIFO planted in the tree cannot block open(); no effect on regular files.
-_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_NAME_MAX = 255
 #: Bytes fed to one recheck job: big enough to amortise the thread hop for small pieces.
 _RECHECK_JOB_BYTES = 4 * 1024 * 1024
 #: Largest read while hashing: bounds recheck memory even for 512 MiB pieces.
 _HASH_CHUNK = 4 * 1024 * 1024
-
-
-def make_executor(workers: int = 4) -> ThreadPoolExecutor:
-    """One pool for a whole session: hashing and disk I/O of every torrent."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="swarm-io")
-
-
-def _check_components(path: tuple[str, ...]) -> tuple[str, ...]:
-    """Refuse anything but plain names; the parser sanitised them, we do not rely on it."""
-    if not path:
-        raise StorageError("refusing a file with an empty path")
-    for c in path:
-        if (
-            not isinstance(c, str)
-            or c in ("", ".", "..")
-            or "/" in c
-            or "\x00" in c
-            or len(c.encode("utf-8", "surrogateescape")) > _NAME_MAX
-        ):
-            raise StorageError(f"refusing unsafe path component {c!r} in {'/'.join(map(str, path))!r}")
-    return path
-
-
-def _oserror(exc: OSError, path: str, action: str) -> StorageError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError(f"disk full writing {path}")
-    if exc.errno == errno.ELOOP:
-        return StorageError(f"refusing to follow a symlink at {path}")
-    return StorageError(f"cannot {action} {path}: {exc.strerror or exc}")
-
-
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    while data:
-        n = os.pwrite(fd, data, offset)
-        if n <= 0:
-            raise OSError(errno.EIO, "short write")
-        data = data[n:]
-        offset += n
-
-
-def _pread_into(fd: int, buf: memoryview, offset: int) -> int:
-    """Fill ``buf`` from ``offset``; return bytes read (less at end of file)."""
-    got = 0
-    while got < len(buf):
-        n = os.preadv(fd, [buf[got:]], offset + got)
-        if n <= 0:
-            break
-        got += n
-    return got
-
-
-def _retrieve(task: asyncio.Future[bytes]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-class _FdCache:
-    """Open fds by file index with a cap; an fd in use by a thread is never closed."""
-
-    def __init__(self, opener: Callable[[int, bool], int | None], cap: int) -> None:
-        self._opener = opener
-        self._cap = max(1, cap)
-        self._lock = threading.Lock()
-        self._fds: OrderedDict[int, list[int]] = OrderedDict()  # index -> [fd, users]
-
-    def acquire(self, index: int, create: bool) -> int | None:
-        with self._lock:
-            entry = self._fds.get(index)
-            if entry is None:
-                fd = self._opener(index, create)
-                if fd is None:
-                    return None
-                entry = self._fds[index] = [fd, 0]
-            else:
-                self._fds.move_to_end(index)
-            entry[1] += 1
-            self._evict()
-            return entry[0]
-
-    def release(self, index: int) -> None:
-        with self._lock:
-            entry = self._fds.get(index)
-            if entry is not None:
-                entry[1] -= 1
-            self._evict()
-
-    def _evict(self) -> None:
-        if len(self._fds) <= self._cap:
-            return
-        for index in list(self._fds):
-            if len(self._fds) <= self._cap:
-                break
-            fd, users = self._fds[index]
-            if users == 0:
-                del self._fds[index]
-                os.close(fd)
-
-    def fds(self) -> list[tuple[int, int]]:
-        with self._lock:
-            return [(i, e[0]) for i, e in self._fds.items()]
-
-    def close_all(self) -> None:
-        with self._lock:
-            for fd, _users in self._fds.values():
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self._fds.clear()
 
 
 class Storage:
@@ -306,31 +200,7 @@ class Storage:
         assert self._root_fd is not None
         comps = self._paths[index]
         assert comps is not None
-        dfd = self._root_fd
-        opened: list[int] = []
-        try:
-            for c in comps[:-1]:
-                if create:
-                    try:
-                        os.mkdir(c, 0o755, dir_fd=dfd)
-                    except FileExistsError:
-                        pass
-                try:
-                    dfd = os.open(c, _DIR_FLAGS, dir_fd=dfd)
-                except OSError as exc:
-                    if exc.errno in (errno.ENOTDIR, errno.ELOOP) and stat.S_ISLNK(
-                        os.stat(c, dir_fd=dfd, follow_symlinks=False).st_mode
-                    ):
-                        raise StorageError(
-                            f"refusing to follow a symlink at {self._display(index)}"
-                        ) from None
-                    raise
-                opened.append(dfd)
-        except BaseException:
-            for d in opened:
-                os.close(d)
-            raise
-        return dfd, opened
+        return walk_dirs(self._root_fd, comps[:-1], create, self._display(index))
 
     def _open_file(self, index: int, create: bool) -> int | None:
         """Open file ``index``; None if absent and not ``create``. Extends new files sparsely."""
@@ -644,56 +514,8 @@ class Storage:
         return out
 
     def _hash_job(self, job: range, sizes: list[int]) -> tuple[range, list[int]]:
-        """Hash the pieces of ``job``; memory is one chunk, whatever the piece length."""
-        files = self.layout.files
-        chunk = min(self.layout.piece_length, _HASH_CHUNK)
-        buf = memoryview(bytearray(chunk))
-        zeros = b""
-        good: list[int] = []
-        for index in job:
-            segs = self.layout.piece_segments(index)
-            if any(
-                not files[s.file_index].pad
-                and (sizes[s.file_index] < s.file_offset + s.length or s.file_index in self._fresh)
-                for s in segs
-            ):
-                continue
-            h = hashlib.sha1()
-            ok = True
-            for s in segs:
-                if files[s.file_index].pad:
-                    if len(zeros) < min(chunk, s.length):
-                        zeros = bytes(min(chunk, s.length))
-                    left = s.length
-                    while left:
-                        n = min(left, len(zeros))
-                        h.update(zeros[:n] if n < len(zeros) else zeros)
-                        left -= n
-                    continue
-                try:
-                    fd = self._fds.acquire(s.file_index, False)
-                except StorageError:
-                    fd = None
-                if fd is None:
-                    ok = False
-                    break
-                try:
-                    pos, end = s.file_offset, s.file_offset + s.length
-                    while pos < end:
-                        part = buf[: min(chunk, end - pos)]
-                        if _pread_into(fd, part, pos) != len(part):
-                            ok = False
-                            break
-                        h.update(part)
-                        pos += len(part)
-                except OSError:
-                    ok = False
-                finally:
-                    self._fds.release(s.file_index)
-                if not ok:
-                    break
-            if ok and h.digest() == self.meta.piece_hash(index):
-                good.append(index)
+        """Hash the pieces of ``job`` (in a worker thread); memory is one chunk."""
+        good = hash_pieces(self.layout, self._fds, job, sizes, self._fresh, self.meta.piece_hash, _HASH_CHUNK)
         return job, good
 
     # ----------------------------------------------------------------- resume

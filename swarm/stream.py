@@ -68,7 +68,7 @@ class PieceWaiter:
         missing = [i for i in indices if not have[i]]
         if not missing:
             return
-        if self.stopped or self._t._stopped:
+        if self.stopped or self._t.stopped:
             raise StorageError(f"{self._t.meta.name}: torrent stopped")
         loop = asyncio.get_running_loop()
         futs: list[tuple[int, asyncio.Future[None]]] = []
@@ -111,8 +111,7 @@ async def read_range(
     handle: TorrentHandle, offset: int, length: int, *, prio: int = URGENT
 ) -> bytes:
     """Bytes [offset, offset + length) of the torrent's byte stream, once verified on disk."""
-    t = handle._t
-    meta = t.meta
+    meta = handle.metainfo
     if offset < 0 or length < 0 or offset + length > meta.total_length:
         raise ValueError(f"range {offset}+{length} outside 0..{meta.total_length}")
     pl = meta.piece_length
@@ -126,7 +125,7 @@ async def read_range(
     for i in idx:
         start = max(offset, i * pl)
         stop = min(end, i * pl + meta.piece_size(i))
-        parts.append(await t.storage.read_block(i, start - i * pl, stop - start))
+        parts.append(await handle.read_block(i, start - i * pl, stop - start))
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

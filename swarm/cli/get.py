@@ -295,7 +295,7 @@ async def _get(
         else:
             source, torrent_file = await _metadata(session, src, out, peers, reporter)
         if not isinstance(src, Path):
-            extra = list(src.peers) + session._metadata_peers.pop(src.info_hash, [])
+            extra = list(src.peers) + session.take_metadata_peers(src.info_hash)
             peers = peers + [p for p in extra if p not in peers]
         handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
         # issue 11: --sequential/--first-last/--stdout/--http/--on-done (swarm/cli/stream.py)

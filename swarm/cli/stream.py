@@ -39,7 +39,7 @@ class StreamExtras:
         """Picker settings and --stdout's file; BadInput when --stdout has no single file."""
         a, h = self.args, self.handle
         if a.stall_after is not None:
-            h._t.stall_after = max(0.0, a.stall_after)
+            h.stall_after = max(0.0, a.stall_after)
         if a.stdout:
             files = [
                 i for i in h.wanted_files() if h.metainfo.files[i].length > 0

@@ -62,7 +62,7 @@ async def test_pex_from_many_short_connections_cannot_grow_the_dial_list(tmp_pat
         (tmp_path / "out").mkdir()
         handle = await leecher.add_torrent(s.meta, tmp_path / "out")
         torrent: Any = handle._t
-        torrent.max_known = 150  # a small bound, reachable with a few sources
+        torrent.pool.max_known = 150  # a small bound, reachable with a few sources
         assert leecher.port is not None
         sent = 0
         for source in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
@@ -83,8 +83,8 @@ async def test_pex_from_many_short_connections_cannot_grow_the_dial_list(tmp_pat
                 assert await poll(lambda n=n: torrent.pex.received >= n, timeout=5)  # type: ignore[misc]
         per_source = admission.MAX_ADDRESSES_PER_SOURCE
         assert torrent.pex.accepted <= 3 * per_source, torrent.pex.accepted
-        assert len(torrent._known) <= 150, len(torrent._known)
-        assert len(torrent._candidates) <= 150, len(torrent._candidates)
+        assert len(torrent.pool.known) <= 150, len(torrent.pool.known)
+        assert len(torrent.pool.candidates) <= 150, len(torrent.pool.candidates)
 
 
 # ------------------------------------------------------------------ #2 ut_metadata
@@ -135,8 +135,8 @@ async def test_squatters_cannot_lock_an_honest_leecher_out_of_a_seed(tmp_path: P
     async with made(tmp_path) as s, Session("127.0.0.1", 0) as seed:
         await seed.add_torrent(s.data, s.src, seed_only=True)
         torrent: Any = seed.torrents[s.meta.info_hash]
-        torrent.idle_unchoke_after = 1.0  # seconds instead of the default 30/60
-        torrent.idle_connection_after = 1.0
+        torrent.choking.idle_unchoke_after = 1.0  # seconds instead of the default 30/60
+        torrent.pool.idle_connection_after = 1.0
         assert seed.port is not None
         squatters: list[RawPeer] = []
         for host in range(2, 10):
@@ -204,8 +204,8 @@ async def test_a_full_dial_list_forgets_peers_that_left(tmp_path: Path) -> None:
         (tmp_path / "out").mkdir()
         handle = await leecher.add_torrent(s.meta, tmp_path / "out")
         torrent: Any = handle._t
-        torrent.max_known = 5
-        torrent._known = {(f"127.9.9.{i}", 6881) for i in range(5)}  # peers that have left
+        torrent.pool.max_known = 5
+        torrent.pool.known = {(f"127.9.9.{i}", 6881) for i in range(5)}  # peers that have left
         torrent.add_peer("127.0.0.5", 7000, "tracker")
-        assert ("127.0.0.5", 7000) in torrent._known
-        assert len(torrent._known) <= 5
+        assert ("127.0.0.5", 7000) in torrent.pool.known
+        assert len(torrent.pool.known) <= 5

@@ -490,6 +490,9 @@ class _FakeTorrent:
         self.added: list[tuple[str, int, str]] = []
         self.peers: dict[Any, None] = {}
 
+    def is_known(self, addr: tuple[str, int]) -> bool:
+        return addr in self._known
+
     def add_peer(self, host: str, port: int, source: str) -> None:
         self._known.add((host, port))
         self.added.append((host, port, source))
@@ -626,8 +629,8 @@ async def test_discovery_wiring_on_a_lan_host(tmp_path: Path, monkeypatch: pytes
         h = await s.add_torrent(tfile, out)
         assert s.discovery is not None
         await wait_until(lambda: node.announced, 5, "an announce")
-        assert (LOCAL, 9) in h._t._known
-        assert ("0.0.0.0", 1) not in h._t._known and ("224.0.0.1", 6881) not in h._t._known
+        assert (LOCAL, 9) in h._t.pool.known
+        assert ("0.0.0.0", 1) not in h._t.pool.known and ("224.0.0.1", 6881) not in h._t.pool.known
         assert h.status().dht_nodes == 3
         h._t.on_messages(_FakeConn(h._t), [wire.Port(7777)])
         assert node.nodes == [("198.51.100.9", 7777)]
@@ -659,9 +662,9 @@ async def test_lsd_peers_only_for_our_public_torrents(tmp_path: Path) -> None:
         s.discovery._on_lsd_peer(ph.info_hash, LOCAL, 40002)
         s.discovery._on_lsd_peer(b"\x01" * 20, LOCAL, 40003)
         s.discovery._on_lsd_peer(h.info_hash, "10.1.2.3", 40004)  # off loopback: dropped
-        assert (LOCAL, 40001) in h._t._known
-        assert (LOCAL, 40002) not in ph._t._known
-        assert ("10.1.2.3", 40004) not in h._t._known
+        assert (LOCAL, 40001) in h._t.pool.known
+        assert (LOCAL, 40002) not in ph._t.pool.known
+        assert ("10.1.2.3", 40004) not in h._t.pool.known
 
 
 async def test_a_slow_dht_start_does_not_stall_the_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,10 +57,10 @@ async def test_changed_file_under_seed_is_not_served(
         (bad_src / "f.bin").write_bytes(os.urandom(len(payload)))
 
         leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", bad_s.port or 0)])
-        await _poll(lambda: bad_t.lost_pieces >= 3, 20, "the seed to notice the changed file")
+        await _poll(lambda: bad_t.uploader.lost_pieces >= 3, 20, "the seed to notice the changed file")
         # it no longer advertises or serves those pieces, and says so once, without a traceback
-        assert bad_t.have.count == meta.num_pieces - bad_t.lost_pieces
-        assert bad.status().extra["lost_pieces"] == bad_t.lost_pieces
+        assert bad_t.have.count == meta.num_pieces - bad_t.uploader.lost_pieces
+        assert bad.status().extra["lost_pieces"] == bad_t.uploader.lost_pieces
         await _poll(lambda: any(k == "error" for k, _ in events), 5, "an error event")
         errors = [f for k, f in events if k == "error"]
         assert len(errors) == 1 and errors[0]["fatal"] is False

@@ -3,7 +3,7 @@
 Short transfers finish before the first rechoke; a real swarm with more
 interested peers than upload slots chokes and unchokes each peer again and
 again. Here the rechoke decision is forced (the choker is stubbed) so that
-several rounds run in well under a second, through Torrent._rechoke as the
+several rounds run in well under a second, through ChokeControl.rechoke as the
 tick loop would call it.
 """
 
@@ -35,7 +35,7 @@ async def test_fast_peer_is_served_after_every_unchoke(tmp_path: Path) -> None:
         h = await s.add_torrent(meta, tmp_path, seed_only=True)
         t = h._t
         keep: set[Hashable] = set()
-        t.choker.rechoke = lambda infos, now, seeding: set(keep)  # type: ignore[method-assign]
+        t.choking.choker.rechoke = lambda infos, now, seeding: set(keep)  # type: ignore[method-assign]
         assert s.port is not None
         p = await RawPeer.connect(s.port)
         try:
@@ -50,13 +50,13 @@ async def test_fast_peer_is_served_after_every_unchoke(tmp_path: Path) -> None:
                 assert (got.index, got.begin) == (index, 0), f"round {n}"
                 assert got.data == payload[index * PIECE : (index + 1) * PIECE]
                 keep.clear()
-                t._rechoke(time.monotonic())
+                t.choking.rechoke(time.monotonic())
                 await p.expect(meta, lambda m: isinstance(m, wire.Choke), 5)
                 # while choked: a request is rejected, not queued (BEP 6)
                 p.send(wire.encode_request(index, 0, PIECE))
                 await p.expect(meta, lambda m: isinstance(m, wire.RejectRequest), 5)
                 keep.add(conn)
-                t._rechoke(time.monotonic())
+                t.choking.rechoke(time.monotonic())
                 await p.expect(meta, lambda m: isinstance(m, wire.Unchoke), 5)
             assert conn.uploaded == len(pieces) * PIECE
         finally:

@@ -30,7 +30,6 @@ PLAIN = wire.make_reserved(extensions=False, fast=False, dht=False)
 async def test_late_tail_of_a_timed_out_block_is_thrown_away(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(torrent_mod, "REQUEST_TIMEOUT", 1.0)
     monkeypatch.setattr(torrent_mod, "TICK", 0.05)
     torrent, payload = craft("late.bin", length=2 * BLOCK, piece_length=2 * BLOCK)
     meta = parse_metainfo(torrent)
@@ -42,6 +41,7 @@ async def test_late_tail_of_a_timed_out_block_is_thrown_away(
     async with Session("127.0.0.1", 0) as s:
         h = await s.add_torrent(meta, tmp_path)
         t = h._t
+        t.downloader.request_timeout = 1.0
         assert s.port is not None and t.picker is not None
         a = await RawPeer.connect(s.port)
         b = await RawPeer.connect(s.port)
@@ -68,10 +68,10 @@ async def test_late_tail_of_a_timed_out_block_is_thrown_away(
             a.send(b"\xaa" * (BLOCK // 2) + wire.encode_keepalive())
             await until(lambda: conn_a.last_recv > mark, 5, "A's tail to be read")
             b.send(wire.encode_piece(0, BLOCK, payload[BLOCK:]))
-            await until(lambda: t.have[0] or t.hash_failures, 10, "the piece to be checked")
-            assert t.hash_failures == 0, "A's late bytes corrupted the piece B completed"
-            assert not t._strikes and not t.banned
-            assert t.wasted >= BLOCK // 2  # A's block counted as waste
+            await until(lambda: t.have[0] or t.completion.hash_failures, 10, "the piece to be checked")
+            assert t.completion.hash_failures == 0, "A's late bytes corrupted the piece B completed"
+            assert not t.pool.strikes and not t.pool.banned
+            assert t.downloader.wasted >= BLOCK // 2  # A's block counted as waste
             await h.wait_complete(timeout=10)
         finally:
             a.close()

@@ -37,5 +37,5 @@ async def test_one_read_cache_for_uploads(tmp_path: Path) -> None:
         for index, begin, length in ((3, 65536 - 10, 100), (3, -1, 10), (meta.num_pieces, 0, 16)):
             with pytest.raises(ProtocolError):
                 await t.read_block(index, begin, length)
-        assert t.have.all() and t.lost_pieces == 0
+        assert t.have.all() and t.uploader.lost_pieces == 0
     assert (out / "f.bin").read_bytes() == payload

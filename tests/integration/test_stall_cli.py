@@ -124,12 +124,12 @@ async def test_no_stall_while_pieces_arrive(tmp_path: Path) -> None:
         Session("127.0.0.1", 0) as s,
     ):
         h = await s.add_torrent(meta, out, peers=[("127.0.0.1", seed.port)])
-        h._t.stall_after = 0.5
+        h.stall_after = 0.5
         reasons: list[str | None] = []
         deadline = time.monotonic() + 20
         while not h.is_complete():
             assert time.monotonic() < deadline
-            reasons.append(h._t.stalled_reason)
+            reasons.append(h._t.view.stalled_reason)
             await asyncio.sleep(0.1)
     assert not any(reasons[15:]), reasons  # once data flows, no reason is given
 

@@ -1,0 +1,228 @@
+"""Low-level disk helpers for ``swarm.storage``: safe names, whole reads and writes, the fd cache, hashing.
+
+Why apart from Storage: none of this knows a torrent's state (what we have,
+the resume file, the read cache); each piece takes what it needs as
+arguments, so Storage keeps the policy and this module the system calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+
+from swarm.core.layout import Layout
+from swarm.errors import StorageError
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK so that a FIFO planted in the tree cannot block open(); no effect on regular files.
+FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+NAME_MAX = 255
+
+
+def make_executor(workers: int = 4) -> ThreadPoolExecutor:
+    """One pool for a whole session: hashing and disk I/O of every torrent."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="swarm-io")
+
+
+def check_components(path: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse anything but plain names; the parser sanitised them, we do not rely on it."""
+    if not path:
+        raise StorageError("refusing a file with an empty path")
+    for c in path:
+        if (
+            not isinstance(c, str)
+            or c in ("", ".", "..")
+            or "/" in c
+            or "\x00" in c
+            or len(c.encode("utf-8", "surrogateescape")) > NAME_MAX
+        ):
+            raise StorageError(f"refusing unsafe path component {c!r} in {'/'.join(map(str, path))!r}")
+    return path
+
+
+def oserror(exc: OSError, path: str, action: str) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"disk full writing {path}")
+    if exc.errno == errno.ELOOP:
+        return StorageError(f"refusing to follow a symlink at {path}")
+    return StorageError(f"cannot {action} {path}: {exc.strerror or exc}")
+
+
+def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "short write")
+        data = data[n:]
+        offset += n
+
+
+def pread_into(fd: int, buf: memoryview, offset: int) -> int:
+    """Fill ``buf`` from ``offset``; return bytes read (less at end of file)."""
+    got = 0
+    while got < len(buf):
+        n = os.preadv(fd, [buf[got:]], offset + got)
+        if n <= 0:
+            break
+        got += n
+    return got
+
+
+def walk_dirs(root_fd: int, dirs: tuple[str, ...], create: bool, display: str) -> tuple[int, list[int]]:
+    """The fd of directory ``dirs`` under ``root_fd`` (plus the fds to close), walked
+    one component at a time with ``O_NOFOLLOW``; created when ``create``.
+    ``display`` names the file in errors."""
+    dfd = root_fd
+    opened: list[int] = []
+    try:
+        for c in dirs:
+            if create:
+                try:
+                    os.mkdir(c, 0o755, dir_fd=dfd)
+                except FileExistsError:
+                    pass
+            try:
+                dfd = os.open(c, DIR_FLAGS, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP) and stat.S_ISLNK(
+                    os.stat(c, dir_fd=dfd, follow_symlinks=False).st_mode
+                ):
+                    raise StorageError(f"refusing to follow a symlink at {display}") from None
+                raise
+            opened.append(dfd)
+    except BaseException:
+        for d in opened:
+            os.close(d)
+        raise
+    return dfd, opened
+
+
+def retrieve(task: asyncio.Future[bytes]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class FdCache:
+    """Open fds by file index with a cap; an fd in use by a thread is never closed."""
+
+    def __init__(self, opener: Callable[[int, bool], int | None], cap: int) -> None:
+        self._opener = opener
+        self._cap = max(1, cap)
+        self._lock = threading.Lock()
+        self._fds: OrderedDict[int, list[int]] = OrderedDict()  # index -> [fd, users]
+
+    def acquire(self, index: int, create: bool) -> int | None:
+        with self._lock:
+            entry = self._fds.get(index)
+            if entry is None:
+                fd = self._opener(index, create)
+                if fd is None:
+                    return None
+                entry = self._fds[index] = [fd, 0]
+            else:
+                self._fds.move_to_end(index)
+            entry[1] += 1
+            self._evict()
+            return entry[0]
+
+    def release(self, index: int) -> None:
+        with self._lock:
+            entry = self._fds.get(index)
+            if entry is not None:
+                entry[1] -= 1
+            self._evict()
+
+    def _evict(self) -> None:
+        if len(self._fds) <= self._cap:
+            return
+        for index in list(self._fds):
+            if len(self._fds) <= self._cap:
+                break
+            fd, users = self._fds[index]
+            if users == 0:
+                del self._fds[index]
+                os.close(fd)
+
+    def fds(self) -> list[tuple[int, int]]:
+        with self._lock:
+            return [(i, e[0]) for i, e in self._fds.items()]
+
+    def close_all(self) -> None:
+        with self._lock:
+            for fd, _users in self._fds.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._fds.clear()
+
+
+def hash_pieces(
+    layout: Layout,
+    fds: FdCache,
+    job: range,
+    sizes: list[int],
+    fresh: Collection[int],
+    piece_hash: Callable[[int], bytes],
+    max_chunk: int,
+) -> list[int]:
+    """The pieces of ``job`` whose bytes on disk match ``piece_hash``; memory is one chunk
+    (at most ``max_chunk``), whatever the piece length. Pieces in files shorter than
+    ``sizes`` says they must be, or in ``fresh`` (just created) files, are not read."""
+    files = layout.files
+    chunk = min(layout.piece_length, max_chunk)
+    buf = memoryview(bytearray(chunk))
+    zeros = b""
+    good: list[int] = []
+    for index in job:
+        segs = layout.piece_segments(index)
+        if any(
+            not files[s.file_index].pad
+            and (sizes[s.file_index] < s.file_offset + s.length or s.file_index in fresh)
+            for s in segs
+        ):
+            continue
+        h = hashlib.sha1()
+        ok = True
+        for s in segs:
+            if files[s.file_index].pad:
+                if len(zeros) < min(chunk, s.length):
+                    zeros = bytes(min(chunk, s.length))
+                left = s.length
+                while left:
+                    n = min(left, len(zeros))
+                    h.update(zeros[:n] if n < len(zeros) else zeros)
+                    left -= n
+                continue
+            try:
+                fd = fds.acquire(s.file_index, False)
+            except StorageError:
+                fd = None
+            if fd is None:
+                ok = False
+                break
+            try:
+                pos, end = s.file_offset, s.file_offset + s.length
+                while pos < end:
+                    part = buf[: min(chunk, end - pos)]
+                    if pread_into(fd, part, pos) != len(part):
+                        ok = False
+                        break
+                    h.update(part)
+                    pos += len(part)
+            except OSError:
+                ok = False
+            finally:
+                fds.release(s.file_index)
+            if not ok:
+                break
+        if ok and h.digest() == piece_hash(index):
+            good.append(index)
+    return good

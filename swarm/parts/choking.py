@@ -1,0 +1,115 @@
+"""Choking: whom we upload to. Glue between the peers and the pure ``swarm.core.choker``.
+
+Owns: the ``Choker`` (its slots, optimistic unchoke and rechoke clock) and
+the reclaiming of idle slots (issue 16 #3: an unchoked peer that requests
+nothing gives its slot back and is passed over for ``idle_unchoke_after``;
+decided by ``swarm.core.admission``, the per-peer marks kept on the
+``PeerConnection``). Each peer's ``am_choking`` flag is set only here; what a choke does to the peer's
+queued requests is the upload side's (``Uploader.on_choked``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+from swarm.core import admission, wire
+from swarm.core.choker import Choker, PeerInfo
+
+if TYPE_CHECKING:
+    from swarm.peer import PeerConnection
+    from swarm.torrent import Torrent
+
+UPLOAD_SLOTS = 4
+
+
+class ChokeControl:
+    """Sends choke/unchoke as the choker decides, and on interest when a slot is free."""
+
+    def __init__(self, torrent: Torrent) -> None:
+        self.torrent = torrent
+        self.choker = Choker(slots=UPLOAD_SLOTS)
+        self.idle_unchoke_after = admission.IDLE_UNCHOKE_AFTER
+
+    def unchoked_count(self) -> int:
+        return sum(1 for p in self.torrent.peers if not p.am_choking)
+
+    def unchoke(self, peer: PeerConnection) -> None:
+        if peer.am_choking:
+            peer.am_choking = False
+            peer.send(wire.encode_unchoke())
+
+    def choke(self, peer: PeerConnection) -> None:
+        if not peer.am_choking:
+            peer.am_choking = True
+            peer.send(wire.encode_choke())
+            self.torrent.uploader.on_choked(peer)
+
+    def on_interested(self, peer: PeerConnection, m: Any) -> None:
+        peer.peer_interested = True
+        idle = time.monotonic() < peer.idle_until  # caught squatting: no slot for a while
+        if peer.am_choking and not idle and self.unchoked_count() < UPLOAD_SLOTS:
+            self.unchoke(peer)
+
+    def on_not_interested(self, peer: PeerConnection, m: Any) -> None:
+        peer.peer_interested = False
+
+    def tick(self, now: float) -> None:
+        if self.choker.due(now):
+            self.rechoke(now)
+
+    def upload_uses(self, now: float) -> list[admission.UploadUse]:
+        """How each peer uses its slots, for the pure idle checks: a peer "uses" an
+        unchoke while it has requests queued or we sent it data since the last look."""
+        uses = []
+        for p in self.torrent.peers:
+            if p.upload_queue or p.uploaded != p.used_mark:
+                p.used_mark = p.uploaded
+                p.last_used = now
+            if p.am_choking:
+                p.we_unchoked_at = None
+            elif p.we_unchoked_at is None:
+                p.we_unchoked_at = now
+            uses.append(
+                admission.UploadUse(
+                    p, p.peer_interested, p.we_unchoked_at, p.last_used, p.downloaded,
+                    caught_idle=p.idle_until > 0,
+                )
+            )
+        return uses
+
+    def reclaim_idle_slots(self, now: float) -> None:
+        """Unchoked peers that request nothing give their slot back (to a peer that is
+        choked and interested) and are passed over for ``idle_unchoke_after``."""
+        idle = admission.idle_unchoked(self.upload_uses(now), now, self.idle_unchoke_after)
+        caught = [p for p in cast("set[PeerConnection]", idle) if now >= p.idle_until]
+        if not caught:
+            return  # nobody new: no extra rechoke (a peer kept unchoked anyway stays so)
+        for p in caught:
+            p.idle_until = now + self.idle_unchoke_after
+        if any(p.am_choking and p.peer_interested and now >= p.idle_until for p in self.torrent.peers):
+            self.rechoke(now)
+
+    def rechoke(self, now: float) -> None:
+        """Ask the pure choker whom to unchoke; send only the changes."""
+        t = self.torrent
+        seeding = t.state == "seeding"
+        infos = [
+            PeerInfo(
+                key=p,
+                interested=p.peer_interested and now >= p.idle_until,
+                down_rate=p.down.rate(now),
+                up_rate=p.up.rate(now),
+                snubbed=p.snubbed,
+                connected_at=p.connected_at,
+                is_seed=p.have is not None and p.have.all(),
+            )
+            for p in t.peers
+            if not p.closed
+        ]
+        keep = self.choker.rechoke(infos, now, seeding)
+        for p in list(t.peers):
+            if p in keep:
+                self.unchoke(p)
+            else:
+                self.choke(p)

@@ -1,0 +1,167 @@
+"""The upload side: their requests, our rejects, reading blocks back, and what we served.
+
+Owns: the upload counters (``uploaded``, ``up``) and the pieces found changed
+on disk under us (``lost_pieces``, ``changed_files``). Each peer's queue of
+requests lives on its ``PeerConnection.upload_queue``, served in order by the
+connection's own task under write back-pressure (``PeerConnection._serve_uploads``);
+this part decides what enters that queue (``on_request``), what leaves it
+when a peer is cancelled or choked (``on_cancel``, ``on_choked``), and how a
+block is read (``read_block``, through Storage's piece cache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from swarm.core import wire
+from swarm.core.rate import RateMeter
+from swarm.errors import ProtocolError, StorageError
+
+if TYPE_CHECKING:
+    from swarm.peer import PeerConnection
+    from swarm.torrent import Torrent
+
+log = logging.getLogger("swarm.torrent")
+
+
+class Uploader:
+    """What we serve, and to whom."""
+
+    def __init__(self, torrent: Torrent) -> None:
+        self.torrent = torrent
+        self.up = RateMeter()
+        self.uploaded = 0
+        # pieces whose data changed on disk under us (see upload_failed)
+        self.lost_pieces = 0
+        self.changed_files: set[int] = set()
+
+    def greet(self, peer: PeerConnection) -> None:
+        """What we have, told to a new peer (BEP 3 bitfield or BEP 6 have-all/none), and
+        the pieces it may request while choked (BEP 6 allowed-fast)."""
+        t = self.torrent
+        have = t.have
+        if peer.supports_fast and have.count == 0:
+            peer.send(wire.encode_have_none())
+            peer.have_sent = "have_none"
+        elif peer.supports_fast and have.all():
+            peer.send(wire.encode_have_all())
+            peer.have_sent = "have_all"
+        elif have.count:
+            peer.send(wire.encode_bitfield(have.to_bytes()))
+            peer.have_sent = "bitfield"
+        if peer.supports_fast and have.count:
+            with contextlib.suppress(ProtocolError):
+                allowed = wire.allowed_fast_set(peer.address[0], t.info_hash, t.num_pieces)
+                peer.our_allowed_fast = frozenset(i for i in allowed if have[i])
+                for i in peer.our_allowed_fast:
+                    peer.send(wire.encode_allowed_fast(i))
+
+    # ------------------------------------------------------------ requests in
+
+    def on_request(self, peer: PeerConnection, m: wire.Request) -> None:
+        index = m.index
+        if not self.torrent.have[index] or m.length > wire.BLOCK_SIZE * 8:
+            self.reject(peer, m.index, m.begin, m.length)
+            return
+        if peer.am_choking and index not in peer.our_allowed_fast:
+            self.reject(peer, m.index, m.begin, m.length)
+            return
+        if not peer.queue_upload(index, m.begin, m.length):
+            self.reject(peer, m.index, m.begin, m.length)
+
+    @staticmethod
+    def reject(peer: PeerConnection, index: int, begin: int, length: int) -> None:
+        if peer.supports_fast:
+            peer.send(wire.encode_reject(index, begin, length))
+
+    def on_cancel(self, peer: PeerConnection, m: wire.Cancel) -> None:
+        if peer.cancel_upload(m.index, m.begin, m.length) and peer.supports_fast:
+            # BEP 6: a cancelled request is answered with a reject.
+            peer.send(wire.encode_reject(m.index, m.begin, m.length))
+
+    @staticmethod
+    def on_choked(peer: PeerConnection) -> None:
+        """We just choked ``peer``: drop its queued requests (BEP 6: reject them,
+        but keep those for its allowed-fast pieces)."""
+        if peer.supports_fast:
+            # BEP 6: allowed-fast requests stay queued, the others are rejected; in place
+            # (PeerConnection.drop_uploads): the serving task keeps the same deque
+            for index, begin, length in peer.drop_uploads(keep=peer.our_allowed_fast):
+                peer.send(wire.encode_reject(index, begin, length))
+        else:
+            peer.drop_uploads()
+
+    # ------------------------------------------------------------ serving
+
+    async def read_block(self, index: int, begin: int, length: int) -> memoryview:
+        """A block for an upload. The piece cache is Storage's (one disk read
+        for every block and peer, SHA-1 checked on load); when it holds whole
+        pieces we ask for the piece and slice it here, without a copy."""
+        t = self.torrent
+        if not 0 <= index < t.num_pieces:
+            raise ProtocolError(f"request for piece {index} of {t.num_pieces}")
+        size = t.meta.piece_size(index)
+        if begin < 0 or length <= 0 or begin + length > size:
+            raise ProtocolError(f"request {begin}+{length} outside piece {index} of {size} bytes")
+        storage = t.storage
+        if not getattr(storage, "caches_pieces", False):
+            return memoryview(await storage.read_block(index, begin, length))
+        piece = await storage.read_block(index, 0, size)
+        return memoryview(piece)[begin : begin + length]
+
+    def on_uploaded(self, peer: PeerConnection, n: int) -> None:
+        now = time.monotonic()
+        peer.uploaded += n
+        peer.up.add(n, now)
+        self.uploaded += n
+        self.up.add(n, now)
+
+    def upload_failed(
+        self, peer: PeerConnection, index: int, begin: int, length: int, exc: StorageError
+    ) -> bool:
+        """A piece we advertised could not be read back intact (a file changed,
+        shrank or vanished under us; Storage has already dropped it).
+
+        We stop advertising and serving it, and fetch it again unless we only
+        seed. Returns True when the peer was answered with a BEP 6 reject and
+        stays connected; a peer without the fast extension is disconnected (it
+        would wait for the block forever and keeps our old bitfield otherwise).
+        """
+        self._piece_lost(index, exc)
+        if peer.supports_fast and not peer.closed:
+            peer.send(wire.encode_reject(index, begin, length))
+            return True
+        peer.close(f"cannot serve piece {index}: {exc}")
+        return False
+
+    def _piece_lost(self, index: int, exc: StorageError) -> None:
+        t = self.torrent
+        if not t.have.clear(index):
+            return  # already known (another request of the same piece)
+        self.lost_pieces += 1
+        if t.picker is not None:
+            t.picker.piece_lost(index)
+        layout = getattr(t.storage, "layout", None)
+        files = set(layout.files_for_piece(index)) if layout is not None else set()
+        new = files - self.changed_files
+        if new or not files:
+            self.changed_files |= files
+            names = ", ".join(
+                os.path.join(str(t.save_path), *t.meta.files[i].path) for i in sorted(new)
+            )
+            message = (
+                f"{names or t.meta.name} changed on disk: piece {index} no longer matches "
+                f"its hash; not serving it any more ({exc})"
+            )
+            log.warning("%s: %s", t.meta.name, message)
+            t.emit("error", message=message, fatal=False)
+        else:
+            log.info("%s: piece %d lost too: %s", t.meta.name, index, exc)
+        if not t.seed_only and t.state == "seeding":
+            t.state = "downloading"  # fetch it again from whoever has it
+        if not t.seed_only:
+            t.downloader.update_interest_all()

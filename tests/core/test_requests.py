@@ -1,0 +1,58 @@
+"""swarm.core.requests: request timeouts, snubbing and pipeline depth, with time passed in."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swarm.core.requests import (
+    MAX_PIPELINE,
+    REQUEST_TIMEOUT,
+    SLOW_START,
+    SNUB_TIMEOUT,
+    Verdict,
+    pipeline_depth,
+    refill_count,
+    request_verdict,
+)
+from swarm.core.wire import BLOCK_SIZE
+
+
+def verdict(oldest: float | None, last_block: float, now: float, *, interested: bool = True,
+            choking: bool = False) -> Verdict:
+    return request_verdict(oldest, last_block, interested=interested, peer_choking=choking, now=now)
+
+
+def test_requests_time_out_only_when_the_peer_also_sent_nothing() -> None:
+    assert verdict(0.0, 0.0, REQUEST_TIMEOUT) is Verdict.OK  # not yet: strictly older
+    assert verdict(0.0, 0.0, REQUEST_TIMEOUT + 0.1) is Verdict.TIMED_OUT
+    # an old request at a peer that keeps delivering other blocks is slow, not dead
+    assert verdict(0.0, REQUEST_TIMEOUT, REQUEST_TIMEOUT + 1) is Verdict.OK
+
+
+def test_a_silent_unchoking_peer_with_nothing_asked_is_snubbed() -> None:
+    assert verdict(None, 0.0, SNUB_TIMEOUT + 1) is Verdict.SNUBBED
+    assert verdict(None, 0.0, SNUB_TIMEOUT - 1) is Verdict.OK
+    # choked or not interested: silence is expected
+    assert verdict(None, 0.0, SNUB_TIMEOUT + 1, choking=True) is Verdict.OK
+    assert verdict(None, 0.0, SNUB_TIMEOUT + 1, interested=False) is Verdict.OK
+
+
+def test_pipeline_depth_snubbed_slow_start_and_caps() -> None:
+    assert pipeline_depth(10e6, 250, 10**9, snubbed=True) == 1
+    assert pipeline_depth(0.0, 250, 0, snubbed=False) == SLOW_START
+    # one more request per block received while the rate is unknown
+    assert pipeline_depth(0.0, 250, 10 * BLOCK_SIZE, snubbed=False) == SLOW_START + 10
+    assert pipeline_depth(0.0, 20, 100 * BLOCK_SIZE, snubbed=False) == 20  # their reqq
+    assert pipeline_depth(1e9, 100000, 0, snubbed=False) <= MAX_PIPELINE
+
+
+def test_refill_in_batches() -> None:
+    assert refill_count(64, 0) == 64
+    assert refill_count(64, 60) == 0  # 4 < 64 // 8: wait for a bigger batch
+    assert refill_count(64, 56) == 8
+    assert refill_count(64, 70) == 0
+
+
+@given(st.floats(0, 1e10), st.integers(1, 200000), st.integers(0, 1 << 40), st.booleans())
+def test_depth_is_between_one_and_the_cap(rate: float, reqq: int, downloaded: int, snubbed: bool) -> None:
+    d = pipeline_depth(rate, reqq, downloaded, snubbed=snubbed)
+    assert 1 <= d <= max(1, min(reqq, MAX_PIPELINE))
