@@ -54,6 +54,7 @@ from swarm.core.layout import (
     trusted_have,
 )
 from swarm.core.metainfo import Metainfo
+from swarm.core.metainfo_v2 import PieceChecks
 from swarm.errors import ProtocolError, StorageError
 
 log = logging.getLogger(__name__)
@@ -587,6 +588,7 @@ class Storage:
         assert isinstance(sizes, list)
         result = Bitfield(total)
         done = 0
+        checks = PieceChecks(self.meta)  # v1 SHA-1, v2 Merkle or both (hybrid)
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Future[tuple[range, list[int]]]] = set()
         it = iter(jobs)
@@ -596,7 +598,9 @@ class Storage:
                     job = next(it, None)
                     if job is None:
                         break
-                    pending.add(loop.run_in_executor(self._executor, self._hash_job, job, sizes))
+                    pending.add(
+                        loop.run_in_executor(self._executor, self._hash_job, job, sizes, checks)
+                    )
                 if not pending:
                     break
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -629,7 +633,9 @@ class Storage:
             out.append(ABSENT if st is None else st.st_size)
         return out
 
-    def _hash_job(self, job: range, sizes: list[int]) -> tuple[range, list[int]]:
+    def _hash_job(
+        self, job: range, sizes: list[int], checks: PieceChecks
+    ) -> tuple[range, list[int]]:
         """Hash the pieces of ``job``; memory is one chunk, whatever the piece length."""
         files = self.layout.files
         chunk = min(self.layout.piece_length, _HASH_CHUNK)
@@ -644,7 +650,7 @@ class Storage:
                 for s in segs
             ):
                 continue
-            h = hashlib.sha1()
+            h = checks.new(index)
             ok = True
             for s in segs:
                 if files[s.file_index].pad:
@@ -653,7 +659,7 @@ class Storage:
                     left = s.length
                     while left:
                         n = min(left, len(zeros))
-                        h.update(zeros[:n] if n < len(zeros) else zeros)
+                        h.pad(zeros[:n] if n < len(zeros) else zeros)
                         left -= n
                     continue
                 try:
@@ -678,7 +684,7 @@ class Storage:
                     self._fds.release(s.file_index)
                 if not ok:
                     break
-            if ok and h.digest() == self.meta.piece_hash(index):
+            if ok and h.matches():
                 good.append(index)
         return job, good
 
