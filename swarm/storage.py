@@ -614,6 +614,8 @@ class Storage:
         finally:
             for f in pending:
                 f.cancel()
+        for i in checks.verified_later():  # v2 files without a piece layer, checked whole
+            result.set(i)
         self.have = result.copy()
         self._cache.clear()
         self._baseline = await self._run(self._observe)  # type: ignore[assignment]

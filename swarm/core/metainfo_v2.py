@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from swarm.core import merkle
@@ -206,15 +207,26 @@ class PieceCheck:
     every byte (pads as zeros) for v1, the Merkle subtree of the file's own
     bytes for v2 (pads are not part of a v2 piece); a hybrid checks both."""
 
-    __slots__ = ("_sha1", "_sha1_expected", "_v2_expected", "_v2_width", "_leaves", "_partial")
+    __slots__ = (
+        "_sha1", "_sha1_expected", "_v2_expected", "_v2_width", "_leaves", "_partial", "_unverified"
+    )
 
-    def __init__(self, sha1_expected: bytes | None, v2_expected: bytes | None, v2_width: int) -> None:
+    def __init__(
+        self,
+        sha1_expected: bytes | None,
+        v2_expected: bytes | None,
+        v2_width: int,
+        unverified: Callable[[bytes], None] | None = None,
+    ) -> None:
         self._sha1 = hashlib.sha1() if sha1_expected is not None else None
         self._sha1_expected = sha1_expected
         self._v2_expected = v2_expected
         self._v2_width = v2_width
         self._leaves: list[bytes] = []
         self._partial = bytearray()
+        #: given the piece's v2 hash when there is nothing to compare it with
+        #: (its file's piece layer is missing): the caller checks them as a whole
+        self._unverified = unverified
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes of a file (not padding), in order."""
@@ -243,22 +255,32 @@ class PieceCheck:
         if self._sha1 is not None and self._sha1.digest() != self._sha1_expected:
             return False
         if self._v2_width:
-            if self._v2_expected is None:
-                return False  # no piece layer (yet): cannot be verified
             if self._partial:
                 self._leaves.append(hashlib.sha256(self._partial).digest())
                 self._partial.clear()
-            return merkle.root(self._leaves, self._v2_width) == self._v2_expected
+            digest = merkle.root(self._leaves, self._v2_width)
+            if self._v2_expected is None:  # no piece layer: cannot be verified alone
+                if self._unverified is not None:
+                    self._unverified(digest)
+                return False
+            return digest == self._v2_expected
         return True
 
 
 class PieceChecks:
-    """Makes a ``PieceCheck`` per piece index of ``meta`` (v1, v2 or hybrid)."""
+    """Makes a ``PieceCheck`` per piece index of ``meta`` (v1, v2 or hybrid).
+
+    Pieces of a file whose piece layer is missing cannot pass alone; their
+    hashes are kept, and ``verified_later`` gives those of each such file
+    whose hashes all came in and hash up to its root. ``new`` may be called
+    from several threads.
+    """
 
     def __init__(self, meta: Any) -> None:
         self.meta = meta
         self._starts: list[int] = []  # first piece of each v2 file with data
         self._files: list[Any] = []
+        self._computed: dict[int, bytes] = {}  # piece -> v2 hash, files without a layer
         if meta.info_hash_v2 is not None:
             for f in meta.files:
                 if not f.pad and f.length and f.pieces_root is not None:
@@ -279,5 +301,21 @@ class PieceChecks:
         if f.length <= pl:
             return PieceCheck(sha1, f.pieces_root, merkle.next_pow2(merkle.block_count(f.length)))
         layer = meta.piece_layers.get(f.pieces_root)
-        expected = None if layer is None else layer[nth * 32 : nth * 32 + 32]
-        return PieceCheck(sha1, expected, pl // merkle.BLOCK_SIZE)
+        if layer is None:
+            return PieceCheck(
+                sha1, None, pl // merkle.BLOCK_SIZE, partial(self._computed.__setitem__, index)
+            )
+        return PieceCheck(sha1, layer[nth * 32 : nth * 32 + 32], pl // merkle.BLOCK_SIZE)
+
+    def verified_later(self) -> list[int]:
+        """Pieces of layer-less files that, all together, hash up to the file's root."""
+        good: list[int] = []
+        pl = self.meta.piece_length
+        for first, f in zip(self._starts, self._files, strict=True):
+            if f.length <= pl or f.pieces_root in self.meta.piece_layers:
+                continue
+            indexes = range(first, first + file_pieces(f.length, pl))
+            hashes = [self._computed[i] for i in indexes if i in self._computed]
+            if len(hashes) == len(indexes) and merkle.root_from_piece_layer(hashes, pl) == f.pieces_root:
+                good.extend(indexes)
+        return good

@@ -111,3 +111,23 @@ def test_v2_only_transfers_are_refused_cleanly(tree: Path, capsys: pytest.Captur
         code, out, err = run(capsys, *argv)
         assert code == 2, (argv, err)
         assert "v2-only torrents cannot be downloaded or seeded yet" in err
+
+
+def test_check_without_piece_layers_verifies_files_whole(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A v2 torrent may lack piece layers (they come from peers): each such
+    file is then checked against its root as a whole."""
+    from swarm.core.bencode import decode, encode
+
+    path, _ = create(capsys, tree, "--v2")
+    top = decode(path.read_bytes())
+    assert top.pop(b"piece layers")
+    path.write_bytes(encode(top))
+    code, out, err = run(capsys, "check", str(path), "-o", str(tree.parent))
+    assert code == 0, err
+    assert "all 9 pieces OK" in out
+    with open(tree / "a.bin", "r+b") as fh:
+        fh.seek(3 * PL)
+        fh.write(b"\x00" * 3)
+    code, out, err = run(capsys, "check", str(path), "-o", str(tree.parent))
+    assert code == 1, err
+    assert "pack/a.bin: bad pieces 0-5" in out and "3/9 pieces OK" in out
