@@ -179,17 +179,18 @@ def check_hybrid(
     """Both halves of a hybrid must list the same files (raw names, lengths,
     symlinks) in the same order, each on a piece boundary in the v1 view."""
     raw_files = info.get(b"files")
-    v1: list[tuple[tuple[bytes, ...], int, bool]] = []
+    v1: list[tuple[tuple[bytes, ...], int, Any]] = []
     if isinstance(raw_files, list):
         for entry, parsed in zip(raw_files, files, strict=True):
             if not parsed.pad:
                 raw_path = entry.get(b"path")
                 path = tuple(raw_path) if isinstance(raw_path, list) else ()
-                v1.append((path, parsed.length, parsed.symlink is not None))
+                target = entry.get(b"symlink path") if parsed.symlink is not None else None
+                v1.append((path, parsed.length, target))
     else:
         name = info.get(b"name")
-        v1.append(((name if isinstance(name, bytes) else b"",), files[0].length, False))
-    v2 = [(f.path, f.length, f.symlink is not None) for f in tree_files]
+        v1.append(((name if isinstance(name, bytes) else b"",), files[0].length, None))
+    v2 = [(f.path, f.length, f.symlink) for f in tree_files]
     if v1 != v2:
         raise MetainfoError("the v1 and v2 file lists of this hybrid torrent do not match")
     for f in files:

@@ -201,6 +201,20 @@ def test_hybrid_halves_must_agree() -> None:
     with pytest.raises(MetainfoError, match="do not match"):
         parse_metainfo(_mutated(symlink_in_v1, hybrid=True))
 
+    def symlinks_elsewhere(top: dict[bytes, Any]) -> None:
+        symlink_in_v1(top)
+        _leaf(top, b"d", b"empty").update({b"attr": b"l", b"symlink path": [b"a.bin"]})
+
+    with pytest.raises(MetainfoError, match="do not match"):
+        parse_metainfo(_mutated(symlinks_elsewhere, hybrid=True))
+
+    def same_symlinks(top: dict[bytes, Any]) -> None:
+        symlink_in_v1(top)
+        _leaf(top, b"d", b"empty").update({b"attr": b"l", b"symlink path": [b"z"]})
+
+    meta = parse_metainfo(_mutated(same_symlinks, hybrid=True))
+    assert [f.symlink for f in meta.files if f.path[-1] == "empty"] == [("z",)]
+
 
 def test_sanitised_and_deduplicated_like_v1() -> None:
     files = {(b"..",): data(10), (b"a\\b",): data(11), (b"con.txt",): data(12)}
