@@ -8,6 +8,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from swarm.core.bencode import decode, encode
 from swarm.core.magnet import parse_magnet
@@ -254,3 +256,46 @@ def test_piece_checks_verify_v2_pieces(hybrid: bool) -> None:
         f = next(f for f in meta.files if f.offset <= start < f.end and not f.pad)
         bad.update(bytes(piece[: f.end - start]))
         assert not bad.matches(), index
+
+
+hostile = st.recursive(
+    st.integers(-3, 1 << 45) | st.binary(max_size=40),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.sampled_from([b"", b"a", b"b", b"length", b"pieces root", b"attr"]), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), st.booleans())
+def test_mutated_v2_torrents_raise_only_metainfo_error(data: st.DataObject, hybrid: bool) -> None:
+    """Byte flips anywhere, or hostile values in the tree and the layers:
+    a clean MetainfoError or a consistent torrent, never another exception."""
+    raw, _, _ = v2_torrent(FILES, PL, hybrid=hybrid)
+    if data.draw(st.booleans()):
+        buf = bytearray(raw)
+        for _ in range(data.draw(st.integers(1, 3))):
+            buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+        raw = bytes(buf)
+    else:
+        top = decode(raw)
+        where = data.draw(st.sampled_from(["tree", "leaf", "layers", "layer"]))
+        value = data.draw(hostile)
+        if where == "tree":
+            top[b"info"][b"file tree"][data.draw(st.sampled_from([b"a.bin", b"d", b"q"]))] = value
+        elif where == "leaf":
+            _leaf(top, b"z")[data.draw(st.sampled_from([b"length", b"pieces root", b"attr", b"symlink path"]))] = value
+        elif where == "layers":
+            top[b"piece layers"] = value
+        else:
+            top[b"piece layers"][A_ROOT(top)] = value
+        raw = encode(top)
+    try:
+        meta = parse_metainfo(raw)
+    except MetainfoError:
+        return
+    assert meta.num_pieces * meta.piece_length >= meta.total_length
+    assert all(f.offset % meta.piece_length == 0 for f in meta.files if f.length and not f.pad)
+    checks = PieceChecks(meta)
+    for i in range(meta.num_pieces):
+        checks.new(i)
