@@ -102,6 +102,8 @@ def _emit(obj: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from swarm.create import build_torrent
 
+    from .info import VERSION_NAMES
+
     as_json = bool(getattr(args, "json", False))
     quiet = bool(getattr(args, "quiet", False))
     progress_cb = None
@@ -177,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
                 "path": str(out),
                 "name": meta.name,
                 "info_hash": meta.info_hash_hex,
-                "info_hash_v2": meta.info_hash_v2_hex,
-                "version": meta.version,
+                **({"info_hash_v2": meta.info_hash_v2_hex} if meta.info_hash_v2_hex else {}),
+                "version": VERSION_NAMES[meta.version],
                 "magnet": magnet,
                 "size": meta.total_length,
                 "files": sum(1 for f in meta.files if not f.pad),

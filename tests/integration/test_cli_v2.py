@@ -68,6 +68,16 @@ def test_create_prints_the_right_hashes(tmp_path: Path, tree: Path, capsys: pyte
     assert (meta.info_hash_v2_hex or "no v2") in out or flag == "--v1"
 
 
+def test_create_json_names_the_version(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tree.parent.parent / "j.torrent"
+    code, stdout, err = run(capsys, "create", str(tree), "-o", str(out), "--hybrid", "--json")
+    assert code == 0, err
+    created = json.loads(stdout.splitlines()[-1])
+    meta = parse_metainfo(out.read_bytes())
+    assert created["event"] == "created" and created["version"] == "hybrid"
+    assert created["info_hash_v2"] == meta.info_hash_v2_hex and created["info_hash"] == meta.info_hash_hex
+
+
 def test_default_is_v1_and_flags_exclude_each_other(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path, _ = create(capsys, tree, "--private")  # no version flag
     assert parse_metainfo(path.read_bytes()).version == 1
