@@ -378,6 +378,9 @@ def _build_v2_only(
         name = _name(info, info_hash, warnings)
         entries = v2.v1_entries(tree_files, piece_length)
         files = _multi_files(entries, name, warnings)
+        if any(f.pad != (e.get(b"attr") == b"p") for f, e in zip(files, entries, strict=True)):
+            # the v1 reader takes '.pad/N' and '_____padding_file_*' for padding
+            raise MetainfoError("info.file tree has a file named like a BEP 47 pad file")
         roots = [e.get(b"pieces root") for e in entries]
         multi = True
     files = [replace(f, pieces_root=r) for f, r in zip(files, roots, strict=True)]

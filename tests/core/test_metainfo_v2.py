@@ -218,6 +218,17 @@ def test_hybrid_halves_must_agree() -> None:
     assert [f.symlink for f in meta.files if f.path[-1] == "empty"] == [("z",)]
 
 
+@pytest.mark.parametrize("path", [(b".pad", b"5"), (b"_____padding_file_0",)])
+def test_a_real_file_named_like_padding_is_refused(path: tuple[bytes, ...]) -> None:
+    """Else the v1-shaped layout would treat its data as zeros never written."""
+    raw, _, _ = v2_torrent({**FILES, path: data(5)}, PL)
+    with pytest.raises(MetainfoError, match="named like a BEP 47 pad file"):
+        parse_metainfo(raw)
+    raw, _, _ = v2_torrent({**FILES, path: data(5)}, PL, hybrid=True)
+    with pytest.raises(MetainfoError, match="do not match"):
+        parse_metainfo(raw)
+
+
 def test_sanitised_and_deduplicated_like_v1() -> None:
     files = {(b"..",): data(10), (b"a\\b",): data(11), (b"con.txt",): data(12)}
     raw, _, _ = v2_torrent(files, PL)
