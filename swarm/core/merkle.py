@@ -9,7 +9,9 @@ not zero but the root of a zero subtree: ``pad_hash(height)``.
 
 Layers are numbered from the leaves up (0 = block hashes), as in BEP 52's
 ``hash request`` (its ``base layer``). Proofs are "uncle" hashes: the
-siblings on the path from a subtree up towards the root, lowest first.
+siblings on the path from a subtree up towards the root, lowest first. For a
+request of ``length`` hashes with ``proof layers`` P, libtorrent sends
+max(0, P - log2(length) + 1) uncles after the run (``hash_picker.cpp``).
 """
 
 from __future__ import annotations
@@ -150,19 +152,15 @@ def uncles(
     return out
 
 
-def subtree_root(run: Sequence[bytes], height: int, count: int) -> bytes:
-    """Root of a run of ``count`` nodes at ``height``; missing ones are padding."""
-    return root(run, count, height)
-
-
 def root_from_proof(
     run: Sequence[bytes], height: int, index: int, count: int, proof: Sequence[bytes]
 ) -> bytes:
     """Climb from the run ``[index, index + count)`` at ``height`` through
-    ``proof`` (lowest uncle first); returns the node the proof ends at."""
+    ``proof`` (lowest uncle first); returns the node the proof ends at.
+    Missing nodes at the end of the run are padding (the end of a file)."""
     if count <= 0 or count & (count - 1) or index % count or len(run) > count:
         raise ValueError("a run is a power-of-two count at a multiple of it")
-    node = subtree_root(run, height, count)
+    node = root(run, count, height)
     position = index // count
     for uncle in proof:
         node = _pair(uncle, node) if position & 1 else _pair(node, uncle)
