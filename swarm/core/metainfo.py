@@ -107,8 +107,11 @@ class Metainfo:
         return self.info_hash.hex()
 
     def piece_hash(self, index: int) -> bytes:
+        """The SHA-1 of piece ``index`` (v1 and hybrid; see metainfo_v2.PieceChecks for v2)."""
         if not 0 <= index < self.num_pieces:
             raise IndexError(f"piece {index} out of range")
+        if not self.pieces:
+            raise ValueError("a v2-only torrent has no SHA-1 piece hashes")
         return self.pieces[index * 20 : index * 20 + 20]
 
     def piece_size(self, index: int) -> int:

@@ -77,6 +77,8 @@ def test_single_file_v2_takes_its_name_from_the_tree() -> None:
     assert not meta.multi_file and meta.name == "movie.mkv"
     assert [(f.path, f.length, f.offset) for f in meta.files] == [(("movie.mkv",), PL * 2 + 1, 0)]
     assert meta.num_pieces == 3 and meta.piece_layers == {}  # no layers: fetched from peers later
+    with pytest.raises(ValueError, match="no SHA-1 piece hashes"):
+        meta.piece_hash(0)  # not an empty hash that a v1 code path would compare against
 
 
 def test_hybrid_single_file() -> None:
