@@ -135,3 +135,38 @@ def test_corpus_v2_files_agree_with_installed_libtorrent(name: str) -> None:
         fs = ti.files()
         lt_files = [fs.file_size(i) for i in range(fs.num_files()) if not fs.file_flags(i) & 1]
     assert [f.length for f in meta.files if not f.pad] == lt_files
+
+
+def test_libtorrent_downloads_our_hybrid_from_swarm_seed(tmp_path: Path) -> None:
+    """`swarm create --hybrid` + `swarm seed --torrent`: libtorrent, which checks
+    both the SHA-1 pieces and the v2 Merkle hashes of a hybrid, downloads it
+    whole from swarm (through the v1 half) without a hash failure."""
+    from tests.helpers import procs
+    from tests.helpers.lt import PLAIN_TCP
+
+    lt = require_libtorrent()
+    src = make(tmp_path / "src", LAYOUTS["multi"])
+    torrent = tmp_path / "h.torrent"
+    result = build_torrent(src, piece_length=16384, version="hybrid")
+    torrent.write_bytes(result.data)
+    seed, port = procs.start_seed(
+        tmp_path, str(src), "--torrent", str(torrent), "--host", "127.0.0.1", "--port", "0",
+        "--no-dht", "--no-lsd",
+    )
+    try:
+        ses = lt_session(lt, alert_mask=0, **PLAIN_TCP, in_enc_policy=2)
+        out = tmp_path / "lt_out"
+        out.mkdir()
+        atp = lt.add_torrent_params()
+        atp.ti = lt.torrent_info(str(torrent))
+        atp.save_path = str(out)
+        handle = ses.add_torrent(atp)
+        handle.connect_peer(("127.0.0.1", port))
+        wait_seeding(handle, 60, "libtorrent to download our hybrid torrent")
+        assert handle.status().total_failed_bytes == 0  # no piece failed either hash
+        for rel in LAYOUTS["multi"]:
+            assert (out / "src" / rel).read_bytes() == (src / rel).read_bytes()
+        assert str(handle.status().info_hashes.v2) == result.meta.info_hash_v2_hex
+    finally:
+        seed.terminate()
+        assert seed.wait(timeout=15) == 0
