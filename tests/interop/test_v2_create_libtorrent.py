@@ -170,3 +170,39 @@ def test_libtorrent_downloads_our_hybrid_from_swarm_seed(tmp_path: Path) -> None
     finally:
         seed.terminate()
         assert seed.wait(timeout=15) == 0
+
+
+def test_swarm_gets_a_libtorrent_hybrid_and_reports_both_hashes(tmp_path: Path) -> None:
+    """libtorrent seeds a hybrid multi-file torrent of its own; `swarm get`
+    downloads it identical and its --json `added` names the v2 info-hash."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers.lt import PLAIN_TCP
+
+    lt = require_libtorrent()
+    src = make(tmp_path / "src", LAYOUTS["multi"])
+    torrent = tmp_path / "lt.torrent"
+    torrent.write_bytes(lt_make(lt, src, 16384, "hybrid"))
+    ses = lt_session(lt, alert_mask=0, **PLAIN_TCP, in_enc_policy=2)
+    atp = lt.add_torrent_params()
+    atp.ti = lt.torrent_info(str(torrent))
+    atp.save_path = str(src.parent)
+    handle = ses.add_torrent(atp)
+    wait_seeding(handle, 30, "libtorrent to check its hybrid data")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = subprocess.run(
+        [sys.executable, "-m", "swarm", "get", str(torrent), "-o", str(out), "--port", "0",
+         "--host", "127.0.0.1", "--peer", f"127.0.0.1:{ses.listen_port()}", "--json",
+         "--no-dht", "--no-lsd"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    for rel in LAYOUTS["multi"]:
+        assert (out / "src" / rel).read_bytes() == (src / rel).read_bytes()
+    assert not (out / "src" / ".pad").exists()  # pad files are never written
+    added = json.loads(r.stdout.splitlines()[0])
+    assert added["event"] == "added"
+    assert added["info_hash_v2"] == str(lt.torrent_info(str(torrent)).info_hashes().v2)
