@@ -100,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
         rows.append(("created by", escape(meta.created_by)))
     if meta.creation_date is not None:
         rows.append(("created", _date(meta.creation_date)))
+    width = max(11, *(len(key) + 1 for key, _ in rows))
     for key, value in rows:
-        console.print(f"[bold]{key + ':':<11}[/bold] {value}")
+        console.print(f"[bold]{key + ':':<{width}}[/bold] {value}")
     if meta.trackers:
         console.print("[bold]trackers:[/bold]")
         for i, tier in enumerate(meta.trackers):
