@@ -4,6 +4,11 @@ The reader (the calling thread) fills large buffers with ``readinto`` while a
 thread pool hashes the previous buffers' pieces; both release the GIL, so this
 runs at disk or SHA-1 speed, not Python speed. Memory is bounded by the number
 of buffers in flight. The bencoding itself is ``core.metainfo.build_*``.
+
+v2 and hybrid torrents (BEP 52) go through the same reader with every file
+starting on a piece boundary: workers compute SHA-256 leaves of 16 KiB blocks
+and each piece's Merkle subtree (and, for a hybrid, the SHA-1 of the piece
+with its zero padding); file roots are made from the piece hashes at the end.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from swarm import __version__
+from swarm.core import merkle
 from swarm.core.metainfo import (
     MAX_PIECES,
     Metainfo,
     build_info,
+    build_info_v2,
     build_metainfo,
     parse_metainfo,
 )
@@ -41,6 +48,8 @@ TARGET_PIECES = 2000
 BATCH_BYTES = 1024 * 1024
 
 Progress = Callable[[int, int], None]  # (bytes hashed, total bytes)
+#: What ``build_torrent`` makes: BEP 3 (v1), BEP 52 only (2) or both in one ("hybrid").
+VERSIONS = (1, 2, "hybrid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +64,9 @@ class CreateResult:
     data: bytes  # the .torrent
     meta: Metainfo
     skipped: list[str] = field(default_factory=list)  # what the walk left out, and why
-    #: where each of ``meta.files`` was read from, same order: the parser may have
-    #: sanitised a name (``con.txt`` -> ``con_.txt``), so a seeder should read these.
+    #: where each of ``meta.files`` was read from, same order (pad files of v2 and
+    #: hybrid torrents aside): the parser may have sanitised a name
+    #: (``con.txt`` -> ``con_.txt``), so a seeder should read these.
     sources: list[SourceFile] = field(default_factory=list)
 
 
@@ -224,6 +234,128 @@ def hash_pieces(
     return b"".join(digests)
 
 
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One piece of a v2 batch: where it is in the buffer and how to hash it."""
+
+    start: int  # offset in the batch buffer
+    data: int  # bytes of the file in it (the rest is zero padding)
+    v1: int  # bytes the SHA-1 covers (0: no v1 hash), padding included
+    width: int  # leaves of its Merkle subtree: a piece, or a file of at most one piece
+
+
+def _hash_batch_v2(buf: bytearray, pieces: list[_Piece]) -> list[tuple[bytes | None, bytes]]:
+    view = memoryview(buf)
+    out = []
+    for p in pieces:
+        sha1 = hashlib.sha1(view[p.start : p.start + p.v1]).digest() if p.v1 else None
+        leaves = merkle.leaf_hashes(view[p.start : p.start + p.data])
+        out.append((sha1, merkle.root(leaves, p.width)))
+    return out
+
+
+def hash_files_v2(
+    files: Sequence[SourceFile],
+    piece_length: int,
+    *,
+    hybrid: bool,
+    single: bool,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> tuple[bytes | None, list[tuple[bytes | None, bytes]]]:
+    """(v1 pieces for a hybrid or None, per file (pieces root, piece layer)).
+
+    Each file starts on a piece boundary; the v1 stream pads every file's
+    last piece with zeros (not the only file of a single-file torrent).
+    Empty files get (None, b"").
+    """
+    total = sum(f.length for f in files)
+    workers = workers or min(8, os.cpu_count() or 2)
+    batch = max(1, BATCH_BYTES // piece_length) * piece_length
+    in_flight_max = workers + 1
+    free: list[bytearray] = []
+    pending: deque[tuple[Future[list[tuple[bytes | None, bytes]]], bytearray, list[int]]] = deque()
+    v1_hashes: list[bytes] = []
+    layers: list[list[bytes]] = [[] for _ in files]
+    done = 0
+
+    def collect_one() -> None:
+        nonlocal done
+        fut, buf, owners = pending.popleft()
+        for owner, (sha1, v2) in zip(owners, fut.result(), strict=True):
+            if sha1 is not None:
+                v1_hashes.append(sha1)
+            layers[owner].append(v2)
+        free.append(buf)
+        if progress is not None:
+            done = min(total, done + batch)
+            progress(done, total)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="swarm-hash") as pool:
+        buf = bytearray(batch)
+        fill = 0
+        pieces: list[_Piece] = []
+        owners: list[int] = []
+
+        def submit() -> None:
+            nonlocal buf, fill, pieces, owners
+            pending.append((pool.submit(_hash_batch_v2, buf, pieces), buf, owners))
+            if len(pending) >= in_flight_max:
+                collect_one()
+            buf = free.pop() if free else bytearray(batch)
+            fill = 0
+            pieces, owners = [], []
+
+        for index, src in enumerate(files):
+            if src.length == 0:
+                continue
+            small = src.length <= piece_length
+            width = merkle.next_pow2(merkle.block_count(src.length)) if small else piece_length // merkle.BLOCK_SIZE
+            try:
+                fh = open(src.fs_path, "rb", buffering=0)  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise StorageError(f"{src.fs_path}: {exc.strerror}") from None
+            with fh:
+                try:
+                    os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                except (AttributeError, OSError):
+                    pass
+                remaining = src.length
+                while remaining:
+                    want = min(piece_length, remaining)
+                    view = memoryview(buf)[fill : fill + want]
+                    got = 0
+                    while got < want:
+                        n = fh.readinto(view[got:])
+                        if not n:
+                            raise BadInput(f"{src.fs_path}: file shrank while it was being hashed")
+                        got += n
+                    view.release()
+                    v1 = 0
+                    if hybrid:
+                        v1 = want if single else piece_length
+                        buf[fill + want : fill + v1] = bytes(v1 - want)  # the pad file's zeros
+                    pieces.append(_Piece(fill, want, v1, width))
+                    owners.append(index)
+                    fill += piece_length
+                    remaining -= want
+                    if fill == batch:
+                        submit()
+        if pieces:
+            pending.append((pool.submit(_hash_batch_v2, buf, pieces), buf, owners))
+        while pending:
+            collect_one()
+    out: list[tuple[bytes | None, bytes]] = []
+    for src, layer in zip(files, layers, strict=True):
+        if not src.length:
+            out.append((None, b""))
+        elif src.length <= piece_length:
+            out.append((layer[0], b""))  # a one-piece file: its piece hash is its root
+        else:
+            out.append((merkle.root_from_piece_layer(layer, piece_length), b"".join(layer)))
+    return (b"".join(v1_hashes) if hybrid else None), out
+
+
 def build_torrent(
     path: str | os.PathLike[str],
     *,
@@ -236,8 +368,14 @@ def build_torrent(
     created_by: str | None = f"swarm/{__version__}",
     creation_date: int | None = None,
     exclude: Sequence[str | os.PathLike[str]] = (),
+    version: int | str = 1,
 ) -> CreateResult:
-    """Walk, hash and encode; each tracker URL is its own tier (like mktorrent)."""
+    """Walk, hash and encode; each tracker URL is its own tier (like mktorrent).
+
+    ``version``: 1 (BEP 3), 2 (BEP 52 only) or "hybrid" (both, one swarm).
+    """
+    if version not in VERSIONS:
+        raise BadInput(f"unknown torrent version {version!r}: choose 1, 2 or hybrid")
     if piece_length is not None:
         check_piece_length(piece_length)
     for url in trackers:
@@ -248,17 +386,36 @@ def build_torrent(
     total = sum(f.length for f in files)
     if piece_length is None:
         piece_length = choose_piece_length(total)
-    if -(-total // piece_length) > MAX_PIECES:
+    if version == 1:
+        num_pieces = -(-total // piece_length)
+    else:  # every file starts on a piece boundary
+        num_pieces = sum(-(-f.length // piece_length) for f in files)
+    if num_pieces > MAX_PIECES:
         raise BadInput(
             f"{path}: too many pieces at piece length {piece_length}; choose a larger one"
         )
-    pieces = hash_pieces(files, piece_length, progress)
     raw_name = os.fsencode(name)
-    if single:
+    layers: dict[bytes, bytes] = {}
+    if version != 1:
+        v1_pieces, hashed = hash_files_v2(
+            files, piece_length, hybrid=version == "hybrid", single=single, progress=progress
+        )
+        layers = {root: layer for root, layer in hashed if root is not None and layer}
+        info = build_info_v2(
+            name=raw_name,
+            piece_length=piece_length,
+            files=[(f.path, f.length, root) for f, (root, _) in zip(files, hashed, strict=True)],
+            single=single,
+            pieces=v1_pieces,
+            private=private,
+        )
+    elif single:
+        pieces = hash_pieces(files, piece_length, progress)
         info = build_info(
             name=raw_name, piece_length=piece_length, pieces=pieces, length=total, private=private
         )
     else:
+        pieces = hash_pieces(files, piece_length, progress)
         info = build_info(
             name=raw_name,
             piece_length=piece_length,
@@ -273,9 +430,10 @@ def build_torrent(
         comment=comment,
         created_by=created_by,
         creation_date=int(time.time()) if creation_date is None else creation_date,
+        piece_layers=layers,
     )
     meta = parse_metainfo(data)
-    assert len(meta.files) == len(files)
+    assert sum(1 for f in meta.files if not f.pad) == len(files)
     return CreateResult(data, meta, skipped, files)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import os
 import stat
 import threading
@@ -18,6 +17,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 
 from swarm.core.layout import Layout
+from swarm.core.metainfo_v2 import PieceChecks
 from swarm.errors import StorageError
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -170,10 +170,11 @@ def hash_pieces(
     job: range,
     sizes: list[int],
     fresh: Collection[int],
-    piece_hash: Callable[[int], bytes],
+    checks: PieceChecks,
     max_chunk: int,
 ) -> list[int]:
-    """The pieces of ``job`` whose bytes on disk match ``piece_hash``; memory is one chunk
+    """The pieces of ``job`` whose bytes on disk pass ``checks`` (SHA-1, v2 Merkle or both);
+    memory is one chunk
     (at most ``max_chunk``), whatever the piece length. Pieces in files shorter than
     ``sizes`` says they must be, or in ``fresh`` (just created) files, are not read."""
     files = layout.files
@@ -189,7 +190,7 @@ def hash_pieces(
             for s in segs
         ):
             continue
-        h = hashlib.sha1()
+        h = checks.new(index)
         ok = True
         for s in segs:
             if files[s.file_index].pad:
@@ -198,7 +199,7 @@ def hash_pieces(
                 left = s.length
                 while left:
                     n = min(left, len(zeros))
-                    h.update(zeros[:n] if n < len(zeros) else zeros)
+                    h.pad(zeros[:n] if n < len(zeros) else zeros)
                     left -= n
                 continue
             try:
@@ -223,6 +224,6 @@ def hash_pieces(
                 fds.release(s.file_index)
             if not ok:
                 break
-        if ok and h.digest() == piece_hash(index):
+        if ok and h.matches():
             good.append(index)
     return good

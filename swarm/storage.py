@@ -54,6 +54,7 @@ from swarm.core.layout import (
     trusted_have,
 )
 from swarm.core.metainfo import Metainfo
+from swarm.core.metainfo_v2 import PieceChecks
 from swarm.diskio import FILE_FLAGS as _FILE_FLAGS
 from swarm.diskio import FdCache as _FdCache
 from swarm.diskio import check_components as _check_components
@@ -472,6 +473,7 @@ class Storage:
         assert isinstance(sizes, list)
         result = Bitfield(total)
         done = 0
+        checks = PieceChecks(self.meta)  # v1 SHA-1, v2 Merkle or both (hybrid)
         pending: set[asyncio.Future[object]] = set()
         it = iter(jobs)
         try:
@@ -480,7 +482,7 @@ class Storage:
                     job = next(it, None)
                     if job is None:
                         break
-                    pending.add(self._submit(self._hash_job, job, sizes))
+                    pending.add(self._submit(self._hash_job, job, sizes, checks))
                 if not pending:
                     break
                 finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -494,6 +496,8 @@ class Storage:
         finally:
             for f in pending:
                 f.cancel()
+        for i in checks.verified_later():  # v2 files without a piece layer, checked whole
+            result.set(i)
         self.have = result.copy()
         self._cache.clear()
         self._baseline = await self._run(self._observe)  # type: ignore[assignment]
@@ -513,9 +517,9 @@ class Storage:
             out.append(ABSENT if st is None else st.st_size)
         return out
 
-    def _hash_job(self, job: range, sizes: list[int]) -> tuple[range, list[int]]:
+    def _hash_job(self, job: range, sizes: list[int], checks: PieceChecks) -> tuple[range, list[int]]:
         """Hash the pieces of ``job`` (in a worker thread); memory is one chunk."""
-        good = hash_pieces(self.layout, self._fds, job, sizes, self._fresh, self.meta.piece_hash, _HASH_CHUNK)
+        good = hash_pieces(self.layout, self._fds, job, sizes, self._fresh, checks, _HASH_CHUNK)
         return job, good
 
     # ----------------------------------------------------------------- resume

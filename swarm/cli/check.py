@@ -198,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
             "name": meta.name, "state": "checking", "total_size": meta.total_length,
             "num_pieces": meta.num_pieces, "piece_length": meta.piece_length,
             "torrent": args.source, "path": root,
+            **({"info_hash_v2": meta.info_hash_v2_hex} if meta.info_hash_v2_hex else {}),
         })
         last = [0.0]
 

@@ -64,6 +64,16 @@ def load_torrent(path: str) -> Metainfo:
         raise MetainfoError(f"{path}: {exc}") from None
 
 
+def refuse_v2_only(meta: Metainfo | None, magnet_v2_only: bool = False) -> None:
+    """Until the peer wire speaks BEP 52 (hash requests, Merkle-checked
+    pieces), a v2-only torrent or magnet can be inspected (info, check) but not
+    transferred: refuse it cleanly rather than fail later. Hybrids go via v1."""
+    if magnet_v2_only or (meta is not None and meta.version == 2):
+        raise BadInput(
+            "v2-only torrents cannot be downloaded or seeded yet (use a v1 or hybrid torrent)"
+        )
+
+
 def not_implemented(name: str) -> int:
     from swarm.errors import SwarmError
 

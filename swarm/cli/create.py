@@ -58,6 +58,32 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="piece length: a power of two >= 16 KiB (default: chosen for ~1000-2000 pieces)",
     )
     p.add_argument("--private", action="store_true", help="set the private flag (no DHT/PEX)")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--v1",
+        dest="version",
+        action="store_const",
+        const=1,
+        help="BitTorrent v1 (the default): every client can download it",
+    )
+    kind.add_argument(
+        "--hybrid",
+        dest="version",
+        action="store_const",
+        const="hybrid",
+        help="v1 and v2 (BEP 52) in one torrent, one swarm: old and new clients "
+        "share it; files are padded to piece boundaries and the .torrent is larger",
+    )
+    kind.add_argument(
+        "--v2",
+        dest="version",
+        action="store_const",
+        const=2,
+        help="v2 only (BEP 52): per-file SHA-256 Merkle hashes (verifiable per "
+        "block, identical files share hashes); only v2 clients such as "
+        "libtorrent 2 / qBittorrent 4.4+ can use it",
+    )
+    p.set_defaults(version=1)
     p.add_argument("--comment", metavar="TEXT", help="free-text comment")
     p.add_argument(
         "--web-seed",
@@ -77,6 +103,8 @@ def _emit(obj: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from swarm.create import build_torrent
+
+    from .info import VERSION_NAMES
 
     as_json = bool(getattr(args, "json", False))
     quiet = bool(getattr(args, "quiet", False))
@@ -132,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         web_seeds=args.web_seed,
         progress=progress_cb,
         exclude=[out],  # never hash the .torrent we are about to (over)write
+        version=args.version,
     )
     started = time.monotonic()
     if bar is not None:
@@ -152,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
                 "path": str(out),
                 "name": meta.name,
                 "info_hash": meta.info_hash_hex,
+                **({"info_hash_v2": meta.info_hash_v2_hex} if meta.info_hash_v2_hex else {}),
+                "version": VERSION_NAMES[meta.version],
                 "magnet": magnet,
                 "size": meta.total_length,
                 "files": sum(1 for f in meta.files if not f.pad),
@@ -171,7 +202,10 @@ def run(args: argparse.Namespace) -> int:
             f"size:      {meta.total_length} bytes in {meta.num_pieces} pieces of "
             f"{meta.piece_length} (hashed in {elapsed:.2f} s, {rate:.0f} MiB/s)"
         )
-        print(f"info-hash: {meta.info_hash_hex}")
+        if meta.version != 2:
+            print(f"info-hash: {meta.info_hash_hex}")
+        if meta.info_hash_v2_hex is not None:
+            print(f"info-hash v2: {meta.info_hash_v2_hex}")
         print(f"magnet:    {magnet}")
     return 0
 

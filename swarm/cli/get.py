@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from swarm.errors import BadInput, StorageError, SwarmError
 
-from .common import add_discovery_options, add_network_options, add_output_options
+from .common import (
+    add_discovery_options,
+    add_network_options,
+    add_output_options,
+    load_torrent,
+    refuse_v2_only,
+)
 
 if TYPE_CHECKING:
     from swarm.core.magnet import Magnet
@@ -253,10 +259,12 @@ def run(args: argparse.Namespace) -> int:
         from swarm.core.magnet import parse_magnet
 
         src = parse_magnet(source)  # a bad magnet: exit 2
+        refuse_v2_only(None, src.v2_only)
     else:
         src = Path(source)
         if not src.is_file():
             raise BadInput(f"{source}: no such .torrent file")
+        refuse_v2_only(load_torrent(source))  # parsed twice until v2 transfers exist
     out = Path(args.output)
     _check_output_dir(out)
     return run_engine(lambda: _get(args, src, out, peers))
@@ -303,7 +311,8 @@ async def _get(
         extras.configure()
         status = handle.status()
         saved = {"torrent": str(torrent_file)} if torrent_file is not None else {}
-        reporter.start(status, **saved, path=str(out / status.name), magnet=handle.metainfo.magnet_uri())
+        reporter.start(status, **saved, path=str(out / status.name), magnet=handle.metainfo.magnet_uri(),
+                       info_hash_v2=handle.metainfo.info_hash_v2_hex)
         started = True
         if not isinstance(src, Path):
             reporter.event(

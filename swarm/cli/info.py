@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+VERSION_NAMES: dict[int | str, str] = {1: "v1", 2: "v2", "hybrid": "hybrid"}
+
+
 def as_dict(meta: Metainfo) -> dict[str, Any]:
     """The stable --json schema of `swarm info` (event "info")."""
     return {
@@ -51,6 +54,8 @@ def as_dict(meta: Metainfo) -> dict[str, Any]:
         "creation_date": meta.creation_date,
         "magnet": meta.magnet_uri(),
         "warnings": meta.warnings,
+        "version": VERSION_NAMES[meta.version],
+        **({"info_hash_v2": meta.info_hash_v2_hex} if meta.info_hash_v2_hex else {}),
     }
 
 
@@ -86,16 +91,21 @@ def run(args: argparse.Namespace) -> int:
         ),
         ("private", "yes" if meta.private else "no"),
         ("files", str(len(real_files))),
-        ("info-hash", meta.info_hash_hex),
+        ("version", VERSION_NAMES[meta.version]),
     ]
+    if meta.version != 2:
+        rows.append(("info-hash", meta.info_hash_hex))
+    if meta.info_hash_v2_hex is not None:
+        rows.append(("info-hash v2", meta.info_hash_v2_hex))
     if meta.comment:
         rows.append(("comment", escape(meta.comment)))
     if meta.created_by:
         rows.append(("created by", escape(meta.created_by)))
     if meta.creation_date is not None:
         rows.append(("created", _date(meta.creation_date)))
+    width = max(11, *(len(key) + 1 for key, _ in rows))
     for key, value in rows:
-        console.print(f"[bold]{key + ':':<11}[/bold] {value}")
+        console.print(f"[bold]{key + ':':<{width}}[/bold] {value}")
     if meta.trackers:
         console.print("[bold]trackers:[/bold]")
         for i, tier in enumerate(meta.trackers):

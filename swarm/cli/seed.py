@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from swarm.errors import BadInput, MetainfoError
 
-from .common import add_discovery_options, add_network_options, add_output_options, load_torrent
+from .common import (
+    add_discovery_options,
+    add_network_options,
+    add_output_options,
+    load_torrent,
+    refuse_v2_only,
+)
 from .get import drive, install_stop_signals, run_engine
 
 if TYPE_CHECKING:
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     meta = None
     if args.torrent:
         meta = load_torrent(args.torrent)
+        refuse_v2_only(meta)
         if meta.name != path.name:
             raise MetainfoError(f"{args.torrent}: the torrent is for {meta.name!r}, not {path.name!r}")
     for port in (args.port, args.tracker_port):
@@ -104,7 +111,7 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
         peer_addr = (session.reachable_host(), session.port or 0)
         reporter.start(
             status, torrent=str(torrent_path), path=str(path),
-            magnet=meta.magnet_uri(peers=[peer_addr]),
+            magnet=meta.magnet_uri(peers=[peer_addr]), info_hash_v2=meta.info_hash_v2_hex,
         )
         reporter.event("listening", host=args.host, port=session.port or 0)
         if status.state != "seeding":

@@ -1,7 +1,7 @@
 """BEP 9 magnet URIs: parse (hostile input, bounded) and build.
 
-Only v1 (``urn:btih``) is usable for now; a v2-only link (``urn:btmh``) is
-refused with a clear message rather than silently ignored.
+v1 links carry ``xt=urn:btih:<sha-1>``, v2 ones (BEP 52) ``xt=urn:btmh:1220<sha-256>``
+(a multihash: 0x12 = SHA-256, 0x20 = 32 bytes), hybrids both.
 """
 
 from __future__ import annotations
@@ -21,23 +21,33 @@ MAX_FILE_INDEX = 1 << 20
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}\Z")
 _B32 = re.compile(r"[A-Za-z2-7]{32}\Z")
+_BTMH = re.compile(r"1220([0-9a-fA-F]{64})\Z")
 
 
 @dataclass(slots=True)
 class Magnet:
-    info_hash: bytes  # 20-byte v1 info-hash
+    #: 20-byte v1 info-hash; for a v2-only link the v2 one truncated to 20 bytes
+    #: (what handshakes, trackers and the DHT use)
+    info_hash: bytes
     name: str | None = None
     trackers: list[str] = field(default_factory=list)
     peers: list[tuple[str, int]] = field(default_factory=list)
     web_seeds: list[str] = field(default_factory=list)
     select_only: list[int] | None = None
+    info_hash_v2: bytes | None = None  # BEP 52 SHA-256 info-hash (v2 and hybrid)
 
     @property
     def info_hash_hex(self) -> str:
         return self.info_hash.hex()
 
+    @property
+    def v2_only(self) -> bool:
+        return self.info_hash_v2 is not None and self.info_hash == self.info_hash_v2[:20]
+
     def to_uri(self) -> str:
-        parts = [f"xt=urn:btih:{self.info_hash.hex()}"]
+        parts = [] if self.v2_only else [f"xt=urn:btih:{self.info_hash.hex()}"]
+        if self.info_hash_v2 is not None:
+            parts.append(f"xt=urn:btmh:1220{self.info_hash_v2.hex()}")
         if self.name:
             parts.append("dn=" + quote(self.name, safe=""))
         parts += ["tr=" + quote(t, safe="") for t in self.trackers]
@@ -60,7 +70,7 @@ def parse_magnet(uri: str) -> Magnet:
     if uri[:8].lower() != "magnet:?":
         raise MagnetError("not a magnet link (it must start with 'magnet:?')")
     info_hash: bytes | None = None
-    has_v2 = False
+    info_hash_v2: bytes | None = None
     name: str | None = None
     trackers: list[str] = []
     peers: list[tuple[str, int]] = []
@@ -80,7 +90,10 @@ def parse_magnet(uri: str) -> Magnet:
                     raise MagnetError("magnet link has two different btih info-hashes")
                 info_hash = parsed
             elif low.startswith("urn:btmh:"):
-                has_v2 = True
+                parsed = _btmh(value[9:])
+                if info_hash_v2 is not None and parsed != info_hash_v2:
+                    raise MagnetError("magnet link has two different btmh info-hashes")
+                info_hash_v2 = parsed
         elif key == "dn":
             name = value[:4096]
         elif key == "tr" or (key.startswith("tr.") and key[3:].isdigit()):
@@ -96,10 +109,10 @@ def parse_magnet(uri: str) -> Magnet:
         elif key == "so":
             select = _select(value)
     if info_hash is None:
-        if has_v2:
-            raise MagnetError("v2-only magnet links are not supported yet")
-        raise MagnetError("magnet link has no urn:btih info-hash (xt)")
-    return Magnet(info_hash, name, trackers, peers, web_seeds, select)
+        if info_hash_v2 is None:
+            raise MagnetError("magnet link has no urn:btih or urn:btmh info-hash (xt)")
+        info_hash = info_hash_v2[:20]
+    return Magnet(info_hash, name, trackers, peers, web_seeds, select, info_hash_v2)
 
 
 def _btih(text: str) -> bytes:
@@ -113,6 +126,15 @@ def _btih(text: str) -> bytes:
     raise MagnetError(
         f"bad info-hash {text[:64]!r}: expected 40 hex digits or 32 base32 characters"
     )
+
+
+def _btmh(text: str) -> bytes:
+    match = _BTMH.match(text)
+    if match is None:
+        raise MagnetError(
+            f"bad v2 info-hash {text[:72]!r}: expected 1220 and 64 hex digits (SHA-256 multihash)"
+        )
+    return bytes.fromhex(match.group(1))
 
 
 def _add(items: list[str], value: str, what: str) -> None:

@@ -1,19 +1,22 @@
-"""Metainfo (.torrent) model, BEP 3 v1 with BEP 12/19/27/47: parse, validate, build.
+"""Metainfo (.torrent) model, BEP 3 v1 with BEP 12/19/27/47/52: parse, validate, build.
 
 Parsing is lenient where real torrents are sloppy (unsorted keys, trailing
 bytes, wrong types in optional fields: a warning) and strict where a mistake
 costs data or safety (piece hashes, lengths, paths: an error or a sanitised
-path). The info-hash is always the SHA-1 of the ``info`` bytes as they stand.
+path). The info-hash is always the SHA-1 of the ``info`` bytes as they stand;
+the v2 one (BEP 52, read in ``metainfo_v2``) is their SHA-256.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import unicodedata
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from swarm.core import metainfo_v2 as v2
 from swarm.core.bencode import Raw, decode, decode_with_spans, encode
 from swarm.errors import BencodeError, MetainfoError
 
@@ -52,6 +55,7 @@ class FileEntry:
     #: (length is then 0); storage may create it or skip it, never follow it out.
     symlink: tuple[str, ...] | None = None
     executable: bool = False  # BEP 47 attr 'x'
+    pieces_root: bytes | None = None  # BEP 52 Merkle root (v2 and hybrid, non-empty files)
 
     @property
     def end(self) -> int:
@@ -60,11 +64,13 @@ class FileEntry:
 
 @dataclass(frozen=True, slots=True)
 class Metainfo:
-    info_hash: bytes  # SHA-1 of info_bytes (20 bytes)
+    #: SHA-1 of info_bytes (20 bytes); for a v2-only torrent the SHA-256
+    #: truncated to 20 bytes, the form handshakes, trackers and the DHT use.
+    info_hash: bytes
     info_bytes: bytes  # the info dictionary exactly as it stands in the file
     name: str  # sanitised
     piece_length: int
-    pieces: bytes  # concatenated 20-byte SHA-1 piece hashes
+    pieces: bytes  # concatenated 20-byte SHA-1 piece hashes (empty for v2-only)
     total_length: int  # sum of all file lengths, padding included
     files: tuple[FileEntry, ...]
     multi_file: bool
@@ -75,18 +81,37 @@ class Metainfo:
     created_by: str | None = None
     creation_date: int | None = None
     warnings: list[str] = field(default_factory=list)  # what sanitising changed
+    info_hash_v2: bytes | None = None  # BEP 52: SHA-256 of info_bytes (32 bytes)
+    #: BEP 52 piece layers by pieces root, verified against it; may lack some files.
+    piece_layers: dict[bytes, bytes] = field(default_factory=dict)
 
     @property
     def num_pieces(self) -> int:
+        if not self.pieces:  # v2-only: files are piece-aligned in ``files``
+            return -(-self.total_length // self.piece_length)
         return len(self.pieces) // 20
+
+    @property
+    def version(self) -> int | str:
+        """1, 2 (v2-only) or "hybrid"."""
+        if self.info_hash_v2 is None:
+            return 1
+        return "hybrid" if self.pieces else 2
+
+    @property
+    def info_hash_v2_hex(self) -> str | None:
+        return None if self.info_hash_v2 is None else self.info_hash_v2.hex()
 
     @property
     def info_hash_hex(self) -> str:
         return self.info_hash.hex()
 
     def piece_hash(self, index: int) -> bytes:
+        """The SHA-1 of piece ``index`` (v1 and hybrid; see metainfo_v2.PieceChecks for v2)."""
         if not 0 <= index < self.num_pieces:
             raise IndexError(f"piece {index} out of range")
+        if not self.pieces:
+            raise ValueError("a v2-only torrent has no SHA-1 piece hashes")
         return self.pieces[index * 20 : index * 20 + 20]
 
     def piece_size(self, index: int) -> int:
@@ -107,6 +132,7 @@ class Metainfo:
             trackers=trackers,
             peers=list(peers),
             web_seeds=list(self.url_list),
+            info_hash_v2=self.info_hash_v2,
         ).to_uri()
 
     def to_bytes(self) -> bytes:
@@ -118,6 +144,7 @@ class Metainfo:
             comment=self.comment,
             created_by=self.created_by,
             creation_date=self.creation_date,
+            piece_layers=self.piece_layers,
         )
 
 
@@ -160,6 +187,7 @@ def parse_metainfo(data: bytes) -> Metainfo:
         created_by=created_by,
         creation_date=creation_date,
         warnings=warnings,
+        piece_layers=top.get(b"piece layers"),
     )
 
 
@@ -174,10 +202,16 @@ def parse_info(
 
     With ``expected_hash`` the SHA-1 must match, else ``MetainfoError``: a peer
     that sends other metadata than the magnet named must not be believed.
+    For a v2 torrent the SHA-256 may match instead, whole or truncated to 20
+    bytes. Piece layers are outside the info dict: a v2 torrent read here has none.
     """
     info_bytes = bytes(info_bytes)
     digest = hashlib.sha1(info_bytes).digest()
+    by_v2 = False
     if expected_hash is not None and digest != expected_hash:
+        full = hashlib.sha256(info_bytes).digest()
+        by_v2 = expected_hash in (full, full[:20])
+    if expected_hash is not None and digest != expected_hash and not by_v2:
         raise MetainfoError(
             f"metadata hash {digest.hex()} does not match the info-hash {expected_hash.hex()}"
         )
@@ -188,7 +222,7 @@ def parse_info(
     if not isinstance(info, dict):
         raise MetainfoError("info is not a dictionary")
     tiers = [list(t) for t in trackers if t]
-    return _build_from_info(
+    meta = _build_from_info(
         info,
         info_bytes,
         digest,
@@ -199,6 +233,9 @@ def parse_info(
         creation_date=None,
         warnings=[],
     )
+    if by_v2 and meta.info_hash_v2 is None:
+        raise MetainfoError("metadata matching a v2 info-hash is not a v2 info dictionary")
+    return meta
 
 
 def _build_from_info(
@@ -212,12 +249,26 @@ def _build_from_info(
     created_by: str | None,
     creation_date: int | None,
     warnings: list[str],
+    piece_layers: Any = None,
 ) -> Metainfo:
     meta_version = info.get(b"meta version")
+    if meta_version not in (None, 1, 2):
+        raise MetainfoError(f"info.meta version {meta_version!r} is not supported")
+    is_v2 = meta_version == 2 or b"file tree" in info
     pieces = info.get(b"pieces")
+    if pieces is None and is_v2:
+        return _build_v2_only(
+            info,
+            info_bytes,
+            piece_layers,
+            trackers=trackers,
+            url_list=url_list,
+            comment=comment,
+            created_by=created_by,
+            creation_date=creation_date,
+            warnings=warnings,
+        )
     if pieces is None:
-        if meta_version == 2 or b"file tree" in info:
-            raise MetainfoError("v2-only torrents are not supported yet")
         raise MetainfoError("info.pieces is missing")
     if not isinstance(pieces, bytes):
         raise MetainfoError("info.pieces is not a string")
@@ -259,13 +310,17 @@ def _build_from_info(
     have = len(pieces) // 20
     if have != needed:
         raise MetainfoError(f"info.pieces has {have} hashes but the files need {needed} pieces")
-    if meta_version == 2 or b"file tree" in info:
-        _check_hybrid(info, files, piece_length, multi)
+    info_hash_v2 = None
+    layers: dict[bytes, bytes] = {}
+    if is_v2:
+        piece_length = v2.check_piece_length(piece_length, MAX_PIECE_LENGTH)
+        tree_files = _tree_files(info)
+        v2.check_hybrid(info, files, tree_files, piece_length)
+        layers = v2.parse_piece_layers(piece_layers, tree_files, piece_length)
+        roots = iter(t.pieces_root for t in tree_files)
+        files = [f if f.pad else replace(f, pieces_root=next(roots)) for f in files]
+        info_hash_v2 = hashlib.sha256(info_bytes).digest()
 
-    private_value = info.get(b"private", 0)
-    if not isinstance(private_value, int):
-        warnings.append("ignored an info.private that is not an integer")
-        private_value = 0
     return Metainfo(
         info_hash=info_hash,
         info_bytes=info_bytes,
@@ -275,73 +330,91 @@ def _build_from_info(
         total_length=total,
         files=tuple(files),
         multi_file=multi,
-        private=private_value == 1,
+        private=_private(info, warnings),
         trackers=trackers,
         url_list=url_list,
         comment=comment,
         created_by=created_by,
         creation_date=creation_date,
         warnings=warnings,
+        info_hash_v2=info_hash_v2,
+        piece_layers=layers,
     )
 
 
-def _check_hybrid(
-    info: dict[bytes, Any], files: list[FileEntry], piece_length: int, multi: bool
-) -> None:
-    """A hybrid (BEP 52 + v1) torrent is only usable when both halves describe
-    the same files: otherwise v1 and v2 peers would fetch different data."""
-    if piece_length < 16384 or piece_length & (piece_length - 1):
-        raise MetainfoError("info.piece length of a hybrid torrent is not a power of two >= 16 KiB")
-    tree = info.get(b"file tree")
-    if not isinstance(tree, dict):
-        raise MetainfoError("info.file tree is missing or not a dictionary")
-    v2: list[tuple[tuple[bytes, ...], int]] = []
-    _walk_tree(tree, (), v2)
-    raw_files = info.get(b"files")
-    v1: list[tuple[tuple[bytes, ...], int]] = []
-    if multi and isinstance(raw_files, list):
-        for entry, parsed in zip(raw_files, files, strict=True):
-            if not parsed.pad:
-                raw_path = entry.get(b"path")
-                path = tuple(raw_path) if isinstance(raw_path, list) else ()
-                v1.append((path, parsed.length))
+def _private(info: dict[bytes, Any], warnings: list[str]) -> bool:
+    private_value = info.get(b"private", 0)
+    if not isinstance(private_value, int):
+        warnings.append("ignored an info.private that is not an integer")
+        private_value = 0
+    return private_value == 1
+
+
+def _tree_files(info: dict[bytes, Any]) -> list[v2.TreeFile]:
+    return v2.walk_file_tree(info.get(b"file tree"), MAX_FILES, MAX_PATH_DEPTH, MAX_LENGTH)
+
+
+def _build_v2_only(
+    info: dict[bytes, Any],
+    info_bytes: bytes,
+    piece_layers: Any,
+    *,
+    trackers: list[list[str]],
+    url_list: list[str],
+    comment: str | None,
+    created_by: str | None,
+    creation_date: int | None,
+    warnings: list[str],
+) -> Metainfo:
+    """A v2-only torrent (BEP 52, no ``pieces``): files laid out piece-aligned
+    with pad entries, ``info_hash`` the truncated SHA-256."""
+    info_hash_v2 = hashlib.sha256(info_bytes).digest()
+    info_hash = info_hash_v2[:20]
+    piece_length = v2.check_piece_length(info.get(b"piece length"), MAX_PIECE_LENGTH)
+    tree_files = _tree_files(info)
+    tree = info[b"file tree"]
+    if len(tree) == 1 and b"" in next(iter(tree.values())):
+        # one file at the top: its key is the name (libtorrent ignores info.name then)
+        only = tree_files[0]
+        name = _name({b"name": only.path[0]}, info_hash, warnings)
+        files = [FileEntry((name,), only.length, 0, executable=b"x" in only.attr)]
+        roots = [only.pieces_root]
+        multi = False
     else:
-        name = info.get(b"name")
-        v1.append(((name if isinstance(name, bytes) else b"",), files[0].length))
-    if v1 != v2:
-        raise MetainfoError("the v1 and v2 file lists of this hybrid torrent do not match")
-    for f in files:
-        if not f.pad and f.length and f.offset % piece_length:
-            raise MetainfoError(
-                f"file {'/'.join(f.path)!r} of a hybrid torrent does not start on a piece boundary"
-            )
-
-
-def _walk_tree(
-    node: dict[bytes, Any], prefix: tuple[bytes, ...], out: list[tuple[tuple[bytes, ...], int]]
-) -> None:
-    """BEP 52 file tree leaves in order; depth is bounded by the decoder."""
-    for key, child in node.items():
-        if len(out) > MAX_FILES:
-            raise MetainfoError("info.file tree has too many files")
-        if not isinstance(child, dict) or not key:
-            raise MetainfoError("info.file tree has an invalid entry")
-        leaf = child.get(b"")
-        if leaf is None:
-            _walk_tree(child, (*prefix, key), out)
-            continue
-        if len(child) != 1 or not isinstance(leaf, dict):
-            raise MetainfoError("info.file tree has an invalid file entry")
-        length = leaf.get(b"length")
-        attr = leaf.get(b"attr", b"")
-        if isinstance(attr, bytes) and b"l" in attr:
-            length = 0
-        if not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
-            raise MetainfoError("info.file tree has a file without a valid length")
-        root = leaf.get(b"pieces root")
-        if length and (not isinstance(root, bytes) or len(root) != 32 or not any(root)):
-            raise MetainfoError("info.file tree has a file without a valid pieces root")
-        out.append(((*prefix, key), length))
+        name = _name(info, info_hash, warnings)
+        entries = v2.v1_entries(tree_files, piece_length)
+        files = _multi_files(entries, name, warnings)
+        if any(f.pad != (e.get(b"attr") == b"p") for f, e in zip(files, entries, strict=True)):
+            # the v1 reader takes '.pad/N' and '_____padding_file_*' for padding
+            raise MetainfoError("info.file tree has a file named like a BEP 47 pad file")
+        roots = [e.get(b"pieces root") for e in entries]
+        multi = True
+    files = [replace(f, pieces_root=r) for f, r in zip(files, roots, strict=True)]
+    total = sum(f.length for f in files)
+    if total == 0:
+        raise MetainfoError("the torrent holds no data (total length is 0)")
+    needed = -(-total // piece_length)
+    if needed > MAX_PIECES:
+        raise MetainfoError(f"too many pieces: {needed} (limit {MAX_PIECES})")
+    return Metainfo(
+        info_hash=info_hash,
+        info_bytes=info_bytes,
+        name=name,
+        piece_length=piece_length,
+        pieces=b"",
+        total_length=total,
+        files=tuple(files),
+        multi_file=multi,
+        private=_private(info, warnings),
+        trackers=trackers,
+        url_list=url_list,
+        comment=comment,
+        created_by=created_by,
+        creation_date=creation_date,
+        warnings=warnings,
+        info_hash_v2=info_hash_v2,
+        piece_layers=v2.parse_piece_layers(piece_layers, tree_files, piece_length),
+    )
 
 
 def _name(info: dict[bytes, Any], info_hash: bytes, warnings: list[str]) -> str:
@@ -644,6 +717,52 @@ def build_info(
     return encode(info)
 
 
+def build_info_v2(
+    *,
+    name: str | bytes,
+    piece_length: int,
+    files: Sequence[tuple[Sequence[bytes], int, bytes | None]],
+    single: bool = False,
+    pieces: bytes | None = None,
+    private: bool = False,
+) -> bytes:
+    """Bencoded BEP 52 info dict: ``files`` are (path without the name, length,
+    pieces root) in tree order. With ``pieces`` (SHA-1s of the piece-aligned
+    stream) it is a hybrid whose v1 list has a BEP 47 pad file after every
+    file that does not end on a piece boundary, the last one too (as
+    libtorrent 2 makes them, so the same files give the same info-hashes)."""
+    tree: dict[bytes, Any] = {}
+    v1_files: list[dict[bytes, Any]] = []
+    for path, length, root in files:
+        leaf: dict[bytes, Any] = {b"length": length}
+        if length:
+            assert root is not None and len(root) == 32
+            leaf[b"pieces root"] = root
+        node = tree
+        for part in ([os.fsencode(name)] if single else list(path))[:-1]:
+            node = node.setdefault(part, {})
+        node[os.fsencode(name) if single else path[-1]] = {b"": leaf}
+        v1_files.append({b"length": length, b"path": list(path)})
+        if length % piece_length:
+            gap = piece_length - length % piece_length
+            v1_files.append({b"attr": b"p", b"length": gap, b"path": [b".pad", b"%d" % gap]})
+    info: dict[bytes, Any] = {
+        b"file tree": tree,
+        b"meta version": 2,
+        b"name": name,
+        b"piece length": piece_length,
+    }
+    if pieces is not None:
+        info[b"pieces"] = pieces
+        if single:
+            info[b"length"] = files[0][1]
+        else:
+            info[b"files"] = v1_files
+    if private:
+        info[b"private"] = 1
+    return encode(info)
+
+
 def build_metainfo(
     info_bytes: bytes,
     *,
@@ -652,10 +771,13 @@ def build_metainfo(
     comment: str | None = None,
     created_by: str | None = None,
     creation_date: int | None = None,
+    piece_layers: Mapping[bytes, bytes] | None = None,
 ) -> bytes:
     """A whole .torrent around already-encoded info bytes (kept byte for byte)."""
     tiers = [list(t) for t in trackers if t]
     top: dict[bytes, Any] = {b"info": Raw(info_bytes)}
+    if piece_layers:
+        top[b"piece layers"] = dict(piece_layers)
     if tiers:
         top[b"announce"] = tiers[0][0]
         if len(tiers) > 1 or len(tiers[0]) > 1:

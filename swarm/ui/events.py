@@ -52,7 +52,8 @@ def _f(name: str, types: str, doc: str, *, required: bool = True, choices: tuple
 COMMON: tuple[FieldSpec, ...] = (
     _f("event", STRING, "the event kind (a heading below)"),
     _f("time", NUMBER, "unix time in seconds (float) when the event was written"),
-    _f("info_hash", "string|null", "40 lowercase hex digits; null only before the torrent is known"),
+    _f("info_hash", "string|null", "40 lowercase hex digits (v2-only torrents: the SHA-256 info-hash "
+       "truncated to 20 bytes); null only before the torrent is known"),
 )
 
 EVENTS: dict[str, tuple[FieldSpec, ...]] = {
@@ -65,6 +66,8 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
         _f("magnet", STRING, "magnet URI", required=False),
         _f("torrent", STRING, "path of the .torrent file written or read", required=False),
         _f("path", STRING, "where the data is (or will be) on disk", required=False),
+        _f("info_hash_v2", STRING, "BEP 52 SHA-256 info-hash, 64 hex digits (v2 and hybrid torrents)",
+           required=False),
     ),
     LISTENING: (
         _f("host", STRING, "address the peer listener is bound to"),
@@ -161,6 +164,10 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
         _f("creation_date", "integer|null", "unix time"),
         _f("magnet", STRING, "magnet URI"),
         _f("warnings", ARRAY, "oddities found while parsing (strings)"),
+        _f("info_hash_v2", STRING, "BEP 52 SHA-256 info-hash, 64 hex digits (v2 and hybrid torrents)",
+           required=False),
+        _f("version", STRING, "BitTorrent version: v1, v2 or hybrid", required=False,
+           choices=("v1", "v2", "hybrid")),
     ),
 }
 

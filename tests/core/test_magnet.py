@@ -42,14 +42,27 @@ def test_minimal_defaults() -> None:
 
 
 def test_hybrid_link_uses_btih() -> None:
-    assert parse_magnet(f"magnet:?xt=urn:btmh:1220{'ab' * 32}&xt=urn:btih:{HEX}").info_hash == H
+    m = parse_magnet(f"magnet:?xt=urn:btmh:1220{'ab' * 32}&xt=urn:btih:{HEX}")
+    assert m.info_hash == H and m.info_hash_v2 == b"\xab" * 32 and not m.v2_only
+    assert m.to_uri() == f"magnet:?xt=urn:btih:{HEX}&xt=urn:btmh:1220{'ab' * 32}"
+
+
+def test_v2_only_link_uses_the_truncated_v2_hash() -> None:
+    v2 = bytes(range(32))
+    m = parse_magnet(f"magnet:?xt=urn:btmh:1220{v2.hex().upper()}&dn=x")
+    assert (m.info_hash, m.info_hash_v2, m.v2_only) == (v2[:20], v2, True)
+    assert m.to_uri() == f"magnet:?xt=urn:btmh:1220{v2.hex()}&dn=x"
+    assert parse_magnet(m.to_uri()) == m
 
 
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        (f"magnet:?xt=urn:btmh:1220{'ab' * 32}", "v2-only magnet links are not supported yet"),
-        ("magnet:?dn=x", "no urn:btih info-hash"),
+        ("magnet:?dn=x", "no urn:btih or urn:btmh info-hash"),
+        (f"magnet:?xt=urn:btmh:1114{'ab' * 20}", "bad v2 info-hash"),  # SHA-1 multihash
+        (f"magnet:?xt=urn:btmh:1220{'ab' * 31}", "bad v2 info-hash"),
+        (f"magnet:?xt=urn:btmh:{'ab' * 32}", "bad v2 info-hash"),
+        (f"magnet:?xt=urn:btmh:1220{'ab' * 32}&xt=urn:btmh:1220{'cd' * 32}", "two different btmh"),
         (f"http://x/?xt=urn:btih:{HEX}", "not a magnet link"),
         ("magnet:?xt=urn:btih:zz" + "0" * 38, "bad info-hash"),
         ("magnet:?xt=urn:btih:" + "a" * 39, "bad info-hash"),

@@ -132,7 +132,7 @@ def test_info_hash_of_unsorted_raw_bytes() -> None:
         ({k: v for k, v in single().items() if k != b"pieces"}, "info.pieces is missing"),
         (
             {b"meta version": 2, b"file tree": {}, b"name": b"x", b"piece length": PL},
-            "v2-only torrents are not supported yet",
+            "info.file tree is missing, empty or not a dictionary",
         ),
         (multi([[b"a"]], files=[]), "info.files is empty"),
         (multi([[b"a"]], files=b"x"), "info.files is not a list"),

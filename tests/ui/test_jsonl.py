@@ -43,7 +43,7 @@ def test_doc_is_marked_stable() -> None:
 @pytest.mark.parametrize("kind", ev.EVENT_KINDS)
 def test_doc_fields_match_schema(kind: str) -> None:
     body = doc_sections()[kind]
-    rows = re.findall(r"^\| `([a-z_]+)` \| ([a-z ]+) \| (yes|no) \|", body, flags=re.M)
+    rows = re.findall(r"^\| `([a-z_0-9]+)` \| ([a-z ]+) \| (yes|no) \|", body, flags=re.M)
     documented = [(name, tuple(types.split(" or ")), req == "yes") for name, types, req in rows]
     assert documented == [(f.name, f.types, f.required) for f in ev.EVENTS[kind]]
 

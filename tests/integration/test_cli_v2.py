@@ -1,0 +1,143 @@
+"""BEP 52 through the command line: `create --v1|--hybrid|--v2`, `info`, `check`,
+and a clean refusal of v2-only transfers until the wire speaks v2."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from swarm.cli import main
+from swarm.core.metainfo import parse_metainfo
+from swarm.ui.events import validate
+
+PL = 16384
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    rng = random.Random(52)
+    root = tmp_path / "data" / "pack"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.bin").write_bytes(rng.randbytes(5 * PL + 123))  # several pieces
+    (root / "sub" / "b.txt").write_bytes(rng.randbytes(700))  # less than a block
+    (root / "sub" / "empty").write_bytes(b"")
+    (root / "z.bin").write_bytes(rng.randbytes(2 * PL))
+    return root
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def create(capsys: pytest.CaptureFixture[str], tree: Path, flag: str) -> tuple[Path, str]:
+    out = tree.parent.parent / f"pack{flag}.torrent"
+    code, stdout, err = run(capsys, "create", str(tree), "-o", str(out), "--piece-length", str(PL), flag)
+    assert code == 0, err
+    return out, stdout
+
+
+@pytest.mark.parametrize("flag", ["--v1", "--hybrid", "--v2"])
+def test_create_prints_the_right_hashes(tmp_path: Path, tree: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    path, stdout = create(capsys, tree, flag)
+    meta = parse_metainfo(path.read_bytes())
+    assert meta.version == {"--v1": 1, "--hybrid": "hybrid", "--v2": 2}[flag]
+    assert (f"info-hash: {meta.info_hash_hex}" in stdout) == (flag != "--v2")
+    assert (f"info-hash v2: {meta.info_hash_v2_hex}" in stdout) == (flag != "--v1")
+    assert ("urn:btmh:1220" in stdout) == (flag != "--v1")
+    assert ("urn:btih:" in stdout) == (flag != "--v2")
+
+    code, out, err = run(capsys, "info", str(path), "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert validate(obj) == []
+    assert obj["version"] == {"--v1": "v1", "--hybrid": "hybrid", "--v2": "v2"}[flag]
+    assert obj.get("info_hash_v2") == meta.info_hash_v2_hex
+    assert [f["path"] for f in obj["files"]] == [
+        "pack/a.bin", "pack/sub/b.txt", "pack/sub/empty", "pack/z.bin"
+    ]
+    code, out, err = run(capsys, "info", str(path))
+    assert code == 0, err
+    assert (meta.info_hash_v2_hex or "no v2") in out or flag == "--v1"
+
+
+def test_create_json_names_the_version(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tree.parent.parent / "j.torrent"
+    code, stdout, err = run(capsys, "create", str(tree), "-o", str(out), "--hybrid", "--json")
+    assert code == 0, err
+    created = json.loads(stdout.splitlines()[-1])
+    meta = parse_metainfo(out.read_bytes())
+    assert created["event"] == "created" and created["version"] == "hybrid"
+    assert created["info_hash_v2"] == meta.info_hash_v2_hex and created["info_hash"] == meta.info_hash_hex
+
+
+def test_default_is_v1_and_flags_exclude_each_other(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = create(capsys, tree, "--private")  # no version flag
+    assert parse_metainfo(path.read_bytes()).version == 1
+    code, _, err = run(capsys, "create", str(tree), "--v1", "--v2")
+    assert code == 2 and "not allowed with" in err
+    code, out, _ = run(capsys, "create", "--help")
+    assert code == 0 and "--hybrid" in out and "only v2 clients" in out
+
+
+@pytest.mark.parametrize("flag", ["--hybrid", "--v2"])
+def test_check_verifies_v2_pieces(tree: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    path, _ = create(capsys, tree, flag)
+    data_dir = str(tree.parent)
+    code, out, err = run(capsys, "check", str(path), "-o", data_dir)
+    assert code == 0, err
+    assert "all 9 pieces OK" in out  # 6 + 1 + 2: every file on its own pieces
+
+    code, out, err = run(capsys, "check", str(path), "-o", data_dir, "--json")
+    first = json.loads(out.splitlines()[0])
+    assert first["event"] == "added" and validate(first) == []
+    assert first["info_hash_v2"] == parse_metainfo(path.read_bytes()).info_hash_v2_hex
+
+    with open(tree / "a.bin", "r+b") as fh:  # one byte in a.bin's third piece
+        fh.seek(2 * PL + 5)
+        byte = fh.read(1)
+        fh.seek(2 * PL + 5)
+        fh.write(bytes([byte[0] ^ 1]))
+    code, out, err = run(capsys, "check", str(path), "-o", data_dir)
+    assert code == 1, err
+    assert "pack/a.bin: bad pieces 2" in out and "8/9 pieces OK" in out
+
+
+def test_v2_only_transfers_are_refused_cleanly(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, _ = create(capsys, tree, "--v2")
+    meta = parse_metainfo(path.read_bytes())
+    for argv in (
+        ["get", str(path), "-o", str(tree.parent), "--no-dht", "--no-lsd"],
+        ["get", meta.magnet_uri(), "--no-dht", "--no-lsd"],
+        ["seed", str(tree), "--torrent", str(path), "--no-dht", "--no-lsd"],
+    ):
+        code, out, err = run(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert "v2-only torrents cannot be downloaded or seeded yet" in err
+
+
+def test_check_without_piece_layers_verifies_files_whole(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A v2 torrent may lack piece layers (they come from peers): each such
+    file is then checked against its root as a whole."""
+    from swarm.core.bencode import decode, encode
+
+    path, _ = create(capsys, tree, "--v2")
+    top = decode(path.read_bytes())
+    assert top.pop(b"piece layers")
+    path.write_bytes(encode(top))
+    code, out, err = run(capsys, "check", str(path), "-o", str(tree.parent))
+    assert code == 0, err
+    assert "all 9 pieces OK" in out
+    with open(tree / "a.bin", "r+b") as fh:
+        fh.seek(3 * PL)
+        fh.write(b"\x00" * 3)
+    code, out, err = run(capsys, "check", str(path), "-o", str(tree.parent))
+    assert code == 1, err
+    assert "pack/a.bin: bad pieces 0-5" in out and "3/9 pieces OK" in out
