@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import resource
@@ -89,13 +90,20 @@ class Flood:
         c.accepted += 1
         w.write(INTERESTED)
         reading = asyncio.create_task(self._read(r, w, requesting))
+        beating = asyncio.create_task(self._keep_alive(w))
         stopping = asyncio.create_task(self.stop.wait())
         await asyncio.wait([reading, stopping], return_when=asyncio.FIRST_COMPLETED)
         if reading.done() and not self.stop.is_set():
             c.dropped_after_handshake += 1
-        reading.cancel()
-        stopping.cancel()
+        for task in (reading, stopping, beating):
+            task.cancel()
         w.transport.abort()
+
+    async def _keep_alive(self, w: asyncio.StreamWriter) -> None:
+        """A keep-alive every 30 s, as a well-behaved idle client sends."""
+        while True:
+            await asyncio.sleep(30)
+            w.write(bytes(4))
 
     async def _read(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, requesting: bool) -> None:
         """Read every message; when requesting, keep 4 block requests out while unchoked."""
@@ -127,16 +135,22 @@ async def honest_get(torrent: Path, out: Path, port: int, digest: str, name: str
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)  # older `swarm get -o` refuses a missing directory
     t0 = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        *SWARM, "get", str(torrent), "-o", str(out), "--peer", f"127.0.0.1:{port}", *LOCAL,
-        env=ENV, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    events = out.parent / f"{out.name}.jsonl"
+    with events.open("wb") as stdout:
+        proc = await asyncio.create_subprocess_exec(
+            *SWARM, "get", str(torrent), "-o", str(out), "--peer", f"127.0.0.1:{port}", *LOCAL,
+            env=ENV, stdout=stdout, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
     try:
         rc = await asyncio.wait_for(proc.wait(), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise RuntimeError(f"the honest leecher did not complete in {timeout:.0f} s") from None
+        progress = [ev for ev in map(json.loads, events.read_text().splitlines()) if ev["event"] == "progress"]
+        got = progress[-1]["verified"] if progress else 0
+        raise RuntimeError(
+            f"the honest leecher did not complete in {timeout:.0f} s ({got / MiB:.1f} MiB verified)"
+        ) from None
     took = time.monotonic() - t0
     assert proc.stderr is not None
     err = (await proc.stderr.read()).decode(errors="replace")
@@ -205,11 +219,11 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
 
     problems = []
     print(f"\nconnections: {args.connections} from {args.sources} source addresses")
-    print(f"  accepted (handshake answered): {c.accepted}, refused at connect: {c.tcp_refused}, "
-          f"closed before handshake: {c.closed_before_handshake}, dropped later by the seed: "
+    print(f"  handshake answered: {c.accepted}, refused at connect: {c.tcp_refused}, "
+          f"closed before handshake: {c.closed_before_handshake}, closed by the seed after it: "
           f"{c.dropped_after_handshake}")  # fmt: skip
     print(f"  open when the honest leecher started: {open_before}, when it ended: {open_after}")
-    print(f"  unchokes seen: {c.unchoked}, blocks served to the flood: {c.blocks_received}")
+    print(f"  unchokes seen: {c.unchoked}, served to the flood: {c.blocks_received * BLOCK / MiB:.0f} MiB")
     print(f"seed RSS: idle {rss_idle / MiB:.1f} MiB, after one download {rss_after_alone / MiB:.1f} MiB, "
           f"with the flood {rss_crowded / MiB:.1f} MiB, peak {peak[0] / MiB:.1f} MiB (limit {args.rss_limit} MiB)")
     rate_alone = args.size / MiB / alone

@@ -107,8 +107,9 @@ def proc_fds(pid: int) -> int:
 class Seed:
     """`swarm seed --json` in a subprocess; keeps its latest progress event."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
         self.proc = proc
+        self.log = log
         self.port = 0
         self.progress: dict[str, Any] = {}
         self.listening = asyncio.Event()
@@ -117,11 +118,13 @@ class Seed:
 
     @classmethod
     async def start(cls, data: Path, torrent: Path, cwd: Path, *extra: str) -> Seed:
-        proc = await asyncio.create_subprocess_exec(
-            *SWARM, "seed", str(data), "--torrent", str(torrent), *LOCAL, *extra,
-            cwd=cwd, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        seed = cls(proc)
+        log = cwd / "seed.err"  # a file: a pipe nobody reads would block a chatty seed
+        with log.open("wb") as stderr:
+            proc = await asyncio.create_subprocess_exec(
+                *SWARM, "seed", str(data), "--torrent", str(torrent), *LOCAL, *extra,
+                cwd=cwd, env=ENV, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+            )  # fmt: skip
+        seed = cls(proc, log)
         await asyncio.wait_for(seed.listening.wait(), 120)
         await seed.until(lambda p: p.get("state") == "seeding", 120, "the seed to verify its data")
         return seed
@@ -170,8 +173,7 @@ class Seed:
             self.proc.kill()
             rc = await self.proc.wait()
         await self.reader
-        assert self.proc.stderr is not None
-        return rc, (await self.proc.stderr.read()).decode(errors="replace")
+        return rc, self.log.read_text(errors="replace")
 
 
 # ----------------------------------------------------------------- the relay
@@ -308,6 +310,13 @@ class Soak:
                     return
             await asyncio.sleep(self.rng.uniform(0.2, 2.0))
 
+    def directory_bytes(self, slot: Slot) -> int:
+        """Bytes allocated to the leecher's (sparse) file: roughly what it has received."""
+        try:
+            return (slot.directory / self.name).stat().st_blocks * 512
+        except OSError:
+            return 0
+
     async def killer(self) -> None:
         """SIGKILL a random leecher that has run at least 1 s, every --kill-every s on average."""
         while True:
@@ -395,15 +404,18 @@ async def soak_main(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     sampling = asyncio.create_task(sampler(seed, series, t0, soak, args.sample_every))
     killer = asyncio.create_task(soak.killer())
     runs = [asyncio.create_task(soak.run_slot(s)) for s in soak.slots]
-    finished = True
+    stuck: list[str] = []
     try:
         await asyncio.wait_for(asyncio.gather(*runs), args.minutes * 60 + args.finish_timeout)
     except TimeoutError:
-        finished = False
         for s in soak.slots:
             if s.proc is not None and s.proc.returncode is None:
+                got = soak.directory_bytes(s)
+                stuck.append(f"leecher {s.index} ({s.kind}, cutting relay: {s.index % 3 == 0}) "
+                             f"had {got / MiB:.1f} MiB on disk after {time.monotonic() - s.started:.0f} s")  # fmt: skip
                 s.proc.kill()
                 await s.proc.wait()
+                s.proc = None
     killer.cancel()
     for relay in relays:
         relay.close()
@@ -414,11 +426,12 @@ async def soak_main(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         end = seed.sample()
     sampling.cancel()
     rc, err = await seed.stop()
+    traced = [f.name for f in sorted(tmp.glob("leecher*.err")) if "Traceback" in f.read_text(errors="replace")]
 
     rss_slack = max(args.rss_slack, baseline["rss_mib"] * 0.25)
     problems = []
-    if not finished:
-        problems.append("some leechers did not complete within --finish-timeout after the churn")
+    for what in stuck:
+        problems.append(f"not complete --finish-timeout s after the churn: {what}")
     for s in soak.slots:
         if s.completions == 0:
             problems.append(f"leecher {s.index} ({s.kind}) never completed")
@@ -426,6 +439,8 @@ async def soak_main(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             problems.append(f"leecher {s.index} ({s.kind}): {s.bad_files} completed files differ from the original")
         if s.odd_exits:
             problems.append(f"leecher {s.index} ({s.kind}) exited oddly: {s.odd_exits[:2]}")
+    if traced:
+        problems.append(f"tracebacks in {', '.join(traced)}")
     if seed.proc.returncode not in (0, -signal.SIGINT) or "Traceback" in err:
         problems.append(f"seed exit {rc}, stderr: {err[-2000:]}")
     if end["fds"] > baseline["fds"]:
@@ -436,8 +451,9 @@ async def soak_main(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         problems.append(f"seed RSS grew: {baseline['rss_mib']} -> {end['rss_mib']} MiB")
     result = {
         "leechers": [
-            {k: v for k, v in asdict(s).items() if k not in ("proc", "started", "directory")} for s in soak.slots
-        ],
+            {"index": s.index, "kind": s.kind, "completions": s.completions, "kills": s.kills,
+             "bad_files": s.bad_files, "odd_exits": s.odd_exits} for s in soak.slots
+        ],  # fmt: skip
         "completions": sum(s.completions for s in soak.slots),
         "kills": sum(s.kills for s in soak.slots),
         "relay": asdict(stats),
