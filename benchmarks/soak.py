@@ -83,11 +83,11 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def proc_rss(pid: int) -> int:
-    """Resident bytes of pid (VmRSS), 0 once it is gone."""
+def proc_rss(pid: int, field: str = "VmRSS") -> int:
+    """Resident bytes of pid (VmRSS, or RssAnon: heap only), 0 once it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -157,6 +157,7 @@ class Seed:
         pid = self.proc.pid
         return {
             "rss_mib": round(proc_rss(pid) / MiB, 1),
+            "anon_mib": round(proc_rss(pid, "RssAnon") / MiB, 1),
             "fds": proc_fds(pid),
             "tasks": self.progress.get("tasks"),
             "peers": self.progress.get("peers"),
