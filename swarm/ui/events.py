@@ -117,6 +117,7 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
         _f("stalled_reason", "string|null", "why nothing is moving, when known", required=False),
         _f("checked_pieces", INTEGER, "`swarm check`: pieces checked so far", required=False),
         _f("num_pieces", INTEGER, "`swarm check`: pieces to check", required=False),
+        _f("tasks", INTEGER, "asyncio tasks alive in the process (leak watch in soak tests)", required=False),
     ),
     STALLED: (
         _f("reason", STRING, "why the download is not progressing"),

@@ -7,6 +7,7 @@ turned into null or strings rather than breaking the stream.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sys
@@ -62,7 +63,18 @@ def progress_fields(s: TorrentStatus) -> dict[str, object]:
     }
     if s.stalled_reason:
         fields["stalled_reason"] = s.stalled_reason
+    tasks = _task_count()
+    if tasks is not None:
+        fields["tasks"] = tasks
     return fields
+
+
+def _task_count() -> int | None:
+    """Live asyncio tasks of the running loop: a soak test watches it return to baseline."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop (a reporter driven from plain code)
+        return None
 
 
 class JsonReporter(Reporter):

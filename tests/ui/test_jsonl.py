@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import math
@@ -254,3 +255,13 @@ def test_piece_lines_are_not_flushed_one_by_one_but_reach_the_stream_with_the_ne
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [o["index"] for o in lines if o["event"] == "piece"] == list(range(500))
     assert lines[-1]["event"] == "done"
+
+
+async def test_progress_counts_the_live_asyncio_tasks_for_leak_watching() -> None:
+    buf = io.StringIO()
+    rep = JsonReporter(stream=buf, clock=FakeClock())
+    rep.start(status())
+    rep.close(status())
+    progress = [o for o in lines(buf) if o["event"] == "progress"][-1]
+    assert progress["tasks"] == len(asyncio.all_tasks()) >= 1
+    assert ev.validate(progress) == []
