@@ -14,8 +14,8 @@ import html
 import logging
 import os
 import time
-from time import perf_counter
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from aiohttp import web
 
@@ -253,9 +253,7 @@ class Tracker:
             return self._answered("udp", no.result, started, udp_encode_error(tid, no.reason))
         return self._answered("udp", "ok", started, self._udp_body(tid, ipv6, result))
 
-    async def udp_announce(
-        self, req: AnnounceRequest, remote: str, tid: int, ipv6: bool
-    ) -> bytes:
+    async def udp_announce(self, req: AnnounceRequest, remote: str, tid: int, ipv6: bool) -> bytes:
         started = perf_counter()
         try:
             result = await self._stored_later(req, self._admit(req, remote))
