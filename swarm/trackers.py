@@ -97,12 +97,7 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 
 class UdpTrackerConnection:
-    """One BEP 15 tracker: connection-id reuse (60 s), retransmission, tid checks.
-
-    Every exchange goes through one socket, kept until ``close()``: a tracker may
-    bind its connection ids to our address *and port* (ours does, so an id cannot
-    be replayed from elsewhere), and libtorrent and Transmission also keep one.
-    """
+    """One BEP 15 tracker: connection-id reuse (60 s), retransmission, tid checks."""
 
     def __init__(
         self, host: str, port: int, *, base_timeout: float, attempts: int, rng: random.Random
@@ -112,62 +107,41 @@ class UdpTrackerConnection:
         self.connection_id: int | None = None
         self.connected_at = 0.0
         self.ipv6 = ":" in host  # refined from the socket's family once one is open
-        self.endpoint: tuple[asyncio.DatagramTransport, _Datagrams] | None = None
-
-    def sharing(self, base_timeout: float, attempts: int) -> UdpTrackerConnection:
-        """The same tracker, socket and connection id, with other timeouts."""
-        other = UdpTrackerConnection(
-            self.host, self.port, base_timeout=base_timeout, attempts=attempts, rng=self.rng
-        )
-        other.connection_id, other.connected_at = self.connection_id, self.connected_at
-        other.endpoint, other.ipv6 = self.endpoint, self.ipv6
-        return other
-
-    async def _open(self) -> tuple[asyncio.DatagramTransport, _Datagrams]:
-        if self.endpoint is None or self.endpoint[0].is_closing():
-            transport, proto = await asyncio.get_running_loop().create_datagram_endpoint(
-                _Datagrams, remote_addr=(self.host, self.port)
-            )
-            self.ipv6 = transport.get_extra_info("socket").family == socket.AF_INET6
-            self.endpoint = transport, proto
-            self.connection_id = None  # a new port: an id bound to the old one is no good
-        return self.endpoint
-
-    def close(self) -> None:
-        if self.endpoint is not None:
-            self.endpoint[0].close()
-            self.endpoint = None
 
     async def _exchange(
         self, build: Callable[[int], bytes], parse: Callable[[bytes, int], object]
     ) -> object:
         loop = asyncio.get_running_loop()
-        transport, proto = await self._open()
-        while not proto.queue.empty():  # late answers and old error marks
-            proto.queue.get_nowait()
-        proto.error = None
-        last: Exception = TrackerError(f"udp://{self.host}:{self.port}: no answer")
-        for attempt in range(self.attempts):
-            tid = self.rng.getrandbits(32)
-            transport.sendto(build(tid))
-            deadline = loop.time() + udp_timeout(attempt, self.base_timeout)
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    data = await asyncio.wait_for(proto.queue.get(), remaining)
-                except TimeoutError:
-                    break
-                if not data and proto.error is not None:
-                    raise TrackerError(f"udp://{self.host}:{self.port}: {_describe(proto.error)}")
-                if udp_transaction_id(data) != tid:
-                    continue  # a late answer to an earlier attempt, or noise
-                return parse(data, tid)
-        raise last
+        transport, proto = await loop.create_datagram_endpoint(
+            _Datagrams, remote_addr=(self.host, self.port)
+        )
+        try:
+            self.ipv6 = transport.get_extra_info("socket").family == socket.AF_INET6
+            last: Exception = TrackerError(f"udp://{self.host}:{self.port}: no answer")
+            for attempt in range(self.attempts):
+                tid = self.rng.getrandbits(32)
+                transport.sendto(build(tid))
+                deadline = loop.time() + udp_timeout(attempt, self.base_timeout)
+                while True:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        data = await asyncio.wait_for(proto.queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                    if not data and proto.error is not None:
+                        raise TrackerError(
+                            f"udp://{self.host}:{self.port}: {_describe(proto.error)}"
+                        )
+                    if udp_transaction_id(data) != tid:
+                        continue  # a late answer to an earlier attempt, or noise
+                    return parse(data, tid)
+            raise last
+        finally:
+            transport.close()
 
     async def _connection_id(self) -> int:
-        await self._open()
         now = time.monotonic()
         if self.connection_id is None or now - self.connected_at >= UDP_CONNECTION_TTL:
             cid = await self._exchange(udp_connect_request, udp_parse_connect)
@@ -281,8 +255,6 @@ class TrackerClient:
                     ),
                     timeout,
                 )
-        for conn in self._udp.values():
-            conn.close()
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -430,7 +402,15 @@ class TrackerClient:
                 base_timeout=self.udp_base_timeout, attempts=self.udp_attempts, rng=self.rng,
             )  # fmt: skip
         if quick:  # a "stopped" on the way out: one short try is enough
-            return conn.sharing(min(self.udp_base_timeout, 1.0), 1)
+            quick_conn = UdpTrackerConnection(
+                conn.host, conn.port, base_timeout=min(self.udp_base_timeout, 1.0), attempts=1,
+                rng=self.rng,
+            )  # fmt: skip
+            quick_conn.connection_id, quick_conn.connected_at = (
+                conn.connection_id,
+                conn.connected_at,
+            )
+            return quick_conn
         return conn
 
     async def _http_get(self, url: str, quick: bool) -> bytes:

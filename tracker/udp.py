@@ -1,7 +1,7 @@
 """The UDP tracker (BEP 15): one datagram in, one out, through the same ``Tracker``.
 
 Connection ids carry no state here: ``UdpConnectionIds`` derives them from a
-secret, the epoch and the client's address and port, so any worker given the
+secret, the epoch and the client's IP address, so any worker given the
 same secret checks any id, and nothing grows per client. Before an address
 has shown a valid id, nothing is answered with more bytes than it sent (a
 connect answer is 16 bytes for a 16-byte request; an error is cut to the
@@ -86,6 +86,7 @@ class UdpFront(asyncio.DatagramProtocol):
         except ValueError:
             metrics.udp_dropped.inc()
             return
+        ip = me[:-2]
         connection_id, action, tid = _HEAD.unpack_from(data)
         now = self.clock()
         if action == UDP_CONNECT:
@@ -95,9 +96,9 @@ class UdpFront(asyncio.DatagramProtocol):
                 return
             counters.udp_connects += 1
             metrics.udp_connects.inc()
-            self._send(udp_encode_connect(tid, self.ids.issue(me, now)), addr)
+            self._send(udp_encode_connect(tid, self.ids.issue(ip, now)), addr)
             return
-        if not self.ids.check(connection_id, me, now):
+        if not self.ids.check(connection_id, ip, now):
             counters.udp_bad_ids += 1
             metrics.udp_bad_ids.inc()
             self._send(udp_encode_error(tid, "invalid connection id", size), addr)

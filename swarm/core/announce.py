@@ -720,12 +720,20 @@ class UdpConnectionIds:
     """BEP 15 connection ids with no per-client state (as opentracker does).
 
     An id is a keyed hash (BLAKE2b, 8 bytes) of the current epoch and the
-    client's packed address and port: the per-epoch key rotates every
-    ``UDP_ID_EPOCH`` seconds, derived from ``secret``, so processes given the
-    same secret (``--workers``) accept each other's ids. A spoofed source never
-    sees the id sent to the real address, an id copied from another address or
-    port does not match, and an id older than two epochs is refused: so a peer
-    list only ever goes to an address that proved it receives our datagrams.
+    client's IP address: the per-epoch key rotates every ``UDP_ID_EPOCH``
+    seconds, derived from ``secret``, so processes given the same secret
+    (``--workers``) accept each other's ids. A spoofed source never sees the id
+    sent to the real address, an id copied from another address does not
+    match, and one older than two epochs is refused: a peer list only ever
+    goes to an address that proved it receives our datagrams.
+
+    The address, not the port: libtorrent keeps one process-wide cache of ids
+    per tracker address, shared by every session and listen socket and not
+    dropped on an error, so an id bound to the port locked a second socket of
+    the same process out for as long as the first kept it fresh (seen: a
+    libtorrent leech that never got a peer). The port would add nothing
+    against spoofing: only a program on the same host could replay from
+    another port, and it can ask for its own id.
     """
 
     __slots__ = ("secret", "epoch", "_keys")
@@ -749,7 +757,7 @@ class UdpConnectionIds:
         return int.from_bytes(mac, "big")
 
     def issue(self, addr: bytes, now: float) -> int:
-        """The id for the client at compact ``addr`` (``pack_peer``) at time ``now``."""
+        """The id for the client at packed IP address ``addr`` at time ``now``."""
         return self._id(int(now // self.epoch), addr)
 
     def check(self, connection_id: int, addr: bytes, now: float) -> bool:

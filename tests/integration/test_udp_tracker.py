@@ -39,9 +39,11 @@ class Client:
         self.transport, self.inbox = transport, inbox
 
     @classmethod
-    async def open(cls, port: int, host: str = LOCAL) -> Client:
+    async def open(cls, port: int, host: str = LOCAL, source: str | None = None) -> Client:
         loop = asyncio.get_running_loop()
-        transport, inbox = await loop.create_datagram_endpoint(_Inbox, remote_addr=(host, port))
+        transport, inbox = await loop.create_datagram_endpoint(
+            _Inbox, remote_addr=(host, port), local_addr=(source, 0) if source else None
+        )
         return cls(transport, inbox)
 
     async def ask(self, data: bytes, timeout: float = 5.0) -> bytes:
@@ -121,8 +123,6 @@ async def test_swarms_own_udp_client_gets_peers_and_scrapes(tracker: RunningTrac
     assert (second.complete, second.incomplete) == (1, 1)
     scraped = await conns[1].scrape(IH)
     assert (scraped.complete, scraped.incomplete) == (1, 1)
-    for conn in conns:
-        conn.close()
     # the HTTP side sees the same store
     st = await stats(tracker)
     assert st["peers"] == 2 and st["udp_announces"] == 2 and st["udp_scrapes"] == 1
@@ -186,18 +186,24 @@ async def test_a_forged_connection_id_gets_no_peers_and_no_more_bytes(
     assert st["udp_bad_connection_ids"] == 6 and st["peers"] == 1
 
 
-async def test_an_id_replayed_from_another_port_is_refused(tracker: RunningTracker) -> None:
-    owner, thief = await Client.open(tracker.port), await Client.open(tracker.port)
+async def test_an_id_replayed_from_another_address_is_refused(tracker: RunningTracker) -> None:
+    """127.0.0.2 is another source address on loopback. Another port of the same
+    address is accepted: libtorrent shares one id per tracker across its sockets."""
+    owner = await Client.open(tracker.port)
+    thief = await Client.open(tracker.port, source="127.0.0.2")
+    sibling = await Client.open(tracker.port)
     try:
         cid = await owner.connect()
         answer = await thief.ask(announce_packet(cid, b"T" * 20, 7020))
         with pytest.raises(a.TrackerFailure, match="invalid connection id"):
             a.udp_parse_announce(answer, 9)
         ok = a.udp_parse_announce(await owner.ask(announce_packet(cid, b"O" * 20, 7021)), 9)
-        assert ok.interval == 60
+        assert ok.interval == 60 and ok.peers == []  # the thief was not recorded
+        also = a.udp_parse_announce(await sibling.ask(announce_packet(cid, b"U" * 20, 7022)), 9)
+        assert also.peers == [(LOCAL, 7021)]
     finally:
-        owner.close()
-        thief.close()
+        for c in (owner, thief, sibling):
+            c.close()
 
 
 async def test_an_id_expires_after_two_epochs(tracker: RunningTracker) -> None:
