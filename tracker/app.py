@@ -188,9 +188,12 @@ class Tracker:
         )
 
     def _udp_body(self, tid: int, ipv6: bool, result: AnnounceResult) -> bytes:
-        peers = udp_peers_for([c for _, c in result.peers], ipv6)
+        addrs = [c for _, c in result.peers]
+        peers = b"".join(addrs)
+        if len(peers) != (18 if ipv6 else 6) * len(addrs):  # some of the other family
+            peers = b"".join(udp_peers_for(addrs, ipv6))
         return udp_encode_announce(
-            tid, self.config.interval, result.incomplete, result.complete, peers
+            tid, self.config.interval, result.incomplete, result.complete, [peers]
         )
 
     @staticmethod

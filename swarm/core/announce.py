@@ -752,20 +752,18 @@ class UdpConnectionIds:
             self._keys[n] = key
         return key
 
-    def _id(self, n: int, addr: bytes) -> int:
-        mac = hashlib.blake2b(addr, key=self._key(n), digest_size=8).digest()
-        return int.from_bytes(mac, "big")
+    def _mac(self, n: int, addr: bytes) -> bytes:
+        return hashlib.blake2b(addr, key=self._key(n), digest_size=8).digest()
 
     def issue(self, addr: bytes, now: float) -> int:
         """The id for the client at packed IP address ``addr`` at time ``now``."""
-        return self._id(int(now // self.epoch), addr)
+        return int.from_bytes(self._mac(int(now // self.epoch), addr), "big")
 
     def check(self, connection_id: int, addr: bytes, now: float) -> bool:
+        given = connection_id.to_bytes(8, "big")
         n = int(now // self.epoch)
-        return hmac.compare_digest(
-            self._id(n, addr).to_bytes(8, "big"), connection_id.to_bytes(8, "big")
-        ) or hmac.compare_digest(
-            self._id(n - 1, addr).to_bytes(8, "big"), connection_id.to_bytes(8, "big")
+        return hmac.compare_digest(self._mac(n, addr), given) or hmac.compare_digest(
+            self._mac(n - 1, addr), given
         )
 
 
