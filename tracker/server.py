@@ -269,7 +269,7 @@ async def start_tracker(
 
             where = f"{host}:{bound if udp_port is None else udp_port}"
             raise SwarmError(
-                f"tracker cannot listen on UDP {where}: {exc.strerror or exc} (--no-udp for none)"
+                f"tracker cannot listen on UDP {where}: {exc.strerror or exc}"
             ) from None
         running.udp_port = int(udp_sock.getsockname()[1])
         running.udp_url = f"udp://{url_host}:{running.udp_port}/announce"

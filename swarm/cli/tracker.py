@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any
 
-from swarm.errors import BadInput
+from swarm.errors import BadInput, SwarmError
 
 from .common import add_output_options
 
@@ -178,11 +178,16 @@ def _fork_workers(args: argparse.Namespace, options: dict[str, Any]) -> int:
     if options.pop("udp"):
         udp_port = options.pop("udp_port")
         udp_port = port if udp_port is None else udp_port
-        udp_socks[0] = udp_socket(args.host, udp_port, reuse_port=True)
-        udp_port = udp_socks[0].getsockname()[1]
-        udp_socks[1:] = [
-            udp_socket(args.host, udp_port, reuse_port=True) for _ in range(args.workers - 1)
-        ]
+        try:
+            udp_socks[0] = udp_socket(args.host, udp_port, reuse_port=True)
+            udp_port = udp_socks[0].getsockname()[1]
+            udp_socks[1:] = [
+                udp_socket(args.host, udp_port, reuse_port=True) for _ in range(args.workers - 1)
+            ]
+        except OSError as exc:
+            raise SwarmError(
+                f"tracker cannot listen on UDP {args.host}:{udp_port}: {exc.strerror or exc}"
+            ) from None
         options["udp_secret"] = os.urandom(32)
     else:
         options["udp"] = False

@@ -109,6 +109,16 @@ async def test_no_udp_and_another_udp_port() -> None:
         await t.close()
 
 
+async def test_a_taken_udp_port_is_one_clear_error() -> None:
+    from swarm.errors import SwarmError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((LOCAL, 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(SwarmError, match=f"cannot listen on UDP {LOCAL}:{port}"):
+            await start_tracker(LOCAL, 0, udp_port=port)
+
+
 async def test_swarms_own_udp_client_gets_peers_and_scrapes(tracker: RunningTracker) -> None:
     rng = random.Random(1)
     conns = [
