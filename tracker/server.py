@@ -221,6 +221,13 @@ async def start_tracker(
         scrape_all=scrape_all,
         expire_every=expire_every,
     )
+    if udp and port == 0 and sock is None and udp_sock is None and udp_port is None:
+        try:  # "any free port": one whose number is free for UDP too
+            sock, udp_sock = _port_pair(host)
+        except OSError as exc:
+            from swarm.errors import SwarmError
+
+            raise SwarmError(f"tracker cannot listen on {host}: {exc.strerror or exc}") from None
     app = make_app(store, config)
     runner = web.AppRunner(
         app,
@@ -277,16 +284,35 @@ async def start_tracker(
     return running
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
+def reuse_port_socket(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
     """A listening TCP socket with SO_REUSEPORT, for several workers on one port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind((host or "0.0.0.0", port))
-    s.listen(1024)
-    s.setblocking(False)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((host or "0.0.0.0", port))
+        s.listen(1024)
+        s.setblocking(False)
+    except OSError:
+        s.close()
+        raise
     return s
+
+
+def _port_pair(host: str, attempts: int = 50) -> tuple[socket.socket, socket.socket]:
+    """A listening TCP socket on a free port and a UDP socket on the same number: the
+    kernel picks the TCP port, whose UDP twin may be taken (by a DHT, say), so retry."""
+    last = OSError(f"no port free for both TCP and UDP in {attempts} tries")
+    for _ in range(attempts):
+        tcp = reuse_port_socket(host, 0, reuse_port=False)
+        try:
+            return tcp, udp_socket(host, tcp.getsockname()[1])
+        except OSError as exc:
+            tcp.close()
+            last = exc
+    raise last
 
 
 async def _ticker(tracker: RunningTracker, store: Store, every: float = 5.0) -> None:

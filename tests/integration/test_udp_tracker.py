@@ -119,6 +119,27 @@ async def test_a_taken_udp_port_is_one_clear_error() -> None:
             await start_tracker(LOCAL, 0, udp_port=port)
 
 
+async def test_any_free_port_is_free_for_udp_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--port 0: when the UDP twin of the port the kernel picked is taken, another pair
+    is tried (with a DHT on the machine this happens; the test makes it certain)."""
+    import tracker.server as server
+
+    real, tries = server.udp_socket, []
+
+    def taken_once(host: str, port: int, **kw: Any) -> socket.socket:
+        tries.append(port)
+        if len(tries) == 1:
+            raise OSError(98, "Address already in use")
+        return real(host, port, **kw)
+
+    monkeypatch.setattr(server, "udp_socket", taken_once)
+    t = await start_tracker(LOCAL, 0)
+    try:
+        assert len(tries) == 2 and t.udp_port == t.port == tries[1]
+    finally:
+        await t.close()
+
+
 async def test_swarms_own_udp_client_gets_peers_and_scrapes(tracker: RunningTracker) -> None:
     rng = random.Random(1)
     conns = [
