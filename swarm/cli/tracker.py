@@ -172,14 +172,22 @@ def _fork_workers(args: argparse.Namespace, options: dict[str, Any]) -> int:
     from tracker.udp import udp_socket
 
     first = reuse_port_socket(args.host, args.port)
+    udp_socks: list[Any] = [None] * args.workers
+    udp, udp_port = options.pop("udp"), options.pop("udp_port")
+    for _ in range(50 if udp and udp_port is None and args.port == 0 else 0):
+        try:  # --port 0: a port whose UDP twin is free too
+            udp_socks[0] = udp_socket(args.host, first.getsockname()[1], reuse_port=True)
+            break
+        except OSError:
+            first.close()
+            first = reuse_port_socket(args.host, 0)
     port = first.getsockname()[1]
     socks = [first] + [reuse_port_socket(args.host, port) for _ in range(args.workers - 1)]
-    udp_socks: list[Any] = [None] * args.workers
-    if options.pop("udp"):
-        udp_port = options.pop("udp_port")
+    if udp:
         udp_port = port if udp_port is None else udp_port
         try:
-            udp_socks[0] = udp_socket(args.host, udp_port, reuse_port=True)
+            if udp_socks[0] is None:
+                udp_socks[0] = udp_socket(args.host, udp_port, reuse_port=True)
             udp_port = udp_socks[0].getsockname()[1]
             udp_socks[1:] = [
                 udp_socket(args.host, udp_port, reuse_port=True) for _ in range(args.workers - 1)
@@ -191,7 +199,6 @@ def _fork_workers(args: argparse.Namespace, options: dict[str, Any]) -> int:
         options["udp_secret"] = os.urandom(32)
     else:
         options["udp"] = False
-        options.pop("udp_port")
     children: list[int] = []
     for n in range(1, args.workers):
         pid = os.fork()
