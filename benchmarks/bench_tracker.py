@@ -9,6 +9,7 @@ requests/s, p50 and p99 latency for each tracker and the ratio.
     .venv/bin/python benchmarks/bench_tracker.py [--duration 10] [--connections 50]
         [--swarms 1000] [--workers N --store redis://127.0.0.1:PORT/0]
         [--run memory:1 --run memory:1:aiohttp --run redis:1 --run redis:2 --run redis:4]
+        [--udp | --udp-only] [--udp-procs 2]
 
 ``--run STORE:WORKERS[:aiohttp]`` (repeatable) measures several set-ups in
 one run; ``redis`` as STORE starts a private redis-server on 127.0.0.1
@@ -16,6 +17,11 @@ one run; ``redis`` as STORE starts a private redis-server on 127.0.0.1
 (every request through aiohttp). Each timed run also reports the cores used by the server's
 processes, redis-server and wrk (from /proc and getrusage): where a 2-core
 machine's CPU went.
+
+``--udp`` also measures BEP 15 announces on the same server (and on
+opentracker's ``listen.udp``, same port) with ``udp_load.py``: several Python
+processes, each a few sockets with announces in flight; ``--udp-only`` skips
+the HTTP runs.
 
 Everything listens on 127.0.0.1 only. wrk shares the CPUs with the tracker
 under test, so absolute figures are low on a 2-core machine; the ratio is
@@ -180,6 +186,26 @@ def run_wrk(
     return r
 
 
+def run_udp(
+    port: int, hashes: list[bytes], args: argparse.Namespace, server: int, redis: int | None = None
+) -> dict[str, float]:
+    """The UDP (BEP 15) figure: ``udp_load`` processes in a closed loop, with the cores
+    the server, redis-server and the generator used."""
+    import udp_load
+
+    pids = process_tree(server)
+    before = cpu_seconds(pids), cpu_seconds([redis] if redis else []), children_cpu()
+    r = udp_load.run(port, hashes, args.duration, procs=args.udp_procs)
+    after = cpu_seconds(pids), cpu_seconds([redis] if redis else []), children_cpu()
+    r["cpu_server"], r["cpu_redis"], r["cpu_wrk"] = (
+        (a - b) / r["wall"] for a, b in zip(after, before, strict=True)
+    )
+    r["failures"] = int(r["errors"])  # error answers (a failure reason)
+    r["errors"] = int(r["lost"])  # unanswered within a second
+    r["non2xx"] = 0
+    return r
+
+
 def children_cpu() -> float:
     """CPU time of reaped children: only wrk is reaped during a timed run."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -220,7 +246,9 @@ def run_swarm(
     args: argparse.Namespace,
     redis: int | None,
     fast_lane: bool = True,
-) -> dict[str, float]:
+    hashes: list[bytes] | None = None,
+) -> dict[str, dict[str, float]]:
+    """``{"http": ...}``, and ``"udp"`` with ``--udp`` (the same server, after)."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "swarm", "tracker", "--host", "127.0.0.1", "--port", str(port),
@@ -235,7 +263,10 @@ def run_swarm(
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         wait_port(port, proc)
-        return run_wrk(port, script, args, proc.pid, redis)
+        out = {} if args.udp_only else {"http": run_wrk(port, script, args, proc.pid, redis)}
+        if (args.udp or args.udp_only) and hashes is not None:
+            out["udp"] = run_udp(port, hashes, args, proc.pid, redis)
+        return out
     finally:
         stop(proc)
 
@@ -266,6 +297,11 @@ def main() -> None:
         help="a set-up to measure (repeatable), e.g. memory:1, redis:2 (a private redis-server)",
     )
     p.add_argument("--skip-opentracker", action="store_true")
+    p.add_argument(
+        "--udp", action="store_true", help="also measure UDP (BEP 15) announces (udp_load.py)"
+    )
+    p.add_argument("--udp-only", action="store_true", help="UDP announces only")
+    p.add_argument("--udp-procs", type=int, default=2, help="UDP load processes (default 2)")
     p.add_argument(
         "--baseline", action="store_true", help="also a bare aiohttp handler (constant answer)"
     )
@@ -305,12 +341,14 @@ def main() -> None:
                 if not fast_lane:
                     name = name[:-1] + ", aiohttp only)"
                 pid = redis.pid if redis is not None and store == redis_url else None
-                results[name] = run_swarm(store, int(workers), script, args, pid, fast_lane)
+                got = run_swarm(store, int(workers), script, args, pid, fast_lane, hashes)
+                for proto, r in got.items():
+                    results[name + (" UDP" if proto == "udp" else "")] = r
         finally:
             if redis is not None:
                 stop(redis)
 
-        if args.baseline:
+        if args.baseline and not args.udp_only:
             port = free_port()
             proc = subprocess.Popen([sys.executable, "-c", BARE_AIOHTTP, str(port)], cwd=ROOT)
             try:
@@ -324,7 +362,7 @@ def main() -> None:
             (tmp / "access.whitelist").write_text("".join(h.hex() + "\n" for h in hashes))
             (tmp / "ot.conf").write_text(
                 "tracker.rootdir .\naccess.whitelist access.whitelist\n"
-                f"listen.tcp 127.0.0.1:{port}\n"
+                f"listen.tcp 127.0.0.1:{port}\nlisten.udp 127.0.0.1:{port}\n"
             )
             proc = subprocess.Popen(
                 ["opentracker", "-f", "ot.conf"], cwd=tmp, stdout=subprocess.DEVNULL
@@ -332,7 +370,10 @@ def main() -> None:
             try:
                 wait_port(port, proc)
                 time.sleep(1.0)  # opentracker loads its whitelist in a thread after binding
-                results["opentracker"] = run_wrk(port, script, args, proc.pid)
+                if not args.udp_only:
+                    results["opentracker"] = run_wrk(port, script, args, proc.pid)
+                if args.udp or args.udp_only:
+                    results["opentracker UDP"] = run_udp(port, hashes, args, proc.pid)
             finally:
                 stop(proc)
 
@@ -350,6 +391,12 @@ def main() -> None:
             f"{r['errors']:8d} {r['non2xx']:8d} {r['failures']:8d}"
             f"  {r['cpu_server']:.2f}/{r['cpu_redis']:.2f}/{r['cpu_wrk']:.2f}"
         )
+    if args.udp or args.udp_only:
+        print(
+            f"UDP rows: {args.udp_procs} udp_load.py processes x 8 sockets x 4 announces in"
+            " flight; 'sock err' = datagrams unanswered within 1 s, 'failure' = error"
+            " answers; the 'wrk' core column is the load generator's."
+        )
     print(
         "\nsock err: opentracker closes each connection right after its answer, which wrk"
         " counts as a read error; the answers themselves arrive and are counted.\n"
@@ -358,12 +405,14 @@ def main() -> None:
         f"cores: CPU-seconds per second of the timed run used by the server's processes,"
         f" redis-server and wrk ({os.cpu_count()} = every core; the rest is other load)."
     )
-    if "opentracker" in results:
-        ot = results["opentracker"]["rps"]
-        print("\nagainst opentracker (goal: >= 0.50 with p99 < 10 ms):")
+    for proto, suffix, p99_goal in (("HTTP", "", 10_000), ("UDP", " UDP", 5_000)):
+        if "opentracker" + suffix not in results:
+            continue
+        ot = results["opentracker" + suffix]["rps"]
+        print(f"\n{proto} against opentracker (goal: >= 0.50 with p99 < {p99_goal // 1000} ms):")
         for name, r in results.items():
-            if name.startswith("swarm"):
-                met = r["rps"] >= 0.5 * ot and r["p99_us"] < 10_000 and not r["failures"]
+            if name.startswith("swarm") and name.endswith(" UDP") == bool(suffix):
+                met = r["rps"] >= 0.5 * ot and r["p99_us"] < p99_goal and not r["failures"]
                 print(f"  {name:45} {r['rps'] / ot:5.2f}  {'goal met' if met else 'not met'}")
     if args.baseline:
         floor = results["bare aiohttp handler (floor)"]["rps"]

@@ -369,8 +369,10 @@ def build_torrent(
     creation_date: int | None = None,
     exclude: Sequence[str | os.PathLike[str]] = (),
     version: int | str = 1,
+    tiers: Sequence[Sequence[str]] = (),
 ) -> CreateResult:
-    """Walk, hash and encode; each tracker URL is its own tier (like mktorrent).
+    """Walk, hash and encode; each tracker URL is its own tier (like mktorrent), after
+    the ``tiers`` given whole (BEP 12: URLs of one tracker, a client uses one of them).
 
     ``version``: 1 (BEP 3), 2 (BEP 52 only) or "hybrid" (both, one swarm).
     """
@@ -378,7 +380,7 @@ def build_torrent(
         raise BadInput(f"unknown torrent version {version!r}: choose 1, 2 or hybrid")
     if piece_length is not None:
         check_piece_length(piece_length)
-    for url in trackers:
+    for url in [*trackers, *(u for tier in tiers for u in tier)]:
         check_url(url, "tracker", ("http", "https", "udp"))
     for url in web_seeds:
         check_url(url, "web seed", ("http", "https"))
@@ -425,7 +427,7 @@ def build_torrent(
         )
     data = build_metainfo(
         info,
-        trackers=[[t] for t in dict.fromkeys(trackers)],
+        trackers=[list(t) for t in tiers] + [[t] for t in dict.fromkeys(trackers)],
         url_list=list(dict.fromkeys(web_seeds)),
         comment=comment,
         created_by=created_by,
@@ -471,6 +473,7 @@ async def create_torrent_async(
     comment: str | None = None,
     web_seeds: Sequence[str] = (),
     progress: Progress | None = None,
+    tiers: Sequence[Sequence[str]] = (),
 ) -> CreateResult:
     """``build_torrent`` off the event loop; ``progress`` is called from a worker thread."""
     return await asyncio.to_thread(
@@ -482,4 +485,5 @@ async def create_torrent_async(
         comment=comment,
         web_seeds=web_seeds,
         progress=progress,
+        tiers=tiers,
     )

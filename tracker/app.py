@@ -15,24 +15,32 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from aiohttp import web
 
 from swarm.core.announce import (
     AnnounceRequest,
     BadAnnounce,
+    ScrapeStats,
     encode_announce_response,
     encode_failure,
     encode_scrape_response,
     pack_peer,
     parse_announce_query,
     parse_scrape_query,
+    udp_encode_announce,
+    udp_encode_error,
+    udp_encode_scrape,
+    udp_peers_for,
 )
+from tracker.metrics import TrackerMetrics
 from tracker.store import AnnounceResult, Store, StoreFull, StoreUnavailable
 
 log = logging.getLogger("swarm.tracker")
 
 BENCODE_TYPE = "text/plain"
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format
 
 
 @dataclass
@@ -51,6 +59,10 @@ class Counters:
     announces: int = 0
     scrapes: int = 0
     failures: int = 0
+    udp_announces: int = 0  # of ``announces`` and ``scrapes``, those over UDP
+    udp_scrapes: int = 0
+    udp_connects: int = 0
+    udp_bad_ids: int = 0  # refused: a forged, replayed or expired connection id
     store_ok: bool = True  # log the outage and the recovery once each, not per request
     full_logged: float = 0.0
 
@@ -65,50 +77,105 @@ def _bencoded(body: bytes) -> web.Response:
 
 
 class _Refused(Exception):
-    """A bad announce: the failure reason is already counted and encoded."""
+    """An announce or scrape answered with a failure reason; ``result`` labels it."""
 
-    def __init__(self, body: bytes) -> None:
-        self.body = body
+    def __init__(self, reason: str, result: str = "refused") -> None:
+        self.reason, self.result = reason, result
 
 
 class Tracker:
-    """One process's announce and scrape logic, from raw query to bencoded answer.
+    """One process's announce and scrape logic, from request to encoded answer.
 
-    Shared by the aiohttp handlers and the fast lane (``tracker.fastlane``), so
-    both answer byte for byte the same. Every failure is a bencoded ``failure
-    reason`` (HTTP 200), never an exception.
+    Shared by the aiohttp handlers, the fast lane (``tracker.fastlane``) and the
+    UDP front end (``tracker.udp``): the same allow list, caps, store and
+    ``failure reason`` wording, whichever protocol asks. HTTP answers are
+    bencoded (a failure is a ``failure reason``, HTTP 200, never an exception);
+    UDP answers are BEP 15 packets (a failure is an error packet with the same
+    text). Every answer is counted here, by protocol and result.
     """
 
-    def __init__(self, store: Store, config: TrackerConfig, counters: Counters) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: TrackerConfig,
+        counters: Counters,
+        metrics: TrackerMetrics | None = None,
+    ) -> None:
         self.store, self.config, self.counters = store, config, counters
+        self.metrics = metrics or TrackerMetrics()
         #: Set for stores that answer without waiting (``MemoryStore``): no task per request.
         self._announce_now = getattr(store, "announce_sync", None)
 
-    def _fail(self, reason: str) -> bytes:
-        self.counters.failures += 1
-        return encode_failure(reason)
+    # ------------------------------------------------------------------ shared steps
 
-    def _begin(self, raw_query: str | bytes, remote: str | None) -> tuple[AnnounceRequest, bytes]:
-        self.counters.announces += 1
-        try:
-            req = parse_announce_query(raw_query)
-        except BadAnnounce as exc:
-            raise _Refused(self._fail(str(exc))) from None
+    def _admit(self, req: AnnounceRequest, remote: str | None) -> bytes:
+        """The compact address to record, after the allow list; raises ``_Refused``."""
         cfg = self.config
         if cfg.allow is not None and req.info_hash not in cfg.allow:
-            raise _Refused(self._fail("torrent not registered with this tracker"))
+            raise _Refused("torrent not registered with this tracker")
         ip = req.ip if (cfg.trust_ip and req.ip) else remote
         if not ip:
-            raise _Refused(self._fail("cannot tell your address"))
+            raise _Refused("cannot tell your address")
         try:
-            return req, pack_peer(ip, req.port)
+            return pack_peer(ip, req.port)
         except ValueError:
-            raise _Refused(self._fail("cannot tell your address")) from None
+            raise _Refused("cannot tell your address") from None
 
-    def _end(self, req: AnnounceRequest, result: AnnounceResult) -> bytes:
+    def _stored_now(self, req: AnnounceRequest, addr: bytes) -> AnnounceResult:
+        assert self._announce_now is not None
+        started = perf_counter()
+        try:
+            result: AnnounceResult = self._announce_now(req, addr, time.time())
+        except Exception as exc:
+            raise self._store_failed(exc) from None
+        self._stored(started)
+        return result
+
+    async def _stored_later(self, req: AnnounceRequest, addr: bytes) -> AnnounceResult:
+        started = perf_counter()
+        try:
+            result = await self.store.announce(req, addr, time.time())
+        except Exception as exc:
+            raise self._store_failed(exc) from None
+        self._stored(started)
+        return result
+
+    def _stored(self, started: float) -> None:
+        self.metrics.store_seconds.observe(perf_counter() - started)
         if not self.counters.store_ok:
             self.counters.store_ok = True
             log.warning("event=store_recovered")
+
+    def _store_failed(self, exc: Exception) -> _Refused:
+        counters = self.counters
+        if isinstance(exc, StoreUnavailable):
+            self.metrics.store_failures.labels("unavailable").inc()
+            if counters.store_ok:
+                counters.store_ok = False
+                log.warning("event=store_unavailable detail=%r", exc.detail)
+            return _Refused(str(exc), "unavailable")
+        if isinstance(exc, StoreFull):
+            now = time.monotonic()
+            if now - counters.full_logged > 60:
+                counters.full_logged = now
+                log.warning("event=store_full reason=%r", str(exc))
+            return _Refused(str(exc), "full")
+        self.metrics.store_failures.labels("error").inc()
+        log.error("event=internal_error path=/announce", exc_info=exc)  # never a 500
+        return _Refused("internal tracker error", "error")
+
+    def _answered(self, protocol: str, result: str, started: float, body: bytes) -> bytes:
+        counters, metrics = self.counters, self.metrics
+        counters.announces += 1
+        if protocol == "udp":
+            counters.udp_announces += 1
+        if result != "ok":
+            counters.failures += 1
+        metrics.announces[protocol, result].inc()
+        metrics.answer[protocol].observe(perf_counter() - started)
+        return body
+
+    def _http_body(self, req: AnnounceRequest, result: AnnounceResult) -> bytes:
         cfg = self.config
         return encode_announce_response(
             result.peers,
@@ -120,61 +187,124 @@ class Tracker:
             no_peer_id=req.no_peer_id,
         )
 
-    def _store_failed(self, exc: Exception) -> bytes:
-        counters = self.counters
-        if isinstance(exc, StoreUnavailable):
-            if counters.store_ok:
-                counters.store_ok = False
-                log.warning("event=store_unavailable detail=%r", exc.detail)
-            return self._fail(str(exc))
-        if isinstance(exc, StoreFull):
-            now = time.monotonic()
-            if now - counters.full_logged > 60:
-                counters.full_logged = now
-                log.warning("event=store_full reason=%r", str(exc))
-            return self._fail(str(exc))
-        log.error("event=internal_error path=/announce", exc_info=exc)  # never a 500
-        return self._fail("internal tracker error")
+    def _udp_body(self, tid: int, ipv6: bool, result: AnnounceResult) -> bytes:
+        addrs = [c for _, c in result.peers]
+        peers = b"".join(addrs)
+        if len(peers) != (18 if ipv6 else 6) * len(addrs):  # some of the other family
+            peers = b"".join(udp_peers_for(addrs, ipv6))
+        return udp_encode_announce(
+            tid, self.config.interval, result.incomplete, result.complete, [peers]
+        )
+
+    @staticmethod
+    def _parse_http(raw_query: str | bytes) -> AnnounceRequest:
+        try:
+            return parse_announce_query(raw_query)
+        except BadAnnounce as exc:
+            raise _Refused(str(exc)) from None
+
+    # ------------------------------------------------------------------ HTTP
 
     def announce_nowait(self, raw_query: str | bytes, remote: str | None) -> bytes | None:
         """The answer, computed now; ``None`` when the store must be awaited
         (then call ``announce``, which counts the request itself)."""
         if self._announce_now is None:
             return None
+        started = perf_counter()
         try:
-            req, addr = self._begin(raw_query, remote)
-            return self._end(req, self._announce_now(req, addr, time.time()))
-        except _Refused as refused:
-            return refused.body
-        except Exception as exc:
-            return self._store_failed(exc)
+            req = self._parse_http(raw_query)
+            result = self._stored_now(req, self._admit(req, remote))
+        except _Refused as no:
+            return self._answered("http", no.result, started, encode_failure(no.reason))
+        return self._answered("http", "ok", started, self._http_body(req, result))
 
     async def announce(self, raw_query: str | bytes, remote: str | None) -> bytes:
+        started = perf_counter()
         try:
-            req, addr = self._begin(raw_query, remote)
-            return self._end(req, await self.store.announce(req, addr, time.time()))
-        except _Refused as refused:
-            return refused.body
-        except Exception as exc:
-            return self._store_failed(exc)
+            req = self._parse_http(raw_query)
+            result = await self._stored_later(req, self._admit(req, remote))
+        except _Refused as no:
+            return self._answered("http", no.result, started, encode_failure(no.reason))
+        return self._answered("http", "ok", started, self._http_body(req, result))
 
     async def scrape(self, raw_query: str | bytes) -> bytes:
-        self.counters.scrapes += 1
+        started = perf_counter()
         try:
-            hashes = parse_scrape_query(raw_query)
+            try:
+                hashes = parse_scrape_query(raw_query)
+            except BadAnnounce as exc:
+                raise _Refused(str(exc)) from None
             if not hashes and not self.config.scrape_all:
-                return self._fail("full scrape is disabled: give info_hash")
+                raise _Refused("full scrape is disabled: give info_hash")
+            body = encode_scrape_response(await self._scraped(hashes))
+        except _Refused as no:
+            return self._scrape_counted("http", no.result, started, encode_failure(no.reason))
+        return self._scrape_counted("http", "ok", started, body)
+
+    # ------------------------------------------------------------------ UDP (BEP 15)
+
+    def udp_announce_nowait(
+        self, req: AnnounceRequest, remote: str, tid: int, ipv6: bool
+    ) -> bytes | None:
+        """The BEP 15 answer now, or ``None`` when the store must be awaited."""
+        if self._announce_now is None:
+            return None
+        started = perf_counter()
+        try:
+            result = self._stored_now(req, self._admit(req, remote))
+        except _Refused as no:
+            return self._answered("udp", no.result, started, udp_encode_error(tid, no.reason))
+        return self._answered("udp", "ok", started, self._udp_body(tid, ipv6, result))
+
+    async def udp_announce(self, req: AnnounceRequest, remote: str, tid: int, ipv6: bool) -> bytes:
+        started = perf_counter()
+        try:
+            result = await self._stored_later(req, self._admit(req, remote))
+        except _Refused as no:
+            return self._answered("udp", no.result, started, udp_encode_error(tid, no.reason))
+        return self._answered("udp", "ok", started, self._udp_body(tid, ipv6, result))
+
+    async def udp_scrape(self, hashes: tuple[bytes, ...], tid: int) -> bytes:
+        """One entry per asked hash, in order; zeros for an unknown (or not allowed) one."""
+        started = perf_counter()
+        try:
+            files = await self._scraped(list(dict.fromkeys(hashes)))
+        except _Refused as no:
+            return self._scrape_counted("udp", no.result, started, udp_encode_error(tid, no.reason))
+        none = ScrapeStats(0, 0, 0)
+        body = udp_encode_scrape(tid, [files.get(h, none) for h in hashes])
+        return self._scrape_counted("udp", "ok", started, body)
+
+    def udp_refused(self, reason: str, tid: int) -> bytes:
+        """A request refused before the store (a bad event, a zero port...), counted."""
+        return self._answered("udp", "refused", perf_counter(), udp_encode_error(tid, reason))
+
+    # ------------------------------------------------------------------ scrapes
+
+    async def _scraped(self, hashes: list[bytes]) -> dict[bytes, ScrapeStats]:
+        try:
             files = await self.store.scrape(hashes)
-            if self.config.allow is not None:
-                files = {h: s for h, s in files.items() if h in self.config.allow}
-            return encode_scrape_response(files)
-        except BadAnnounce as exc:
-            return self._fail(str(exc))
         except StoreUnavailable as exc:
-            return self._fail(str(exc))
+            self.metrics.store_failures.labels("unavailable").inc()
+            raise _Refused(str(exc), "unavailable") from None
         except Exception:
+            self.metrics.store_failures.labels("error").inc()
             log.exception("event=internal_error path=/scrape")
-            return self._fail("internal tracker error")
+            raise _Refused("internal tracker error", "error") from None
+        if self.config.allow is not None:
+            files = {h: s for h, s in files.items() if h in self.config.allow}
+        return files
+
+    def _scrape_counted(self, protocol: str, result: str, started: float, body: bytes) -> bytes:
+        counters, metrics = self.counters, self.metrics
+        counters.scrapes += 1
+        if protocol == "udp":
+            counters.udp_scrapes += 1
+        if result != "ok":
+            counters.failures += 1
+        metrics.scrapes[protocol, result].inc()
+        metrics.answer[protocol].observe(perf_counter() - started)
+        return body
 
 
 TRACKER_KEY = web.AppKey("tracker", Tracker)
@@ -205,6 +335,10 @@ async def _totals(app: web.Application) -> dict[str, object]:
         announces=counters.announces,
         scrapes=counters.scrapes,
         failures=counters.failures,
+        udp_announces=counters.udp_announces,
+        udp_scrapes=counters.udp_scrapes,
+        udp_connects=counters.udp_connects,
+        udp_bad_connection_ids=counters.udp_bad_ids,
     )
     return totals
 
@@ -219,7 +353,10 @@ def _fmt_uptime(seconds: float) -> str:
 
 
 #: Counted by each process; every other figure comes from the (shared) store.
-_PER_PROCESS = ("pid", "uptime", "announces", "scrapes", "failures")
+_PER_PROCESS = (
+    "pid", "uptime", "announces", "scrapes", "failures",
+    "udp_announces", "udp_scrapes", "udp_connects", "udp_bad_connection_ids",
+)  # fmt: skip
 
 
 async def status_page(request: web.Request) -> web.Response:
@@ -256,6 +393,17 @@ async def status_page(request: web.Request) -> web.Response:
     return web.Response(text="".join(body), content_type="text/html")
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: request counters (every worker's), the store's figures."""
+    totals: dict[str, int] | None
+    try:
+        totals = await request.app[STORE_KEY].stats()
+    except StoreUnavailable:
+        totals = None
+    body = request.app[TRACKER_KEY].metrics.exposition(totals)
+    return web.Response(body=body, headers={"Content-Type": METRICS_TYPE})
+
+
 async def _expiry_loop(app: web.Application) -> None:
     cfg = app[CONFIG_KEY]
     every = cfg.expire_every or max(1.0, min(300.0, cfg.interval / 2))
@@ -286,6 +434,7 @@ def make_app(store: Store, config: TrackerConfig | None = None) -> web.Applicati
     app[CONFIG_KEY] = config or TrackerConfig()
     app[COUNTERS_KEY] = Counters()
     app[TRACKER_KEY] = Tracker(store, app[CONFIG_KEY], app[COUNTERS_KEY])
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/announce", announce)
     app.router.add_get("/scrape", scrape)
     app.router.add_get("/stats", stats_json)

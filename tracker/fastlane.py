@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from functools import partial
+from typing import Any
 
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.http_parser import SINGLETON_HEADERS
@@ -164,12 +165,13 @@ def render(version: bytes, body: bytes, keep_alive: bool) -> bytes:
 class ConnectionGate:
     """Open connections per client IP, capped, so one host cannot hold every socket."""
 
-    __slots__ = ("per_ip", "open", "refused_logged")
+    __slots__ = ("per_ip", "open", "refused_logged", "gauge")
 
-    def __init__(self, per_ip: int = MAX_CONNS_PER_IP) -> None:
+    def __init__(self, per_ip: int = MAX_CONNS_PER_IP, gauge: Any = None) -> None:
         self.per_ip = per_ip
         self.open: dict[str, int] = {}
         self.refused_logged = 0.0
+        self.gauge = gauge  # a prometheus Gauge of open connections, if any
 
     def admit(self, transport: asyncio.BaseTransport) -> str | None:
         """The client's IP, now counted; ``None`` (and the connection aborted) over the cap."""
@@ -184,12 +186,16 @@ class ConnectionGate:
             transport.close()  # nothing is written yet: it closes at once
             return None
         self.open[ip] = n + 1
+        if self.gauge is not None:
+            self.gauge.inc()
         return ip
 
     def release(self, ip: str) -> None:
         n = self.open.pop(ip, 0) - 1
         if n > 0:
             self.open[ip] = n
+        if self.gauge is not None:
+            self.gauge.dec()
 
     def gated(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory (aiohttp's) whose connections count against the cap."""

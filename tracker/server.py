@@ -22,10 +22,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from swarm.core.announce import UdpConnectionIds
 from tracker import fastlane
 from tracker.app import COUNTERS_KEY, TRACKER_KEY, Tracker, TrackerConfig, make_app
 from tracker.fastlane import ConnectionGate, FastLane
 from tracker.store import MemoryStore, Store, StoreUnavailable, open_store
+from tracker.udp import UdpFront, start_udp, udp_socket
 
 log = logging.getLogger("swarm.tracker")
 
@@ -141,15 +143,26 @@ class RunningTracker:
     host: str
     port: int
     url: str  # the announce URL to put in a .torrent
+    udp_port: int | None = None  # None: no UDP (``--no-udp``)
+    udp_url: str | None = None  # udp://host:port/announce
+    udp_transport: asyncio.DatagramTransport | None = field(default=None, repr=False)
+    udp_front: UdpFront | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     @property
     def base_url(self) -> str:
         return self.url.rsplit("/", 1)[0]
 
+    @property
+    def urls(self) -> list[str]:
+        """Every announce URL, HTTP first (see ``swarm.cli.seed`` for the order)."""
+        return [self.url] + ([self.udp_url] if self.udp_url else [])
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self.udp_transport is not None:
+                self.udp_transport.close()
             await self.runner.cleanup()
             log.info("event=stopped port=%d", self.port)
 
@@ -172,6 +185,10 @@ async def start_tracker(
     max_conns_per_ip: int = fastlane.MAX_CONNS_PER_IP,
     max_swarms_per_ip: int | None = None,
     max_peers_per_ip: int | None = None,
+    udp: bool = True,
+    udp_port: int | None = None,
+    udp_sock: socket.socket | None = None,
+    udp_secret: bytes | None = None,
 ) -> RunningTracker:
     """Start the HTTP tracker on ``host:port`` (0 = a free port) in the running loop.
 
@@ -183,6 +200,10 @@ async def start_tracker(
     connections (0 = no cap); ``max_swarms_per_ip`` / ``max_peers_per_ip`` the
     swarms and peer entries one address may add to a memory store (its defaults
     when ``None``). Idle connections close after ``fastlane.IDLE_TIMEOUT``.
+
+    ``udp`` also answers BEP 15 on ``udp_port`` (default: the HTTP port's number),
+    or on ``udp_sock`` (``--workers``); ``udp_secret`` keys its connection ids
+    (random when ``None``; workers share one so each accepts the others' ids).
     """
     peer_ttl = 2.0 * interval
     if store is None or isinstance(store, str):
@@ -200,6 +221,13 @@ async def start_tracker(
         scrape_all=scrape_all,
         expire_every=expire_every,
     )
+    if udp and port == 0 and sock is None and udp_sock is None and udp_port is None:
+        try:  # "any free port": one whose number is free for UDP too
+            sock, udp_sock = _port_pair(host)
+        except OSError as exc:
+            from swarm.errors import SwarmError
+
+            raise SwarmError(f"tracker cannot listen on {host}: {exc.strerror or exc}") from None
     app = make_app(store, config)
     runner = web.AppRunner(
         app,
@@ -218,7 +246,7 @@ async def start_tracker(
             port,
             sock=sock,
             reuse_port=reuse_port,
-            gate=fastlane.ConnectionGate(max_conns_per_ip),
+            gate=fastlane.ConnectionGate(max_conns_per_ip, app[TRACKER_KEY].metrics.connections),
             fast_lane=fast_lane,
         )
         await site.start()
@@ -230,21 +258,61 @@ async def start_tracker(
     addresses = runner.addresses
     bound = int(addresses[0][1]) if addresses else port
     bound_host = host if sock is None else str(sock.getsockname()[0])
-    url = f"http://{_url_host(announce_host or bound_host)}:{bound}/announce"
+    url_host = _url_host(announce_host or bound_host)
+    url = f"http://{url_host}:{bound}/announce"
     log.info("event=listening host=%s port=%d url=%s", bound_host, bound, url)
-    return RunningTracker(runner, app, bound_host, bound, url)
+    running = RunningTracker(runner, app, bound_host, bound, url)
+    if udp:
+        try:
+            if udp_sock is None:
+                udp_sock = udp_socket(host, bound if udp_port is None else udp_port)
+            ids = UdpConnectionIds(udp_secret or os.urandom(32))
+            running.udp_transport, running.udp_front = await start_udp(
+                app[TRACKER_KEY], ids, udp_sock
+            )
+        except OSError as exc:
+            await runner.cleanup()
+            from swarm.errors import SwarmError
+
+            where = f"{host}:{bound if udp_port is None else udp_port}"
+            raise SwarmError(
+                f"tracker cannot listen on UDP {where}: {exc.strerror or exc}"
+            ) from None
+        running.udp_port = int(udp_sock.getsockname()[1])
+        running.udp_url = f"udp://{url_host}:{running.udp_port}/announce"
+        log.info("event=listening_udp port=%d url=%s", running.udp_port, running.udp_url)
+    return running
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
+def reuse_port_socket(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
     """A listening TCP socket with SO_REUSEPORT, for several workers on one port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind((host or "0.0.0.0", port))
-    s.listen(1024)
-    s.setblocking(False)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((host or "0.0.0.0", port))
+        s.listen(1024)
+        s.setblocking(False)
+    except OSError:
+        s.close()
+        raise
     return s
+
+
+def _port_pair(host: str, attempts: int = 50) -> tuple[socket.socket, socket.socket]:
+    """A listening TCP socket on a free port and a UDP socket on the same number: the
+    kernel picks the TCP port, whose UDP twin may be taken (by a DHT, say), so retry."""
+    last = OSError(f"no port free for both TCP and UDP in {attempts} tries")
+    for _ in range(attempts):
+        tcp = reuse_port_socket(host, 0, reuse_port=False)
+        try:
+            return tcp, udp_socket(host, tcp.getsockname()[1])
+        except OSError as exc:
+            tcp.close()
+            last = exc
+    raise last
 
 
 async def _ticker(tracker: RunningTracker, store: Store, every: float = 5.0) -> None:
@@ -306,6 +374,8 @@ async def serve(
     if not quiet and worker == 0:
         print(f"tracker listening on {tracker.host}:{tracker.port}", flush=True)
         print(f"announce URL: {tracker.url}", flush=True)
+        if tracker.udp_url:
+            print(f"UDP announce URL: {tracker.udp_url}", flush=True)
     ticker = None
     if not quiet and worker == 0 and sys.stderr.isatty():
         ticker = asyncio.create_task(_ticker(tracker, store))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.errors import BadInput, MetainfoError
@@ -39,6 +40,34 @@ def add_discovery_options(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="a DHT node to bootstrap from (repeatable; replaces the public routers)",
     )
+
+
+def add_metrics_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics", type=int, metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0 = a free port)",
+    )  # fmt: skip
+    p.add_argument(
+        "--metrics-host", default="127.0.0.1", metavar="ADDR",
+        help="address of the --metrics endpoint (default 127.0.0.1)",
+    )  # fmt: skip
+
+
+def check_metrics_options(args: argparse.Namespace) -> None:
+    if args.metrics is not None and not 0 <= args.metrics < 65536:
+        raise BadInput(f"--metrics {args.metrics}: not a port number")
+
+
+async def start_metrics(args: argparse.Namespace, session: Any, handles: list[Any]) -> Any:
+    """The ``--metrics`` endpoint (a ``swarm.metrics.MetricsServer``), or None without it;
+    it reports the torrents in ``handles`` (a list the caller fills as they are added)."""
+    if args.metrics is None:
+        return None
+    from swarm.metrics import MetricsServer
+
+    server = MetricsServer(session, lambda: handles)
+    await server.start(args.metrics_host, args.metrics)
+    return server
 
 
 #: Far above any real .torrent (10^6 pieces is 20 MB); stops us reading a disk image by mistake.

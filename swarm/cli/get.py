@@ -20,16 +20,19 @@ from swarm.errors import BadInput, StorageError, SwarmError
 
 from .common import (
     add_discovery_options,
+    add_metrics_options,
     add_network_options,
     add_output_options,
+    check_metrics_options,
     load_torrent,
     refuse_v2_only,
+    start_metrics,
 )
 
 if TYPE_CHECKING:
     from swarm.core.magnet import Magnet
     from swarm.core.metainfo import Metainfo
-    from swarm.session import Session
+    from swarm.session import Session, TorrentHandle
 
 T = TypeVar("T")
 EXIT_INTERRUPTED = 130
@@ -60,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_stream_options(p)
     add_discovery_options(p)
+    add_metrics_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -252,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"--http {args.http}: not a port number")
     if not 0 <= args.port < 65536:
         raise BadInput(f"--port {args.port}: not a port number")
+    check_metrics_options(args)
     peers = parse_peers(args.peer)
     source: str = args.source
     src: Path | Magnet
@@ -295,7 +300,10 @@ async def _get(
     started = False
     complete = False
     extras: StreamExtras | None = None
+    handles: list[TorrentHandle] = []  # what --metrics reports
+    metrics = None
     try:
+        metrics = await start_metrics(args, session, handles)
         source: Path | Metainfo
         torrent_file: Path | None
         if isinstance(src, Path):
@@ -306,6 +314,7 @@ async def _get(
             extra = list(src.peers) + session.take_metadata_peers(src.info_hash)
             peers = peers + [p for p in extra if p not in peers]
         handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
+        handles.append(handle)
         # issue 11: --sequential/--first-last/--stdout/--http/--on-done (swarm/cli/stream.py)
         extras = StreamExtras(args, handle, reporter, stop)
         extras.configure()
@@ -327,6 +336,8 @@ async def _get(
     finally:
         if extras is not None:
             await extras.close()
+        if metrics is not None:
+            await metrics.close()
         await session.close()
         if started:
             reporter.close(handle.status())

@@ -2,8 +2,8 @@
 
 Without ``--torrent`` a ``<name>.torrent`` is created in the current
 directory first; with it, PATH is verified against it. ``--with-tracker``
-runs the HTTP tracker in the same process and writes its URL (with this
-machine's LAN address) into the .torrent: one command shares a file on a LAN.
+runs the tracker in the same process and writes its URLs (HTTP and UDP, with
+this machine's LAN address) into the .torrent: one command shares a file on a LAN.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from swarm.errors import BadInput, MetainfoError
 
 from .common import (
     add_discovery_options,
+    add_metrics_options,
     add_network_options,
     add_output_options,
+    check_metrics_options,
     load_torrent,
     refuse_v2_only,
+    start_metrics,
 )
 from .get import drive, install_stop_signals, run_engine
 
@@ -50,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--piece-length", type=int, metavar="BYTES", help="piece length of a new .torrent (power of two)"
     )
     add_discovery_options(p)
+    add_metrics_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     for port in (args.port, args.tracker_port):
         if not 0 <= port < 65536:
             raise BadInput(f"port {port}: not a port number")
+    check_metrics_options(args)
     return run_engine(lambda: _seed(args, path, meta))
 
 
@@ -82,14 +87,22 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
     tracker = None
     session: Session | None = None
     handle = None
+    metrics = None
     try:
         trackers = list(args.tracker)
+        tiers: list[list[str]] = []
         if args.with_tracker:
             from tracker.server import start_tracker
 
             host = args.host
             tracker = await start_tracker(host, args.tracker_port)
-            trackers.insert(0, tracker.url)
+            # Both URLs in one tier: they reach one tracker and one store, so a client
+            # announces to one of them (BEP 12), never to both. HTTP first: it becomes
+            # `announce`, what a client without announce-list (or without UDP) reads, and
+            # a client taking the tier in order keeps the transport seeds used before;
+            # libtorrent (prefer_udp_trackers), qBittorrent and Transmission put UDP
+            # first within a tier themselves, and swarm's own client shuffles a tier.
+            tiers.append(tracker.urls)
         meta: Metainfo
         if given is not None:
             torrent_path: Path | str = Path(args.torrent)
@@ -98,7 +111,7 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
             from swarm.create import create_torrent_async
 
             result = await create_torrent_async(
-                path, trackers=trackers, piece_length=args.piece_length
+                path, trackers=trackers, piece_length=args.piece_length, tiers=tiers
             )
             meta = result.meta
             torrent_path = await _save_torrent(meta.name, result.data)
@@ -107,6 +120,7 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
         session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
         await session.start()
         handle = await session.add_torrent(meta, path.parent, seed_only=True)
+        metrics = await start_metrics(args, session, [handle])
         status = handle.status()
         peer_addr = (session.reachable_host(), session.port or 0)
         reporter.start(
@@ -123,6 +137,8 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
             )
         await drive(handle, reporter, stop, until_complete=False)
     finally:
+        if metrics is not None:
+            await metrics.close()
         if session is not None:
             await session.close()
         if tracker is not None:

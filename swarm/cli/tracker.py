@@ -1,4 +1,4 @@
-"""`swarm tracker`: the HTTP tracker (announce, scrape, status page).
+"""`swarm tracker`: the tracker (HTTP and UDP announce, scrape, status page, metrics).
 
 The work lives in ``tracker.server``; this module turns options into a
 running server (one process, or ``--workers N`` forked processes sharing one
@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any
 
-from swarm.errors import BadInput
+from swarm.errors import BadInput, SwarmError
 
 from .common import add_output_options
 
@@ -22,8 +22,9 @@ from .common import add_output_options
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "tracker",
-        help="run the HTTP tracker",
-        description="Run the HTTP tracker: GET /announce, GET /scrape, a status page at /.",
+        help="run the tracker (HTTP and UDP)",
+        description="Run the tracker: HTTP GET /announce, GET /scrape, a status page at /, "
+        "/stats, /metrics (Prometheus); UDP (BEP 15) on the same port number.",
         epilog="example: swarm tracker --port 6969 --allow hashes.txt",
     )
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default all interfaces)")
@@ -68,6 +69,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="peer entries one IP address (IPv6: /64) may hold (default 100000)",
     )
     p.add_argument(
+        "--udp-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="port of the UDP tracker (BEP 15; default: the same number as --port)",
+    )
+    p.add_argument("--no-udp", action="store_true", help="answer HTTP only, no UDP tracker")
+    p.add_argument(
         "--no-fast-lane",
         action="store_true",
         help="answer every request through aiohttp (slower; for comparison)",
@@ -85,6 +94,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(f"--interval {args.interval}: expected a positive number of seconds")
     if args.min_interval is not None and not 0 <= args.min_interval <= args.interval:
         raise BadInput(f"--min-interval {args.min_interval}: expected 0..--interval")
+    if args.udp_port is not None and not 0 <= args.udp_port <= 65535:
+        raise BadInput(f"--udp-port {args.udp_port}: expected 0..65535")
     if args.workers < 1 or args.workers > 256:
         raise BadInput(f"--workers {args.workers}: expected 1..256")
     for flag in ("max_conns_per_ip", "max_swarms_per_ip", "max_peers_per_ip"):
@@ -103,6 +114,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "max_conns_per_ip": args.max_conns_per_ip,
         "max_swarms_per_ip": args.max_swarms_per_ip,
         "max_peers_per_ip": args.max_peers_per_ip,
+        "udp": not args.no_udp,
+        "udp_port": args.udp_port,
     }
 
 
@@ -130,16 +143,62 @@ def _die_with_parent() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tracker.server import reuse_port_socket, serve
     from tracker.store import open_store
 
     options = _options(args)
     open_store(options["store"], peer_ttl=1.0)  # a bad URL is a usage error before binding
     if args.workers == 1:
+        from tracker.server import serve
+
         return _run_loop(serve(args.host, args.port, quiet=args.quiet, **options))
+    return _run_workers(args, options)
+
+
+def _run_workers(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """``--workers N``: N processes, each with its own SO_REUSEPORT sockets (TCP and UDP),
+    one UDP connection-id secret (any worker accepts another's ids) and one directory
+    of metric values, so ``/metrics`` of any worker is the whole tracker's."""
+    from tracker import metrics  # before anything imports prometheus_client
+
+    metrics_dir = metrics.multiprocess_dir()
+    try:
+        return _fork_workers(args, options)
+    finally:
+        metrics.remove_dir(metrics_dir)
+
+
+def _fork_workers(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from tracker.server import reuse_port_socket, serve
+    from tracker.udp import udp_socket
+
     first = reuse_port_socket(args.host, args.port)
+    udp_socks: list[Any] = [None] * args.workers
+    udp, udp_port = options.pop("udp"), options.pop("udp_port")
+    for _ in range(50 if udp and udp_port is None and args.port == 0 else 0):
+        try:  # --port 0: a port whose UDP twin is free too
+            udp_socks[0] = udp_socket(args.host, first.getsockname()[1], reuse_port=True)
+            break
+        except OSError:
+            first.close()
+            first = reuse_port_socket(args.host, 0)
     port = first.getsockname()[1]
     socks = [first] + [reuse_port_socket(args.host, port) for _ in range(args.workers - 1)]
+    if udp:
+        udp_port = port if udp_port is None else udp_port
+        try:
+            if udp_socks[0] is None:
+                udp_socks[0] = udp_socket(args.host, udp_port, reuse_port=True)
+            udp_port = udp_socks[0].getsockname()[1]
+            udp_socks[1:] = [
+                udp_socket(args.host, udp_port, reuse_port=True) for _ in range(args.workers - 1)
+            ]
+        except OSError as exc:
+            raise SwarmError(
+                f"tracker cannot listen on UDP {args.host}:{udp_port}: {exc.strerror or exc}"
+            ) from None
+        options["udp_secret"] = os.urandom(32)
+    else:
+        options["udp"] = False
     children: list[int] = []
     for n in range(1, args.workers):
         pid = os.fork()
@@ -147,21 +206,35 @@ def run(args: argparse.Namespace) -> int:
             code = 1
             try:
                 _die_with_parent()
-                for i, s in enumerate(socks):
+                for i, (s, u) in enumerate(zip(socks, udp_socks, strict=True)):
                     if i != n:
                         s.close()
+                        if u is not None:
+                            u.close()
                 code = _run_loop(
-                    serve(args.host, port, quiet=True, sock=socks[n], worker=n, **options)
+                    serve(
+                        args.host,
+                        port,
+                        quiet=True,
+                        sock=socks[n],
+                        udp_sock=udp_socks[n],
+                        worker=n,
+                        **options,
+                    )
                 )
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
         children.append(pid)
-    for s in socks[1:]:
+    for s, u in zip(socks[1:], udp_socks[1:], strict=True):
         s.close()
+        if u is not None:
+            u.close()
     try:
-        code = _run_loop(serve(args.host, port, quiet=args.quiet, sock=first, **options))
+        code = _run_loop(
+            serve(args.host, port, quiet=args.quiet, sock=first, udp_sock=udp_socks[0], **options)
+        )
     finally:
         for pid in children:
             try:

@@ -13,6 +13,8 @@ a compact answer is a plain ``b"".join`` with no per-peer parsing.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import random
 import socket
@@ -625,7 +627,7 @@ def udp_parse_scrape(
     return out
 
 
-# UDP server side (for tests and a future UDP listener): decode requests, encode answers.
+# UDP server side (``tracker.udp``): decode requests, encode answers, connection ids.
 
 
 @dataclass(frozen=True, slots=True)
@@ -696,8 +698,73 @@ def udp_encode_scrape(tid: int, stats: Sequence[ScrapeStats]) -> bytes:
     )
 
 
-def udp_encode_error(tid: int, message: str) -> bytes:
-    return _HEAD.pack(UDP_ERROR, tid) + message.encode("utf-8")[:512]
+def udp_encode_error(tid: int, message: str, limit: int = 8 + 512) -> bytes:
+    """An error answer of at most ``limit`` bytes (the message is cut to fit)."""
+    return (_HEAD.pack(UDP_ERROR, tid) + message.encode("utf-8")[:512])[: max(8, limit)]
+
+
+def udp_peers_for(peers: Iterable[bytes], ipv6: bool) -> list[bytes]:
+    """The compact addresses a BEP 15 answer may carry: an answer has no family
+    field, so a client asking over IPv4 reads 6-byte entries and one asking over
+    IPv6 18-byte ones (as opentracker); the other family's peers are left out."""
+    size = 18 if ipv6 else 6
+    return [c for c in peers if len(c) == size]
+
+
+#: Length of one epoch of connection ids; an id is accepted in its epoch and the next,
+#: so for 60 to 120 s (BEP 15: a client uses one for at most a minute).
+UDP_ID_EPOCH = 60.0
+
+
+class UdpConnectionIds:
+    """BEP 15 connection ids with no per-client state (as opentracker does).
+
+    An id is a keyed hash (BLAKE2b, 8 bytes) of the current epoch and the
+    client's IP address: the per-epoch key rotates every ``UDP_ID_EPOCH``
+    seconds, derived from ``secret``, so processes given the same secret
+    (``--workers``) accept each other's ids. A spoofed source never sees the id
+    sent to the real address, an id copied from another address does not
+    match, and one older than two epochs is refused: a peer list only ever
+    goes to an address that proved it receives our datagrams.
+
+    The address, not the port: libtorrent keeps one process-wide cache of ids
+    per tracker address, shared by every session and listen socket and not
+    dropped on an error, so an id bound to the port locked a second socket of
+    the same process out for as long as the first kept it fresh (seen: a
+    libtorrent leech that never got a peer). The port would add nothing
+    against spoofing: only a program on the same host could replay from
+    another port, and it can ask for its own id.
+    """
+
+    __slots__ = ("secret", "epoch", "_keys")
+
+    def __init__(self, secret: bytes, epoch: float = UDP_ID_EPOCH) -> None:
+        if not 16 <= len(secret) <= 64:
+            raise ValueError("secret must be 16..64 bytes")
+        self.secret, self.epoch = secret, epoch
+        self._keys: dict[int, bytes] = {}  # epoch number -> its key (the last two kept)
+
+    def _key(self, n: int) -> bytes:
+        key = self._keys.get(n)
+        if key is None:
+            key = hashlib.blake2b(n.to_bytes(8, "big", signed=True), key=self.secret).digest()
+            self._keys = {m: k for m, k in self._keys.items() if m >= n - 1}
+            self._keys[n] = key
+        return key
+
+    def _mac(self, n: int, addr: bytes) -> bytes:
+        return hashlib.blake2b(addr, key=self._key(n), digest_size=8).digest()
+
+    def issue(self, addr: bytes, now: float) -> int:
+        """The id for the client at packed IP address ``addr`` at time ``now``."""
+        return int.from_bytes(self._mac(int(now // self.epoch), addr), "big")
+
+    def check(self, connection_id: int, addr: bytes, now: float) -> bool:
+        given = connection_id.to_bytes(8, "big")
+        n = int(now // self.epoch)
+        return hmac.compare_digest(self._mac(n, addr), given) or hmac.compare_digest(
+            self._mac(n - 1, addr), given
+        )
 
 
 # --------------------------------------------------------------------------- client policy

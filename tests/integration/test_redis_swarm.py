@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -273,4 +274,53 @@ def test_redis_killed_then_restarted_under_a_tracker_process(
             time.sleep(0.05)
     assert t.announce(2, numwant=5).peers == [("127.0.0.1", 6001)]
     assert t.stats()["peers"] == 2
+    assert t.terminate() == 0
+
+
+# ------------------------------------------------------------------ UDP and /metrics with --workers
+
+
+def udp_announce(port: int, n: int, ih: bytes = IH) -> Any:
+    """A BEP 15 connect and announce from a fresh socket (so a fresh 4-tuple: the kernel
+    spreads such clients over the workers)."""
+    from swarm.core import announce as a
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        s.send(a.udp_connect_request(1))
+        cid = a.udp_parse_connect(s.recv(2048), 1)
+        s.send(a.udp_announce_request(cid, 2, ih, pid_of(n), 0, 10, 0, "", 3, 50, 6000 + n))
+        return a.udp_parse_announce(s.recv(2048), 2)
+
+
+def test_workers_answer_udp_and_metrics_are_the_whole_trackers(
+    redis_server: RedisServer, trackers: Callable[..., Tracker]
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    t = trackers(redis_server.url, workers=2)
+    for n in range(1, 21):
+        t.announce(n)  # a new connection each: SO_REUSEPORT spreads them
+    for n in range(21, 41):
+        assert udp_announce(t.port, n).interval == 60
+    pids = {t.stats()["pid"] for _ in range(30)}
+    assert len(pids) == 2, "both workers should have answered"
+
+    def totals() -> dict[tuple[str, str], float]:
+        out: dict[tuple[str, str], float] = {}
+        for fam in text_string_to_metric_families(t.get("/metrics").decode()):
+            for s in fam.samples:
+                if s.name == "swarm_tracker_announces_total":
+                    key = (s.labels["protocol"], s.labels["result"])
+                    out[key] = out.get(key, 0) + s.value
+                elif s.name in ("swarm_tracker_peers", "swarm_tracker_udp_connects_total"):
+                    out[(s.name, "")] = s.value
+        return out
+
+    for _ in range(6):  # any worker answers with every worker's counts
+        got = totals()
+        assert got[("http", "ok")] == 20 and got[("udp", "ok")] == 20, got
+        assert got[("swarm_tracker_udp_connects_total", "")] == 20
+        assert got[("swarm_tracker_peers", "")] == 40
     assert t.terminate() == 0

@@ -24,6 +24,7 @@ from conftest import require_tool
 
 from swarm.create import create_torrent
 from tests.helpers.procs import events_until, spawn_swarm
+from tracker.app import COUNTERS_KEY
 
 pytestmark = pytest.mark.interop
 
@@ -82,12 +83,15 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> i
     return proc.returncode
 
 
-async def aria2c_fetch(aria2c: str, source: str, cwd: Path, timeout: float) -> Path:
+async def aria2c_fetch(
+    aria2c: str, source: str, cwd: Path, timeout: float, extra: tuple[str, ...] = ()
+) -> Path:
     """aria2c downloads ``source`` (a .torrent or a magnet) into ``cwd/out`` and exits 0."""
     out = cwd / "out"
     out.mkdir()
     aria = await asyncio.create_subprocess_exec(
         *aria2_args(aria2c, free_port()),
+        *extra,
         "--seed-time=0",
         f"--dir={out}",
         source,
@@ -106,7 +110,9 @@ async def aria2c_fetch(aria2c: str, source: str, cwd: Path, timeout: float) -> P
     return out
 
 
-async def test_aria2c_leeches_from_swarm_seed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["http", "udp"])
+async def test_aria2c_leeches_from_swarm_seed(tmp_path: Path, scheme: str) -> None:
+    """The .torrent names the tracker's HTTP URL, or its UDP (BEP 15) URL only."""
     aria2c = require_tool("aria2c")
     from tracker.server import start_tracker
 
@@ -118,14 +124,24 @@ async def test_aria2c_leeches_from_swarm_seed(tmp_path: Path) -> None:
     seed = None
     try:
         (tmp_path / "t.torrent").write_bytes(
-            create_torrent(src / "f.bin", trackers=[tracker.url], piece_length=PIECE)
+            create_torrent(
+                src / "f.bin",
+                trackers=[tracker.url if scheme == "http" else str(tracker.udp_url)],
+                piece_length=PIECE,
+            )
         )
         seed = await spawn_swarm(
             "seed", str(src / "f.bin"), "--torrent", "t.torrent", "--json", *NET, cwd=tmp_path
         )
         await events_until(seed, "listening", 20)
-        out = await aria2c_fetch(aria2c, "t.torrent", tmp_path, 30)
+        # aria2's UDP tracker client rides on its DHT socket: on, bound to 127.0.0.1 by
+        # --interface, with no entry point and a fresh routing table, so it sends nothing
+        udp = ("--enable-dht=true", f"--dht-listen-port={free_port()}",
+               f"--dht-file-path={tmp_path / 'dht.dat'}")  # fmt: skip
+        out = await aria2c_fetch(aria2c, "t.torrent", tmp_path, 30, udp if scheme == "udp" else ())
         assert (out / "f.bin").read_bytes() == payload
+        counters = tracker.app[COUNTERS_KEY]
+        assert counters.udp_announces == (counters.announces if scheme == "udp" else 0)
         rc = await stop(seed)
         assert seed.stderr is not None
         err = (await asyncio.wait_for(seed.stderr.read(), 5)).decode()

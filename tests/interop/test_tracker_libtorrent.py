@@ -62,9 +62,11 @@ def tracker_stats(port: int) -> dict[str, Any]:
         return json.loads(r.read())  # type: ignore[no-any-return]
 
 
+@pytest.mark.parametrize("scheme", ["http", "udp"])
 def test_libtorrent_seed_and_leech_meet_through_our_tracker(
-    tmp_path: Path, swarm_tracker: int
+    tmp_path: Path, swarm_tracker: int, scheme: str
 ) -> None:
+    """Over HTTP, and over UDP (BEP 15) only: the .torrent names the udp:// URL alone."""
     lt = require_libtorrent()
     seed_dir, leech_dir = tmp_path / "seed", tmp_path / "leech"
     seed_dir.mkdir()
@@ -73,7 +75,7 @@ def test_libtorrent_seed_and_leech_meet_through_our_tracker(
     (seed_dir / "data.bin").write_bytes(payload)
 
     raw = make_lt_torrent(  # v1 only: one swarm, not two
-        lt, seed_dir / "data.bin", 256 * 1024, trackers=[f"http://127.0.0.1:{swarm_tracker}/announce"]
+        lt, seed_dir / "data.bin", 256 * 1024, trackers=[f"{scheme}://127.0.0.1:{swarm_tracker}/announce"]
     )
     info = lt.torrent_info(raw)
 
@@ -97,5 +99,8 @@ def test_libtorrent_seed_and_leech_meet_through_our_tracker(
     )
     st = tracker_stats(swarm_tracker)
     assert st["failures"] == 0 and st["swarms"] == 1
+    if scheme == "udp":  # every announce came over UDP, each after a connect
+        assert st["announces"] == st["udp_announces"] >= 3 and st["udp_connects"] >= 1
+        assert st["udp_bad_connection_ids"] == 0
     seed_ses.pause()
     leech_ses.pause()

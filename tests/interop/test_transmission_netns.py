@@ -99,9 +99,11 @@ def transmission_config(cfg: Path, port: int) -> None:
     (cfg / "settings.json").write_text(json.dumps(settings))
 
 
+@pytest.mark.parametrize("scheme", ["http", "udp"])
 def test_transmission_leeches_from_swarm_seed(
-    tmp_path: Path, two_namespaces: tuple[str, str, str, str]
+    tmp_path: Path, two_namespaces: tuple[str, str, str, str], scheme: str
 ) -> None:
+    """Through the tracker's HTTP side, and its UDP side only (BEP 15)."""
     tcli = require_tool("transmission-cli")
     require_tool("ss")
     ns_a, ns_b, addr_a, _addr_b = two_namespaces
@@ -109,7 +111,7 @@ def test_transmission_leeches_from_swarm_seed(
     src = tmp_path / "src"
     src.mkdir()
     (src / "f.bin").write_bytes(payload)
-    url = f"http://{addr_a}:6969/announce"
+    url = f"{scheme}://{addr_a}:6969/announce"
     (tmp_path / "t.torrent").write_bytes(
         create_torrent(src / "f.bin", trackers=[url], piece_length=65536)
     )
