@@ -154,6 +154,7 @@ class Relay:
         self.bins: list[list[int]] = [[] for _ in range(n)]
         self.packets = 0
         self.late = 0  # delivered more than 1 ms after due
+        self.lateness = 0.0  # seconds after due, summed over packets
         self.write_errors = 0
 
     def count(self, src: int, dst: int, buf: bytes, now: float) -> None:
@@ -206,6 +207,7 @@ class Relay:
         for q in self.queues:
             while q and q[0][0] <= now:
                 due, dst, buf = q.popleft()
+                self.lateness += now - due
                 if now - due > 0.001:
                     self.late += 1
                 try:
@@ -239,6 +241,7 @@ class Relay:
                 "t_open": self.t_open, "wire": self.wire, "payload": self.payload,
                 "first_payload": self.first_payload, "first_bulk": self.first_bulk,
                 "bins": self.bins, "packets": self.packets, "late": self.late,
+                "lateness": self.lateness,
                 "write_errors": self.write_errors,
             }  # fmt: skip
         return {"error": f"unknown command {cmd!r}"}
@@ -526,6 +529,21 @@ def sha1_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def wait_listening(ns: str, port: int, proc: Client, timeout: float = 60) -> None:
+    """Until a TCP socket listens on port in ns: a seed announcing to a tracker that is
+    not up yet is refused and retries 15 s later."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.proc.poll() is None:
+        out = subprocess.run(
+            ["ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout  # fmt: skip
+        if out.strip():
+            return
+        time.sleep(0.05)  # polling a socket table: there is no event to wait on
+    raise SystemExit(f"the tracker did not listen on port {port} within {timeout:.0f} s")
+
+
 def wait_ready(client: str, procs: list[Client], t_start: float, run_dir: Path) -> None:
     """Until every process listens and has had its tracker's answer (120 s at most)."""
     for c in procs:
@@ -560,6 +578,7 @@ def run_client(
             net.ns[0], run_dir / "tracker.log",
         )  # fmt: skip
         procs.append(tracker)
+        wait_listening(net.ns[0], TRACKER_PORT, tracker)
         t_start = time.monotonic()
         seed = Client(argv_of("seed", host_ip(1), torrent, data), net.ns[1], run_dir / "seed.log")
         procs.append(seed)
@@ -640,6 +659,7 @@ def figures(case: Case, r: dict[str, Any]) -> dict[str, float]:
         "sent_per_byte": sent / (n * size),
         "cpu_seed": r["cpu_seed"], "cpu_leech": r["cpu_leech"], "startup": r["startup"],
         "late": s["late"] / max(1, s["packets"]),
+        "lateness_ms": 1000 * s["lateness"] / max(1, s["packets"]),
     }  # fmt: skip
     if n == 1:  # one link: steady rate and the first data after the handshake
         total = sum(bins)
@@ -675,6 +695,7 @@ def print_figures(case: Case, client: str, f: dict[str, float], data_ok: bool | 
     line = (
         f"  {'':<10} CPU seed {f['cpu_seed']:.1f} s, leechers {f['cpu_leech']:.1f} s"
         f" | start-up {f['startup']:.1f} s (not timed) | relay: {f['late']:.2%} packets >1 ms late"
+        f" (mean {f['lateness_ms']:.2f} ms)"
     )
     if data_ok is not None:
         line += f" | data {'ok' if data_ok else 'WRONG'}"
