@@ -37,7 +37,15 @@ CHUNK = 256 * 1024
 #: Bytes past the current read whose pieces get ``SOON`` priority.
 READ_AHEAD = 4 * 1024 * 1024
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
+#: Stands for any position past 19 digits: beyond every file, and int() has a digit limit.
+_HUGE = 10**19
+
+
+def _position(digits: str) -> int:
+    """A Range position; thousands of digits must not reach int() (ValueError past 4300)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else _HUGE
 
 
 class BadRange(Exception):
@@ -65,12 +73,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not a and not b:
         return None
     if not a:  # suffix: the last N bytes
-        n = int(b)
+        n = _position(b)
         if n == 0 or size == 0:
             raise BadRange(header)
         return max(0, size - n), size - 1
-    start = int(a)
-    end = int(b) if b else size - 1
+    start = _position(a)
+    end = _position(b) if b else size - 1
     if b and end < start:
         return None  # invalid: ignore
     if start >= size:
