@@ -27,6 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CORPUS = HERE / "corpus"
+#: libFuzzer dictionaries: tokens a mutator cannot guess (keys, request lines, '²').
+DICTS = HERE / "dicts"
 FINDINGS = HERE / "findings"
 
 #: One input taking longer than this (seconds) is a finding: a decoder must be fast.
@@ -99,6 +101,9 @@ def run_target(
             "-print_final_stats=1",
             str(work),
         ]  # fmt: skip
+        tokens = DICTS / f"{target}.dict"
+        if tokens.is_file():
+            args.insert(args.index("-print_final_stats=1"), f"-dict={tokens}")
         if seeds.is_dir():
             args.append(str(seeds))
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
