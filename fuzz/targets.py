@@ -30,7 +30,9 @@ from swarm.core.announce import (
     udp_parse_scrape,
     udp_transaction_id,
 )
+from swarm.core.bitfield import Bitfield
 from swarm.core.dht import krpc
+from swarm.core.peerid import client_name
 from swarm.errors import (
     BencodeError,
     MagnetError,
@@ -196,7 +198,8 @@ def fuzz_wire(data: bytes) -> None:
         stream = hs.feed(stream)
         if not hs.done:
             return
-        hs.handshake  # noqa: B018 - parsing it is the point
+        peer_id = hs.handshake.peer_id
+        assert client_name(peer_id)  # shown in the UI: any 20 bytes must name something
     try:
         whole = _decode_wire(stream, flags, None)
     except ProtocolError:
@@ -214,6 +217,12 @@ def fuzz_wire(data: bytes) -> None:
         raise
     assert whole is not None, "a chunking decoded a stream that fails whole"
     assert chunked == whole, "chunked decoding differs from whole decoding"
+    for msg in whole[0]:
+        if isinstance(msg, wire.BitfieldMsg):  # a magnet's engine checks it once it knows more
+            try:
+                Bitfield.from_bytes(msg.data, 8)
+            except ProtocolError:
+                pass
 
 
 # --------------------------------------------------------------------------- extensions
