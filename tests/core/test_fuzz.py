@@ -2,7 +2,7 @@
 
 Every seed of ``fuzz/corpus/`` goes through its target without atheris (fast,
 deterministic), then each target runs under atheris for a few seconds
-(``SWARM_FUZZ_SECONDS``, default 3; about 50 s in all). Any finding fails
+(``SWARM_FUZZ_SECONDS``, default 2; about 40 s in all on an idle machine). Any finding fails
 the test with the exception and the input's path; turn it into a literal
 regression test in tests/core/test_fuzz_regressions.py and fix the decoder.
 """
@@ -20,7 +20,7 @@ from fuzz.run import CORPUS, run_target
 from fuzz.targets import TARGETS, Target
 from swarm.errors import BencodeError
 
-SECONDS = float(os.environ.get("SWARM_FUZZ_SECONDS", "3"))
+SECONDS = float(os.environ.get("SWARM_FUZZ_SECONDS", "2"))
 
 
 def test_every_target_has_seeds() -> None:
