@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 lint_dirs=""
-for d in swarm tracker tests examples benchmarks; do [ -d "$d" ] && lint_dirs="$lint_dirs $d"; done
+for d in swarm tracker tests examples benchmarks fuzz; do [ -d "$d" ] && lint_dirs="$lint_dirs $d"; done
 echo "== ruff"; ruff check $lint_dirs
 echo "== mypy"; mypy swarm tracker
 echo "== pytest"

@@ -40,7 +40,7 @@ CHUNK = 256 * 1024
 #: Bytes past the current read whose pieces get ``SOON`` priority.
 READ_AHEAD = 4 * 1024 * 1024
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)  # ASCII digits only (RFC 9110)
 
 
 class BadRange(Exception):
@@ -87,7 +87,8 @@ _MAX_DIGITS = 19
 
 def _position(digits: str) -> int:
     """A byte position; thousands of digits (int() refuses them) mean "past any end"."""
-    return int(digits) if len(digits.lstrip("0")) <= _MAX_DIGITS else 10**_MAX_DIGITS
+    digits = digits.lstrip("0") or "0"  # int() counts leading zeros against its digit limit too
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
 
 
 def host_allowed(host_header: str | None, bound: str, port: int) -> bool:

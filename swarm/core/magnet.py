@@ -66,6 +66,8 @@ def parse_magnet(uri: str) -> Magnet:
         raise MagnetError("a magnet link must be text")
     if len(uri) > MAX_URI_LENGTH:
         raise MagnetError(f"magnet link longer than {MAX_URI_LENGTH} characters")
+    if not _encodable(uri):  # undecodable argv bytes arrive as lone surrogates
+        raise MagnetError("magnet link is not valid UTF-8 text")
     uri = uri.strip()
     if uri[:8].lower() != "magnet:?":
         raise MagnetError("not a magnet link (it must start with 'magnet:?')")
@@ -115,6 +117,19 @@ def parse_magnet(uri: str) -> Magnet:
     return Magnet(info_hash, name, trackers, peers, web_seeds, select, info_hash_v2)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also admits '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _btih(text: str) -> bytes:
     if _HEX40.match(text):
         return bytes.fromhex(text)
@@ -160,7 +175,7 @@ def parse_peer(text: str) -> tuple[str, int]:
             raise MagnetError(f"bad peer address {text[:80]!r}: expected host:port")
     if not host or len(host) > 253 or any(c.isspace() or c in "/@" for c in host):
         raise MagnetError(f"bad peer address {text[:80]!r}: bad host")
-    if not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
+    if not _digits(port_text) or len(port_text) > 5 or not 0 < int(port_text) < 65536:
         raise MagnetError(f"bad peer address {text[:80]!r}: port must be 1-65535")
     return host, int(port_text)
 
@@ -173,7 +188,7 @@ def _select(text: str) -> list[int]:
         if not part:
             continue
         first, dash, last = part.partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
+        if not _digits(first) or (dash and not _digits(last)):
             raise MagnetError(f"bad file selection {part[:40]!r} in so=")
         lo = int(first[:8])
         hi = int(last[:8]) if dash else lo
