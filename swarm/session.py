@@ -228,12 +228,18 @@ class Session:
         await self._start_discovery()
 
     async def _close_stale_handshakes(self) -> None:
-        """Connections that never finish their handshake would hold a socket forever."""
+        """Connections that never finish their handshake would hold a socket forever;
+        and once a minute the heap's free pages go back to the OS (swarm.memory)."""
+        from swarm.memory import TRIM_INTERVAL, release_free_memory
         from swarm.peer import HANDSHAKE_TIMEOUT
 
+        next_trim = time.monotonic() + TRIM_INTERVAL
         while not self._closed:
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            if now >= next_trim and self.executor is not None:
+                next_trim = now + TRIM_INTERVAL
+                asyncio.get_running_loop().run_in_executor(self.executor, release_free_memory)
             for c in list(self.connections):
                 if not c.ready and not c.closed and now - c.connected_at > HANDSHAKE_TIMEOUT:
                     c.close(f"no handshake within {HANDSHAKE_TIMEOUT:.0f} s")
