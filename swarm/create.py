@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import os
 import stat
@@ -199,15 +200,7 @@ def hash_pieces(
         for src in files:
             if src.length == 0:
                 continue
-            try:
-                fh = open(src.fs_path, "rb", buffering=0)  # noqa: SIM115 - closed below
-            except OSError as exc:
-                raise StorageError(f"{src.fs_path}: {exc.strerror}") from None
-            with fh:
-                try:
-                    os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-                except (AttributeError, OSError):
-                    pass
+            with _open_sequential(src.fs_path) as fh:
                 remaining = src.length
                 while remaining:
                     want = min(batch - fill, remaining)
@@ -311,15 +304,7 @@ def hash_files_v2(
                 continue
             small = src.length <= piece_length
             width = merkle.next_pow2(merkle.block_count(src.length)) if small else piece_length // merkle.BLOCK_SIZE
-            try:
-                fh = open(src.fs_path, "rb", buffering=0)  # noqa: SIM115 - closed below
-            except OSError as exc:
-                raise StorageError(f"{src.fs_path}: {exc.strerror}") from None
-            with fh:
-                try:
-                    os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-                except (AttributeError, OSError):
-                    pass
+            with _open_sequential(src.fs_path) as fh:
                 remaining = src.length
                 while remaining:
                     want = min(piece_length, remaining)
@@ -354,6 +339,19 @@ def hash_files_v2(
         else:
             out.append((merkle.root_from_piece_layer(layer, piece_length), b"".join(layer)))
     return (b"".join(v1_hashes) if hybrid else None), out
+
+
+def _open_sequential(path: str | os.PathLike[str]) -> io.FileIO:
+    """Open a file to hash, telling the kernel it is read once front to back (read-ahead)."""
+    try:
+        fh = io.FileIO(path, "rb")
+    except OSError as exc:
+        raise StorageError(f"{path}: {exc.strerror}") from None
+    try:
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    except (AttributeError, OSError):
+        pass
+    return fh
 
 
 def build_torrent(
