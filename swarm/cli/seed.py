@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 
 from swarm.errors import BadInput, MetainfoError
 
-from .common import add_discovery_options, add_network_options, add_output_options, load_torrent
+from .common import (
+    add_discovery_options,
+    add_network_options,
+    add_output_options,
+    listening_fields,
+    load_torrent,
+    peer_ports,
+)
 from .get import drive, install_stop_signals, run_engine
 
 if TYPE_CHECKING:
@@ -57,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
         meta = load_torrent(args.torrent)
         if meta.name != path.name:
             raise MetainfoError(f"{args.torrent}: the torrent is for {meta.name!r}, not {path.name!r}")
-    for port in (args.port, args.tracker_port):
-        if not 0 <= port < 65536:
-            raise BadInput(f"port {port}: not a port number")
+    peer_ports(args)  # a bad --port is exit 2 before anything is created
+    if not 0 <= args.tracker_port < 65536:
+        raise BadInput(f"--tracker-port {args.tracker_port}: not a port number")
     return run_engine(lambda: _seed(args, path, meta))
 
 
@@ -97,7 +104,7 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
             torrent_path = await _save_torrent(meta.name, result.data)
         from .common import discovery_options  # discovery hook
 
-        session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
+        session = Session(args.host, **peer_ports(args), **discovery_options(args))  # type: ignore[arg-type]
         await session.start()
         handle = await session.add_torrent(meta, path.parent, seed_only=True)
         status = handle.status()
@@ -106,7 +113,7 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
             status, torrent=str(torrent_path), path=str(path),
             magnet=meta.magnet_uri(peers=[peer_addr]),
         )
-        reporter.event("listening", host=args.host, port=session.port or 0)
+        reporter.event("listening", **listening_fields(args, session))
         if status.state != "seeding":
             reporter.event(
                 "error",

@@ -69,6 +69,8 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
     LISTENING: (
         _f("host", STRING, "address the peer listener is bound to"),
         _f("port", INTEGER, "port actually bound (meaningful with --port 0)"),
+        _f("requested_port", INTEGER, "the default port asked for, when it was taken and another was bound",
+           required=False),
     ),
     METADATA: (
         _f("name", STRING, "torrent name from the info dictionary"),
