@@ -216,9 +216,10 @@ class Session:
         loop = asyncio.get_running_loop()
         self.executor = _make_executor()
         candidates = [self.requested_port, *self.fallback_ports]
+        server: asyncio.Server | None = None
         for n, port in enumerate(candidates):
             try:
-                self._server = await loop.create_server(
+                server = await loop.create_server(
                     lambda: PeerConnection(self), self.host, port, reuse_address=True, backlog=128
                 )
                 break
@@ -226,8 +227,9 @@ class Session:
                 if exc.errno != errno.EADDRINUSE or n == len(candidates) - 1:
                     raise SwarmError(f"cannot listen on {self.host}:{port}: {exc.strerror or exc}") from exc
                 log.info("port %d is taken; trying the next", port)
-        assert self._server is not None
-        sock = self._server.sockets[0]
+        assert server is not None
+        self._server = server
+        sock = server.sockets[0]
         self.port = int(sock.getsockname()[1])
         log.info("listening on %s:%d", self.host, self.port)
         self._janitor = asyncio.get_running_loop().create_task(self._close_stale_handshakes())
