@@ -131,13 +131,12 @@ class Api:
 
     # -- handlers ------------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.Response:
-        from .page import PAGE
+        from .page import CSP, PAGE
 
         return web.Response(
             text=PAGE, content_type="text/html",
             headers={
-                "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
-                "style-src 'unsafe-inline'; frame-ancestors 'none'",
+                "Content-Security-Policy": CSP,
                 "X-Frame-Options": "DENY",
                 "Referrer-Policy": "no-referrer",
             },
