@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import aiohttp
-from daemon_procs import daemon, poll_torrent, start_daemon
 
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
+from tests.helpers.daemon import daemon, poll_torrent, start_daemon
 from tests.helpers.procs import spawn_swarm
 
 QUIET = ("--host", "127.0.0.1", "--port", "0", "--no-dht", "--no-lsd")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import aiohttp
 from conftest import require_tool
-from daemon_procs import daemon, poll_torrent
 
 from swarm.daemon.page import SCRIPT
+from tests.helpers.daemon import daemon, poll_torrent
 
 DRIVER = Path(__file__).with_name("page_driver.js")
 

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import aiohttp
-from daemon_procs import LOCAL, daemon, poll_torrent
 
+from tests.helpers.daemon import LOCAL, daemon, poll_torrent
 from tests.helpers.procs import ENV, SWARM
 
 

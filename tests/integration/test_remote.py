@@ -9,10 +9,9 @@ import os
 import socket
 from pathlib import Path
 
-from daemon_procs import daemon
-
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
+from tests.helpers.daemon import daemon
 from tests.helpers.procs import ENV, SWARM
 
 
