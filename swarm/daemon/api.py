@@ -128,6 +128,9 @@ class Api:
             return error(403, str(exc))
         except SwarmError as exc:
             return error(400, str(exc))
+        except OSError as exc:  # the daemon's own disk (state files): not the client's fault
+            log.error("%s %s: %s", request.method, request.path, exc)
+            return error(500, f"the daemon cannot write its state: {exc.strerror or exc}")
 
     # -- handlers ------------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.Response:

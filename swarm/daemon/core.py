@@ -226,18 +226,18 @@ class Daemon:
     def confine(self, path_text: str) -> Path:
         """``path_text`` (relative to DIR) resolved through every symlink; Forbidden outside
         DIR and the --share directories, BadInput if it does not exist."""
-        path = (self.root / path_text).resolve()
+        path = resolve_under(self.root, path_text)
         if not any(path == share or path.is_relative_to(share) for share in self.shares):
             raise Forbidden(f"{path_text}: outside the daemon's directory and its --share directories")
         state = self.store.path.resolve()
         if path == self.root or path == state or path.is_relative_to(state):
             raise Forbidden(f"{path_text}: the daemon's own directory and state cannot be shared")
-        if not path.exists():
+        if not os.path.exists(path):  # False for a name too long, too
             raise BadInput(f"{path_text}: no such file or directory")
         return path
 
     def _download_dir(self, opts: AddOptions) -> str:
-        return str((self.root / opts.dir).resolve()) if opts.dir else str(self.root)
+        return str(resolve_under(self.root, opts.dir)) if opts.dir else str(self.root)
 
     async def _add(self, meta: Metainfo, data: bytes, opts: AddOptions, *, seed_dir: str | None = None) -> str:
         ih = meta.info_hash.hex()
@@ -354,6 +354,15 @@ class Daemon:
     async def _save(self) -> None:
         entries = [m.entry for m in self.torrents.values()]
         await asyncio.to_thread(self.store.save, entries)
+
+
+def resolve_under(root: Path, text: str) -> Path:
+    """``text`` (absolute, or relative to ``root``) with every symlink resolved; BadInput if it
+    cannot be a path (a NUL byte, too long, a symlink loop)."""
+    try:
+        return (root / text).resolve()
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise BadInput(f"{text!r}: not a usable path: {exc}") from None
 
 
 def delete_files(root: Path, meta: Metainfo) -> None:

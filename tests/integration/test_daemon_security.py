@@ -102,6 +102,11 @@ async def test_seed_paths_are_confined(tmp_path: Path) -> None:
         for path in refused:
             async with http.post(f"{d.url}/api/torrents", json={"seed": path}) as r:
                 assert r.status == 403, (path, await r.text())
+        for path in ("f\x00.bin", "x" * 5000):
+            async with http.post(f"{d.url}/api/torrents", json={"seed": path}) as r:
+                assert r.status in (400, 403), (path, await r.text())
+        async with http.post(f"{d.url}/api/torrents", json={"magnet": "magnet:?xt=urn:btih:" + "c" * 40, "dir": "a\x00b"}) as r:
+            assert r.status == 400
         async with http.post(f"{d.url}/api/torrents", json={"seed": str(share / "f.bin")}) as r:
             assert r.status == 201, await r.text()
             ih = (await r.json())["info_hash"]
