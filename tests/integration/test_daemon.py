@@ -188,3 +188,35 @@ async def test_watch_folder(tmp_path: Path) -> None:
         await poll_torrent(http, d.url, ih, "seeding")  # its data is in DIR already
         assert (watch / "notes.txt").exists() and not (watch / "w.bin.torrent").exists()
     assert "junk.torrent" in await d.stderr()
+
+
+async def test_kill_9_keeps_a_partial_download_verified(tmp_path: Path) -> None:
+    """Half the pieces on disk, no peers: after kill -9 and a restart the torrent is back,
+    still downloading, with exactly those pieces verified."""
+    root = tmp_path / "d"
+    (root / "got").mkdir(parents=True)
+    payload = os.urandom(8 * 16384)
+    (tmp_path / "m.bin").write_bytes(payload)
+    torrent = create_torrent(tmp_path / "m.bin", piece_length=16384)
+    (root / "got" / "m.bin").write_bytes(payload[: 4 * 16384] + bytes(4 * 16384))
+    d = await start_daemon(root)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{d.url}/api/torrents?dir=got", data=torrent, headers={"Content-Type": "application/x-bittorrent"}
+            ) as r:
+                ih = (await r.json())["info_hash"]
+            assert (await poll_torrent(http, d.url, ih, "downloading"))["verified"] in (0, 4 * 16384)
+        await d.kill9()
+        d = await start_daemon(root)
+        async with aiohttp.ClientSession() as http:
+            obj = await poll_torrent(http, d.url, ih, "downloading")
+            deadline = time.monotonic() + 20
+            while obj["verified"] != 4 * 16384:
+                assert time.monotonic() < deadline, obj
+                await asyncio.sleep(0.1)
+                obj = await poll_torrent(http, d.url, ih, "downloading")
+            assert obj["progress"] == 0.5 and obj["dir"] == str((root / "got").resolve())
+    finally:
+        if d.proc.returncode is None:
+            await d.stop()
