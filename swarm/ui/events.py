@@ -52,7 +52,11 @@ def _f(name: str, types: str, doc: str, *, required: bool = True, choices: tuple
 COMMON: tuple[FieldSpec, ...] = (
     _f("event", STRING, "the event kind (a heading below)"),
     _f("time", NUMBER, "unix time in seconds (float) when the event was written"),
-    _f("info_hash", "string|null", "40 lowercase hex digits; null only before the torrent is known"),
+    _f(
+        "info_hash", "string|null",
+        "40 lowercase hex digits; null before the torrent is known and on events about no single "
+        "torrent (`listening` of `seed A B C`, the daemon's `listening` and `api`)",
+    ),
 )
 
 EVENTS: dict[str, tuple[FieldSpec, ...]] = {
