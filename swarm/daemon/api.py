@@ -72,6 +72,7 @@ class Api:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.guard], client_max_size=MAX_BODY)
         app.router.add_get("/", self.page)
+        app.router.add_get("/favicon.ico", self.no_icon)
         app.router.add_get("/api/session", self.session_info)
         app.router.add_get("/api/torrents", self.list)
         app.router.add_post("/api/torrents", self.add)
@@ -144,6 +145,10 @@ class Api:
                 "Referrer-Policy": "no-referrer",
             },
         )
+
+    async def no_icon(self, request: web.Request) -> web.Response:
+        """Browsers ask for it on every page: answered, so their consoles stay clean."""
+        return web.Response(status=204)
 
     async def session_info(self, request: web.Request) -> web.Response:
         d = self.daemon
