@@ -110,13 +110,14 @@ class Managed:
         """The API's torrent object."""
         s = self.status()
         size = s.total_size if s is not None else (self.meta.total_length if self.meta else 0)
+        verified = s.verified if s is not None else min(self.entry.verified, size)
         obj: dict[str, object] = {
             "info_hash": self.entry.info_hash,
             "name": (s.name if s is not None else None) or self.entry.name or self.entry.info_hash,
             "state": self.state,
-            "progress": round(fraction_done(s), 6) if s is not None else 0.0,
+            "progress": round(fraction_done(s), 6) if s is not None else round(verified / size, 6) if size else 0.0,
             "size": size,
-            "verified": s.verified if s is not None else 0,
+            "verified": verified,
             "downloaded": s.downloaded if s is not None else 0,
             "uploaded": s.uploaded if s is not None else 0,
             "down_rate": int(s.down_rate) if s is not None and self.handle is not None else 0,
@@ -182,6 +183,8 @@ class Daemon:
             self._ticker.cancel()
         for m in self.torrents.values():
             await self._stop(m)
+        with contextlib.suppress(OSError):
+            await self._save()  # the verified figures, for the list after a restart
 
     async def _tick_loop(self) -> None:
         while True:
@@ -262,12 +265,12 @@ class Daemon:
 
     async def pause(self, ih: str) -> None:
         m = self.get(ih)
-        async with self._lock:
+        async with self._lock:  # held through the stop: a resume cannot interleave with it
             if m.entry.paused:
                 return
             m.entry.paused = True
+            await self._stop(m)
             await self._save()
-        await self._stop(m)
         m.reporter.emit("paused", {})
 
     async def resume(self, ih: str) -> None:
@@ -276,19 +279,19 @@ class Daemon:
             if not m.entry.paused and m.error is None:
                 return
             m.entry.paused = False
+            await self._stop(m)  # an errored torrent starts over
+            m.error = None
             await self._save()
-        await self._stop(m)  # an errored torrent starts over
-        m.error = None
+            self._launch(m)
         m.reporter.emit("resumed", {})
-        self._launch(m)
 
     async def remove(self, ih: str, *, delete_data: bool = False) -> None:
         m = self.get(ih)
         async with self._lock:
             self.torrents.pop(m.entry.info_hash, None)
+            await self._stop(m)
             await self._save()
             await asyncio.to_thread(self.store.remove_torrent, m.entry.info_hash)
-        await self._stop(m)
         m.reporter.emit("removed", {"delete_data": delete_data})
         if delete_data and m.meta is not None:
             await asyncio.to_thread(delete_files, Path(m.entry.dir), m.meta)
@@ -347,6 +350,7 @@ class Daemon:
         handle, m.handle = m.handle, None
         if handle is not None:
             m.last = handle.status()
+            m.entry.verified = m.last.verified  # what a paused torrent shows after a restart
             with contextlib.suppress(Exception):
                 await handle.flush()
             await self.session.remove_torrent(handle)

@@ -42,6 +42,7 @@ class Entry:
     paused: bool = False
     seed: bool = False  # a shared local path: served, never written
     magnet: str | None = None  # until its metadata is known
+    verified: int = 0  # wanted bytes verified when it last stopped (shown while paused)
     added_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -59,6 +60,10 @@ class Entry:
             isinstance(entry.files, list) and all(isinstance(g, str) for g in entry.files)
         ):
             raise ValueError("files is not a list of strings")
+        if not isinstance(entry.verified, int) or entry.verified < 0:
+            entry.verified = 0
+        if not isinstance(entry.name, str):
+            entry.name = ""
         return entry
 
 

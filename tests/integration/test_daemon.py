@@ -158,6 +158,7 @@ async def test_kill_9_and_restart_brings_every_torrent_back(tmp_path: Path) -> N
                 listed = {t["info_hash"]: t for t in await r.json()}
             assert set(listed) == set(ihs.values())
             assert listed[ihs["b.bin"]]["state"] == "paused"
+            assert listed[ihs["b.bin"]]["progress"] == 1.0  # what it had verified when paused
             assert listed[ihs["c.bin"]]["files"] == ["*.bin"]
             for name in ("a.bin", "c.bin"):
                 obj = await poll_torrent(http, d.url, ihs[name], "seeding")
