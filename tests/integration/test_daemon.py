@@ -181,6 +181,7 @@ async def test_watch_folder(tmp_path: Path) -> None:
         (watch / "w.bin.torrent").write_bytes(good)
         (watch / "junk.torrent").write_bytes(b"d4:infoi3ee")
         (watch / "notes.txt").write_bytes(b"left alone")
+        (watch / "link.torrent").symlink_to(watch / "w.bin.torrent")  # not followed: left alone
         deadline = time.monotonic() + 20
         while not ((watch / "w.bin.torrent.added").exists() and (watch / "junk.torrent.invalid").exists()):
             assert time.monotonic() < deadline, sorted(p.name for p in watch.iterdir())
@@ -188,6 +189,7 @@ async def test_watch_folder(tmp_path: Path) -> None:
         ih = parse_metainfo(good).info_hash.hex()
         await poll_torrent(http, d.url, ih, "seeding")  # its data is in DIR already
         assert (watch / "notes.txt").exists() and not (watch / "w.bin.torrent").exists()
+        assert (watch / "link.torrent").is_symlink()
     assert "junk.torrent" in await d.stderr()
 
 
