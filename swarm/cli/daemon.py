@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--watch", metavar="DIR", help="add every *.torrent that appears in DIR (renamed .added or .invalid)")
     p.add_argument(
         "--share", action="append", default=[], metavar="DIR",
-        help="a directory whose files the API may seed (repeatable; DIR is always allowed)",
+        help="a directory the API may seed files from and download into (repeatable; DIR always may)",
     )
     p.add_argument("--api", metavar="ADDR:PORT", default=DEFAULT_API, help=f"HTTP API address (default {DEFAULT_API}; port 0 = free)")
     p.add_argument("--token", metavar="TOKEN", help="require Authorization: Bearer TOKEN (needed off loopback)")

@@ -229,18 +229,27 @@ class Daemon:
     def confine(self, path_text: str) -> Path:
         """``path_text`` (relative to DIR) resolved through every symlink; Forbidden outside
         DIR and the --share directories, BadInput if it does not exist."""
-        path = resolve_under(self.root, path_text)
-        if not any(path == share or path.is_relative_to(share) for share in self.shares):
-            raise Forbidden(f"{path_text}: outside the daemon's directory and its --share directories")
-        state = self.store.path.resolve()
-        if path == self.root or path == state or path.is_relative_to(state):
-            raise Forbidden(f"{path_text}: the daemon's own directory and state cannot be shared")
+        path = self._inside(path_text, "shared")
+        if path == self.root:
+            raise Forbidden(f"{path_text}: the daemon's whole directory cannot be shared")
         if not os.path.exists(path):  # False for a name too long, too
             raise BadInput(f"{path_text}: no such file or directory")
         return path
 
+    def _inside(self, path_text: str, what: str) -> Path:
+        """``path_text`` resolved; Forbidden unless inside DIR or a --share directory, and
+        outside the daemon's state: whoever can reach the API cannot make the daemon read or
+        write anywhere else (another user's torrent aimed at ~/.bashrc, say)."""
+        path = resolve_under(self.root, path_text)
+        if not any(path == share or path.is_relative_to(share) for share in self.shares):
+            raise Forbidden(f"{path_text}: outside the daemon's directory and its --share directories")
+        state = self.store.path.resolve()
+        if path == state or path.is_relative_to(state):
+            raise Forbidden(f"{path_text}: the daemon's state cannot be {what}")
+        return path
+
     def _download_dir(self, opts: AddOptions) -> str:
-        return str(resolve_under(self.root, opts.dir)) if opts.dir else str(self.root)
+        return str(self._inside(opts.dir, "written")) if opts.dir else str(self.root)
 
     async def _add(self, meta: Metainfo, data: bytes, opts: AddOptions, *, seed_dir: str | None = None) -> str:
         ih = meta.info_hash.hex()

@@ -107,6 +107,10 @@ async def test_seed_paths_are_confined(tmp_path: Path) -> None:
                 assert r.status in (400, 403), (path, await r.text())
         async with http.post(f"{d.url}/api/torrents", json={"magnet": "magnet:?xt=urn:btih:" + "c" * 40, "dir": "a\x00b"}) as r:
             assert r.status == 400
+        magnet = "magnet:?xt=urn:btih:" + "d" * 40
+        for target in (str(outside), "../outside", "dir-out", str(Path.home()), ".swarm-daemon"):
+            async with http.post(f"{d.url}/api/torrents", json={"magnet": magnet, "dir": target}) as r:
+                assert r.status == 403, (target, await r.text())  # downloads stay in DIR and --share
         async with http.post(f"{d.url}/api/torrents", json={"seed": str(share / "f.bin")}) as r:
             assert r.status == 201, await r.text()
             ih = (await r.json())["info_hash"]
