@@ -65,9 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.path]
+    seen: dict[Path, str] = {}
     for path, text in zip(paths, args.path, strict=True):
         if not path.exists():
             raise BadInput(f"{text}: no such file or directory")
+        if path.resolve() in seen:
+            raise BadInput(f"{text}: given twice (as {seen[path.resolve()]})")
+        seen[path.resolve()] = text
     meta = None
     if args.torrent:
         if len(paths) > 1:

@@ -108,3 +108,14 @@ def test_torrent_option_needs_a_single_path(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=30, env=ENV,
     )
     assert r.returncode == 2 and "--torrent" in r.stderr
+
+
+def test_the_same_path_twice_is_bad_usage(tmp_path: Path) -> None:
+    _files(tmp_path)
+    src = tmp_path / "src"
+    r = subprocess.run(
+        [*SWARM, "seed", str(src / "a.bin"), str(src / "dir" / ".." / "a.bin"), *QUIET],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, env=ENV,
+    )
+    assert r.returncode == 2 and "twice" in r.stderr
+    assert not (tmp_path / "a.bin.torrent").exists()  # refused before anything was written
