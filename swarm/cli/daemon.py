@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swarm.errors import BadInput
 
@@ -22,6 +24,10 @@ from .common import (
     peer_ports,
 )
 from .get import install_stop_signals, run_engine
+
+if TYPE_CHECKING:
+    from swarm.daemon.core import Daemon
+    from swarm.ui.multi import MultiReporter
 
 DEFAULT_API = "127.0.0.1:9091"
 
@@ -90,7 +96,9 @@ async def _daemon(args: argparse.Namespace, root: Path, api_host: str, api_port:
     from swarm.daemon.state import StateStore
     from swarm.daemon.watch import WatchFolder
     from swarm.session import Session
+    from swarm.ui import choose_mode
     from swarm.ui.jsonl import JsonReporter
+    from swarm.ui.multi import MultiReporter
 
     from .common import discovery_options
 
@@ -105,6 +113,7 @@ async def _daemon(args: argparse.Namespace, root: Path, api_host: str, api_port:
     daemon = Daemon(session, root, store, hub, shares=[Path(s) for s in args.share])
     runner: web.AppRunner | None = None
     watcher: asyncio.Task[None] | None = None
+    table: MultiReporter | None = None
     try:
         await daemon.start()
         api = Api(daemon, bound_host=api_host, token=args.token)
@@ -130,8 +139,14 @@ async def _daemon(args: argparse.Namespace, root: Path, api_host: str, api_port:
             print(f"peers on {args.host}:{session.port}{taken}; API and web page on {url}", flush=True)
         if args.watch:
             watcher = asyncio.get_running_loop().create_task(WatchFolder(daemon, Path(args.watch)).run())
-        await stop.wait()
+        if choose_mode(args.json, args.quiet, sys.stdout.isatty()) == "live":
+            table = MultiReporter("live")
+            await _show_table(daemon, table, stop)
+        else:
+            await stop.wait()
     finally:
+        if table is not None:
+            table.close([])
         if watcher is not None:
             watcher.cancel()
         hub.close()
@@ -140,4 +155,12 @@ async def _daemon(args: argparse.Namespace, root: Path, api_host: str, api_port:
         await daemon.close()
         await session.close()
     return 0
+
+
+async def _show_table(daemon: Daemon, table: MultiReporter, stop: asyncio.Event) -> None:
+    """On a terminal: the torrents as one live table (a row each, totals) until ``stop``."""
+    while not stop.is_set():
+        table.update([s for m in daemon.torrents.values() if (s := m.status()) is not None], complete=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
 

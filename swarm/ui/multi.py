@@ -114,7 +114,11 @@ class MultiReporter:
         rep = self.reporters.get(info_hash or "") or self._single()
         rep.event(kind, **fields)
 
-    def update(self, statuses: list[TorrentStatus]) -> None:
+    def update(self, statuses: list[TorrentStatus], *, complete: bool = False) -> None:
+        """Fresh snapshots; ``complete``: these are all the torrents now (the daemon's
+        table drops removed ones)."""
+        if complete:
+            self.statuses = {}
         for s in statuses:
             self.statuses[s.info_hash] = s
             rep = self.reporters.get(s.info_hash)
