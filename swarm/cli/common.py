@@ -48,7 +48,12 @@ def peer_ports(args: argparse.Namespace) -> dict[str, object]:
     override = os.environ.get("SWARM_PEER_PORTS")
     if override:
         first, _, last = override.partition("-")
-        ports = range(int(first), int(last or first) + 1)
+        try:
+            ports = range(int(first), int(last or first) + 1)
+        except ValueError:
+            ports = range(0)
+        if not ports or not 0 < ports[0] <= ports[-1] < 65536:
+            raise BadInput(f"SWARM_PEER_PORTS={override}: expected FIRST-LAST, e.g. 6881-6889")
     return {"port": ports[0], "fallback_ports": [*ports[1:], 0]}
 
 

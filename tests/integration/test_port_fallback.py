@@ -91,3 +91,12 @@ def _seed(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], i
             return proc, int(events[-1]["port"]), events  # type: ignore[call-overload]
     proc.kill()
     raise AssertionError(f"seed never listened: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def test_bad_port_range_override_is_bad_usage(tmp_path: Path) -> None:
+    for value in ("abc", "7000-6000", "0-5"):
+        r = subprocess.run(
+            [*SWARM, "seed", str(_payload(tmp_path)), *QUIET],
+            cwd=tmp_path, capture_output=True, text=True, timeout=30, env={**ENV, "SWARM_PEER_PORTS": value},
+        )
+        assert r.returncode == 2 and "SWARM_PEER_PORTS" in r.stderr and "Traceback" not in r.stderr, value
