@@ -3,7 +3,7 @@
 # the reference peers from Debian's packages, then a venv with swarm installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PACKAGES="aria2 opentracker mktorrent redis-server wrk transmission-cli tmux iproute2"
+APT_PACKAGES="aria2 opentracker mktorrent redis-server wrk transmission-cli tmux iproute2 chromium nodejs"
 missing=""
 for pkg in $APT_PACKAGES; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -172,8 +173,11 @@ class Session:
         enable_lsd: bool = False,
         dht_bootstrap: Iterable[tuple[str, int]] | None = None,
         max_peers_per_ip: int = DEFAULT_PEERS_PER_IP,
+        fallback_ports: Iterable[int] = (),
     ) -> None:
         self.host = host
+        #: tried in order when ``port`` is taken (the CLI's 6882-6889, then 0 = any free)
+        self.fallback_ports = list(fallback_ports)
         #: incoming connections per remote IP and torrent (<= 0: no cap); several
         #: clients on one machine or behind one NAT fit under the default
         self.max_peers_per_ip = max_peers_per_ip
@@ -211,17 +215,21 @@ class Session:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.executor = _make_executor()
-        try:
-            self._server = await loop.create_server(
-                lambda: PeerConnection(self),
-                self.host,
-                self.requested_port,
-                reuse_address=True,
-                backlog=128,
-            )
-        except OSError as exc:
-            raise SwarmError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror or exc}") from exc
-        sock = self._server.sockets[0]
+        candidates = [self.requested_port, *self.fallback_ports]
+        server: asyncio.Server | None = None
+        for n, port in enumerate(candidates):
+            try:
+                server = await loop.create_server(
+                    lambda: PeerConnection(self), self.host, port, reuse_address=True, backlog=128
+                )
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or n == len(candidates) - 1:
+                    raise SwarmError(f"cannot listen on {self.host}:{port}: {exc.strerror or exc}") from exc
+                log.info("port %d is taken; trying the next", port)
+        assert server is not None
+        self._server = server
+        sock = server.sockets[0]
         self.port = int(sock.getsockname()[1])
         log.info("listening on %s:%d", self.host, self.port)
         self._janitor = asyncio.get_running_loop().create_task(self._close_stale_handshakes())

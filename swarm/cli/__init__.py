@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from swarm import __version__
 from swarm.errors import BadInput, SwarmError
 
-from . import check, create, get, info, seed, tracker
+from . import check, create, daemon, get, info, remote, seed, tracker
 
-COMMANDS = (create, info, seed, get, check, tracker)
+COMMANDS = (create, info, seed, get, check, tracker, daemon, remote)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

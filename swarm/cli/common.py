@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from swarm.core.metainfo import Metainfo, parse_metainfo
@@ -23,11 +24,45 @@ def add_output_options(p: argparse.ArgumentParser, json: bool = True) -> None:
         )
 
 
-def add_network_options(p: argparse.ArgumentParser, default_port: int = 6881) -> None:
+def add_network_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--port", type=int, default=default_port, help=f"peer port (default {default_port}; 0 = any free port)"
+        "--port", type=int, default=None,
+        help="peer port (default 6881, or the first free of 6882-6889, then any free port; "
+        "0 = any free port; a taken N is an error)",
     )
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default all interfaces)")
+
+
+#: Peer ports tried in order without --port (then any free one). SWARM_PEER_PORTS=FIRST-LAST
+#: replaces them, so tests never depend on 6881 being free.
+DEFAULT_PEER_PORTS = range(6881, 6890)
+
+
+def peer_ports(args: argparse.Namespace) -> dict[str, object]:
+    """Session keyword arguments ``port`` and ``fallback_ports`` from --port (BadInput if out of range)."""
+    if args.port is not None:
+        if not 0 <= args.port < 65536:
+            raise BadInput(f"--port {args.port}: not a port number")
+        return {"port": args.port, "fallback_ports": ()}
+    ports: range = DEFAULT_PEER_PORTS
+    override = os.environ.get("SWARM_PEER_PORTS")
+    if override:
+        first, _, last = override.partition("-")
+        try:
+            ports = range(int(first), int(last or first) + 1)
+        except ValueError:
+            ports = range(0)
+        if not ports or not 0 < ports[0] <= ports[-1] < 65536:
+            raise BadInput(f"SWARM_PEER_PORTS={override}: expected FIRST-LAST, e.g. 6881-6889")
+    return {"port": ports[0], "fallback_ports": [*ports[1:], 0]}
+
+
+def listening_fields(args: argparse.Namespace, session: Any) -> dict[str, object]:
+    """The ``listening`` event: the bound port, and the one asked for when it was taken."""
+    fields: dict[str, object] = {"host": args.host, "port": session.port or 0}
+    if session.requested_port not in (0, session.port):
+        fields["requested_port"] = session.requested_port
+    return fields
 
 
 def add_discovery_options(p: argparse.ArgumentParser) -> None:

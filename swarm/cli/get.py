@@ -24,7 +24,9 @@ from .common import (
     add_network_options,
     add_output_options,
     check_metrics_options,
+    listening_fields,
     load_torrent,
+    peer_ports,
     refuse_v2_only,
     start_metrics,
 )
@@ -254,8 +256,7 @@ def _check_output_dir(path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.http is not None and not 0 <= args.http < 65536:
         raise BadInput(f"--http {args.http}: not a port number")
-    if not 0 <= args.port < 65536:
-        raise BadInput(f"--port {args.port}: not a port number")
+    peer_ports(args)  # a bad --port is exit 2
     check_metrics_options(args)
     peers = parse_peers(args.peer)
     source: str = args.source
@@ -295,7 +296,7 @@ async def _get(
     install_stop_signals(stop, got)
     from .common import discovery_options  # discovery hook
 
-    session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
+    session = Session(args.host, **peer_ports(args), **discovery_options(args))  # type: ignore[arg-type]
     await session.start()
     started = False
     complete = False
@@ -328,7 +329,7 @@ async def _get(
                 "metadata", name=status.name, total_size=handle.metainfo.total_length,
                 num_pieces=status.num_pieces, piece_length=status.piece_length,
             )
-        reporter.event("listening", host=args.host, port=session.port)
+        reporter.event("listening", **listening_fields(args, session))
         await extras.start()
         # --http keeps serving after completion, like --seed
         complete = await drive(handle, reporter, stop, until_complete=not (args.seed or args.http is not None))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,14 +23,18 @@ from .common import (
     add_network_options,
     add_output_options,
     check_metrics_options,
+    listening_fields,
     load_torrent,
+    peer_ports,
     refuse_v2_only,
     start_metrics,
 )
-from .get import drive, install_stop_signals, run_engine
+from .get import UPDATE_EVERY, drive, install_stop_signals, run_engine
 
 if TYPE_CHECKING:
     from swarm.core.metainfo import Metainfo
+    from swarm.session import TorrentHandle
+    from swarm.ui.multi import MultiReporter
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,8 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "<name>.torrent is created in the current directory first.",
         epilog="example: swarm seed ./photos --with-tracker   (then: swarm get photos.torrent)",
     )
-    p.add_argument("path", metavar="PATH", help="file or directory to share")
-    p.add_argument("--torrent", metavar="FILE", help="an existing .torrent for PATH (verified first)")
+    p.add_argument(
+        "path", metavar="PATH", nargs="+",
+        help="file or directory to share (several: one process, one port, one display)",
+    )
+    p.add_argument(
+        "--torrent", metavar="FILE", help="an existing .torrent for PATH (verified first; a single PATH only)"
+    )
     p.add_argument(
         "-t", "--tracker", action="append", default=[], metavar="URL",
         help="tracker announce URL for a new .torrent (repeatable)",
@@ -59,34 +69,43 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.path)
-    if not path.exists():
-        raise BadInput(f"{args.path}: no such file or directory")
+    paths = [Path(p) for p in args.path]
+    seen: dict[Path, str] = {}
+    for path, text in zip(paths, args.path, strict=True):
+        if not path.exists():
+            raise BadInput(f"{text}: no such file or directory")
+        if path.resolve() in seen:
+            raise BadInput(f"{text}: given twice (as {seen[path.resolve()]})")
+        seen[path.resolve()] = text
     meta = None
     if args.torrent:
+        if len(paths) > 1:
+            raise BadInput("--torrent FILE goes with a single PATH")
         meta = load_torrent(args.torrent)
         refuse_v2_only(meta)
-        if meta.name != path.name:
-            raise MetainfoError(f"{args.torrent}: the torrent is for {meta.name!r}, not {path.name!r}")
-    for port in (args.port, args.tracker_port):
-        if not 0 <= port < 65536:
-            raise BadInput(f"port {port}: not a port number")
+        if meta.name != paths[0].name:
+            raise MetainfoError(f"{args.torrent}: the torrent is for {meta.name!r}, not {paths[0].name!r}")
+    peer_ports(args)  # a bad --port is exit 2 before anything is created
+    if not 0 <= args.tracker_port < 65536:
+        raise BadInput(f"--tracker-port {args.tracker_port}: not a port number")
     check_metrics_options(args)
-    return run_engine(lambda: _seed(args, path, meta))
+    return run_engine(lambda: _seed(args, paths, meta))
 
 
-async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) -> int:
+async def _seed(args: argparse.Namespace, paths: list[Path], given: Metainfo | None) -> int:
     from swarm.session import Session
     from swarm.ui import choose_mode, make_reporter
+    from swarm.ui.multi import MultiReporter
 
     mode = choose_mode(args.json, args.quiet, sys.stdout.isatty())
     reporter = make_reporter(mode)
+    many = MultiReporter(mode) if len(paths) > 1 else None
     stop = asyncio.Event()
     got: list[int] = []
     install_stop_signals(stop, got)
     tracker = None
     session: Session | None = None
-    handle = None
+    handles: list[TorrentHandle] = []
     metrics = None
     try:
         trackers = list(args.tracker)
@@ -103,39 +122,53 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
             # libtorrent (prefer_udp_trackers), qBittorrent and Transmission put UDP
             # first within a tier themselves, and swarm's own client shuffles a tier.
             tiers.append(tracker.urls)
-        meta: Metainfo
-        if given is not None:
-            torrent_path: Path | str = Path(args.torrent)
-            meta = given
-        else:
+        shared: list[tuple[Path, Metainfo, Path | str]] = []
+        for path in paths:
+            if given is not None:
+                shared.append((path, given, Path(args.torrent)))
+                continue
             from swarm.create import create_torrent_async
 
             result = await create_torrent_async(
                 path, trackers=trackers, piece_length=args.piece_length, tiers=tiers
             )
-            meta = result.meta
-            torrent_path = await _save_torrent(meta.name, result.data)
+            shared.append((path, result.meta, await _save_torrent(result.meta.name, result.data)))
         from .common import discovery_options  # discovery hook
 
-        session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
+        session = Session(args.host, **peer_ports(args), **discovery_options(args))  # type: ignore[arg-type]
         await session.start()
-        handle = await session.add_torrent(meta, path.parent, seed_only=True)
-        metrics = await start_metrics(args, session, [handle])
-        status = handle.status()
         peer_addr = (session.reachable_host(), session.port or 0)
-        reporter.start(
-            status, torrent=str(torrent_path), path=str(path),
-            magnet=meta.magnet_uri(peers=[peer_addr]), info_hash_v2=meta.info_hash_v2_hex,
-        )
-        reporter.event("listening", host=args.host, port=session.port or 0)
-        if status.state != "seeding":
-            reporter.event(
-                "error",
-                message=f"{path}: only {status.verified} of {status.total_size} bytes match the torrent; "
-                "seeding what is there",
-                fatal=False,
-            )
-        await drive(handle, reporter, stop, until_complete=False)
+        for path, meta, torrent_path in shared:
+            handle = await session.add_torrent(meta, path.parent, seed_only=True)
+            handles.append(handle)
+            fields = {
+                "torrent": str(torrent_path), "path": str(path),
+                "magnet": meta.magnet_uri(peers=[peer_addr]), "info_hash_v2": meta.info_hash_v2_hex,
+            }
+            if many is not None:
+                many.start(handle.status(), **fields)
+            else:
+                reporter.start(handle.status(), **fields)
+        metrics = await start_metrics(args, session, handles)
+        if many is not None:
+            many.event(None, "listening", **listening_fields(args, session))
+        else:
+            reporter.event("listening", **listening_fields(args, session))
+        for handle, (path, _, _) in zip(handles, shared, strict=True):
+            status = handle.status()
+            if status.state != "seeding":
+                message = (
+                    f"{path}: only {status.verified} of {status.total_size} bytes match the torrent; "
+                    "seeding what is there"
+                )
+                if many is not None:
+                    many.event(status.info_hash, "error", message=message, fatal=False)
+                else:
+                    reporter.event("error", message=message, fatal=False)
+        if many is not None:
+            await drive_many(handles, many, stop)
+        else:
+            await drive(handles[0], reporter, stop, until_complete=False)
     finally:
         if metrics is not None:
             await metrics.close()
@@ -143,8 +176,34 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
             await session.close()
         if tracker is not None:
             await tracker.close()
-        reporter.close(handle.status() if handle is not None else None)
+        if many is not None:
+            many.close([h.status() for h in handles])
+        else:
+            reporter.close(handles[0].status() if handles else None)
     return 0
+
+
+async def drive_many(handles: list[TorrentHandle], reporter: MultiReporter, stop: asyncio.Event) -> None:
+    """Feed the reporter every torrent's events and snapshots until ``stop``."""
+
+    async def pump(handle: TorrentHandle) -> None:
+        ih = handle.info_hash.hex()
+        async for kind, fields in handle.events():
+            if kind == "piece" and fields.get("action") == "verified" and reporter.mode != "json":
+                continue  # a line per piece is noise on a terminal or in a log
+            reporter.event(ih, kind, **fields)
+
+    pumps = [asyncio.ensure_future(pump(h)) for h in handles]
+    try:
+        while not stop.is_set():
+            reporter.update([h.status() for h in handles])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), UPDATE_EVERY)
+    finally:
+        await asyncio.sleep(0)  # let queued events reach the reporter
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 async def _save_torrent(name: str, data: bytes) -> Path | str:

@@ -52,8 +52,12 @@ def _f(name: str, types: str, doc: str, *, required: bool = True, choices: tuple
 COMMON: tuple[FieldSpec, ...] = (
     _f("event", STRING, "the event kind (a heading below)"),
     _f("time", NUMBER, "unix time in seconds (float) when the event was written"),
-    _f("info_hash", "string|null", "40 lowercase hex digits (v2-only torrents: the SHA-256 info-hash "
-       "truncated to 20 bytes); null only before the torrent is known"),
+    _f(
+        "info_hash", "string|null",
+        "40 lowercase hex digits (v2-only torrents: the SHA-256 info-hash truncated to 20 bytes); "
+        "null before the torrent is known and on events about no single torrent (`listening` of "
+        "`seed A B C`, the daemon's `listening` and `api`)",
+    ),
 )
 
 EVENTS: dict[str, tuple[FieldSpec, ...]] = {
@@ -72,6 +76,8 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
     LISTENING: (
         _f("host", STRING, "address the peer listener is bound to"),
         _f("port", INTEGER, "port actually bound (meaningful with --port 0)"),
+        _f("requested_port", INTEGER, "the default port asked for, when it was taken and another was bound",
+           required=False),
     ),
     METADATA: (
         _f("name", STRING, "torrent name from the info dictionary"),

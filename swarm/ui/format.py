@@ -349,7 +349,8 @@ def event_text(kind: str, fields: dict[str, object]) -> str:
                 text += f"\n  {key}: {_opt(f, key)}"
         return text
     if kind == "listening":
-        return f"listening on {_opt(f, 'host')}:{_opt(f, 'port')}"
+        taken = f" ({f['requested_port']} was taken)" if f.get("requested_port") else ""
+        return f"listening on {_opt(f, 'host')}:{_opt(f, 'port')}{taken}"
     if kind == "done":
         return (
             f"done: {_opt(f, 'name')}, {human_size(_num(f.get('total_size')))} "

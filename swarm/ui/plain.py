@@ -40,10 +40,13 @@ class PlainReporter(Reporter):
         self._last_line = 0.0
         self._last_state: str | None = None
         self._last_text = ""
+        #: the torrent's name in front of every line when one log carries several (seed A B C)
+        self.label = ""
 
     def _write(self, text: str, now: float | None = None) -> None:
         stamp = clock_text(self.clock() if now is None else now)
-        self.stream.write(f"[{stamp}] {text}\n")
+        label = f"{self.label}: " if self.label else ""
+        self.stream.write(f"[{stamp}] {label}{text}\n")
         self.stream.flush()
 
     def start(self, status: TorrentStatus, **fields: object) -> None:

@@ -73,3 +73,37 @@ def test_swarm_get_under_a_pty(tmp_path: Path) -> None:
     assert "\x1b[2K" in res.raw  # redrawn in place
     assert "payload.bin: complete, 6.0 MiB/6.0 MiB" in text.strip().splitlines()[-1]
     assert (dl / "payload.bin").read_bytes() == data
+
+
+def test_swarm_seed_of_several_paths_under_a_pty(tmp_path: Path) -> None:
+    """`swarm seed A B` on a terminal: one table (a row per torrent and totals), one
+    listening line, a summary per torrent after Ctrl-C."""
+    for name, size in (("one.bin", 40_000), ("two.bin", 9_000)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    res = run_in_pty(
+        [sys.executable, "-m", "swarm", "seed", "one.bin", "two.bin", *LOCAL_NET],
+        cwd=tmp_path, timeout=30, until=lambda raw: "total (2 torrents)" in raw,
+    )
+    text = res.text
+    assert res.returncode == 0 and "Traceback" not in text, text[-2000:]
+    assert re.search(r"one\.bin +seeding +100\.0%", text) and re.search(r"two\.bin +seeding +100\.0%", text)
+    assert text.count("listening on 127.0.0.1:") == 1
+    assert "one.bin: complete" in text and "two.bin: complete" in text
+
+
+def test_swarm_daemon_table_under_a_pty(tmp_path: Path) -> None:
+    """`swarm daemon` on a terminal shows its torrents as one live table (here one added
+    through the watch folder) and exits 0 on Ctrl-C."""
+    from swarm.create import create_torrent
+
+    (tmp_path / "w").mkdir()
+    (tmp_path / "film.bin").write_bytes(b"y" * 50_000)
+    (tmp_path / "w" / "film.torrent").write_bytes(create_torrent(tmp_path / "film.bin", piece_length=16384))
+    res = run_in_pty(
+        [sys.executable, "-m", "swarm", "daemon", "-o", str(tmp_path), "--watch", str(tmp_path / "w"),
+         "--api", "127.0.0.1:0", *LOCAL_NET],
+        cwd=tmp_path, timeout=30, until=lambda raw: re.search(r"film\.bin +seeding", raw) is not None,
+    )
+    text = res.text
+    assert res.returncode == 0 and "Traceback" not in text, text[-2000:]
+    assert "API and web page on http://127.0.0.1:" in text and "total (1 torrents)" in text

@@ -1,0 +1,1 @@
+"""`swarm daemon`: many torrents in one process, driven over an HTTP API (docs/daemon.md)."""
