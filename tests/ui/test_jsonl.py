@@ -254,3 +254,15 @@ def test_piece_lines_are_not_flushed_one_by_one_but_reach_the_stream_with_the_ne
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [o["index"] for o in lines if o["event"] == "piece"] == list(range(500))
     assert lines[-1]["event"] == "done"
+
+
+def test_progress_counts_the_wasted_bytes() -> None:
+    """Issue 17: received bytes that were never requested or arrived twice (endgame) are visible."""
+    buf, clock = io.StringIO(), FakeClock()
+    rep = JsonReporter(stream=buf, clock=clock, interval=1.0)
+    rep.start(status())
+    clock.advance(1.0)
+    rep.update(status(extra={"wasted": 49152}))
+    progress = lines(buf)[-1]
+    assert progress["event"] == "progress" and progress["wasted"] == 49152
+    assert ev.validate(progress) == []
