@@ -444,6 +444,8 @@ class Torrent:
             # two seeds have nothing to say to each other
             if p.have is not None and p.have.all() and self.have.all():
                 p.close("both seeds")
+        # seed rules (rank by what we send, rotate) from now, not at the next 10 s round
+        self.choking.rechoke(time.monotonic())
         self._complete.set()
 
     async def save_resume(self) -> None:
