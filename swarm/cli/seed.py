@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--piece-length", type=int, metavar="BYTES", help="piece length of a new .torrent (power of two)"
     )
+    p.add_argument(
+        "--super-seed", action="store_true",
+        help="BEP 16: show each peer one piece at a time, so each first copy leaves once",
+    )
     add_discovery_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
@@ -99,7 +103,7 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
 
         session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
         await session.start()
-        handle = await session.add_torrent(meta, path.parent, seed_only=True)
+        handle = await session.add_torrent(meta, path.parent, seed_only=True, super_seed=args.super_seed)
         status = handle.status()
         peer_addr = (session.reachable_host(), session.port or 0)
         reporter.start(

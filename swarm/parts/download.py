@@ -159,6 +159,8 @@ class Downloader:
             picker.add_peer(peer, peer.have)
         if peer.have.set(m.index):
             picker.peer_have(peer, m.index)
+        if self.torrent.superseed is not None:
+            self.torrent.uploader.peer_has(peer, (m.index,))
         self.update_interest(peer)
 
     def on_bitfield(self, peer: PeerConnection, m: wire.BitfieldMsg) -> None:
@@ -171,6 +173,8 @@ class Downloader:
             picker.add_peer_have_all(peer)
         else:
             picker.add_peer(peer, bf)
+        if self.torrent.superseed is not None:
+            self.torrent.uploader.peer_has(peer, bf)
         self.update_interest(peer)
 
     def on_have_all(self, peer: PeerConnection, m: Any) -> None:
