@@ -8,7 +8,9 @@ arguments, so Storage keeps the policy and this module the system calls.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import mmap
 import os
 import stat
 import threading
@@ -62,6 +64,74 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
             raise OSError(errno.EIO, "short write")
         data = data[n:]
         offset += n
+
+
+#: O_DIRECT's alignment of the buffer address, file offset and length (a page
+#: covers every logical block size in use)
+DIRECT_ALIGN = 4096
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+def aligned_buffer(size: int) -> memoryview:
+    """A zeroed, page-aligned writable buffer (anonymous mmap): a piece buffer that
+    ``pwrite_direct`` can hand to the disk without a copy into the page cache."""
+    return memoryview(mmap.mmap(-1, size))
+
+
+def _address(data: memoryview) -> int | None:
+    """Where ``data`` starts in memory (None for a read-only buffer)."""
+    if data.readonly:
+        return None
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(data))
+    except (TypeError, ValueError, BufferError):
+        return None
+
+
+class DirectWriter:
+    """Writes the page-aligned part of a piece with O_DIRECT, the rest buffered.
+
+    Why: copying a received piece into the page cache was the leecher's largest
+    single cost (py-spy/perf on 1 GiB over loopback: ``copy_folio_from_iter_atomic``,
+    0.9-1.1 CPU-s per GiB, the fresh page-cache pages being slow to fault in on
+    a VM); O_DIRECT hands the buffer to the disk (0.05 CPU-s per GiB) and leaves
+    the page cache to data that is read. The descriptor is a reopening of the
+    already safely opened one (``/proc/self/fd``), per write, so no path is
+    resolved again and no descriptor is cached. Where O_DIRECT is refused
+    (tmpfs, other systems) it turns itself off and every write is buffered.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = bool(_O_DIRECT) and os.path.isdir("/proc/self/fd")
+
+    def write(self, fd: int, data: memoryview, offset: int) -> None:
+        size = len(data) & ~(DIRECT_ALIGN - 1)
+        if self.enabled and size and offset % DIRECT_ALIGN == 0:
+            addr = _address(data)
+            if addr is not None and addr % DIRECT_ALIGN == 0 and self._write_direct(fd, data[:size], offset):
+                data = data[size:]
+                offset += size
+        if data:
+            pwrite_all(fd, data, offset)
+
+    def _write_direct(self, fd: int, data: memoryview, offset: int) -> bool:
+        try:
+            dfd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CLOEXEC | _O_DIRECT)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOENT, errno.EACCES):
+                self.enabled = False  # not on this file system: buffered from now on
+                return False
+            raise
+        try:
+            pwrite_all(dfd, data, offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self.enabled = False
+            return False
+        finally:
+            os.close(dfd)
+        return True
 
 
 def pread_into(fd: int, buf: memoryview, offset: int) -> int:

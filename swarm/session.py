@@ -301,6 +301,7 @@ class Session:
         save_path: str | Path = ".",
         *,
         seed_only: bool = False,
+        super_seed: bool = False,
         files: Iterable[str] | None = None,
         peers: Iterable[tuple[str, int]] = (),
     ) -> TorrentHandle:
@@ -309,6 +310,7 @@ class Session:
         ``seed_only``: serve what is on disk, never download; nothing is written
         under ``save_path`` (it may be read-only) and resume data goes to
         ``state_dir`` if the session has one (else the data is rechecked at start).
+        ``super_seed`` (with ``seed_only``): BEP 16, each peer is shown one piece at a time.
         """
         if self.port is None:
             raise SwarmError("session not started")
@@ -328,7 +330,7 @@ class Session:
             raise StorageError(f"{save}: output directory does not exist")
         if not seed_only and not os.access(save, os.W_OK | os.X_OK):
             raise StorageError(f"{save}: output directory is not writable")
-        torrent = Torrent(self, meta, save, seed_only=seed_only, files=files)
+        torrent = Torrent(self, meta, save, seed_only=seed_only, super_seed=super_seed, files=files)
         self.torrents[meta.info_hash] = torrent
         try:
             await torrent.start(peers)

@@ -56,13 +56,13 @@ from swarm.core.layout import (
 from swarm.core.metainfo import Metainfo
 from swarm.core.metainfo_v2 import PieceChecks
 from swarm.diskio import FILE_FLAGS as _FILE_FLAGS
+from swarm.diskio import DirectWriter as _DirectWriter
 from swarm.diskio import FdCache as _FdCache
 from swarm.diskio import check_components as _check_components
 from swarm.diskio import hash_pieces, walk_dirs
 from swarm.diskio import make_executor as make_executor  # re-exported: the session's pool
 from swarm.diskio import oserror as _oserror
 from swarm.diskio import pread_into as _pread_into
-from swarm.diskio import pwrite_all as _pwrite_all
 from swarm.diskio import retrieve as _retrieve
 from swarm.errors import ProtocolError, StorageError
 
@@ -113,6 +113,7 @@ class Storage:
         self._root_real = ""
         self._writable = False
         self._fds = _FdCache(self._open_file, max_open_files)
+        self._direct = _DirectWriter()  # piece writes bypass the page cache where they can
         self._sized: set[int] = set()  # files already extended to full length
         self._fresh: set[int] = set()  # files this process created and has not written yet
         self._dirty: set[int] = set()  # files written since the last fsync
@@ -324,7 +325,7 @@ class Storage:
                 if fd is None:
                     raise StorageError(f"cannot write to {self._display(i)}: file vanished")
                 try:
-                    _pwrite_all(fd, mv[pos : pos + seg.length], seg.file_offset)
+                    self._direct.write(fd, mv[pos : pos + seg.length], seg.file_offset)
                 except OSError as exc:
                     raise _oserror(exc, self._display(i), "write to") from None
                 finally:

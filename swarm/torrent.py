@@ -34,6 +34,7 @@ from swarm.core import wire
 from swarm.core.bitfield import Bitfield
 from swarm.core.metainfo import Metainfo
 from swarm.core.picker import PiecePicker
+from swarm.core.superseed import SuperSeeder
 from swarm.discovery import PexManager
 from swarm.errors import StorageError, SwarmError
 from swarm.parts.announce import TrackerLink
@@ -70,6 +71,7 @@ class Torrent:
         save_path: Path,
         *,
         seed_only: bool = False,
+        super_seed: bool = False,
         files: Iterable[str] | None = None,
         storage_factory: Callable[..., Any] | None = None,
     ) -> None:
@@ -78,6 +80,8 @@ class Torrent:
         self.info_hash = meta.info_hash
         self.save_path = Path(save_path)
         self.seed_only = seed_only
+        # BEP 16 (a seed_only torrent only): reveal one piece at a time per peer
+        self.superseed = SuperSeeder(meta.num_pieces) if super_seed and seed_only else None
         self.file_globs = list(files) if files else None
         self.state = "checking"
         self.error: str | None = None
@@ -326,6 +330,8 @@ class Torrent:
         if not self.pool.remove(peer):
             return
         self.pex.peer_closed(peer)
+        if self.superseed is not None:
+            self.superseed.remove_peer(peer)
         if self.picker is not None:
             self.picker.remove_peer(peer)
         self.downloader.peer_left(peer)
@@ -444,6 +450,8 @@ class Torrent:
             # two seeds have nothing to say to each other
             if p.have is not None and p.have.all() and self.have.all():
                 p.close("both seeds")
+        # seed rules (rank by what we send, rotate) from now, not at the next 10 s round
+        self.choking.rechoke(time.monotonic())
         self._complete.set()
 
     async def save_resume(self) -> None:

@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--piece-length", type=int, metavar="BYTES", help="piece length of a new .torrent (power of two)"
     )
+    p.add_argument(
+        "--super-seed", action="store_true",
+        help="BEP 16: show each peer one piece at a time, so each first copy leaves once",
+    )
     add_discovery_options(p)
     add_metrics_options(p)
     add_output_options(p)
@@ -139,7 +143,9 @@ async def _seed(args: argparse.Namespace, paths: list[Path], given: Metainfo | N
         await session.start()
         peer_addr = (session.reachable_host(), session.port or 0)
         for path, meta, torrent_path in shared:
-            handle = await session.add_torrent(meta, path.parent, seed_only=True)
+            handle = await session.add_torrent(
+                meta, path.parent, seed_only=True, super_seed=args.super_seed
+            )
             handles.append(handle)
             fields = {
                 "torrent": str(torrent_path), "path": str(path),

@@ -19,7 +19,9 @@ the engine's ``RateMeter``s):
   three times as likely, so newcomers get a first piece to trade with;
 * seeding: ranked by what we send them (``up_rate``, libtorrent's
   "fastest upload" seed choker) so the fastest downloaders are served and
-  spread the data on; the optimistic slot still lets every peer in over time.
+  spread the data on, rotated (libtorrent's round robin): a peer that has
+  held a regular slot for ``SEED_ROTATION`` goes behind the interested peers
+  waiting for one; the optimistic slot lets every peer in over time too.
 
 Ties are broken in favour of peers already unchoked (fewer choke flips), then
 at random.
@@ -33,6 +35,10 @@ from dataclasses import dataclass
 
 NEWCOMER_AGE = 60.0
 NEWCOMER_WEIGHT = 3
+#: Seeding: a peer that has held a regular slot this long gives it up to a
+#: waiting interested peer at the next rechoke (libtorrent's round-robin seed
+#: choker rotates by the amount served; three rechoke rounds here).
+SEED_ROTATION = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,7 @@ class Choker:
         *,
         rechoke_interval: float = 10.0,
         optimistic_interval: float = 30.0,
+        seed_rotation: float = SEED_ROTATION,
         rng: random.Random | None = None,
     ) -> None:
         if slots < 0:
@@ -66,6 +73,8 @@ class Choker:
         self.optimistic: Hashable | None = None
         self._optimistic_until = 0.0
         self._regular: set[Hashable] = set()
+        self.seed_rotation = seed_rotation
+        self._since: dict[Hashable, float] = {}  # regular slot held without a break since
 
     def due(self, now: float) -> bool:
         return now >= self.next_at
@@ -83,9 +92,17 @@ class Choker:
         def rate(p: PeerInfo) -> float:
             return p.up_rate if seeding else p.down_rate
 
+        since = self._since
+        # seeding: rotate. Whoever has had a slot for seed_rotation goes behind the
+        # interested peers waiting for one (else the served stay "fastest" for ever)
+        rotate = seeding and any(p.interested and p.key not in prev for p in peers)
+
+        def served(p: PeerInfo) -> bool:
+            return rotate and now - since.get(p.key, now) >= self.seed_rotation
+
         ranked = sorted(
             (p for p in peers if seeding or not (p.snubbed or p.is_seed)),
-            key=lambda p: (-rate(p), p.key not in prev, rng.random()),
+            key=lambda p: (served(p), -rate(p), p.key not in prev, rng.random()),
         )
         chosen: set[Hashable] = set()
         regular = 0
@@ -100,6 +117,7 @@ class Choker:
                 chosen.add(p.key)
                 ready += 1
         self._regular = set(chosen)
+        self._since = {k: since.get(k, now) for k in chosen}
 
         eligible = [p for p in peers if p.interested and p.optimistic_ok and p.key not in chosen]
         current = next((p for p in eligible if p.key == self.optimistic), None)

@@ -4,14 +4,15 @@ Order of a pick (after libtorrent and BitTorrent 4.x):
 
 a. blocks of pieces already in progress (the peer's own first, then others'),
    so pieces complete and can be hashed and shared soon;
-b. while we have fewer than ``RANDOM_FIRST`` pieces, a random piece: rarest
-   first would send every newcomer after the same few pieces;
+b. until we have ``RANDOM_FIRST`` piece, a random piece: rarest first would
+   send every newcomer after the same few pieces;
 c. otherwise the highest priority, then the rarest (fewest peers), random
    among equals; with a sequential window, pieces in order inside it first
    (a piece of higher priority outside the window still goes first);
 d. endgame: when no unstarted wanted piece is left and this peer has nothing
    free to fetch, blocks already requested from others (at most
-   ``ENDGAME_REQUESTERS`` requesters per block), cancelled on arrival.
+   ``ENDGAME_REQUESTERS`` requesters per block, and only while the peer has
+   fewer than ``ENDGAME_QUEUE`` requests in flight), cancelled on arrival.
 
 Unstarted candidate pieces live in buckets keyed by (priority, availability)
 with a position index, so an availability change moves one piece in O(1) and
@@ -28,10 +29,16 @@ from typing import NamedTuple
 from swarm.core.bitfield import Bitfield
 from swarm.errors import ProtocolError
 
-#: Pieces fetched at random before switching to rarest first.
-RANDOM_FIRST = 4
+#: Pieces fetched at random before switching to rarest first: only the first,
+#: so that it completes soon and we have something to trade; after that the
+#: swarm's rarest pieces (issue 17: rarest from the first piece on).
+RANDOM_FIRST = 1
 #: Most peers one block is requested from at a time in endgame.
-ENDGAME_REQUESTERS = 3
+ENDGAME_REQUESTERS = 2
+#: Endgame duplicates go only to a peer with fewer requests than this in flight
+#: (libtorrent: one busy block at a time): each duplicate that arrives second is
+#: waste, and a deep pipeline of them was ~5 % of the bytes of a swarm.
+ENDGAME_QUEUE = 4
 
 _OPEN = 0
 _REQUESTED = 1
@@ -402,8 +409,10 @@ class PiecePicker:
             part = self._partials[new] = _Partial(new, self.blocks_in(new))
             open_[new] = None
             count = self._take_open(peer, reqs, mine, part, count, out)
-        # (d) endgame
+        # (d) endgame, only for a nearly drained pipeline
         if count and not self._num_candidates:
+            count = min(count, ENDGAME_QUEUE - len(reqs))
+        if count > 0 and not self._num_candidates:
             memo = (self._eg_gen, -1 if peer_has is None else hash(peer_has))
             if self._eg_memo.get(peer) != memo and not self._take_endgame(
                 peer, peer_has, reqs, mine, count, out

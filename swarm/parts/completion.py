@@ -88,10 +88,11 @@ class PieceCompletion:
         t.downloader.send_cancels(t.picker.piece_passed(index))
         t.have.set(index)
         t.resume_dirty = True
+        # HAVE to every peer, also those that have the piece: otherwise they never
+        # learn that we are complete (their "seeds" and their trackers' stay 0)
         have_msg = wire.encode_have(index)
         for p in t.peers:
-            if p.have is None or not p.have[index]:
-                p.send(have_msg)
+            p.send(have_msg)
             if p.am_interested and not t.picker.is_interesting(p):
                 t.downloader.drop_interest(p)
         t.emit("piece", action="verified", index=index)

@@ -33,6 +33,7 @@ from swarm.core.requests import (
     refill_count,
     request_verdict,
 )
+from swarm.diskio import aligned_buffer
 from swarm.errors import ProtocolError
 from swarm.peer import PeerConnection
 
@@ -158,6 +159,8 @@ class Downloader:
             picker.add_peer(peer, peer.have)
         if peer.have.set(m.index):
             picker.peer_have(peer, m.index)
+        if self.torrent.superseed is not None:
+            self.torrent.uploader.peer_has(peer, (m.index,))
         self.update_interest(peer)
 
     def on_bitfield(self, peer: PeerConnection, m: wire.BitfieldMsg) -> None:
@@ -170,6 +173,8 @@ class Downloader:
             picker.add_peer_have_all(peer)
         else:
             picker.add_peer(peer, bf)
+        if self.torrent.superseed is not None:
+            self.torrent.uploader.peer_has(peer, bf)
         self.update_interest(peer)
 
     def on_have_all(self, peer: PeerConnection, m: Any) -> None:
@@ -335,7 +340,8 @@ class Downloader:
         # Reuse a finished piece's buffer: a fresh 1 MiB bytearray costs a page fault
         # per 4 KiB (zero-filling was ~8 % of the leecher's time).
         spare = self.spare
-        self.buffers[index] = spare.pop() if spare and size == meta.piece_length else memoryview(bytearray(size))
+        # Page-aligned (an anonymous mmap), so storage can write it with O_DIRECT.
+        self.buffers[index] = spare.pop() if spare and size == meta.piece_length else aligned_buffer(size)
         self.buffer_bytes += size
         self.buffered.set(index)
 

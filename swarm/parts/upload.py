@@ -15,13 +15,15 @@ import contextlib
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
 from swarm.core.rate import RateMeter
 from swarm.errors import ProtocolError, StorageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from swarm.peer import PeerConnection
     from swarm.torrent import Torrent
 
@@ -44,6 +46,13 @@ class Uploader:
         the pieces it may request while choked (BEP 6 allowed-fast)."""
         t = self.torrent
         have = t.have
+        if t.superseed is not None:
+            # BEP 16: claim nothing, then show this peer one piece
+            if peer.supports_fast:
+                peer.send(wire.encode_have_none())
+                peer.have_sent = "have_none"
+            self.reveal(peer)
+            return
         if peer.supports_fast and have.count == 0:
             peer.send(wire.encode_have_none())
             peer.have_sent = "have_none"
@@ -60,12 +69,46 @@ class Uploader:
                 for i in peer.our_allowed_fast:
                     peer.send(wire.encode_allowed_fast(i))
 
+    # ------------------------------------------------------------ super-seeding (BEP 16)
+
+    def reveal(self, peer: PeerConnection) -> None:
+        """Show ``peer`` its next piece (a HAVE), if it is due one."""
+        t = self.torrent
+        ss, picker = t.superseed, t.picker
+        if ss is None or picker is None or peer.closed:
+            return
+        theirs = peer.have
+        index = ss.next_piece(
+            peer, (lambda i: theirs is not None and theirs[i]), picker.availability
+        )
+        if index is not None:
+            peer.send(wire.encode_have(index))
+
+    def peer_has(self, peer: PeerConnection, indexes: Iterable[int]) -> None:
+        """A peer announced pieces (HAVE, or its bitfield): whoever was shown one of them
+        is due the next (it got it, or passed it on), and so is this peer if its piece
+        turned out to be one it already had."""
+        ss = self.torrent.superseed
+        if ss is None:
+            return
+        due: list[PeerConnection] = []
+        for i in indexes:
+            due += cast("list[PeerConnection]", ss.on_have(peer, i))
+        if ss.pending(peer) is None and peer not in due:
+            due.append(peer)
+        for p in due:
+            self.reveal(p)
+
     # ------------------------------------------------------------ requests in
 
     def on_request(self, peer: PeerConnection, m: wire.Request) -> None:
         index = m.index
         if not self.torrent.have[index] or m.length > wire.BLOCK_SIZE * 8:
             self.reject(peer, m.index, m.begin, m.length)
+            return
+        ss = self.torrent.superseed
+        if ss is not None and not ss.may_request(peer, index):
+            self.reject(peer, m.index, m.begin, m.length)  # a piece we did not show it
             return
         if peer.am_choking and index not in peer.our_allowed_fast:
             self.reject(peer, m.index, m.begin, m.length)

@@ -120,6 +120,10 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
         _f("peers", INTEGER, "connected peers"),
         _f("seeds", INTEGER, "connected peers that have everything"),
         _f("eta", "number|null", "seconds to completion, null when unknown"),
+        _f(
+            "wasted", INTEGER, "payload bytes received that were not requested or came twice (endgame)",
+            required=False,
+        ),
         _f("stalled_reason", "string|null", "why nothing is moving, when known", required=False),
         _f("checked_pieces", INTEGER, "`swarm check`: pieces checked so far", required=False),
         _f("num_pieces", INTEGER, "`swarm check`: pieces to check", required=False),

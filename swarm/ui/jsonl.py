@@ -12,7 +12,7 @@ import json
 import math
 import sys
 import time
-from typing import TextIO
+from typing import TextIO, cast
 
 from swarm.status import TorrentStatus
 
@@ -60,6 +60,7 @@ def progress_fields(s: TorrentStatus) -> dict[str, object]:
         "peers": len(s.peers),
         "seeds": s.seeds,
         "eta": None if s.eta is None else round(s.eta, 1),
+        "wasted": int(cast(int, s.extra.get("wasted", 0))),
     }
     if s.stalled_reason:
         fields["stalled_reason"] = s.stalled_reason

@@ -199,3 +199,28 @@ def test_rechoke_invariants(
                 top = max(p.down_rate for p in best_free)
                 # the best uploader to us is never choked
                 assert any(p.key in un and p.down_rate == top for p in best_free)
+
+
+def test_seeding_rotates_the_slots_by_upload_rate() -> None:
+    """Issue 17 (BEP 3, libtorrent's round-robin seed choker): a seed's regular slots
+    go to the fastest peers, but a peer served for SEED_ROTATION while others wait
+    makes room; the waiting ones take the slots in order of rate."""
+    from swarm.core.choker import SEED_ROTATION
+
+    c = Choker(2, rng=random.Random(3))
+    # the served ones look fastest: we send to them, the others are choked (rate 0)
+    rates = {"a": 5e7, "b": 4e7, "c": 0.0, "d": 0.0, "e": 0.0}
+
+    def round_at(t: float) -> set[object]:
+        peers = [peer(k, up=rates[k], connected_at=-1000.0) for k in "abcde"]
+        return c.rechoke(peers, t, seeding=True) - {c.optimistic}
+
+    assert round_at(0.0) == {"a", "b"}
+    assert round_at(10.0) == {"a", "b"}  # not yet their full turn
+    regular = round_at(SEED_ROTATION)
+    assert not regular & {"a", "b"} and len(regular) == 2  # the waiting peers' turn
+    # leeching: no rotation, reciprocation decides
+    c2 = Choker(2, rng=random.Random(3))
+    lp = [peer(k, down=rates[k], connected_at=-1000.0) for k in "abcde"]
+    assert c2.rechoke(lp, 0.0, seeding=False) - {c2.optimistic} == {"a", "b"}
+    assert c2.rechoke(lp, SEED_ROTATION, seeding=False) - {c2.optimistic} == {"a", "b"}

@@ -265,3 +265,15 @@ async def test_progress_counts_the_live_asyncio_tasks_for_leak_watching() -> Non
     progress = [o for o in lines(buf) if o["event"] == "progress"][-1]
     assert progress["tasks"] == len(asyncio.all_tasks()) >= 1
     assert ev.validate(progress) == []
+
+
+def test_progress_counts_the_wasted_bytes() -> None:
+    """Issue 17: received bytes that were never requested or arrived twice (endgame) are visible."""
+    buf, clock = io.StringIO(), FakeClock()
+    rep = JsonReporter(stream=buf, clock=clock, interval=1.0)
+    rep.start(status())
+    clock.advance(1.0)
+    rep.update(status(extra={"wasted": 49152}))
+    progress = lines(buf)[-1]
+    assert progress["event"] == "progress" and progress["wasted"] == 49152
+    assert ev.validate(progress) == []
