@@ -27,6 +27,13 @@ def add_network_options(p: argparse.ArgumentParser, default_port: int = 6881) ->
         "--port", type=int, default=default_port, help=f"peer port (default {default_port}; 0 = any free port)"
     )
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default all interfaces)")
+    p.add_argument(
+        "--encryption",
+        choices=["prefer", "require", "off"],
+        default="prefer",
+        help="protocol encryption (MSE/PE): prefer (default: try it, accept both), "
+        "require (RC4 only, both ways), off (plain only)",
+    )
 
 
 def add_discovery_options(p: argparse.ArgumentParser) -> None:
@@ -71,7 +78,7 @@ def not_implemented(name: str) -> int:
 
 
 def discovery_options(args: argparse.Namespace) -> dict[str, object]:
-    """Session keyword arguments from --no-dht/--no-lsd/--dht-bootstrap.
+    """Session keyword arguments from --no-dht/--no-lsd/--dht-bootstrap (and --encryption).
 
     The command line turns DHT and LSD on (the Session API keeps them off);
     a bad --dht-bootstrap is BadInput (exit 2). The DHT routing table lives in
@@ -92,4 +99,5 @@ def discovery_options(args: argparse.Namespace) -> dict[str, object]:
         "enable_lsd": not getattr(args, "no_lsd", False),
         "dht_bootstrap": bootstrap or None,
         "state_dir": default_state_dir(),
+        "encryption": getattr(args, "encryption", "prefer"),
     }
