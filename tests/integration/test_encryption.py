@@ -237,3 +237,55 @@ async def test_relay_sees_no_protocol_string_nor_file_data(tmp_path: Path, polic
     assert bool(leaked) is visible
     if visible:
         assert len(leaked) == len(samples)
+
+
+async def test_plain_incoming_is_handed_to_the_peer_connection(tmp_path: Path) -> None:
+    """prefer: a plain incoming connection ends up talking to PeerConnection directly
+    (set_protocol), so the plain receive path has no layer in it."""
+    _, data, meta, src = _torrent(tmp_path)
+    async with _sessions("prefer", "off") as (seed_s, get_s):
+        await seed_s.add_torrent(data, src, seed_only=True)
+        await get_s.add_torrent(meta, tmp_path, seed_only=True, peers=[("127.0.0.1", seed_s.port or 0)])
+        peers = await until(lambda: list(seed_s.torrents[meta.info_hash].peers), TIMEOUT, "the incoming peer")
+        conn = peers[0]
+        assert conn.encryption == "plain"
+        assert conn.transport is not None and conn.transport.get_protocol() is conn
+
+
+async def _raw_exchange(port: int, first: bytes, read: int = 0) -> bytes:
+    """Send ``first``, read until the peer closes; return what it sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(first)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(-1), TIMEOUT)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("policy", ["prefer", "require"])
+async def test_hostile_mse_is_closed(tmp_path: Path, policy: str) -> None:
+    """An MSE handshake for a torrent we do not have, a bad VC, an HTTP probe and a
+    broken plain handshake: each closed promptly, nothing plain sent."""
+    from swarm.core import mse
+
+    _, data, meta, src = _torrent(tmp_path)
+    async with _sessions(policy) as (seed_s,):
+        await seed_s.add_torrent(data, src, seed_only=True)
+        port = seed_s.port or 0
+        for info_hash in (os.urandom(20), meta.info_hash):
+            a = mse.Initiator(info_hash, 0x1234567, provide=mse.CRYPTO_RC4)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(a.start())
+                yb = await asyncio.wait_for(reader.readexactly(mse.KEY_LEN), TIMEOUT)
+                step3 = a.feed(yb).send
+                if info_hash == meta.info_hash:  # the right torrent but a corrupted VC
+                    step3 = step3[:40] + bytes([step3[40] ^ 1]) + step3[41:]
+                writer.write(step3)
+                rest = await asyncio.wait_for(reader.read(-1), TIMEOUT)  # EOF: closed by the seed
+                assert b"BitTorrent protocol" not in rest
+            finally:
+                writer.close()
+        for probe in (b"GET /announce HTTP/1.1\r\nHost: x\r\n\r\n", b"\x13BitTorrent protocoX" + bytes(48)):
+            assert await _raw_exchange(port, probe) == b""
