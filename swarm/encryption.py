@@ -84,12 +84,13 @@ class CipherTransport:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
-    def take_held(self) -> bytes:
-        """What was written before the handshake (the initiator sends it as IA)."""
+    def take_held(self, limit: int = _MAX_HELD) -> bytes:
+        """Up to ``limit`` bytes written before the handshake (the initiator sends
+        them as IA); the rest stays held."""
         held = b"".join(self._held)
-        self._held.clear()
-        self._held_bytes = 0
-        return held
+        self._held = [held[limit:]] if len(held) > limit else []
+        self._held_bytes = len(held) - limit if len(held) > limit else 0
+        return held[:limit]
 
     def start(self, stream: mse.CipherStream) -> None:
         """The handshake is done: send what was held, encrypted, and everything after."""
@@ -138,9 +139,8 @@ class MseProtocol(asyncio.BufferedProtocol):
         self._cipher: CipherTransport | None = None
         self._handshake: mse.Initiator | mse.Receiver | None = None
         self._stream: mse.CipherStream | None = None
-        self._scratch = bytearray(_SCRATCH)
-        self._scratch_view = memoryview(self._scratch)
-        self._head = 0  # incoming: bytes in _scratch while telling plain from MSE
+        self._scratch_view = memoryview(bytearray(_SCRATCH))
+        self._head = 0  # incoming: bytes in _scratch_view while telling plain from MSE
         self._landing: memoryview | None = None  # inner's buffer handed to the kernel
         self._buffered = isinstance(inner, asyncio.BufferedProtocol)
         self._done = False
@@ -162,7 +162,7 @@ class MseProtocol(asyncio.BufferedProtocol):
             _private_key(),
             padding=_padding(),
             provide=provide,
-            initial_payload=cipher.take_held()[: mse.MAX_IA],
+            initial_payload=cipher.take_held(mse.MAX_IA),
         )
         self._handshake = initiator
         raw.write(initiator.start())
@@ -256,6 +256,8 @@ class MseProtocol(asyncio.BufferedProtocol):
             self._cipher = CipherTransport(self._raw)
             self.inner.transport = self._cipher
         self._stream = stream
+        if self._buffered:  # from now on the kernel writes into the inner connection's buffers
+            self._scratch_view = memoryview(bytearray())
         self.inner.encryption = ENCRYPTED if stream.encrypted else OBFUSCATED  # type: ignore[attr-defined]
         self._cipher.start(stream)
         self._settle(True)
