@@ -194,6 +194,7 @@ class MseProtocol(asyncio.BufferedProtocol):
                 assert self._landing is not None
                 stream.decrypt_into(self._landing[:nbytes])
                 cast(asyncio.BufferedProtocol, self.inner).buffer_updated(nbytes)
+                self._step_aside()
             else:
                 view = self._scratch_view[:nbytes]
                 stream.decrypt_into(view)
@@ -263,6 +264,16 @@ class MseProtocol(asyncio.BufferedProtocol):
         self._settle(True)
         if payload:
             self._deliver(payload)
+        self._step_aside()
+
+    def _step_aside(self) -> None:
+        """Plaintext was selected and nothing more is under RC4: hand the transport to
+        the connection itself, so an obfuscated connection runs the plain path."""
+        raw, stream = self._raw, self._stream
+        if not self._buffered or raw is None or stream is None or not stream.passthrough or raw.is_closing():
+            return
+        raw.set_protocol(cast(asyncio.BaseProtocol, self.inner))
+        self.inner.transport = raw  # nothing is held any more: start() sent it
 
     def _deliver(self, data: bytes) -> None:
         """Bytes already decrypted (or plain) to the inner connection, the way the

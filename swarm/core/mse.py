@@ -162,6 +162,12 @@ class CipherStream:
     def encrypted(self) -> bool:
         return self.method == CRYPTO_RC4
 
+    @property
+    def passthrough(self) -> bool:
+        """Neither direction changes a byte any more (plaintext selected, IA all in):
+        the shell may take the cipher out of the path."""
+        return self.method == CRYPTO_PLAIN and not self._rc4_prefix
+
     def encrypt(self, data: Buffer) -> bytes:
         if self.method == CRYPTO_RC4:
             return self._encryptor.update(data)

@@ -239,17 +239,28 @@ async def test_relay_sees_no_protocol_string_nor_file_data(tmp_path: Path, polic
         assert len(leaked) == len(samples)
 
 
-async def test_plain_incoming_is_handed_to_the_peer_connection(tmp_path: Path) -> None:
-    """prefer: a plain incoming connection ends up talking to PeerConnection directly
-    (set_protocol), so the plain receive path has no layer in it."""
+@pytest.mark.parametrize(("seed_policy", "get_policy", "expected"), [
+    ("prefer", "off", "plain"),
+    ("prefer", "prefer", "obfuscated"),
+    ("require", "require", "encrypted"),
+])  # fmt: skip
+async def test_layer_steps_aside_unless_rc4(
+    tmp_path: Path, seed_policy: str, get_policy: str, expected: str
+) -> None:
+    """A plain connection, and an MSE one that selected plaintext, end up talking to
+    PeerConnection directly (set_protocol): no layer left in their receive path.
+    Only an RC4 connection keeps it."""
     _, data, meta, src = _torrent(tmp_path)
-    async with _sessions("prefer", "off") as (seed_s, get_s):
+    async with _sessions(seed_policy, get_policy) as (seed_s, get_s):
         await seed_s.add_torrent(data, src, seed_only=True)
         await get_s.add_torrent(meta, tmp_path, seed_only=True, peers=[("127.0.0.1", seed_s.port or 0)])
-        peers = await until(lambda: list(seed_s.torrents[meta.info_hash].peers), TIMEOUT, "the incoming peer")
-        conn = peers[0]
-        assert conn.encryption == "plain"
-        assert conn.transport is not None and conn.transport.get_protocol() is conn
+        for session in (seed_s, get_s):
+            peers = await until(lambda s=session: list(s.torrents[meta.info_hash].peers), TIMEOUT, "the peer")
+            conn = peers[0]
+            assert conn.encryption == expected
+            assert conn.transport is not None
+            direct = conn.transport.get_protocol() is conn
+            assert direct is (expected != "encrypted")
 
 
 async def _raw_exchange(port: int, first: bytes, read: int = 0) -> bytes:
