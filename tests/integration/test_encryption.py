@@ -300,3 +300,36 @@ async def test_hostile_mse_is_closed(tmp_path: Path, policy: str) -> None:
                 writer.close()
         for probe in (b"GET /announce HTTP/1.1\r\nHost: x\r\n\r\n", b"\x13BitTorrent protocoX" + bytes(48)):
             assert await _raw_exchange(port, probe) == b""
+
+
+async def test_remembered_plain_is_forgotten_when_plain_is_dropped_too() -> None:
+    """prefer: an address remembered as plain-only whose plain dial is dropped before
+    the BitTorrent handshake (it may require encryption now) is tried with MSE again."""
+    from dataclasses import dataclass
+
+    @dataclass(eq=False)
+    class Closed:  # what connection_closed reads of a PeerConnection
+        peer_id: bytes
+        address: tuple[str, int]
+        outgoing: bool = True
+        encryption: str = "plain"
+
+        @property
+        def listen_port(self) -> int:
+            return self.address[1]
+
+    async with _sessions("prefer") as (session,):
+        addr = ("127.0.0.1", 6999)
+        session.mse_works[addr] = False
+        session.connection_closed(Closed(b"", addr))  # type: ignore[arg-type]
+        assert addr not in session.mse_works
+        session.mse_works[addr] = False
+        session.connection_closed(Closed(b"x" * 20, addr))  # type: ignore[arg-type]
+        assert session.mse_works[addr] is False
+
+
+def test_unknown_policy_is_bad_input() -> None:
+    from swarm.errors import BadInput
+
+    with pytest.raises(BadInput, match="prefer, require, off"):
+        Session("127.0.0.1", 0, encryption="sometimes")
