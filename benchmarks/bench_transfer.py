@@ -8,6 +8,12 @@ per GiB of each side, the leecher's peak RSS and peak anonymous memory
 
     .venv/bin/python benchmarks/bench_transfer.py            # 1 GiB
     .venv/bin/python benchmarks/bench_transfer.py --size 256M --runs 3
+    .venv/bin/python benchmarks/bench_transfer.py --encryption compare   # plain vs RC4, same run
+
+``--encryption`` sets both sides of both pairs: ``off`` plain, ``require`` MSE
+with RC4 (libtorrent: ``pe_forced``, ``allowed_enc_level`` RC4), ``prefer``
+each client's default (an MSE handshake, then plaintext), ``compare`` runs
+``off`` and ``require`` one after the other.
 """
 
 from __future__ import annotations
@@ -124,11 +130,11 @@ def wait_rusage(proc: subprocess.Popen[Any], timeout: float) -> tuple[int, float
 # --------------------------------------------------------------------- swarm
 
 
-def run_swarm(data: Path, torrent: Path, out: Path, size: int) -> dict[str, float]:
+def run_swarm(data: Path, torrent: Path, out: Path, size: int, encryption: str = "prefer") -> dict[str, float]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     seed = subprocess.Popen(
         [PY, "-m", "swarm", "seed", str(data), "--torrent", str(torrent),
-         "--host", "127.0.0.1", "--port", "0", "--json"],
+         "--host", "127.0.0.1", "--port", "0", "--json", "--encryption", encryption],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=data.parent, env=env,
     )
     try:
@@ -138,7 +144,7 @@ def run_swarm(data: Path, torrent: Path, out: Path, size: int) -> dict[str, floa
         t0 = time.monotonic()
         leech = subprocess.Popen(
             [PY, "-m", "swarm", "get", str(torrent), "-o", str(out), "--host", "127.0.0.1",
-             "--port", "0", "--peer", f"127.0.0.1:{port}", "--json"],
+             "--port", "0", "--peer", f"127.0.0.1:{port}", "--json", "--encryption", encryption],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
         )
         sampler = Sampler(leech.pid)
@@ -169,6 +175,10 @@ def run_swarm(data: Path, torrent: Path, out: Path, size: int) -> dict[str, floa
     if rc != 0:
         raise SystemExit(f"swarm get exited {rc}")
     first = next((e["time"] for e in events if e["event"] == "peer"), None)
+    used = {e.get("encryption") for e in events if e["event"] == "peer" and e.get("action") == "connected"}
+    want = {"off": "plain", "require": "encrypted", "prefer": "obfuscated"}[encryption]
+    if used != {want}:
+        raise SystemExit(f"--encryption {encryption}: the connection was {used}, not {want}")
     done = next((e["time"] for e in events if e["event"] == "done"), None)
     steady = (done - first) if first is not None and done is not None else float("nan")
     return {
@@ -192,11 +202,22 @@ LT_SETTINGS = {
 }
 
 
-def lt_child(role: str, torrent: str, save: str, port: int) -> None:
+def lt_encryption(lt: Any, encryption: str) -> dict[str, int]:
+    """libtorrent's settings for one of our --encryption modes (prefer: its defaults)."""
+    if encryption == "off":
+        off = int(lt.enc_policy.pe_disabled)
+        return {"out_enc_policy": off, "in_enc_policy": off}
+    if encryption == "require":
+        forced = int(lt.enc_policy.pe_forced)
+        return {"out_enc_policy": forced, "in_enc_policy": forced, "allowed_enc_level": int(lt.enc_level.rc4)}
+    return {}
+
+
+def lt_child(role: str, torrent: str, save: str, port: int, encryption: str = "prefer") -> None:
     """Runs inside a subprocess: a libtorrent seed (prints its port) or leech."""
     import libtorrent as lt
 
-    ses = lt.session(dict(LT_SETTINGS))
+    ses = lt.session({**LT_SETTINGS, **lt_encryption(lt, encryption)})
     p = lt.add_torrent_params()
     p.ti = lt.torrent_info(torrent)
     p.save_path = save
@@ -222,10 +243,11 @@ def lt_child(role: str, torrent: str, save: str, port: int) -> None:
     print(json.dumps({"event": "done", "first": first or t0, "done": time.time()}), flush=True)
 
 
-def run_libtorrent(data: Path, torrent: Path, out: Path) -> dict[str, float]:
+def run_libtorrent(data: Path, torrent: Path, out: Path, encryption: str = "prefer") -> dict[str, float]:
     me = str(Path(__file__).resolve())
     seed = subprocess.Popen(
-        [PY, me, "--lt-child", "seed", "--lt-torrent", str(torrent), "--lt-save", str(data.parent)],
+        [PY, me, "--lt-child", "seed", "--lt-torrent", str(torrent), "--lt-save", str(data.parent),
+         "--encryption", encryption],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
@@ -235,7 +257,7 @@ def run_libtorrent(data: Path, torrent: Path, out: Path) -> dict[str, float]:
         t0 = time.monotonic()
         leech = subprocess.Popen(
             [PY, me, "--lt-child", "leech", "--lt-torrent", str(torrent), "--lt-save", str(out),
-             "--lt-port", str(port)],
+             "--lt-port", str(port), "--encryption", encryption],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         sampler = Sampler(leech.pid)
@@ -267,7 +289,7 @@ def report(name: str, runs: list[dict[str, float]], size: int) -> dict[str, floa
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     gib = size / GiB
     print(
-        f"{name:<22} {size / MiB / med['wall']:8.1f} MiB/s  (steady {size / MiB / med['steady']:7.1f})"
+        f"{name:<26} {size / MiB / med['wall']:8.1f} MiB/s  (steady {size / MiB / med['steady']:7.1f})"
         f"  wall {med['wall']:6.2f} s  leech {med['leech_cpu'] / gib:5.2f} CPU-s/GiB"
         f"  seed {med['seed_cpu'] / gib:5.2f} CPU-s/GiB  leech VmHWM {med['maxrss'] / MiB:6.1f} MiB"
         f"  RssAnon {med['anon'] / MiB:6.1f} MiB"
@@ -283,13 +305,17 @@ def main() -> None:
     ap.add_argument("--dir", help="work directory (default: a temporary one)")
     ap.add_argument("--no-libtorrent", action="store_true")
     ap.add_argument("--no-swarm", action="store_true")
+    ap.add_argument(
+        "--encryption", choices=["prefer", "off", "require", "compare"], default="prefer",
+        help="both sides of both pairs (compare: off, then require)",
+    )
     ap.add_argument("--lt-child", choices=["seed", "leech"], help=argparse.SUPPRESS)
     ap.add_argument("--lt-torrent", help=argparse.SUPPRESS)
     ap.add_argument("--lt-save", help=argparse.SUPPRESS)
     ap.add_argument("--lt-port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.lt_child:
-        lt_child(args.lt_child, args.lt_torrent, args.lt_save, args.lt_port)
+        lt_child(args.lt_child, args.lt_torrent, args.lt_save, args.lt_port, args.encryption)
         return
     sys.path.insert(0, str(ROOT))
     from swarm.create import create_torrent
@@ -312,29 +338,29 @@ def main() -> None:
         torrent.write_bytes(create_torrent(data, piece_length=args.piece_length))
     out = work / "out"
     print(f"{args.size / MiB:.0f} MiB on 127.0.0.1, median of {args.runs} run(s); work dir {work}")
-    res: dict[str, dict[str, float]] = {}
+    modes = ["off", "require"] if args.encryption == "compare" else [args.encryption]
     try:
-        if not args.no_swarm:
-            res["swarm"] = report(
-                "swarm -> swarm", [run_swarm(data, torrent, out, args.size) for _ in range(args.runs)], args.size
-            )
-        if not args.no_libtorrent:
-            res["lt"] = report(
-                "libtorrent -> libtorrent", [run_libtorrent(data, torrent, out) for _ in range(args.runs)],
-                args.size,
-            )
+        for mode in modes:
+            label = "" if args.encryption == "prefer" else f" [{mode}]"
+            res: dict[str, dict[str, float]] = {}
+            if not args.no_swarm:
+                runs = [run_swarm(data, torrent, out, args.size, mode) for _ in range(args.runs)]
+                res["swarm"] = report("swarm -> swarm" + label, runs, args.size)
+            if not args.no_libtorrent:
+                runs = [run_libtorrent(data, torrent, out, mode) for _ in range(args.runs)]
+                res["lt"] = report("libtorrent -> lt" + label if label else "libtorrent -> libtorrent", runs, args.size)
+            if "swarm" in res and "lt" in res:
+                s, lt = res["swarm"], res["lt"]
+                print(
+                    f"swarm/libtorrent{label}: speed x{lt['wall'] / s['wall']:.2f}, "
+                    f"leech CPU x{s['leech_cpu'] / lt['leech_cpu']:.2f}, "
+                    f"seed CPU x{s['seed_cpu'] / lt['seed_cpu']:.2f}, "
+                    f"leech RssAnon x{s['anon'] / max(1, lt['anon']):.2f}"
+                )
     finally:
         shutil.rmtree(out, ignore_errors=True)
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
-    if "swarm" in res and "lt" in res:
-        s, lt = res["swarm"], res["lt"]
-        print(
-            f"swarm/libtorrent: speed x{lt['wall'] / s['wall']:.2f}, "
-            f"leech CPU x{s['leech_cpu'] / lt['leech_cpu']:.2f}, seed CPU x{s['seed_cpu'] / lt['seed_cpu']:.2f}, "
-            f"leech RssAnon x{s['anon'] / max(1, lt['anon']):.2f}"
-        )
-
 
 if __name__ == "__main__":
     main()

@@ -126,6 +126,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.reserved = b"\x00" * 8
         self.closed = False
         self.ready = False  # handshake done and attached to a torrent
+        # "plain", or set by swarm.encryption: "encrypted" (RC4) or "obfuscated" (MSE handshake only)
+        self.encryption = "plain"
         self._hs: wire.HandshakeDecoder | None = wire.HandshakeDecoder()
         self._answered = False
         self.decoder: wire.MessageDecoder | None = None

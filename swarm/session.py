@@ -15,19 +15,26 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from swarm.core import mse
 from swarm.core.admission import DEFAULT_PEERS_PER_IP
 from swarm.core.metainfo import Metainfo
 from swarm.discovery import Discovery
+from swarm.encryption import OFF, PLAIN, PREFER, REQUIRE, MseProtocol, Wrapped, check_policy
 from swarm.errors import BadInput, StorageError, SwarmError
-from swarm.peer import PeerConnection
+from swarm.peer import HANDSHAKE_TIMEOUT, PeerConnection
 from swarm.status import TorrentStatus
 from swarm.torrent import Torrent
 
 log = logging.getLogger("swarm.session")
+
+W = TypeVar("W", bound=Wrapped)
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+#: Peer addresses whose encryption outcome we remember (``--encryption prefer``).
+MAX_REMEMBERED = 4096
 
 
 def _make_peer_id() -> bytes:
@@ -174,10 +181,19 @@ class Session:
         dht_bootstrap: Iterable[tuple[str, int]] | None = None,
         max_peers_per_ip: int = DEFAULT_PEERS_PER_IP,
         fallback_ports: Iterable[int] = (),
+        encryption: str = PREFER,
     ) -> None:
         self.host = host
         #: tried in order when ``port`` is taken (the CLI's 6882-6889, then 0 = any free)
         self.fallback_ports = list(fallback_ports)
+        #: protocol encryption (MSE/PE): "prefer", "require" or "off" (swarm.encryption)
+        try:
+            self.encryption = check_policy(encryption)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        #: prefer: per dialled address, whether MSE worked (False: it was dropped, use plain)
+        self.mse_works: dict[tuple[str, int], bool] = {}
+        self._req2: dict[bytes, bytes] = {}
         #: incoming connections per remote IP and torrent (<= 0: no cap); several
         #: clients on one machine or behind one NAT fit under the default
         self.max_peers_per_ip = max_peers_per_ip
@@ -220,7 +236,7 @@ class Session:
         for n, port in enumerate(candidates):
             try:
                 server = await loop.create_server(
-                    lambda: PeerConnection(self), self.host, port, reuse_address=True, backlog=128
+                    self._accept, self.host, port, reuse_address=True, backlog=128
                 )
                 break
             except OSError as exc:
@@ -235,11 +251,74 @@ class Session:
         self._janitor = asyncio.get_running_loop().create_task(self._close_stale_handshakes())
         await self._start_discovery()
 
+    def _accept(self) -> asyncio.BaseProtocol:
+        """The protocol of an incoming connection: plain only, or plain/MSE by its first bytes."""
+        if self.encryption == OFF:
+            return PeerConnection(self)
+        return MseProtocol(PeerConnection(self), self.encryption, lookup=self._req2_lookup)
+
+    def _req2_lookup(self, req2: bytes) -> bytes | None:
+        """HASH('req2', info_hash) -> the info-hash of one of our torrents (an MSE receiver's lookup)."""
+        info_hash = self._req2.get(req2)
+        if info_hash is None:  # a torrent added since: index them again (a few SHA-1s)
+            self._req2 = {mse.req2_hash(ih): ih for ih in self.torrents}
+            info_hash = self._req2.get(req2)
+        return info_hash if info_hash in self.torrents else None
+
+    async def open_connection(self, host: str, port: int, info_hash: bytes, make: Callable[[], W]) -> W:
+        """Dial a peer under the encryption policy; return the connection ``make`` built.
+
+        ``prefer``: MSE first unless this address dropped it before; if the peer
+        drops the attempt, remember that and dial again in plain (libtorrent's
+        pe_enabled). ``require``: MSE (RC4) or ``ConnectionError``. ``off``: plain.
+        """
+        addr = (host, port)
+        policy = self.encryption
+        if policy == OFF or (policy == PREFER and self.mse_works.get(addr) is False):
+            return await self._dial_plain(host, port, make)
+        layer: MseProtocol | None = None
+
+        def wrapped() -> MseProtocol:
+            nonlocal layer
+            layer = MseProtocol(make(), policy, info_hash=info_hash)
+            return layer
+
+        await self._dial(host, port, wrapped)
+        assert layer is not None
+        try:
+            ok = await asyncio.wait_for(asyncio.shield(layer.outcome), HANDSHAKE_TIMEOUT)
+        except TimeoutError:
+            ok = False
+            if layer.inner.transport is not None:
+                layer.inner.transport.abort()
+        if ok:
+            self._remember(addr, True)
+            return cast(W, layer.inner)
+        if policy == REQUIRE or self._closed:
+            raise ConnectionError("encrypted handshake failed (encryption required)")
+        log.info("%s:%d dropped the encrypted handshake: trying plain", host, port)
+        self._remember(addr, False)
+        return await self._dial_plain(host, port, make)
+
+    async def _dial_plain(self, host: str, port: int, make: Callable[[], W]) -> W:
+        return cast(W, await self._dial(host, port, lambda: cast(asyncio.BaseProtocol, make())))
+
+    async def _dial(self, host: str, port: int, make: Callable[[], P]) -> P:
+        loop = asyncio.get_running_loop()
+        _, protocol = await asyncio.wait_for(loop.create_connection(make, host, port), 10)
+        return protocol
+
+    def _remember(self, addr: tuple[str, int], works: bool) -> None:
+        memory = self.mse_works
+        memory.pop(addr, None)
+        if len(memory) >= MAX_REMEMBERED:
+            del memory[next(iter(memory))]  # the oldest
+        memory[addr] = works
+
     async def _close_stale_handshakes(self) -> None:
         """Connections that never finish their handshake would hold a socket forever;
         and once a minute the heap's free pages go back to the OS (swarm.memory)."""
         from swarm.memory import TRIM_INTERVAL, release_free_memory
-        from swarm.peer import HANDSHAKE_TIMEOUT
 
         next_trim = time.monotonic() + TRIM_INTERVAL
         while not self._closed:
@@ -459,10 +538,7 @@ class Session:
         from swarm.core import wire
         from swarm.peer import MetadataConnection
 
-        loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: MetadataConnection(info_hash, self.peer_id), host, port), 10
-        )
+        conn = await self.open_connection(host, port, info_hash, lambda: MetadataConnection(info_hash, self.peer_id))
         try:
             assembler: ext.MetadataAssembler | None = None
             while True:
@@ -525,6 +601,12 @@ class Session:
 
     def connection_closed(self, conn: PeerConnection) -> None:
         self.connections.discard(conn)
+        if conn.outgoing and conn.encryption == PLAIN and not conn.peer_id:
+            # plain was remembered for this address but the peer dropped it before its
+            # handshake (it may require encryption now): try MSE again next time
+            dialled = (conn.address[0], conn.listen_port or 0)
+            if self.mse_works.get(dialled) is False:
+                del self.mse_works[dialled]
 
     def note_self_address(self, conn: PeerConnection) -> None:
         if conn.outgoing:

@@ -28,6 +28,8 @@ class PeerStatus:
     source: str = "manual"  # manual | tracker | dht | lsd | pex | incoming
     outgoing: bool = True
     flags: str = ""  # compact flags for tables, e.g. "dI uC"
+    #: "encrypted" (MSE, RC4 payload), "obfuscated" (MSE handshake, plaintext payload) or "plain"
+    encryption: str = "plain"
 
 
 @dataclass(frozen=True, slots=True)

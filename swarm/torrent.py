@@ -322,7 +322,7 @@ class Torrent:
         self.uploader.greet(peer)
         self.emit(
             "peer", action="connected", address=peer.name(), client=client_name(peer),
-            source=peer.source,
+            source=peer.source, encryption=peer.encryption,
         )
         log.info("%s: peer %s connected (%s)", self.meta.name, peer.name(), peer.source)
 

@@ -31,6 +31,13 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
         "0 = any free port; a taken N is an error)",
     )
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default all interfaces)")
+    p.add_argument(
+        "--encryption",
+        choices=["prefer", "require", "off"],
+        default="prefer",
+        help="protocol encryption (MSE/PE): prefer (default: try it, accept both), "
+        "require (RC4 only, both ways), off (plain only)",
+    )
 
 
 #: Peer ports tried in order without --port (then any free one). SWARM_PEER_PORTS=FIRST-LAST
@@ -145,7 +152,7 @@ def not_implemented(name: str) -> int:
 
 
 def discovery_options(args: argparse.Namespace) -> dict[str, object]:
-    """Session keyword arguments from --no-dht/--no-lsd/--dht-bootstrap.
+    """Session keyword arguments from --no-dht/--no-lsd/--dht-bootstrap (and --encryption).
 
     The command line turns DHT and LSD on (the Session API keeps them off);
     a bad --dht-bootstrap is BadInput (exit 2). The DHT routing table lives in
@@ -166,4 +173,5 @@ def discovery_options(args: argparse.Namespace) -> dict[str, object]:
         "enable_lsd": not getattr(args, "no_lsd", False),
         "dht_bootstrap": bootstrap or None,
         "state_dir": default_state_dir(),
+        "encryption": getattr(args, "encryption", "prefer"),
     }

@@ -162,6 +162,12 @@ class CipherStream:
     def encrypted(self) -> bool:
         return self.method == CRYPTO_RC4
 
+    @property
+    def passthrough(self) -> bool:
+        """Neither direction changes a byte any more (plaintext selected, IA all in):
+        the shell may take the cipher out of the path."""
+        return self.method == CRYPTO_PLAIN and not self._rc4_prefix
+
     def encrypt(self, data: Buffer) -> bytes:
         if self.method == CRYPTO_RC4:
             return self._encryptor.update(data)
@@ -388,7 +394,9 @@ class Receiver(_Handshake):
     ``lookup`` finds the torrent among all of the session's: it is called with
     ``HASH('req2', info_hash)`` (recovered from ``req2 xor req3``) and returns
     that info-hash, or None; build it as ``{req2_hash(ih): ih for ih in ...}.get``.
-    ``allowed`` is what we accept; RC4 is chosen when both sides allow it.
+    ``allowed`` is what we accept; RC4 is chosen when both sides allow it,
+    unless ``prefer_plaintext`` (libtorrent's default, ``prefer_rc4=false``):
+    then plaintext when the initiator offers it, RC4 only when it insists.
     """
 
     def __init__(
@@ -399,8 +407,10 @@ class Receiver(_Handshake):
         padding: bytes = b"",
         allowed: int = CRYPTO_ALL,
         crypto_padding: bytes = b"",
+        prefer_plaintext: bool = False,
     ) -> None:
         super().__init__(private_key, padding, crypto_padding)
+        self.prefer_plaintext = prefer_plaintext
         if not allowed & CRYPTO_ALL:
             raise ValueError("allowed must include CRYPTO_RC4 or CRYPTO_PLAIN")
         self._lookup = lookup
@@ -461,7 +471,8 @@ class Receiver(_Handshake):
             return False
         ia_len = int.from_bytes(self._decryptor.update(tail)[-2:], "big")
         common = self.provided & self.allowed
-        select = CRYPTO_RC4 if common & CRYPTO_RC4 else CRYPTO_PLAIN if common else 0
+        first, second = (CRYPTO_PLAIN, CRYPTO_RC4) if self.prefer_plaintext else (CRYPTO_RC4, CRYPTO_PLAIN)
+        select = first if common & first else second if common & second else 0
         if not select:
             raise EncryptionError(
                 f"no common crypto method: peer offers {self.provided:#x}, we allow {self.allowed:#x}"

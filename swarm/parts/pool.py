@@ -11,7 +11,6 @@ departures through ``Torrent.peer_ready`` / ``Torrent.peer_closed``.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import time
@@ -132,16 +131,10 @@ class ConnectionPool:
             t.spawn(self._connect(host, port, source))
 
     async def _connect(self, host: str, port: int, source: str) -> None:
-        loop = asyncio.get_running_loop()
         t = self.torrent
         try:
-            await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: PeerConnection(t.session, torrent=t, source=source, address=(host, port)),
-                    host,
-                    port,
-                ),
-                10,
+            await t.session.open_connection(
+                host, port, t.info_hash, lambda: PeerConnection(t.session, torrent=t, source=source, address=(host, port))
             )
         except (TimeoutError, OSError) as exc:
             log.info("cannot connect to %s:%d: %s", host, port, exc or "timeout")

@@ -94,6 +94,7 @@ class StatusView:
                     source=p.source,
                     outgoing=p.outgoing,
                     flags=flags.strip(),
+                    encryption=p.encryption,
                 )
             )
         trackers: tuple[Any, ...] = ()

@@ -93,6 +93,8 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
         _f("source", STRING, "how we learned of it", required=False,
            choices=("manual", "tracker", "dht", "lsd", "pex", "incoming")),
         _f("reason", STRING, "why it was disconnected or banned", required=False),
+        _f("encryption", STRING, "action connected: RC4 stream, MSE handshake only, or plain",
+           required=False, choices=("encrypted", "obfuscated", "plain")),
     ),
     TRACKER: (
         _f("action", STRING, "outcome of an announce", choices=("ok", "error")),

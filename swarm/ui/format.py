@@ -303,7 +303,7 @@ def event_text(kind: str, fields: dict[str, object]) -> str:
     if kind == "peer":
         action = _opt(f, "action") or "event"
         text = f"peer {_opt(f, 'address')} {action}"
-        extra = ", ".join(x for x in (_opt(f, "client"), _opt(f, "source")) if x)
+        extra = ", ".join(x for x in (_opt(f, "client"), _opt(f, "source"), _opt(f, "encryption")) if x)
         if extra:
             text += f" ({extra})"
         if f.get("reason"):

@@ -114,9 +114,13 @@ def _availability_line(avail: tuple[int, ...], width: int) -> Text:
     return t
 
 
+#: The peers table's "enc" column: RC4, MSE handshake only (obfuscated), plain.
+_ENCRYPTION = {"encrypted": "RC4", "obfuscated": "obfs", "plain": "plain"}
+
+
 def _peer_columns(width: int) -> tuple[int, int]:
     """Address and client column widths for a given terminal width."""
-    fixed = 6 + 11 + 11 + 6 + 5  # flags, down, up, have, separating spaces
+    fixed = 6 + 5 + 11 + 11 + 6 + 6  # flags, enc, down, up, have, separating spaces
     room = max(16, width - fixed)
     addr = min(22, max(9, room * 11 // 20))
     client = max(6, min(20, room - addr))
@@ -125,7 +129,7 @@ def _peer_columns(width: int) -> tuple[int, int]:
 
 def _peer_header(addr_w: int, client_w: int) -> Text:
     return Text(
-        f"{'address':<{addr_w}} {'client':<{client_w}} {'flags':<6} {'down':>11} {'up':>11} {'have':>6}",
+        f"{'address':<{addr_w}} {'client':<{client_w}} {'flags':<6} {'enc':<5} {'down':>11} {'up':>11} {'have':>6}",
         style="bold underline",
     )
 
@@ -135,7 +139,7 @@ def _peer_row(p: PeerStatus, addr_w: int, client_w: int) -> Text:
     flags = peer_flags(p)
     return Text(
         f"{clip(safe(p.address), addr_w):<{addr_w}} {clip(safe(p.client), client_w):<{client_w}} "
-        f"{clip(flags, 6):<6} {human_rate(p.down_rate):>11} {human_rate(p.up_rate):>11} "
+        f"{clip(flags, 6):<6} {_ENCRYPTION.get(p.encryption, '?'):<5} {human_rate(p.down_rate):>11} {human_rate(p.up_rate):>11} "
         f"{percent(p.progress):>6}"
     )
 

@@ -167,6 +167,20 @@ def test_receiver_prefers_rc4_and_finds_the_torrent_among_several() -> None:
         assert b.info_hash == ih and a.done and b.stream.method == mse.CRYPTO_RC4
 
 
+@pytest.mark.parametrize(
+    ("provide", "selected"),
+    [(mse.CRYPTO_ALL, mse.CRYPTO_PLAIN), (mse.CRYPTO_RC4, mse.CRYPTO_RC4), (mse.CRYPTO_PLAIN, mse.CRYPTO_PLAIN)],
+)
+def test_receiver_preferring_plaintext_selects_rc4_only_when_the_initiator_insists(
+    provide: int, selected: int
+) -> None:
+    """libtorrent's default (prefer_rc4=false), our --encryption prefer as the receiver."""
+    a = mse.Initiator(INFO_HASH, XA, provide=provide)
+    b = receiver(prefer_plaintext=True)
+    a.feed(b.feed(a.feed(b.feed(a.start()).send).send).send)
+    assert a.done and b.stream.method == selected == a.stream.method
+
+
 def test_is_plain_handshake() -> None:
     assert mse.is_plain_handshake(b"\x13BitTorrent protocol\x00\x00") is True
     assert mse.is_plain_handshake(b"\x13BitTorrent protocol") is True

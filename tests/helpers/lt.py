@@ -21,7 +21,8 @@ BASE_SETTINGS: dict[str, Any] = {
     "allow_multiple_connections_per_ip": True,
 }
 
-# swarm speaks plain TCP: no uTP first, no MSE (libtorrent would fall back after 1-3 s).
+# TCP only (swarm has no uTP; libtorrent would try it first) and plain: these tests are about
+# the wire protocol, not MSE (that is tests/interop/test_encryption_libtorrent.py).
 PLAIN_TCP: dict[str, Any] = {
     "enable_outgoing_utp": False,
     "enable_incoming_utp": False,

@@ -4,7 +4,7 @@ transmission-cli drops peers on 127.0.0.0/8, so the test makes two namespaces
 joined by a veth pair (10.78.x.1 and 10.78.x.2, addresses that exist only
 there). Namespace A runs `swarm tracker` and swarm; namespace B runs
 transmission-cli with DHT, LPD, PEX, uTP and port mapping off, encryption
-"tolerated" (swarm speaks no MSE). transmission-cli cannot be given a peer
+"tolerated" (encryption required: test_transmission_encryption_netns.py). transmission-cli cannot be given a peer
 directly and never exits on its own: both sides meet through the tracker
 named in the .torrent, and the test polls the downloaded file.
 """

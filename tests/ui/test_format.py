@@ -200,6 +200,8 @@ def test_event_text_examples() -> None:
     assert event_text("peer", {"action": "connected", "address": "1.2.3.4:5", "client": "lt"}) == (
         "peer 1.2.3.4:5 connected (lt)"
     )
+    connected = {"action": "connected", "address": "1.2.3.4:5", "client": "lt", "source": "pex", "encryption": "encrypted"}
+    assert event_text("peer", connected) == "peer 1.2.3.4:5 connected (lt, pex, encrypted)"
     assert event_text("peer", {"action": "banned", "address": "1.2.3.4:5", "reason": "3 bad pieces"}) == (
         "peer 1.2.3.4:5 banned: 3 bad pieces"
     )

@@ -47,6 +47,12 @@ def test_peers_sorted_by_total_rate() -> None:
     assert "address" in out and "flags" in out
 
 
+def test_peers_table_says_how_each_connection_is_encrypted() -> None:
+    peers = (peer(1, 3 * MiB, encryption="encrypted"), peer(2, 2 * MiB, encryption="obfuscated"), peer(3, MiB))
+    rows = [line for line in text_of(status(peers=peers)).splitlines() if line.startswith("127.0.0.")]
+    assert [r.split()[-6] for r in rows] == ["RC4", "obfs", "plain"]  # before down, up (2 words each), have
+
+
 def test_peers_capped_to_terminal_height() -> None:
     peers = tuple(peer(i, float(i)) for i in range(1, 51))
     out = text_of(status(peers=peers), height=20)

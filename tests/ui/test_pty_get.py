@@ -75,9 +75,11 @@ def test_real_get_shows_progress_rate_and_peer(tmp_path: Path) -> None:
     # The rate the status line shows mid-download is a real, non-zero one.
     rate = re.search(r"↓ ([\d.]+) (KiB|MiB|GiB)/s", screen)
     assert rate and float(rate.group(1)) > 0, screen
-    # The peers table: header, then the seed's row with its address and client name.
-    assert re.search(r"address\s+client\s+flags\s+down\s+up\s+have", screen), screen
+    # The peers table: header, then the seed's row with its address, client name and encryption.
+    assert re.search(r"address\s+client\s+flags\s+enc\s+down\s+up\s+have", screen), screen
     assert re.search(rf"127\.0\.0\.1:{port}\s+swarm\b", screen), screen
+    # both sides prefer: an MSE handshake that selected plaintext (libtorrent's default)
+    assert re.search(rf"127\.0\.0\.1:{port}\s+swarm.*\sobfs\s", screen), screen
     assert "100.0%" in screen.split(f"127.0.0.1:{port}", 1)[1].splitlines()[0], screen  # the seed has all
 
     # The last line left on the terminal is the summary; the file is byte-for-byte right.
