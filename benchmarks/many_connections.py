@@ -6,7 +6,8 @@ and says `interested`; every fifth one also requests random blocks whenever
 unchoked (and reads what it gets). Meanwhile `swarm get` downloads the file
 from 127.0.0.1. Prints the seed's RSS (must stay under 200 MiB), the honest
 leecher's time and rate against the same download with no extra connections,
-and how many connections the seed accepted, refused or dropped. Exits 1 if
+and how many connections the seed accepted, refused or dropped, and why (its
+INFO log: the per-IP cap, the connection cap, evictions). Exits 1 if
 the seed's RSS reached the limit, the leecher failed, got different data or
 ran at less than --min-speed of its speed alone.
 
@@ -34,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak import ENV, LOCAL, SWARM, MiB, Seed, parse_size, proc_rss, sha256  # noqa: E402
 
 from swarm.core.metainfo import parse_metainfo  # noqa: E402
+from swarm.parts.pool import MAX_PEERS  # noqa: E402
+from swarm.session import DEFAULT_PEERS_PER_IP  # noqa: E402
 
 BLOCK = 16 * 1024
 INTERESTED = struct.pack(">IB", 1, 2)
@@ -135,6 +138,7 @@ async def honest_get(torrent: Path, out: Path, port: int, digest: str, name: str
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)  # older `swarm get -o` refuses a missing directory
     t0 = time.monotonic()
+    started = time.time()
     events = out.parent / f"{out.name}.jsonl"
     with events.open("wb") as stdout:
         proc = await asyncio.create_subprocess_exec(
@@ -156,7 +160,31 @@ async def honest_get(torrent: Path, out: Path, port: int, digest: str, name: str
     err = (await proc.stderr.read()).decode(errors="replace")
     if rc != 0 or sha256(out / name) != digest:
         raise RuntimeError(f"the honest leecher failed (exit {rc}): {err[-1000:]}")
+    events_seen = [json.loads(line) for line in events.read_text().splitlines()]
+    first = next((ev["time"] for ev in events_seen if ev["event"] == "progress" and ev["downloaded"]), None)
+    if first is not None:  # progress comes once a second: the first byte is at most 1 s earlier
+        print(f"  {out.name}: first payload after {first - started:.1f} s, "
+              f"then {took - (first - started):.1f} s to complete", flush=True)  # fmt: skip
     return took
+
+
+# Why the seed closed a peer (`closing peer ADDR: REASON` in its INFO log), as printed.
+CLOSE_REASONS = {
+    "too many connections from this address": "refused by the per-IP cap",
+    "too many peers": "refused by the connection cap",
+    "making room for a new peer": "evicted to make room",
+}
+
+
+def close_reasons(log: str) -> dict[str, int]:
+    """How often the seed closed a peer for each reason of CLOSE_REASONS."""
+    counts = dict.fromkeys(CLOSE_REASONS.values(), 0)
+    for line in log.splitlines():
+        if "closing peer " in line:
+            reason = line.rsplit(": ", 1)[-1].strip()
+            if reason in CLOSE_REASONS:
+                counts[CLOSE_REASONS[reason]] += 1
+    return counts
 
 
 async def peak_rss(pid: int, peak: list[int], stop: asyncio.Event) -> None:
@@ -181,7 +209,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
     assert await create.wait() == 0
     meta = parse_metainfo(torrent.read_bytes())
 
-    seed = await Seed.start(data, torrent, tmp)
+    seed = await Seed.start(data, torrent, tmp, "--log-level", "INFO")  # INFO: why it closes peers
     pid = seed.proc.pid
     rss_idle = proc_rss(pid)
     peak = [rss_idle]
@@ -218,10 +246,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
     rc, err = await seed.stop()
 
     problems = []
-    print(f"\nconnections: {args.connections} from {args.sources} source addresses")
+    print(f"\nconnections: {args.connections} from {args.sources} source addresses "
+          f"(at most {args.sources * DEFAULT_PEERS_PER_IP} past the per-IP cap of {DEFAULT_PEERS_PER_IP}; "
+          f"the seed keeps {MAX_PEERS})")  # fmt: skip
     print(f"  handshake answered: {c.accepted}, refused at connect: {c.tcp_refused}, "
           f"closed before handshake: {c.closed_before_handshake}, closed by the seed after it: "
           f"{c.dropped_after_handshake}")  # fmt: skip
+    print("  closed by the seed: " + ", ".join(f"{why}: {n}" for why, n in close_reasons(err).items()))
     print(f"  open when the honest leecher started: {open_before}, when it ended: {open_after}")
     print(f"  unchokes seen: {c.unchoked}, served to the flood: {c.blocks_received * BLOCK / MiB:.0f} MiB")
     print(f"seed RSS: idle {rss_idle / MiB:.1f} MiB, after one download {rss_after_alone / MiB:.1f} MiB, "
@@ -247,7 +278,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--connections", type=int, default=1000)
-    ap.add_argument("--sources", type=int, default=10, help="loopback source addresses (default 10)")
+    ap.add_argument(
+        "--sources", type=int, default=20,
+        help="loopback source addresses (default 20: 160 connections pass the per-IP cap, the seed keeps 60)",
+    )  # fmt: skip
     ap.add_argument("--size", type=parse_size, default=parse_size("256M"), help="file size (default 256M)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds for one honest download")
     ap.add_argument("--rss-limit", type=float, default=200.0, help="MiB the seed's RSS must stay under")

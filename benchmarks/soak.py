@@ -12,7 +12,8 @@ with the original, is deleted and restarts from nothing, to keep the seed busy.
 The seed's RSS, open descriptors (/proc/PID/fd) and asyncio tasks (the `tasks`
 field of its --json progress events) are sampled every few seconds. Baseline:
 the idle seed after one warm-up download; end: the idle seed after every
-leecher has left. Exits 1 if a leecher never completed, a file differed, the
+leecher has left; both after --settle s of idleness (one interval of the
+session's heap trim, swarm/memory.py, so RSS is not read before it). Exits 1 if a leecher never completed, a file differed, the
 seed died or wrote a traceback, or descriptors/tasks/RSS did not come back.
 
     .venv/bin/python benchmarks/soak.py                       # 20 leechers, 10 minutes
@@ -35,6 +36,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from swarm.memory import TRIM_INTERVAL
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -342,15 +345,20 @@ async def sampler(seed: Seed, series: list[dict[str, Any]], t0: float, soak: Soa
         await asyncio.sleep(every)
 
 
-async def idle_figures(seed: Seed, timeout: float, target: dict[str, Any] | None) -> dict[str, Any]:
+async def idle_figures(seed: Seed, timeout: float, target: dict[str, Any] | None, settle: float) -> dict[str, Any]:
     """The seed's figures once no peer is connected (and, given target, once fds and tasks
-    are back to it or timeout s have passed)."""
+    are back to it or timeout s have passed), then idle for settle s more: the session
+    trims its freed heap once a minute (swarm.memory), so RSS is compared after a trim."""
     await seed.until(lambda p: p.get("peers") == 0, timeout, "every peer to leave the seed")
     deadline = time.monotonic() + timeout
     while True:
         fig = seed.sample()
         back = target is None or (fig["fds"] <= target["fds"] and (fig["tasks"] or 0) <= (target["tasks"] or 0))
         if back or time.monotonic() >= deadline:
+            if settle > 0:
+                print(f"idle; sampling in {settle:g} s, after the seed's periodic heap trim", flush=True)
+                await asyncio.sleep(settle)  # a timed trim, nothing to wait on
+                fig = seed.sample()
             return fig
         seed.changed.clear()
         try:
@@ -391,7 +399,7 @@ async def soak_main(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     soak.churn_until = 0.0
     await asyncio.wait_for(soak.run_slot(warm), 300)
     warm_relay.close()
-    baseline = await idle_figures(seed, 60, None)
+    baseline = await idle_figures(seed, 60, None, args.settle)
     print(f"idle at start: {idle_start}\nbaseline (idle after warm-up): {baseline}", flush=True)
 
     relays = []
@@ -421,7 +429,7 @@ async def soak_main(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     for relay in relays:
         relay.close()
     try:
-        end = await idle_figures(seed, 60, baseline)
+        end = await idle_figures(seed, 60, baseline, args.settle)
     except RuntimeError as e:
         print(e, flush=True)
         end = seed.sample()
@@ -462,6 +470,7 @@ async def soak_main(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "baseline": baseline,
         "end": end,
         "peak_rss_mib": max((r["rss_mib"] for r in series), default=0),
+        "peak_anon_mib": max((r["anon_mib"] for r in series), default=0),
         "peak_tasks": max((r["tasks"] or 0 for r in series), default=0),
         "peak_fds": max((r["fds"] for r in series), default=0),
         "seed_exit": rc,
@@ -480,7 +489,8 @@ def print_result(r: dict[str, Any]) -> None:
     print(f"\ncompleted downloads (sha256 equal): {r['completions']}, SIGKILLs: {r['kills']}, relayed connections: "
           f"{rel['connections']}, cut: {rel['cuts']} ({rel['cuts_mid_transfer']} while blocks flowed)")  # fmt: skip
     print(f"{'seed':14s} {'idle start':>10s} {'baseline':>10s} {'peak':>10s} {'end':>10s}")
-    for key, peak in (("rss_mib", "peak_rss_mib"), ("fds", "peak_fds"), ("tasks", "peak_tasks")):
+    for key, peak in (("rss_mib", "peak_rss_mib"), ("anon_mib", "peak_anon_mib"), ("fds", "peak_fds"),
+                      ("tasks", "peak_tasks")):  # fmt: skip
         print(f"{key:14s} {r['idle_start'][key]!s:>10s} {r['baseline'][key]!s:>10s} {r[peak]!s:>10s} "
               f"{r['end'][key]!s:>10s}")  # fmt: skip
     print("\n" + ("PASS" if not r["problems"] else "FAIL:\n  " + "\n  ".join(r["problems"])), flush=True)
@@ -495,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kill-every", type=float, default=4.0, help="mean seconds between SIGKILLs (default 4)")
     ap.add_argument("--sample-every", type=float, default=5.0, help="seconds between samples (default 5)")
     ap.add_argument("--finish-timeout", type=float, default=300.0, help="seconds to complete after the churn")
+    ap.add_argument("--settle", type=float, default=TRIM_INTERVAL + 5,
+                    help="idle seconds before the baseline and end samples (default: one heap-trim interval + 5)")
     ap.add_argument("--rss-slack", type=float, default=32.0, help="MiB of RSS above baseline still counted as back")
     ap.add_argument("--no-libtorrent", dest="libtorrent", action="store_false", help="swarm leechers only")
     ap.add_argument("--seed-rng", type=int, default=16)
