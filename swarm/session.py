@@ -295,12 +295,16 @@ class Session:
         seed_only: bool = False,
         files: Iterable[str] | None = None,
         peers: Iterable[tuple[str, int]] = (),
+        web_seeds: Iterable[str] = (),
+        torrent_web_seeds: bool = True,
     ) -> TorrentHandle:
         """Add a torrent from a .torrent path, its bytes, a Metainfo (or a magnet: not yet).
 
         ``seed_only``: serve what is on disk, never download; nothing is written
         under ``save_path`` (it may be read-only) and resume data goes to
         ``state_dir`` if the session has one (else the data is rechecked at start).
+        BEP 19 web seeds: the torrent's ``url-list`` (a magnet's ``ws=``) unless
+        ``torrent_web_seeds`` is False, plus ``web_seeds``.
         """
         if self.port is None:
             raise SwarmError("session not started")
@@ -320,7 +324,8 @@ class Session:
             raise StorageError(f"{save}: output directory does not exist")
         if not seed_only and not os.access(save, os.W_OK | os.X_OK):
             raise StorageError(f"{save}: output directory is not writable")
-        torrent = Torrent(self, meta, save, seed_only=seed_only, files=files)
+        urls = (list(meta.url_list) if torrent_web_seeds else []) + list(web_seeds)
+        torrent = Torrent(self, meta, save, seed_only=seed_only, files=files, web_seeds=urls)
         self.torrents[meta.info_hash] = torrent
         try:
             await torrent.start(peers)

@@ -45,6 +45,7 @@ from swarm.parts.pool import ConnectionPool
 from swarm.parts.priorities import Priorities
 from swarm.parts.status import StatusView, client_name
 from swarm.parts.upload import Uploader
+from swarm.parts.webseed import WebSeeds
 from swarm.peer import PeerConnection
 from swarm.status import TorrentStatus
 
@@ -72,6 +73,7 @@ class Torrent:
         seed_only: bool = False,
         files: Iterable[str] | None = None,
         storage_factory: Callable[..., Any] | None = None,
+        web_seeds: Iterable[str] = (),
     ) -> None:
         self.session = session
         self.meta = meta
@@ -113,6 +115,8 @@ class Torrent:
         self.view = StatusView(self)
         self.trackers = TrackerLink(self)
         self.pex = PexManager(self)  # discovery hook: ut_pex in and out (never for private torrents)
+        self.webseeds = WebSeeds(self)  # BEP 19: HTTP servers alongside peers
+        self._web_seed_urls = list(web_seeds)
         d, u, c = self.downloader, self.uploader, self.choking
         self._handlers: dict[type, Callable[[PeerConnection, Any], None]] = {
             wire.Choke: d.on_choke,
@@ -210,6 +214,8 @@ class Torrent:
         self.view.progress(time.monotonic())
         self.spawn(self._tick_loop())
         self.trackers.start()
+        if not self.seed_only:
+            self.webseeds.add(self._web_seed_urls)
         # DHT and LSD: swarm.discovery (Session.add_torrent calls discovery.torrent_added)
         for host, port in peers:
             self.add_peer(host, port, "manual")
@@ -224,6 +230,7 @@ class Torrent:
         if self.trackers.client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.trackers.client.stop(), 5)
+        await self.webseeds.close()
         await self.completion.wait_writes()
         if self.storage is not None and self.picker is not None:
             with contextlib.suppress(SwarmError, OSError):
@@ -411,6 +418,7 @@ class Torrent:
         self.pool.connect_more()
         self.view.check_stall(now)
         self.priorities.adapt_window(now)
+        self.webseeds.wake()
 
     # ------------------------------------------------------------ completion
 

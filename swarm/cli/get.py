@@ -56,6 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--peer", action="append", default=[], metavar="HOST:PORT",
         help="connect to this peer directly (repeatable; no tracker needed)",
     )
+    p.add_argument(
+        "--web-seed", action="append", default=[], metavar="URL",
+        help="also download from this HTTP/HTTPS web seed (BEP 19; repeatable)",
+    )
+    p.add_argument(
+        "--no-web-seeds", action="store_true",
+        help="ignore the torrent's url-list and the magnet's ws= web seeds (--web-seed ones are still used)",
+    )
     p.add_argument("--seed", action="store_true", help="keep seeding once complete (until Ctrl-C)")
     p.add_argument(
         "--files", action="append", default=[], metavar="GLOB",
@@ -252,12 +260,16 @@ def _check_output_dir(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from swarm.core.webseed import check_url
+
     if args.http is not None and not 0 <= args.http < 65536:
         raise BadInput(f"--http {args.http}: not a port number")
     if not 0 <= args.port < 65536:
         raise BadInput(f"--port {args.port}: not a port number")
     check_metrics_options(args)
     peers = parse_peers(args.peer)
+    for url in args.web_seed:
+        check_url(url)  # a bad URL: exit 2
     source: str = args.source
     src: Path | Magnet
     if source.startswith("magnet:"):
@@ -313,7 +325,10 @@ async def _get(
         if not isinstance(src, Path):
             extra = list(src.peers) + session.take_metadata_peers(src.info_hash)
             peers = peers + [p for p in extra if p not in peers]
-        handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
+        handle = await session.add_torrent(
+            source, out, files=args.files or None, peers=peers,
+            web_seeds=args.web_seed, torrent_web_seeds=not args.no_web_seeds,
+        )
         handles.append(handle)
         # issue 11: --sequential/--first-last/--stdout/--http/--on-done (swarm/cli/stream.py)
         extras = StreamExtras(args, handle, reporter, stop)

@@ -339,6 +339,14 @@ class Downloader:
         self.buffer_bytes += size
         self.buffered.set(index)
 
+    def buffer_for(self, index: int) -> memoryview:
+        """The piece's buffer, allocated if needed (web seeds fill it outside the wire path)."""
+        view = self.buffers.get(index)
+        if view is None:
+            self._alloc(index)
+            view = self.buffers[index]
+        return view
+
     def take_buffer(self, index: int) -> memoryview | None:
         """A complete piece's buffer, handed to completion (still counted until ``written``).
         From here nothing writes into it: the sink and on_piece find no buffer for
