@@ -24,6 +24,7 @@ from swarm.discovery import Discovery
 from swarm.errors import BadInput, StorageError, SwarmError
 from swarm.peer import PeerConnection
 from swarm.status import TorrentStatus
+from swarm.throttle import Throttle
 from swarm.torrent import Torrent
 
 log = logging.getLogger("swarm.session")
@@ -172,6 +173,8 @@ class Session:
         enable_lsd: bool = False,
         dht_bootstrap: Iterable[tuple[str, int]] | None = None,
         max_peers_per_ip: int = DEFAULT_PEERS_PER_IP,
+        max_up: int = 0,
+        max_down: int = 0,
     ) -> None:
         self.host = host
         #: incoming connections per remote IP and torrent (<= 0: no cap); several
@@ -200,6 +203,8 @@ class Session:
         self._metadata_peers: dict[bytes, list[tuple[str, int]]] = {}
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
+        #: --max-up / --max-down, bytes/s of payload (0: unlimited), for every torrent's peers and web seeds
+        self.throttle = Throttle(max_up, max_down)
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -543,6 +548,7 @@ class Session:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             except Exception:  # noqa: BLE001
                 pass
+        self.throttle.close()
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
 

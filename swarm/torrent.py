@@ -367,6 +367,7 @@ class Torrent:
                 break
         if got:
             self.downloader.received(peer, got, now)
+            self.session.throttle.received(peer, got)  # --max-down: pauses reading while over
         if refill and peer.am_interested and not peer.closed:
             self.downloader.fill(peer, now)
 
@@ -377,6 +378,7 @@ class Torrent:
             discovery.on_port_message(peer.address[0], m.port)
 
     async def read_block(self, index: int, begin: int, length: int) -> memoryview:
+        await self.session.throttle.upload(length)  # --max-up: the upload queue waits its turn
         return await self.uploader.read_block(index, begin, length)
 
     def upload_failed(

@@ -23,6 +23,7 @@ from .common import (
     add_metrics_options,
     add_network_options,
     add_output_options,
+    add_rate_options,
     check_metrics_options,
     load_torrent,
     refuse_v2_only,
@@ -71,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_stream_options(p)
     add_discovery_options(p)
+    add_rate_options(p)
     add_metrics_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
@@ -307,7 +309,8 @@ async def _get(
     install_stop_signals(stop, got)
     from .common import discovery_options  # discovery hook
 
-    session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
+    options: dict[str, Any] = {**discovery_options(args), "max_up": args.max_up, "max_down": args.max_down}
+    session = Session(args.host, args.port, **options)
     await session.start()
     started = False
     complete = False

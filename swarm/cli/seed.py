@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swarm.errors import BadInput, MetainfoError
 
@@ -21,6 +21,7 @@ from .common import (
     add_metrics_options,
     add_network_options,
     add_output_options,
+    add_rate_options,
     check_metrics_options,
     load_torrent,
     refuse_v2_only,
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--piece-length", type=int, metavar="BYTES", help="piece length of a new .torrent (power of two)"
     )
     add_discovery_options(p)
+    add_rate_options(p)
     add_metrics_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
@@ -117,7 +119,8 @@ async def _seed(args: argparse.Namespace, path: Path, given: Metainfo | None) ->
             torrent_path = await _save_torrent(meta.name, result.data)
         from .common import discovery_options  # discovery hook
 
-        session = Session(args.host, args.port, **discovery_options(args))  # type: ignore[arg-type]
+        options: dict[str, Any] = {**discovery_options(args), "max_up": args.max_up, "max_down": args.max_down}
+        session = Session(args.host, args.port, **options)
         await session.start()
         handle = await session.add_torrent(meta, path.parent, seed_only=True)
         metrics = await start_metrics(args, session, [handle])

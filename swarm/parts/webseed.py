@@ -45,6 +45,8 @@ log = logging.getLogger("swarm.torrent")
 STALL_TIMEOUT = 20.0
 #: Connections per web seed host (keep-alive).
 CONNECTIONS = 2
+#: Bytes read from a web seed's answer at a time (the --max-down bucket is asked per chunk).
+CHUNK = 64 * 1024
 
 
 class WebSeedError(ProtocolError):
@@ -222,10 +224,16 @@ class WebSeeds:
                 raise WebSeedError(f"HTTP {resp.status} {resp.reason or ''} from {f.url}".strip())
             elif not resp.headers.get("Content-Range", "").startswith(f"bytes {f.file_offset}-"):
                 raise WebSeedError(f"wrong Content-Range {resp.headers.get('Content-Range')!r}")
-            try:
-                return await resp.content.readexactly(f.length)
-            except asyncio.IncompleteReadError as exc:
-                raise WebSeedError(f"short answer: {len(exc.partial)} of {f.length} bytes") from None
+            throttle = self.torrent.session.throttle
+            out = bytearray()
+            while len(out) < f.length:
+                # in chunks, so --max-down holds within a run too (aiohttp stops reading meanwhile)
+                chunk = await resp.content.read(min(CHUNK, f.length - len(out)))
+                if not chunk:
+                    raise WebSeedError(f"short answer: {len(out)} of {f.length} bytes")
+                out += chunk
+                await throttle.download(len(chunk))
+            return bytes(out)
 
     def _deliver(self, ws: WebSeed, offset: int, data: bytearray) -> None:
         """A run's bytes into the piece buffers, block by block, as a peer's would go."""
