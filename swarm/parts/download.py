@@ -272,6 +272,7 @@ class Downloader:
         if now is None:
             now = time.monotonic()
         depth = pipeline_depth(peer.down.rate(now), peer.reqq, peer.downloaded, snubbed=peer.snubbed)
+        depth = t.session.throttle.cap_depth(depth)  # --max-down: the allowed rate, not the link
         count = refill_count(depth, len(peer.requests))
         if not count:
             return

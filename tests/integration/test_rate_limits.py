@@ -21,7 +21,8 @@ SAMPLE = 0.1
 
 async def _transfer(tmp_path: Path, tag: str, data: bytes, meta_name: str, *, max_up: int = 0,
                     max_down: int = 0, timeout: float) -> tuple[float, list[tuple[float, int]]]:
-    """Seed (max_up) -> leecher (max_down); (seconds taken, samples of the leecher's bytes)."""
+    """Seed (max_up) -> leecher (max_down); (seconds taken, samples of the leecher's bytes).
+    Also checks that the leecher's request pipeline follows the allowed download rate."""
     meta = parse_metainfo(data)
     out = tmp_path / tag
     out.mkdir()
@@ -30,26 +31,33 @@ async def _transfer(tmp_path: Path, tag: str, data: bytes, meta_name: str, *, ma
         await seed_s.add_torrent(data, tmp_path / "src", seed_only=True)
         h = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", seed_s.port or 0)])
         samples: list[tuple[float, int]] = []
+        torrent = get_s.torrents[meta.info_hash]
+        deepest = 0
         start = time.monotonic()
         done = asyncio.ensure_future(h.wait_complete(timeout=timeout))
         while not done.done():
             samples.append((time.monotonic(), h.downloaded))
+            deepest = max([deepest, *(len(p.requests) for p in torrent.peers)])
             await asyncio.wait({done}, timeout=SAMPLE)
         await done
         samples.append((time.monotonic(), h.downloaded))
         took = time.monotonic() - start
+    if max_down:
+        # about 3 s of the allowed rate in flight, not the slow start's growth up to reqq
+        assert deepest <= max_down * 3 // (16 * 1024) + 1, deepest
     assert (out / meta_name).read_bytes() == (tmp_path / "src" / meta_name).read_bytes()
     return took, samples
 
 
 def _worst_window(samples: list[tuple[float, int]]) -> float:
-    """The highest rate over any WINDOW seconds of the samples (bytes/s)."""
+    """The highest rate over any span of at least WINDOW seconds between two samples (bytes/s)."""
     worst = 0.0
     j = 0
-    for i, (t, n) in enumerate(samples):
-        while samples[j][0] < t - WINDOW:
+    for t, n in samples:
+        # j: the latest sample at least WINDOW seconds before this one
+        while j + 1 < len(samples) and samples[j + 1][0] <= t - WINDOW:
             j += 1
-        if j < i and t - samples[j][0] >= WINDOW - SAMPLE * 2:
+        if t - samples[j][0] >= WINDOW:
             worst = max(worst, (n - samples[j][1]) / (t - samples[j][0]))
     return worst
 
@@ -73,6 +81,10 @@ async def _check(tmp_path: Path, direction: str, rate: int, seconds: float) -> N
 @pytest.mark.parametrize("direction", ["down", "up"])
 async def test_rate_limit_holds_short(tmp_path: Path, direction: str) -> None:
     await _check(tmp_path, direction, 1 * MiB, 7.0)
+
+
+async def test_pipeline_follows_a_low_download_limit(tmp_path: Path) -> None:
+    await _check(tmp_path, "down", 256 * 1024, 7.0)
 
 
 @pytest.mark.slow
