@@ -76,7 +76,7 @@ def test_run_size_follows_the_rate() -> None:
     assert run_bytes(0.0, 16384) == MIN_RUN
     assert run_bytes(0.0, 16 * 1024 * 1024) == 16 * 1024 * 1024  # at least a piece
     assert run_bytes(1e12, 16384) == MAX_RUN
-    assert MIN_RUN < run_bytes(1024 * 1024, 16384) < MAX_RUN
+    assert MIN_RUN < run_bytes(512 * 1024, 16384) < MAX_RUN
 
 
 def test_backoff_doubles_then_drops_and_bad_data_is_never_forgiven() -> None:
