@@ -88,7 +88,7 @@ class WebSeeds:
         self.started = time.monotonic()
         self._wake = asyncio.Event()
         #: tests shorten these
-        self.stall_timeout = STALL_TIMEOUT
+        self.stall_timeout = STALL_TIMEOUT  # read when the first request is made
         self.backoff_base = 1.0
         self.max_failures = 3
 

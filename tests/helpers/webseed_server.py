@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from urllib.parse import unquote
@@ -14,7 +15,8 @@ RANGE = re.compile(r"bytes=(\d+)-(\d+)$")
 class Origin:
     """Serves files under ``root`` at ``/<path>`` with single Range requests.
 
-    ``mode``: "ok", "corrupt" (every answer's bytes flipped) or "error" (500).
+    ``mode``: "ok", "corrupt" (every answer's bytes flipped), "error" (500) or "stall"
+    (headers and half the body, then nothing until the server closes).
     ``served`` counts the payload bytes sent, ``requests`` the requests answered.
     """
 
@@ -24,6 +26,7 @@ class Origin:
         self.served = 0
         self.requests = 0
         self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
         self.port = 0
 
     @property
@@ -47,6 +50,14 @@ class Origin:
             headers = {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
         if self.mode == "corrupt":
             body = bytes(b ^ 0xFF for b in body)
+        if self.mode == "stall":
+            resp = web.StreamResponse(status=status, headers=headers)
+            resp.content_length = len(body)
+            await resp.prepare(request)
+            await resp.write(body[: len(body) // 2])
+            self.served += len(body) // 2
+            await self._closing.wait()
+            return resp
         self.served += len(body)
         return web.Response(body=body, status=status, headers=headers)
 
@@ -63,5 +74,6 @@ class Origin:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -6,6 +6,8 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from swarm import Session
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
@@ -157,3 +159,31 @@ async def test_cli_get_json_names_web_seeds_and_drops_the_bad_one(tmp_path: Path
     if ("dropped", bad.url) in ws:
         assert bad.url in err and "dropped" in err
     assert "Traceback" not in err
+
+
+async def test_stalling_web_seed_is_backed_off_then_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer that stops mid-body counts as a failure after the stall timeout."""
+    from swarm.parts import webseed
+
+    monkeypatch.setattr(webseed, "STALL_TIMEOUT", 0.5)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(os.urandom(200_000))
+    meta = parse_metainfo(create_torrent(src / "f.bin", piece_length=16384))
+    out = tmp_path / "out"
+    out.mkdir()
+    async with Origin(src, mode="stall") as origin, Session("127.0.0.1", 0) as s:
+        h = await s.add_torrent(meta, out, web_seeds=[origin.url])
+        got: list[dict[str, object]] = []
+        events = h.events()
+        async with asyncio.timeout(30):
+            async for kind, fields in events:
+                if kind == "web_seed":
+                    got.append(fields)
+                    if fields["action"] == "dropped":
+                        break
+        await events.aclose()
+        assert [f["action"] for f in got] == ["failed", "failed", "dropped"]
+        assert all("Timeout" in str(f["reason"]) or "timeout" in str(f["reason"]) for f in got), got
+        assert h.status().web_seeds[0].state == "dropped"
+        assert not h.is_complete() and origin.requests == 3
