@@ -119,3 +119,32 @@ async def test_max_down_holds_for_a_web_seed(tmp_path: Path) -> None:
     assert (out / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
     assert 0 < _worst_window(samples) <= rate * 1.10
     assert size / took >= rate * 0.8
+
+
+@pytest.mark.parametrize("side", ["seed --max-up", "get --max-down"])
+def test_cli_rate_options_are_wired(tmp_path: Path, side: str) -> None:
+    """`swarm seed --max-up 1M` or `swarm get --max-down 1M`: 3 MiB take about 3 s, not a blink."""
+    import json
+    import subprocess
+
+    from tests.helpers.procs import ENV, LOCAL_NET, start_json_seed, stop_process, swarm_get
+
+    src = tmp_path / "src"
+    src.mkdir()
+    size = 3 * MiB
+    (src / "f.bin").write_bytes(os.urandom(size))
+    seed_extra = ("--max-up", "1M") if side.startswith("seed") else ()
+    get_extra = ["--max-down", "1M"] if side.startswith("get") else []
+    seed, port, torrent = start_json_seed(src / "f.bin", tmp_path, *LOCAL_NET, *seed_extra)
+    try:
+        r = subprocess.run(
+            [*swarm_get(torrent, tmp_path / "out"), "--peer", f"127.0.0.1:{port}", "--json", *get_extra],
+            capture_output=True, text=True, timeout=60, env=ENV,
+        )
+    finally:
+        stop_process(seed)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
+    summary = [json.loads(line) for line in r.stdout.splitlines() if '"summary"' in line][-1]
+    # the burst and the last read aside, 3 MiB at 1 MiB/s cannot take much under 2.5 s
+    assert summary["elapsed"] >= 2.5, summary
