@@ -291,6 +291,8 @@ class WebSeeds:
         if delay is None:
             ws.state = "dropped"
             self._give_back(ws)
+            if t.picker is not None:
+                t.picker.remove_peer(ws)  # its bookkeeping in the picker goes too
             log.warning("%s: web seed %s dropped after %d failures: %s",
                         t.meta.name, ws.url, max(ws.backoff.failures, ws.backoff.bad_pieces), reason)
             t.emit("web_seed", action="dropped", url=ws.url, reason=reason)
