@@ -27,6 +27,7 @@ from swarm.encryption import OFF, PLAIN, PREFER, REQUIRE, MseProtocol, Wrapped, 
 from swarm.errors import BadInput, StorageError, SwarmError
 from swarm.peer import HANDSHAKE_TIMEOUT, PeerConnection
 from swarm.status import TorrentStatus
+from swarm.throttle import Throttle
 from swarm.torrent import Torrent
 
 log = logging.getLogger("swarm.session")
@@ -182,6 +183,8 @@ class Session:
         max_peers_per_ip: int = DEFAULT_PEERS_PER_IP,
         fallback_ports: Iterable[int] = (),
         encryption: str = PREFER,
+        max_up: int = 0,
+        max_down: int = 0,
     ) -> None:
         self.host = host
         #: tried in order when ``port`` is taken (the CLI's 6882-6889, then 0 = any free)
@@ -220,6 +223,8 @@ class Session:
         self._metadata_peers: dict[bytes, list[tuple[str, int]]] = {}
         self.executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
+        #: --max-up / --max-down, bytes/s of payload (0: unlimited), for every torrent's peers and web seeds
+        self.throttle = Throttle(max_up, max_down)
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -383,6 +388,8 @@ class Session:
         super_seed: bool = False,
         files: Iterable[str] | None = None,
         peers: Iterable[tuple[str, int]] = (),
+        web_seeds: Iterable[str] = (),
+        torrent_web_seeds: bool = True,
     ) -> TorrentHandle:
         """Add a torrent from a .torrent path, its bytes, a Metainfo (or a magnet: not yet).
 
@@ -390,6 +397,8 @@ class Session:
         under ``save_path`` (it may be read-only) and resume data goes to
         ``state_dir`` if the session has one (else the data is rechecked at start).
         ``super_seed`` (with ``seed_only``): BEP 16, each peer is shown one piece at a time.
+        BEP 19 web seeds: the torrent's ``url-list`` (a magnet's ``ws=``) unless
+        ``torrent_web_seeds`` is False, plus ``web_seeds``.
         """
         if self.port is None:
             raise SwarmError("session not started")
@@ -409,7 +418,10 @@ class Session:
             raise StorageError(f"{save}: output directory does not exist")
         if not seed_only and not os.access(save, os.W_OK | os.X_OK):
             raise StorageError(f"{save}: output directory is not writable")
-        torrent = Torrent(self, meta, save, seed_only=seed_only, super_seed=super_seed, files=files)
+        urls = (list(meta.url_list) if torrent_web_seeds else []) + list(web_seeds)
+        torrent = Torrent(
+            self, meta, save, seed_only=seed_only, super_seed=super_seed, files=files, web_seeds=urls
+        )
         self.torrents[meta.info_hash] = torrent
         try:
             await torrent.start(peers)
@@ -630,6 +642,7 @@ class Session:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             except Exception:  # noqa: BLE001
                 pass
+        self.throttle.close()
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
 

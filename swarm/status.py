@@ -44,6 +44,17 @@ class TrackerStatus:
     leechers: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WebSeedStatus:
+    """A BEP 19 web seed as the display shows it."""
+
+    url: str
+    state: str  # "idle" | "fetching" | "backoff" | "dropped"
+    down_rate: float  # bytes/s, smoothed
+    downloaded: int  # payload bytes received from it this session
+    error: str | None = None  # the last failure
+
+
 #: Every value ``TorrentStatus.state`` takes.
 STATES = ("metadata", "checking", "downloading", "seeding", "stopped", "error")
 
@@ -75,6 +86,7 @@ class TorrentStatus:
     eta: float | None = None  # seconds, None when unknown
     started_at: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+    web_seeds: tuple[WebSeedStatus, ...] = ()
 
     @property
     def progress(self) -> float:

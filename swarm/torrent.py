@@ -46,6 +46,7 @@ from swarm.parts.pool import ConnectionPool
 from swarm.parts.priorities import Priorities
 from swarm.parts.status import StatusView, client_name
 from swarm.parts.upload import Uploader
+from swarm.parts.webseed import WebSeeds
 from swarm.peer import PeerConnection
 from swarm.status import TorrentStatus
 
@@ -74,6 +75,7 @@ class Torrent:
         super_seed: bool = False,
         files: Iterable[str] | None = None,
         storage_factory: Callable[..., Any] | None = None,
+        web_seeds: Iterable[str] = (),
     ) -> None:
         self.session = session
         self.meta = meta
@@ -117,6 +119,8 @@ class Torrent:
         self.view = StatusView(self)
         self.trackers = TrackerLink(self)
         self.pex = PexManager(self)  # discovery hook: ut_pex in and out (never for private torrents)
+        self.webseeds = WebSeeds(self)  # BEP 19: HTTP servers alongside peers
+        self._web_seed_urls = list(web_seeds)
         d, u, c = self.downloader, self.uploader, self.choking
         self._handlers: dict[type, Callable[[PeerConnection, Any], None]] = {
             wire.Choke: d.on_choke,
@@ -214,6 +218,8 @@ class Torrent:
         self.view.progress(time.monotonic())
         self.spawn(self._tick_loop())
         self.trackers.start()
+        if not self.seed_only:
+            self.webseeds.add(self._web_seed_urls)
         # DHT and LSD: swarm.discovery (Session.add_torrent calls discovery.torrent_added)
         for host, port in peers:
             self.add_peer(host, port, "manual")
@@ -228,6 +234,7 @@ class Torrent:
         if self.trackers.client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.trackers.client.stop(), 5)
+        await self.webseeds.close()
         await self.completion.wait_writes()
         if self.storage is not None and self.picker is not None:
             with contextlib.suppress(SwarmError, OSError):
@@ -366,6 +373,7 @@ class Torrent:
                 break
         if got:
             self.downloader.received(peer, got, now)
+            self.session.throttle.received(peer, got)  # --max-down: pauses reading while over
         if refill and peer.am_interested and not peer.closed:
             self.downloader.fill(peer, now)
 
@@ -376,6 +384,7 @@ class Torrent:
             discovery.on_port_message(peer.address[0], m.port)
 
     async def read_block(self, index: int, begin: int, length: int) -> memoryview:
+        await self.session.throttle.upload(length)  # --max-up: the upload queue waits its turn
         return await self.uploader.read_block(index, begin, length)
 
     def upload_failed(
@@ -417,6 +426,7 @@ class Torrent:
         self.pool.connect_more()
         self.view.check_stall(now)
         self.priorities.adapt_window(now)
+        self.webseeds.wake()
 
     # ------------------------------------------------------------ completion
 

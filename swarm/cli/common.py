@@ -72,6 +72,28 @@ def listening_fields(args: argparse.Namespace, session: Any) -> dict[str, object
     return fields
 
 
+def _rate(text: str) -> int:
+    from swarm.core.ratelimit import parse_rate
+
+    try:
+        return parse_rate(text)
+    except BadInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_rate_options(p: argparse.ArgumentParser) -> None:
+    """--max-up / --max-down (seed, get): payload bytes per second, binary units."""
+    p.add_argument(
+        "--max-up", type=_rate, default=0, metavar="RATE",
+        help="upload at most RATE bytes/s of payload; K, M, G are KiB, MiB, GiB (500K, 2M); 0 = unlimited",
+    )
+    p.add_argument(
+        "--max-down", type=_rate, default=0, metavar="RATE",
+        help="download at most RATE bytes/s of payload, peers and web seeds together; "
+        "K, M, G are KiB, MiB, GiB (500K, 2M); 0 = unlimited",
+    )
+
+
 def add_discovery_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-lsd", action="store_true", help="turn LAN multicast discovery off")
     p.add_argument("--no-dht", action="store_true", help="turn the DHT off")

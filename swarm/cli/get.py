@@ -23,6 +23,7 @@ from .common import (
     add_metrics_options,
     add_network_options,
     add_output_options,
+    add_rate_options,
     check_metrics_options,
     listening_fields,
     load_torrent,
@@ -58,6 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--peer", action="append", default=[], metavar="HOST:PORT",
         help="connect to this peer directly (repeatable; no tracker needed)",
     )
+    p.add_argument(
+        "--web-seed", action="append", default=[], metavar="URL",
+        help="also download from this HTTP/HTTPS web seed (BEP 19; repeatable)",
+    )
+    p.add_argument(
+        "--no-web-seeds", action="store_true",
+        help="ignore the torrent's url-list and the magnet's ws= web seeds (--web-seed ones are still used)",
+    )
     p.add_argument("--seed", action="store_true", help="keep seeding once complete (until Ctrl-C)")
     p.add_argument(
         "--files", action="append", default=[], metavar="GLOB",
@@ -65,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_stream_options(p)
     add_discovery_options(p)
+    add_rate_options(p)
     add_metrics_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
@@ -254,11 +264,15 @@ def _check_output_dir(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from swarm.core.webseed import check_url
+
     if args.http is not None and not 0 <= args.http < 65536:
         raise BadInput(f"--http {args.http}: not a port number")
     peer_ports(args)  # a bad --port is exit 2
     check_metrics_options(args)
     peers = parse_peers(args.peer)
+    for url in args.web_seed:
+        check_url(url)  # a bad URL: exit 2
     source: str = args.source
     src: Path | Magnet
     if source.startswith("magnet:"):
@@ -296,7 +310,10 @@ async def _get(
     install_stop_signals(stop, got)
     from .common import discovery_options  # discovery hook
 
-    session = Session(args.host, **peer_ports(args), **discovery_options(args))  # type: ignore[arg-type]
+    options: dict[str, Any] = {
+        **peer_ports(args), **discovery_options(args), "max_up": args.max_up, "max_down": args.max_down
+    }
+    session = Session(args.host, **options)
     await session.start()
     started = False
     complete = False
@@ -314,7 +331,10 @@ async def _get(
         if not isinstance(src, Path):
             extra = list(src.peers) + session.take_metadata_peers(src.info_hash)
             peers = peers + [p for p in extra if p not in peers]
-        handle = await session.add_torrent(source, out, files=args.files or None, peers=peers)
+        handle = await session.add_torrent(
+            source, out, files=args.files or None, peers=peers,
+            web_seeds=args.web_seed, torrent_web_seeds=not args.no_web_seeds,
+        )
         handles.append(handle)
         # issue 11: --sequential/--first-last/--stdout/--http/--on-done (swarm/cli/stream.py)
         extras = StreamExtras(args, handle, reporter, stop)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swarm.errors import BadInput, MetainfoError
 
@@ -22,6 +22,7 @@ from .common import (
     add_metrics_options,
     add_network_options,
     add_output_options,
+    add_rate_options,
     check_metrics_options,
     listening_fields,
     load_torrent,
@@ -67,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="BEP 16: show each peer one piece at a time, so each first copy leaves once",
     )
     add_discovery_options(p)
+    add_rate_options(p)
     add_metrics_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
@@ -139,7 +141,10 @@ async def _seed(args: argparse.Namespace, paths: list[Path], given: Metainfo | N
             shared.append((path, result.meta, await _save_torrent(result.meta.name, result.data)))
         from .common import discovery_options  # discovery hook
 
-        session = Session(args.host, **peer_ports(args), **discovery_options(args))  # type: ignore[arg-type]
+        options: dict[str, Any] = {
+            **peer_ports(args), **discovery_options(args), "max_up": args.max_up, "max_down": args.max_down
+        }
+        session = Session(args.host, **options)
         await session.start()
         peer_addr = (session.reachable_host(), session.port or 0)
         for path, meta, torrent_path in shared:

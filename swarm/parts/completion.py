@@ -114,7 +114,15 @@ class PieceCompletion:
             if bad[begin:end] != good[begin:end]:
                 liars.add(p)
         for p in liars:
-            self.torrent.pool.strike(p, BAN_STRIKES)  # a proven liar: banned at once
+            self._strike(p, BAN_STRIKES)  # a proven liar: banned at once
+
+    def _strike(self, p: PeerConnection, weight: int) -> None:
+        """Hash-failure strikes go to the pool, or to the web seed that sent the bytes."""
+        webseeds = self.torrent.webseeds
+        if webseeds.owns(p):
+            webseeds.hash_failed(p)
+        else:
+            self.torrent.pool.strike(p, weight)
 
     def _piece_failed(
         self, index: int, view: memoryview | None = None, senders: dict[int, PeerConnection] | None = None
@@ -130,7 +138,7 @@ class PieceCompletion:
         t.emit("piece", action="failed", index=index, peer=", ".join(sorted(p.name() for p in contributors)))
         if len(contributors) == 1:
             # alone to blame: two such failures and it is out
-            t.pool.strike(next(iter(contributors)), 2)
+            self._strike(next(iter(contributors)), 2)
         elif view is not None and senders:
             # shared: keep the bad copy; when the piece passes, the blocks that differ name the liar
             self.suspects[index] = (bytes(view), dict(senders))
@@ -138,6 +146,6 @@ class PieceCompletion:
                 self.suspects.popitem(last=False)
         else:
             for p in contributors:
-                t.pool.strike(p, 1)
+                self._strike(p, 1)
         for p in list(t.peers):
             t.downloader.fill(p)

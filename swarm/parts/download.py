@@ -277,6 +277,7 @@ class Downloader:
         if now is None:
             now = time.monotonic()
         depth = pipeline_depth(peer.down.rate(now), peer.reqq, peer.downloaded, snubbed=peer.snubbed)
+        depth = t.session.throttle.cap_depth(depth)  # --max-down: the allowed rate, not the link
         count = refill_count(depth, len(peer.requests))
         if not count:
             return
@@ -344,6 +345,14 @@ class Downloader:
         self.buffers[index] = spare.pop() if spare and size == meta.piece_length else aligned_buffer(size)
         self.buffer_bytes += size
         self.buffered.set(index)
+
+    def buffer_for(self, index: int) -> memoryview:
+        """The piece's buffer, allocated if needed (web seeds fill it outside the wire path)."""
+        view = self.buffers.get(index)
+        if view is None:
+            self._alloc(index)
+            view = self.buffers[index]
+        return view
 
     def take_buffer(self, index: int) -> memoryview | None:
         """A complete piece's buffer, handed to completion (still counted until ``written``).

@@ -107,7 +107,7 @@ class StatusView:
         picker = t.picker
         cells = max(1, min(n, STATUS_CELLS))
         stalled = self.stalled_reason if t.state in ("downloading", "metadata") else None
-        if stalled is None and t.state == "downloading" and not t.peers:
+        if stalled is None and t.state == "downloading" and not t.peers and not t.webseeds.seeds:
             stalled = "no peers" if not t.pool.connecting else "connecting"
         dht = t.session.dht
         dht_nodes = dht.node_count() if dht is not None else None
@@ -140,6 +140,7 @@ class StatusView:
                 "banned": len(t.pool.banned),
                 "check_progress": t.check_progress,
             },
+            web_seeds=t.webseeds.status(now),
         )
 
     def check_stall(self, now: float) -> None:

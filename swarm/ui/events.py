@@ -22,6 +22,7 @@ LISTENING = "listening"
 METADATA = "metadata"
 PEER = "peer"
 TRACKER = "tracker"
+WEB_SEED = "web_seed"
 PIECE = "piece"
 PROGRESS = "progress"
 STALLED = "stalled"
@@ -104,6 +105,12 @@ EVENTS: dict[str, tuple[FieldSpec, ...]] = {
         _f("leechers", "integer|null", "leechers the tracker reports", required=False),
         _f("interval", "number|null", "seconds until the next announce", required=False),
         _f("error", STRING, "failure reason (action error)", required=False),
+    ),
+    WEB_SEED: (
+        _f("action", STRING, "what happened", choices=("added", "failed", "dropped")),
+        _f("url", STRING, "the web seed's URL"),
+        _f("reason", STRING, "why it failed or was dropped (HTTP status, stall, wrong bytes)", required=False),
+        _f("retry_in", NUMBER, "seconds until it is tried again (action failed)", required=False),
     ),
     PIECE: (
         _f("action", STRING, "outcome of the hash check", choices=("failed", "verified")),

@@ -319,6 +319,13 @@ def event_text(kind: str, fields: dict[str, object]) -> str:
         if f.get("seeders") is not None:
             text += f" ({_opt(f, 'seeders')} seeds)"
         return text
+    if kind == "web_seed":
+        text = f"web seed {_opt(f, 'url')} {_opt(f, 'action') or 'event'}"
+        if f.get("reason"):
+            text += f": {_opt(f, 'reason')}"
+        if f.get("retry_in") is not None:
+            text += f" (retry in {_num(f.get('retry_in')):.0f} s)"
+        return text
     if kind == "piece":
         action = _opt(f, "action") or "event"
         text = (

@@ -23,7 +23,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from swarm.status import PeerStatus, TorrentStatus
+from swarm.status import PeerStatus, TorrentStatus, WebSeedStatus
 
 from . import events as ev
 from .format import (
@@ -144,6 +144,15 @@ def _peer_row(p: PeerStatus, addr_w: int, client_w: int) -> Text:
     )
 
 
+def _web_seed_line(w: WebSeedStatus, width: int) -> Text:
+    """A BEP 19 web seed: URL, state, rate and bytes from it."""
+    line = Text("web seed ", style="bold")
+    tail = f"  {w.state}  ↓ {human_rate(w.down_rate)}  {human_size(w.downloaded)}"
+    line.append(clip(safe(w.url), max(10, width - 9 - len(tail))))
+    line.append(tail, style="red" if w.state == "dropped" else ("cyan" if w.state == "fetching" else ""))
+    return line
+
+
 def render(
     status: TorrentStatus,
     width: int,
@@ -212,6 +221,8 @@ def render(
         lines.append(line)
     if len(shown) < len(trackers):
         lines.append(Text(f"… and {len(trackers) - len(shown)} more trackers", style="grey50"))
+    for w in s.web_seeds[:MAX_TRACKER_LINES]:
+        lines.append(_web_seed_line(w, width))
 
     log_lines: list[Text] = []
     for when, kind, text in log:

@@ -223,3 +223,30 @@ async def test_kill_9_keeps_a_partial_download_verified(tmp_path: Path) -> None:
     finally:
         if d.proc.returncode is None:
             await d.stop()
+
+
+async def test_daemon_max_down_limits_its_downloads(tmp_path: Path) -> None:
+    """`swarm daemon --max-down 1M`: the session-wide limit reaches the daemon's torrents."""
+    _file(tmp_path / "src" / "slow.bin", 3 * 1024 * 1024)
+    seed = await spawn_swarm("seed", str(tmp_path / "src" / "slow.bin"), "--json", *QUIET, cwd=tmp_path)
+    try:
+        assert seed.stdout is not None
+        port = None
+        while port is None:
+            ev = json.loads(await asyncio.wait_for(seed.stdout.readline(), 30))
+            port = ev.get("port") if ev["event"] == "listening" else None
+        meta = parse_metainfo((tmp_path / "slow.bin.torrent").read_bytes())
+        root = tmp_path / "d"
+        root.mkdir()
+        async with daemon(root, "--max-down", "1M") as d, aiohttp.ClientSession() as http:
+            body = {"magnet": meta.magnet_uri(peers=[("127.0.0.1", int(port))])}
+            start = time.monotonic()
+            async with http.post(f"{d.url}/api/torrents", json=body) as r:
+                assert r.status == 201, await r.text()
+            await poll_torrent(http, d.url, meta.info_hash.hex(), "seeding", timeout=60)
+            took = time.monotonic() - start
+        # 3 MiB at 1 MiB/s: the first burst aside, not much under 2.5 s (unlimited: a blink)
+        assert took >= 2.5, took
+    finally:
+        seed.terminate()
+        await asyncio.wait_for(seed.wait(), 20)

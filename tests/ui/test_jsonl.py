@@ -77,6 +77,7 @@ ENGINE_EVENTS: dict[str, dict[str, object]] = {
     ev.PEER: {"action": "connected", "address": "127.0.0.1:6882", "client": "libtorrent 2.1.1", "source": "tracker"},
     ev.TRACKER: {"action": "error", "url": "http://127.0.0.1:1/announce", "error": "connection refused"},
     ev.PIECE: {"action": "failed", "index": 17, "peer": "127.0.0.1:6882"},
+    ev.WEB_SEED: {"action": "failed", "url": "http://127.0.0.1:1/", "reason": "HTTP 500", "retry_in": 2.0},
     ev.STALLED: {},  # reason filled from the snapshot
     ev.DONE: {"path": "/tmp/x"},
     ev.ERROR: {"message": "disk full"},  # fatal defaults to false
