@@ -21,10 +21,12 @@ MAX_ADDRESSES_PER_SOURCE = 100
 SOURCE_WINDOW = 600.0
 #: Source IPs remembered for that budget (oldest forgotten first).
 MAX_SOURCES = 1024
-#: An unchoked peer that requests nothing for this long gives its slot back.
-IDLE_UNCHOKE_AFTER = 30.0
-#: An interested peer that has requested nothing for this long may be evicted at the cap.
-IDLE_CONNECTION_AFTER = 60.0
+#: An unchoked peer that requests nothing for this long gives its slot back (an honest
+#: peer requests within a round trip of the unchoke; 15 s covers a stalled disk too).
+IDLE_UNCHOKE_AFTER = 15.0
+#: An interested peer that has requested nothing for this long may be evicted at the cap
+#: (once caught leaving an unchoke unused): a newcomer waits at most about this long.
+IDLE_CONNECTION_AFTER = 30.0
 #: ut_metadata requests one peer may make: a burst, then this many per second.
 METADATA_BURST = 32
 METADATA_RATE = 8.0

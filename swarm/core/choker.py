@@ -16,7 +16,10 @@ the engine's ``RateMeter``s):
 * one more peer, the optimistic unchoke, is rotated every
   ``optimistic_interval`` (30 s, i.e. every third rechoke) among the choked
   interested peers, peers connected for less than ``NEWCOMER_AGE`` being
-  three times as likely, so newcomers get a first piece to trade with;
+  three times as likely, so newcomers get a first piece to trade with, and
+  peers that have requested something (allowed-fast pieces count) three
+  times as likely again: a connection that only says interested and never
+  asks (slot squatting) is served last, in regular slots too;
 * seeding: ranked by what we send them (``up_rate``, libtorrent's
   "fastest upload" seed choker) so the fastest downloaders are served and
   spread the data on, rotated (libtorrent's round robin): a peer that has
@@ -35,6 +38,9 @@ from dataclasses import dataclass
 
 NEWCOMER_AGE = 60.0
 NEWCOMER_WEIGHT = 3
+#: A peer that has requested something is this much likelier to be the optimistic unchoke
+#: than one that only says interested (a slot squatter never requests).
+ASKED_WEIGHT = 3
 #: Seeding: a peer that has held a regular slot this long gives it up to a
 #: waiting interested peer at the next rechoke (libtorrent's round-robin seed
 #: choker rotates by the amount served; three rechoke rounds here).
@@ -51,6 +57,7 @@ class PeerInfo:
     connected_at: float = 0.0
     is_seed: bool = False  # the peer has everything
     optimistic_ok: bool = True
+    asked: bool = False  # the peer has sent us a request (allowed-fast ones count): it uses slots
 
 
 class Choker:
@@ -100,9 +107,11 @@ class Choker:
         def served(p: PeerInfo) -> bool:
             return rotate and now - since.get(p.key, now) >= self.seed_rotation
 
+        # among equals (all waiting peers have rate 0), peers that have asked for
+        # something first: interested-but-silent connections (slot squatters) last
         ranked = sorted(
             (p for p in peers if seeding or not (p.snubbed or p.is_seed)),
-            key=lambda p: (served(p), -rate(p), p.key not in prev, rng.random()),
+            key=lambda p: (served(p), -rate(p), not p.asked, p.key not in prev, rng.random()),
         )
         chosen: set[Hashable] = set()
         regular = 0
@@ -125,7 +134,9 @@ class Choker:
             pool = [p for p in eligible if p is not current] or eligible
             if pool:
                 weights = [
-                    NEWCOMER_WEIGHT if now - p.connected_at < NEWCOMER_AGE else 1 for p in pool
+                    (NEWCOMER_WEIGHT if now - p.connected_at < NEWCOMER_AGE else 1)
+                    * (ASKED_WEIGHT if p.asked else 1)
+                    for p in pool
                 ]
                 current = rng.choices(pool, weights=weights)[0]
                 self._optimistic_until = now + self.optimistic_interval

@@ -103,6 +103,7 @@ class ChokeControl:
                 snubbed=p.snubbed,
                 connected_at=p.connected_at,
                 is_seed=p.have is not None and p.have.all(),
+                asked=p.asked,
             )
             for p in t.peers
             if not p.closed

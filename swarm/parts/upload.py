@@ -102,6 +102,7 @@ class Uploader:
     # ------------------------------------------------------------ requests in
 
     def on_request(self, peer: PeerConnection, m: wire.Request) -> None:
+        peer.asked = True
         index = m.index
         if not self.torrent.have[index] or m.length > wire.BLOCK_SIZE * 8:
             self.reject(peer, m.index, m.begin, m.length)

@@ -224,3 +224,15 @@ def test_seeding_rotates_the_slots_by_upload_rate() -> None:
     lp = [peer(k, down=rates[k], connected_at=-1000.0) for k in "abcde"]
     assert c2.rechoke(lp, 0.0, seeding=False) - {c2.optimistic} == {"a", "b"}
     assert c2.rechoke(lp, SEED_ROTATION, seeding=False) - {c2.optimistic} == {"a", "b"}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_seeding_prefers_waiting_peers_that_asked_for_something(seed: int) -> None:
+    """Slot squatting (issue 16): 50 peers say interested and never request; one honest
+    leecher has asked (allowed-fast requests, or before it was choked). When a slot frees,
+    it goes to the peer that asked, not to a squatter drawn at random."""
+    choker = Choker(slots=4, rng=random.Random(seed))
+    squatters = [PeerInfo(key=f"s{i}", interested=True, down_rate=0.0, up_rate=0.0) for i in range(50)]
+    honest = PeerInfo(key="honest", interested=True, down_rate=0.0, up_rate=0.0, asked=True)
+    chosen = choker.rechoke([*squatters, honest], now=0.0, seeding=True)
+    assert "honest" in chosen
