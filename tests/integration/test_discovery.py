@@ -411,7 +411,9 @@ class RawPeers:
             self.handshakes.append(hs)
             writer.write(wire.Handshake(hs.info_hash, b"-XX0001-" + os.urandom(12)).encode())
             await reader.read()  # hold the connection until the other side closes it
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, ProtocolError):
+        except ProtocolError:
+            writer.close()  # not a plain handshake (an MSE attempt): hang up, as plain-only peers do
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
             pass
 
     async def client(self, port: int, info_hash: bytes, listen_port: int) -> tuple[Any, Any]:
