@@ -29,6 +29,7 @@ from swarm.core.announce import (
     pack_peer,
     parse_announce_query,
     parse_scrape_query,
+    udp_announce_fields,
     udp_encode_announce,
     udp_encode_error,
     udp_encode_scrape,
@@ -105,6 +106,8 @@ class Tracker:
         self.metrics = metrics or TrackerMetrics()
         #: Set for stores that answer without waiting (``MemoryStore``): no task per request.
         self._announce_now = getattr(store, "announce_sync", None)
+        #: The same without a request object (``MemoryStore.announce_fields``): UDP's fast path.
+        self._announce_fields = getattr(store, "announce_fields", None)
 
     # ------------------------------------------------------------------ shared steps
 
@@ -255,6 +258,41 @@ class Tracker:
         except _Refused as no:
             return self._answered("udp", no.result, started, udp_encode_error(tid, no.reason))
         return self._answered("udp", "ok", started, self._udp_body(tid, ipv6, result))
+
+    def udp_announce_datagram(self, data: bytes, ip: bytes, tid: int) -> bytes | None:
+        """The answer to a plain announce from the proven packed address ``ip``, read
+        straight from the datagram into a store that answers at once: no request
+        object, no peer ids, one clock reading per step. ``None`` for anything else (a
+        store to await, a field to refuse, an ``ip`` to trust, a hash not allowed, a
+        store failure): the general path then answers with its wording and counts."""
+        announce_fields = self._announce_fields
+        if announce_fields is None:
+            return None
+        fields = udp_announce_fields(data)
+        if fields is None:
+            return None
+        info_hash, pid, left, event, numwant, port, declared_ip = fields
+        cfg = self.config
+        if (cfg.allow is not None and info_hash not in cfg.allow) or (
+            cfg.trust_ip and declared_ip
+        ):
+            return None
+        started = perf_counter()
+        try:
+            _, addrs, seeders, leechers = announce_fields(
+                info_hash, pid, left, event, numwant, ip + port.to_bytes(2, "big"),
+                time.time(), False,
+            )  # fmt: skip
+        except Exception:  # full, or a bug: refused (and logged) by the general path
+            return None
+        stored = perf_counter()
+        self.metrics.store_seconds.observe(stored - started)
+        peers = b"".join(addrs)
+        size = 18 if len(ip) == 16 else 6
+        if len(peers) != size * len(addrs):  # some of the other family
+            peers = b"".join(udp_peers_for(addrs, size == 18))
+        body = udp_encode_announce(tid, cfg.interval, leechers, seeders, (peers,))
+        return self._answered("udp", "ok", started, body)
 
     async def udp_announce(self, req: AnnounceRequest, remote: str, tid: int, ipv6: bool) -> bytes:
         started = perf_counter()

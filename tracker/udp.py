@@ -104,6 +104,11 @@ class UdpFront(asyncio.DatagramProtocol):
             self._send(udp_encode_error(tid, "invalid connection id", size), addr)
             return
         # from here the address is proven: answers may be larger than requests
+        if action == UDP_ANNOUNCE:
+            body = tracker.udp_announce_datagram(data, ip, tid)
+            if body is not None:
+                self._send(body, addr)
+                return
         try:
             req = udp_parse_request(data)
         except BadAnnounce as exc:

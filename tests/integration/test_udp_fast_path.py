@@ -1,0 +1,128 @@
+"""UDP's fast path (``Tracker.udp_announce_datagram``: the datagram's fields straight
+into the memory store) answers byte for byte as the general path (``AnnounceRequest``,
+``announce_sync``) over a mixed stream: events, seeds and leechers, aria2c seeds, odd
+numwant, IPv4 and IPv6 sources, an allow list, ``--trust-ip``, refusals, a full store."""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from swarm.core import announce as a
+from tracker.app import TRACKER_KEY, TrackerConfig, make_app
+from tracker.store import MemoryStore
+from tracker.udp import UdpFront
+
+HASHES = [bytes([n]) * 20 for n in range(6)]
+
+
+class Sent:
+    """A transport that keeps what the front end sends."""
+
+    def __init__(self) -> None:
+        self.out: list[tuple[bytes, Any]] = []
+
+    def sendto(self, body: bytes, addr: Any) -> None:
+        self.out.append((body, addr))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def front(config: TrackerConfig, fast: bool) -> tuple[UdpFront, Sent]:
+    store = MemoryStore(rng=random.Random(5), max_peers_per_swarm=40)
+    tracker = make_app(store, config)[TRACKER_KEY]
+    if not fast:
+        tracker._announce_fields = None  # the general path only
+    sent = Sent()
+    f = UdpFront(tracker, a.UdpConnectionIds(b"s" * 32))
+    f.transport = sent  # type: ignore[assignment]
+    return f, sent
+
+
+def stream(rng: random.Random, ids: a.UdpConnectionIds, n: int) -> list[tuple[bytes, Any]]:
+    sources = [(f"10.0.0.{i}", 6000 + i) for i in range(1, 30)]
+    sources += [(f"2001:db8::{i:x}", 7000 + i, 0, 0) for i in range(1, 10)]
+    sources += [("::ffff:10.0.1.1", 8000, 0, 0)]
+    pids = [b"-UL0001-" + rng.randbytes(12) for _ in range(150)] + [b"A2-1-36-0-" + bytes(10)]
+    out = []
+    for _ in range(n):
+        src = rng.choice(sources)
+        family = socket.AF_INET6 if ":" in src[0] and "ffff" not in src[0] else socket.AF_INET
+        packed = socket.inet_pton(family, src[0].removeprefix("::ffff:"))
+        cid = ids.issue(packed, time.time())
+        pkt = bytearray(
+            a.udp_announce_request(
+                cid, rng.getrandbits(32), rng.choice(HASHES), rng.choice(pids), 0,
+                rng.choice([0, 0, 500]), 0, rng.choice(["", "started", "completed", "stopped"]),
+                rng.getrandbits(32), rng.choice([-1, 0, 3, 50, 500]), rng.randrange(1, 65536),
+                rng.choice([0, 0, 0, 0x0A000063]),
+            )
+        )  # fmt: skip
+        odd = rng.random()
+        if odd < 0.03:
+            pkt[83] = 9  # an unknown event (offset 80 + 3: low byte of the event field)
+        elif odd < 0.06:
+            pkt[96:98] = b"\0\0"  # port 0
+        elif odd < 0.08:
+            pkt[56] = 0xFF  # "downloaded" past 2**63 - 1
+        out.append((bytes(pkt), src))
+    return out
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrackerConfig(),
+        TrackerConfig(allow=frozenset(HASHES[:3])),
+        TrackerConfig(trust_ip=True),
+    ],
+    ids=["open", "allow-list", "trust-ip"],
+)
+def test_fast_path_answers_as_the_general_path(config: TrackerConfig) -> None:
+    fast, fast_sent = front(config, fast=True)
+    slow, slow_sent = front(config, fast=False)
+    datagrams = stream(random.Random(9), fast.ids, 3000)
+    for data, addr in datagrams:
+        fast.datagram_received(data, addr)
+        slow.datagram_received(data, addr)
+    assert len(fast_sent.out) == len(slow_sent.out) == len(datagrams)
+    assert fast_sent.out == slow_sent.out
+    kinds = {body[:4] for body, _ in fast_sent.out}
+    assert kinds == {b"\0\0\0\1", b"\0\0\0\3"}  # answers and refusals both exercised
+    moments = {"started", "full_logged"}  # clock readings, not counts
+    counted = {k: v for k, v in vars(fast.tracker.counters).items() if k not in moments}
+    assert counted == {k: v for k, v in vars(slow.tracker.counters).items() if k not in moments}
+    fm, sm = fast.tracker.metrics, slow.tracker.metrics
+    for key, child in fm.announces.items():
+        assert child._value.get() == sm.announces[key]._value.get(), key
+    assert fm.answer["udp"]._sum.get() > 0
+
+
+def test_the_fast_path_is_taken() -> None:
+    """A plain announce is answered without building an ``AnnounceRequest``."""
+    f, sent = front(TrackerConfig(), fast=True)
+    calls = 0
+    real = a.udp_parse_request
+
+    def counting(data: bytes) -> a.UdpRequest:
+        nonlocal calls
+        calls += 1
+        return real(data)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr("tracker.udp.udp_parse_request", counting)
+    try:
+        cid = f.ids.issue(socket.inet_aton("10.0.0.1"), time.time())
+        f.datagram_received(
+            a.udp_announce_request(cid, 1, HASHES[0], b"p" * 20, 0, 5, 0, "started", 0, 50, 99),
+            ("10.0.0.1", 99),
+        )
+    finally:
+        mp.undo()
+    assert calls == 0
+    assert a.udp_parse_announce(sent.out[0][0], 1).incomplete == 1
