@@ -35,6 +35,7 @@ from swarm.core.announce import (
     udp_encode_scrape,
     udp_peers_for,
 )
+from tracker.chart import SAMPLE_EVERY, History, svg
 from tracker.metrics import TrackerMetrics
 from tracker.store import AnnounceResult, Store, StoreFull, StoreUnavailable
 
@@ -52,6 +53,7 @@ class TrackerConfig:
     trust_ip: bool = False  # honour the ``ip=`` parameter
     scrape_all: bool = True  # ``/scrape`` without info_hash lists every swarm
     expire_every: float | None = None  # seconds between expiry sweeps (default interval/2)
+    chart_every: float = SAMPLE_EVERY  # seconds between samples of the status page's chart
 
 
 @dataclass
@@ -71,6 +73,7 @@ class Counters:
 STORE_KEY: web.AppKey[Store] = web.AppKey("store")
 CONFIG_KEY = web.AppKey("config", TrackerConfig)
 COUNTERS_KEY = web.AppKey("counters", Counters)
+HISTORY_KEY = web.AppKey("history", History)
 
 
 def _bencoded(body: bytes) -> web.Response:
@@ -404,11 +407,14 @@ async def status_page(request: web.Request) -> web.Response:
     except StoreUnavailable:
         files = {}
     rows = sorted(files.items(), key=lambda kv: -(kv[1].complete + kv[1].incomplete))[:200]
+    refresh = max(5, round(request.app[CONFIG_KEY].chart_every))  # the chart's next point
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>swarm tracker</title>",
+        f"<meta http-equiv='refresh' content='{refresh}'>",
         "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:right}"
         "td:first-child{font-family:monospace;text-align:left}</style></head><body>",
         "<h1>swarm tracker</h1>",
+        svg(list(request.app[HISTORY_KEY].samples)),
         "<p>whole tracker: "
         + " &middot; ".join(
             f"{html.escape(str(k))}: {html.escape(str(v))}"
@@ -457,12 +463,32 @@ async def _expiry_loop(app: web.Application) -> None:
             log.exception("event=internal_error task=expiry")
 
 
+async def sample_chart(app: web.Application) -> None:
+    """One point of the status page's chart: announces/s since the last one, peers."""
+    try:
+        peers = (await app[STORE_KEY].stats())["peers"]
+    except StoreUnavailable:
+        peers = 0
+    app[HISTORY_KEY].sample(time.time(), app[COUNTERS_KEY].announces, peers)
+
+
+async def _chart_loop(app: web.Application) -> None:
+    while True:
+        await asyncio.sleep(app[CONFIG_KEY].chart_every)
+        try:
+            await sample_chart(app)
+        except Exception:
+            log.exception("event=internal_error task=chart")
+
+
 async def _background(app: web.Application) -> object:
-    task = asyncio.create_task(_expiry_loop(app))
+    tasks = [asyncio.create_task(_expiry_loop(app)), asyncio.create_task(_chart_loop(app))]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await app[STORE_KEY].close()
 
 
@@ -471,6 +497,7 @@ def make_app(store: Store, config: TrackerConfig | None = None) -> web.Applicati
     app[STORE_KEY] = store
     app[CONFIG_KEY] = config or TrackerConfig()
     app[COUNTERS_KEY] = Counters()
+    app[HISTORY_KEY] = History(time.time())
     app[TRACKER_KEY] = Tracker(store, app[CONFIG_KEY], app[COUNTERS_KEY])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/announce", announce)
