@@ -98,9 +98,15 @@ def test_fast_path_answers_as_the_general_path(config: TrackerConfig) -> None:
     counted = {k: v for k, v in vars(fast.tracker.counters).items() if k not in moments}
     assert counted == {k: v for k, v in vars(slow.tracker.counters).items() if k not in moments}
     fm, sm = fast.tracker.metrics, slow.tracker.metrics
+    fm.udp_tally.flush()  # what a scrape does first
     for key, child in fm.announces.items():
         assert child._value.get() == sm.announces[key]._value.get(), key
     assert fm.answer["udp"]._sum.get() > 0
+    for histogram in ("answer", "store"):
+        f_child = fm.store_seconds if histogram == "store" else fm.answer["udp"]
+        s_child = sm.store_seconds if histogram == "store" else sm.answer["udp"]
+        counts = [sum(b.get() for b in child._buckets) for child in (f_child, s_child)]
+        assert counts[0] == counts[1] > 0, histogram
 
 
 def test_the_fast_path_is_taken() -> None:
@@ -126,3 +132,37 @@ def test_the_fast_path_is_taken() -> None:
         mp.undo()
     assert calls == 0
     assert a.udp_parse_announce(sent.out[0][0], 1).incomplete == 1
+
+
+def test_fast_path_metrics_add_up_in_the_exposition() -> None:
+    """The fast path's answers are tallied and reach ``/metrics``: announces, both
+    latency histograms (count and buckets), exactly as many as were answered."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    f, sent = front(TrackerConfig(), fast=True)
+    n = 5000  # more than one batch of the tally
+    for i in range(n):
+        host = f"10.1.{i % 200}.{i // 200 + 1}"
+        cid = f.ids.issue(socket.inet_aton(host), time.time())
+        pkt = a.udp_announce_request(cid, i, (i // 30).to_bytes(20, "big"), b"-UL-" + i.to_bytes(16, "big"),
+                                     0, 9, 0, "started", 0, 50, 4000)  # fmt: skip
+        f.datagram_received(pkt, (host, 4000))
+    assert len(sent.out) == n and all(body[:4] == b"\0\0\0\1" for body, _ in sent.out)
+    text = f.tracker.metrics.exposition(None).decode()
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    ok = (("protocol", "udp"), ("result", "ok"))
+    assert got[("swarm_tracker_announces_total", ok)] == n
+    assert got[("swarm_tracker_answer_seconds_count", (("protocol", "udp"),))] == n
+    assert got[("swarm_tracker_answer_seconds_bucket", (("le", "+Inf"), ("protocol", "udp")))] == n
+    assert got[("swarm_tracker_answer_seconds_sum", (("protocol", "udp"),))] > 0
+    assert got[("swarm_tracker_store_seconds_count", ())] == n
+    buckets = sorted(
+        (float(dict(k[1])["le"]), v) for k, v in got.items()
+        if k[0] == "swarm_tracker_store_seconds_bucket"
+    )  # fmt: skip
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
+    assert f.tracker.counters.announces == f.tracker.counters.udp_announces == n
