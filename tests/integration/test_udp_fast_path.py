@@ -5,6 +5,7 @@ numwant, IPv4 and IPv6 sources, an allow list, ``--trust-ip``, refusals, a full 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 import time
@@ -166,3 +167,25 @@ def test_fast_path_metrics_add_up_in_the_exposition() -> None:
     )  # fmt: skip
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     assert f.tracker.counters.announces == f.tracker.counters.udp_announces == n
+
+
+async def test_answers_leave_together_after_the_loop_round() -> None:
+    """Answers to datagrams read in one loop round are sent together afterwards (one
+    wake-up of the client for several), in order, none lost."""
+    f, sent = front(TrackerConfig(), fast=True)
+    flushed = asyncio.Event()
+    real_sendto = sent.sendto
+
+    def sendto(body: bytes, addr: Any) -> None:
+        real_sendto(body, addr)
+        flushed.set()
+
+    sent.sendto = sendto  # type: ignore[method-assign]
+    f.connection_made(sent)  # type: ignore[arg-type]
+    cid = f.ids.issue(socket.inet_aton("10.0.0.1"), time.time())
+    for tid in range(3):
+        pkt = a.udp_announce_request(cid, tid, HASHES[0], bytes([tid]) * 20, 0, 5, 0, "", 0, 9, 99)
+        f.datagram_received(pkt, ("10.0.0.1", 99))
+    assert sent.out == []  # queued, not sent inside datagram_received
+    await asyncio.wait_for(flushed.wait(), 5)
+    assert [a.udp_transaction_id(body) for body, _ in sent.out] == [0, 1, 2]
