@@ -281,18 +281,22 @@ class Tracker:
         ):
             return None
         started = perf_counter()
+        packed = bytearray()
         try:
             _, addrs, seeders, leechers = announce_fields(
                 info_hash, pid, left, event, numwant, ip + port.to_bytes(2, "big"),
-                time.time(), False,
+                time.time(), False, packed,
             )  # fmt: skip
         except Exception:  # full, or a bug: refused (and logged) by the general path
             return None
         stored = perf_counter()
-        peers = b"".join(addrs)
-        size = 18 if len(ip) == 16 else 6
-        if len(peers) != size * len(addrs):  # some of the other family
-            peers = b"".join(udp_peers_for(addrs, size == 18))
+        if packed:  # an IPv4 swarm: the addresses came packed
+            peers = bytes(packed)
+        else:
+            peers = b"".join(addrs)
+            size = 18 if len(ip) == 16 else 6
+            if len(peers) != size * len(addrs):  # some of the other family
+                peers = b"".join(udp_peers_for(addrs, size == 18))
         body = udp_encode_announce(tid, cfg.interval, leechers, seeders, (peers,))
         counters = self.counters  # as ``_answered``, with the metrics tallied in bulk
         counters.announces += 1

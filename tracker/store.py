@@ -86,40 +86,56 @@ class _Pool:
     address objects it returns and a contiguous array of expiry times.
     """
 
-    __slots__ = ("ids", "addrs", "expires", "index")
+    __slots__ = ("ids", "addrs", "expires", "index", "packed", "ipv6")
 
     def __init__(self) -> None:
         self.ids: list[bytes] = []
         self.addrs: list[bytes] = []  # compact address, same position as ids
         self.expires: array[float] = array("d")
         self.index: dict[bytes, int] = {}
+        #: The addresses again, 6 bytes each (zeros for an IPv6 peer): a UDP answer to
+        #: an IPv4 swarm is a slice of it, one copy, no address object touched.
+        self.packed = bytearray()
+        self.ipv6 = 0  # IPv6 peers here; ``packed`` is used only while there are none
 
     def put(self, pid: bytes, addr: bytes, expires: float) -> int:
         """Add or refresh ``pid``; its position."""
         i = self.index.get(pid)
+        v4 = len(addr) == 6
         if i is None:
             i = self.index[pid] = len(self.ids)
             self.ids.append(pid)
             self.addrs.append(addr)
             self.expires.append(expires)
+            self.packed += addr if v4 else _NOT_IPV4
         else:
+            self.ipv6 -= len(self.addrs[i]) != 6
             self.addrs[i] = addr
             self.expires[i] = expires
+            self.packed[6 * i : 6 * i + 6] = addr if v4 else _NOT_IPV4
+        self.ipv6 += not v4
         return i
 
     def remove(self, pid: bytes) -> bool:
         i = self.index.pop(pid, None)
         if i is None:
             return False
+        self.ipv6 -= len(self.addrs[i]) != 6
         last_id, last_addr, last_exp = self.ids.pop(), self.addrs.pop(), self.expires.pop()
+        packed = self.packed
         if i < len(self.ids):
             self.ids[i], self.addrs[i], self.expires[i] = last_id, last_addr, last_exp
             self.index[last_id] = i
+            packed[6 * i : 6 * i + 6] = packed[-6:]
+        del packed[-6:]
         return True
 
     def __len__(self) -> int:
         return len(self.ids)
 
+
+#: ``_Pool.packed``'s entry for an IPv6 peer (never read: see ``_Pool.ipv6``).
+_NOT_IPV4 = bytes(6)
 
 #: A run of peers to answer with: ``pool.ids[lo:hi]``.
 _Run = tuple[_Pool, int, int]
@@ -213,10 +229,13 @@ class MemoryStore:
         addr: bytes,
         now: float,
         with_ids: bool = True,
+        packed: bytearray | None = None,
     ) -> tuple[list[bytes], list[bytes], int, int]:
         """``announce_sync`` from the request's fields: ``(peer ids, compact addresses,
         seeders, leechers)``. The UDP path calls it straight from the datagram with
-        ``with_ids`` off (its answer has no ids): no request object, no id copies."""
+        ``with_ids`` off (its answer has no ids): no request object, no id copies; and
+        with ``packed``: for an IPv4 asker in a swarm of IPv4 peers only, the picked
+        addresses go there, 6 bytes each, sliced from the pools (the list stays empty)."""
         swarm = self.swarms.get(info_hash)
         if event == "stopped":
             if swarm is not None:
@@ -244,7 +263,10 @@ class MemoryStore:
         ids: list[bytes] = []
         addrs: list[bytes] = []
         fill = seed and pid.startswith(SEEDS_FOR_SEED_PREFIX)
-        self._pick(swarm, theirs, seed, numwant, now, ids if with_ids else None, addrs, fill)
+        if packed is not None and len(addr) == 6 and not swarm.seeds.ipv6 + swarm.leechers.ipv6:
+            self._pick(swarm, theirs, seed, numwant, now, None, packed, fill)
+        else:
+            self._pick(swarm, theirs, seed, numwant, now, ids if with_ids else None, addrs, fill)
         return ids, addrs, len(swarm.seeds.ids), len(swarm.leechers.ids)
 
     def _record(
@@ -309,14 +331,16 @@ class MemoryStore:
         want: int,
         now: float,
         ids: list[bytes] | None,
-        addrs: list[bytes],
+        addrs: list[bytes] | bytearray,
         fill: bool = False,
     ) -> None:
         """Up to ``want`` random live peers into ``addrs`` (and their ids into ``ids``,
         unless ``None``), never the asker; a seed gets leechers only, or (``fill``, see
-        ``seeds_for_seed``) leechers first, then seeds."""
+        ``seeds_for_seed``) leechers first, then seeds. A bytearray ``addrs`` takes the
+        pools' ``packed`` IPv4 addresses, 6 bytes a peer."""
         if want <= 0:
             return
+        unit = 6 if isinstance(addrs, bytearray) else 1
         if not seed:
             self._take(
                 self._window((swarm.seeds, swarm.leechers), want + 1), asker, now, ids, addrs
@@ -324,18 +348,18 @@ class MemoryStore:
         else:
             leechers = swarm.leechers
             self._take(self._window((leechers,), want), asker, now, ids, addrs)
-            if len(addrs) < want and len(leechers) > want:
+            if len(addrs) < want * unit and len(leechers) > want:
                 # the window held peers past their time (not yet swept): look at every
                 # leecher before handing a seed any seed
                 if ids is not None:
                     ids.clear()
                 addrs.clear()
                 self._take([(leechers, 0, len(leechers))], asker, now, ids, addrs)
-            if fill and len(addrs) < want:
-                room = want - len(addrs)
+            if fill and len(addrs) < want * unit:
+                room = want - len(addrs) // unit
                 self._take(self._window((swarm.seeds,), room + 1), asker, now, ids, addrs)
-        if len(addrs) > want:
-            del addrs[want:]
+        if len(addrs) > want * unit:
+            del addrs[want * unit :]
             if ids is not None:
                 del ids[want:]
 
@@ -345,7 +369,7 @@ class MemoryStore:
         asker: tuple[_Pool, int],
         now: float,
         ids: list[bytes] | None,
-        addrs: list[bytes],
+        addrs: list[bytes] | bytearray,
     ) -> None:
         """Append the live peers of ``runs`` but the asker, a slice at a time."""
         asker_pool, asker_at = asker
@@ -361,14 +385,20 @@ class MemoryStore:
                 if min(pool.expires[a:b]) > now:
                     if ids is not None:
                         ids += pool.ids[a:b]
-                    addrs += pool.addrs[a:b]
+                    if isinstance(addrs, bytearray):
+                        addrs += pool.packed[6 * a : 6 * b]
+                    else:
+                        addrs += pool.addrs[a:b]
                     continue
                 exp = pool.expires
                 for i in range(a, b):  # some are past their time: skip those
                     if exp[i] > now:
                         if ids is not None:
                             ids.append(pool.ids[i])
-                        addrs.append(pool.addrs[i])
+                        if isinstance(addrs, bytearray):
+                            addrs += pool.packed[6 * i : 6 * i + 6]
+                        else:
+                            addrs.append(pool.addrs[i])
 
     def _window(self, pools: tuple[_Pool, ...], k: int) -> list[_Run]:
         """``k`` peers at a random offset in the pools laid end to end, wrapping

@@ -45,9 +45,12 @@ def front(config: TrackerConfig, fast: bool) -> tuple[UdpFront, Sent]:
     return f, sent
 
 
-def stream(rng: random.Random, ids: a.UdpConnectionIds, n: int) -> list[tuple[bytes, Any]]:
-    sources = [(f"10.0.0.{i}", 6000 + i) for i in range(1, 30)]
-    sources += [(f"2001:db8::{i:x}", 7000 + i, 0, 0) for i in range(1, 10)]
+def stream(
+    rng: random.Random, ids: a.UdpConnectionIds, n: int, ipv6: bool = True
+) -> list[tuple[bytes, Any]]:
+    sources: list[Any] = [(f"10.0.0.{i}", 6000 + i) for i in range(1, 30)]
+    if ipv6:
+        sources += [(f"2001:db8::{i:x}", 7000 + i, 0, 0) for i in range(1, 10)]
     sources += [("::ffff:10.0.1.1", 8000, 0, 0)]
     pids = [b"-UL0001-" + rng.randbytes(12) for _ in range(150)] + [b"A2-1-36-0-" + bytes(10)]
     out = []
@@ -76,18 +79,19 @@ def stream(rng: random.Random, ids: a.UdpConnectionIds, n: int) -> list[tuple[by
 
 
 @pytest.mark.parametrize(
-    "config",
+    ("config", "ipv6"),
     [
-        TrackerConfig(),
-        TrackerConfig(allow=frozenset(HASHES[:3])),
-        TrackerConfig(trust_ip=True),
+        (TrackerConfig(), True),
+        (TrackerConfig(), False),  # IPv4 swarms: answers sliced from the packed pools
+        (TrackerConfig(allow=frozenset(HASHES[:3])), True),
+        (TrackerConfig(trust_ip=True), True),
     ],
-    ids=["open", "allow-list", "trust-ip"],
+    ids=["open", "ipv4-only", "allow-list", "trust-ip"],
 )
-def test_fast_path_answers_as_the_general_path(config: TrackerConfig) -> None:
+def test_fast_path_answers_as_the_general_path(config: TrackerConfig, ipv6: bool) -> None:
     fast, fast_sent = front(config, fast=True)
     slow, slow_sent = front(config, fast=False)
-    datagrams = stream(random.Random(9), fast.ids, 3000)
+    datagrams = stream(random.Random(9), fast.ids, 3000, ipv6)
     for data, addr in datagrams:
         fast.datagram_received(data, addr)
         slow.datagram_received(data, addr)
@@ -189,3 +193,23 @@ async def test_answers_leave_together_after_the_loop_round() -> None:
     assert sent.out == []  # queued, not sent inside datagram_received
     await asyncio.wait_for(flushed.wait(), 5)
     assert [a.udp_transaction_id(body) for body, _ in sent.out] == [0, 1, 2]
+
+
+def test_packed_addresses_follow_every_change() -> None:
+    """``_Pool.packed`` mirrors ``addrs`` (zeros for IPv6) and ``ipv6`` counts them,
+    through adds, moves between families, refreshes and swap-removals."""
+    from tracker.store import _Pool
+
+    rng = random.Random(3)
+    pool = _Pool()
+    pids = [bytes([i]) * 20 for i in range(40)]
+    for _ in range(3000):
+        pid = rng.choice(pids)
+        if rng.random() < 0.3:
+            pool.remove(pid)
+        else:
+            v6 = rng.random() < 0.3
+            addr = rng.randbytes(18 if v6 else 6)
+            pool.put(pid, addr, 1.0)
+        assert pool.packed == b"".join(x if len(x) == 6 else bytes(6) for x in pool.addrs)
+        assert pool.ipv6 == sum(len(x) == 18 for x in pool.addrs)
