@@ -409,7 +409,7 @@ class MemoryStore:
         if total <= k:
             return [(p, 0, n) for p, n in zip(pools, sizes, strict=True) if n]
         runs: list[_Run] = []
-        pos = self.rng.randrange(total)
+        pos = int(self.rng.random() * total)  # randrange costs 5x more; total < 2**53
         while k > 0:
             off = pos
             i = 0
