@@ -179,6 +179,23 @@ def retrieve(task: asyncio.Future[bytes]) -> None:
         task.exception()
 
 
+class WriteTimes:
+    """Verified pieces written and the seconds their pwrites took (``--metrics``' disk
+    write latency), summed under a lock: the session's disk threads write in parallel."""
+
+    __slots__ = ("count", "seconds", "_lock")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self.count += 1
+            self.seconds += seconds
+
+
 class FdCache:
     """Open fds by file index with a cap; an fd in use by a thread is never closed."""
 

@@ -1,16 +1,15 @@
 """``--metrics PORT`` of ``seed`` and ``get``: a client's figures in the Prometheus text format.
 
 Built only from the public API, ``TorrentHandle.status()`` snapshots
-(``swarm.status``) and ``Session.dht_node_count()``, read when scraped: the
-engine keeps no extra counters for it and cannot be slowed by a scraper.
-prometheus-client renders the text (one registry per server; its collector
-turns the snapshots into metric families at each scrape).
-
-Figures the issue names that a snapshot cannot give yet (they need counters
-in the engine): bytes by source kind over the whole session (a snapshot only
-has the bytes of the peers still connected, exported as
-``swarm_connected_peer_bytes``), pieces that failed their hash check,
-hash-fail bans, and disk write latency.
+(``swarm.status``) and ``Session.dht_node_count()``, read when scraped, so a
+scraper cannot slow the engine down. The session counters a snapshot carries
+(bytes by source kind, hash failures, hash-fail bans, disk write time) are
+kept by the engine's parts off the block path: bytes are summed per peer as
+they always were and banked by source when a peer leaves
+(``ConnectionPool.remove``), writes are timed in the disk thread
+(``Storage.write_times``). prometheus-client renders the text (one registry
+per server; its collector turns the snapshots into metric families at each
+scrape).
 """
 
 from __future__ import annotations
@@ -48,7 +47,11 @@ class _Snapshots:
         self.session, self.handles = session, handles
 
     def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            SummaryMetricFamily,
+        )
 
         def gauge(name: str, text: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, text, labels=["info_hash", *labels])
@@ -79,6 +82,18 @@ class _Snapshots:
         tracker_peers = gauge("swarm_tracker_peers", "Peers in each tracker's last answer", ["url"])
         stalled = gauge("swarm_stalled", "1 while nothing verifies, with the reason", ["reason"])
         eta = gauge("swarm_eta_seconds", "Estimated seconds to completion")
+        payload = CounterMetricFamily(
+            "swarm_payload_bytes",
+            "Payload bytes this session by source kind and peer source, every peer's",
+            labels=["info_hash", "kind", "source", "direction"],
+        )
+        failed = counter("swarm_hash_failed_pieces", "Pieces that failed their hash check")
+        bans = counter("swarm_hash_fail_bans", "Peers banned for data that failed the hash check")
+        writes = SummaryMetricFamily(
+            "swarm_disk_write_seconds",
+            "Time the disk writes of verified pieces took",
+            labels=["info_hash"],
+        )
         for handle in self.handles():
             st: TorrentStatus = handle.status()
             ih = st.info_hash
@@ -128,9 +143,16 @@ class _Snapshots:
                 stalled.add_metric([ih, st.stalled_reason], 1)
             if st.eta is not None:
                 eta.add_metric([ih], st.eta)
+            for kind, source, down, up in st.bytes_by_source:
+                payload.add_metric([ih, kind, source, "down"], down)
+                payload.add_metric([ih, kind, source, "up"], up)
+            failed.add_metric([ih], st.hash_failures)
+            bans.add_metric([ih], st.hash_fail_bans)
+            writes.add_metric([ih], count_value=st.disk_writes, sum_value=st.disk_write_seconds)
         yield from (
             info, downloaded, uploaded, rates, size, verified, pieces, piece_length, peers,
             clients, states, seeds, peer_bytes, trackers, tracker_peers, stalled, eta,
+            payload, failed, bans, writes,
         )  # fmt: skip
         nodes = self.session.dht_node_count()
         if nodes is not None:

@@ -85,6 +85,14 @@ class TorrentStatus:
     stalled_reason: str | None = None
     eta: float | None = None  # seconds, None when unknown
     started_at: float = 0.0
+    # session counters for --metrics (swarm.metrics), kept by the engine's parts
+    hash_failures: int = 0  # pieces that failed their hash check
+    hash_fail_bans: int = 0  # peers banned for sending data that failed it
+    disk_writes: int = 0  # verified pieces written to disk
+    disk_write_seconds: float = 0.0  # the time those writes took, summed
+    #: Payload bytes by ``(kind, source, down, up)``: kind "peer" (web seeds to come),
+    #: source as ``PeerStatus.source``; every peer's this session, connected now or not.
+    bytes_by_source: tuple[tuple[str, str, int, int], ...] = ()
     extra: dict[str, object] = field(default_factory=dict)
     web_seeds: tuple[WebSeedStatus, ...] = ()
 

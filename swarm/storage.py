@@ -34,6 +34,7 @@ import hashlib
 import logging
 import os
 import stat
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -58,8 +59,8 @@ from swarm.core.metainfo_v2 import PieceChecks
 from swarm.diskio import FILE_FLAGS as _FILE_FLAGS
 from swarm.diskio import DirectWriter as _DirectWriter
 from swarm.diskio import FdCache as _FdCache
+from swarm.diskio import WriteTimes, hash_pieces, walk_dirs
 from swarm.diskio import check_components as _check_components
-from swarm.diskio import hash_pieces, walk_dirs
 from swarm.diskio import make_executor as make_executor  # re-exported: the session's pool
 from swarm.diskio import oserror as _oserror
 from swarm.diskio import pread_into as _pread_into
@@ -120,6 +121,7 @@ class Storage:
         self._baseline: list[tuple[int, int]] | None = None
         self._touched: set[int] = set()  # files written since the baseline
         self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self.write_times = WriteTimes()
         # Whole pieces are loaded, verified and cached only when two fit in the
         # budget; bigger pieces are read block by block, unverified (bounded memory).
         self._cache_pieces = read_cache_bytes // max(1, meta.piece_length)
@@ -316,6 +318,7 @@ class Storage:
     def _write_job(self, index: int, mv: memoryview) -> bool:
         if hashlib.sha1(mv).digest() != self.meta.piece_hash(index):
             return False
+        started = time.perf_counter()
         pos = 0
         files = self.layout.files
         for seg in self.layout.piece_segments(index):
@@ -334,6 +337,7 @@ class Storage:
                 self._touched.add(i)
                 self._fresh.discard(i)
             pos += seg.length
+        self.write_times.add(time.perf_counter() - started)
         return True
 
     # ------------------------------------------------------------------ reads

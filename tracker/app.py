@@ -29,11 +29,13 @@ from swarm.core.announce import (
     pack_peer,
     parse_announce_query,
     parse_scrape_query,
+    udp_announce_fields,
     udp_encode_announce,
     udp_encode_error,
     udp_encode_scrape,
     udp_peers_for,
 )
+from tracker.chart import SAMPLE_EVERY, History, svg
 from tracker.metrics import TrackerMetrics
 from tracker.store import AnnounceResult, Store, StoreFull, StoreUnavailable
 
@@ -51,6 +53,7 @@ class TrackerConfig:
     trust_ip: bool = False  # honour the ``ip=`` parameter
     scrape_all: bool = True  # ``/scrape`` without info_hash lists every swarm
     expire_every: float | None = None  # seconds between expiry sweeps (default interval/2)
+    chart_every: float = SAMPLE_EVERY  # seconds between samples of the status page's chart
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Counters:
 STORE_KEY: web.AppKey[Store] = web.AppKey("store")
 CONFIG_KEY = web.AppKey("config", TrackerConfig)
 COUNTERS_KEY = web.AppKey("counters", Counters)
+HISTORY_KEY = web.AppKey("history", History)
 
 
 def _bencoded(body: bytes) -> web.Response:
@@ -105,6 +109,8 @@ class Tracker:
         self.metrics = metrics or TrackerMetrics()
         #: Set for stores that answer without waiting (``MemoryStore``): no task per request.
         self._announce_now = getattr(store, "announce_sync", None)
+        #: The same without a request object (``MemoryStore.announce_fields``): UDP's fast path.
+        self._announce_fields = getattr(store, "announce_fields", None)
 
     # ------------------------------------------------------------------ shared steps
 
@@ -256,6 +262,48 @@ class Tracker:
             return self._answered("udp", no.result, started, udp_encode_error(tid, no.reason))
         return self._answered("udp", "ok", started, self._udp_body(tid, ipv6, result))
 
+    def udp_announce_datagram(self, data: bytes, ip: bytes, tid: int) -> bytes | None:
+        """The answer to a plain announce from the proven packed address ``ip``, read
+        straight from the datagram into a store that answers at once: no request
+        object, no peer ids, one clock reading per step. ``None`` for anything else (a
+        store to await, a field to refuse, an ``ip`` to trust, a hash not allowed, a
+        store failure): the general path then answers with its wording and counts."""
+        announce_fields = self._announce_fields
+        if announce_fields is None:
+            return None
+        fields = udp_announce_fields(data)
+        if fields is None:
+            return None
+        info_hash, pid, left, event, numwant, port, declared_ip = fields
+        cfg = self.config
+        if (cfg.allow is not None and info_hash not in cfg.allow) or (
+            cfg.trust_ip and declared_ip
+        ):
+            return None
+        started = perf_counter()
+        packed = bytearray()
+        try:
+            _, addrs, seeders, leechers = announce_fields(
+                info_hash, pid, left, event, numwant, ip + port.to_bytes(2, "big"),
+                time.time(), False, packed,
+            )  # fmt: skip
+        except Exception:  # full, or a bug: refused (and logged) by the general path
+            return None
+        stored = perf_counter()
+        if packed:  # an IPv4 swarm: the addresses came packed
+            peers = bytes(packed)
+        else:
+            peers = b"".join(addrs)
+            size = 18 if len(ip) == 16 else 6
+            if len(peers) != size * len(addrs):  # some of the other family
+                peers = b"".join(udp_peers_for(addrs, size == 18))
+        body = udp_encode_announce(tid, cfg.interval, leechers, seeders, (peers,))
+        counters = self.counters  # as ``_answered``, with the metrics tallied in bulk
+        counters.announces += 1
+        counters.udp_announces += 1
+        self.metrics.udp_tally.add(perf_counter() - started, stored - started)
+        return body
+
     async def udp_announce(self, req: AnnounceRequest, remote: str, tid: int, ipv6: bool) -> bytes:
         started = perf_counter()
         try:
@@ -366,11 +414,14 @@ async def status_page(request: web.Request) -> web.Response:
     except StoreUnavailable:
         files = {}
     rows = sorted(files.items(), key=lambda kv: -(kv[1].complete + kv[1].incomplete))[:200]
+    refresh = max(5, round(request.app[CONFIG_KEY].chart_every))  # the chart's next point
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>swarm tracker</title>",
+        f"<meta http-equiv='refresh' content='{refresh}'>",
         "<style>body{font-family:sans-serif}td,th{padding:2px 10px;text-align:right}"
         "td:first-child{font-family:monospace;text-align:left}</style></head><body>",
         "<h1>swarm tracker</h1>",
+        svg(list(request.app[HISTORY_KEY].samples)),
         "<p>whole tracker: "
         + " &middot; ".join(
             f"{html.escape(str(k))}: {html.escape(str(v))}"
@@ -419,12 +470,32 @@ async def _expiry_loop(app: web.Application) -> None:
             log.exception("event=internal_error task=expiry")
 
 
+async def sample_chart(app: web.Application) -> None:
+    """One point of the status page's chart: announces/s since the last one, peers."""
+    try:
+        peers = (await app[STORE_KEY].stats())["peers"]
+    except StoreUnavailable:
+        peers = 0
+    app[HISTORY_KEY].sample(time.time(), app[COUNTERS_KEY].announces, peers)
+
+
+async def _chart_loop(app: web.Application) -> None:
+    while True:
+        await asyncio.sleep(app[CONFIG_KEY].chart_every)
+        try:
+            await sample_chart(app)
+        except Exception:
+            log.exception("event=internal_error task=chart")
+
+
 async def _background(app: web.Application) -> object:
-    task = asyncio.create_task(_expiry_loop(app))
+    tasks = [asyncio.create_task(_expiry_loop(app)), asyncio.create_task(_chart_loop(app))]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await app[STORE_KEY].close()
 
 
@@ -433,6 +504,7 @@ def make_app(store: Store, config: TrackerConfig | None = None) -> web.Applicati
     app[STORE_KEY] = store
     app[CONFIG_KEY] = config or TrackerConfig()
     app[COUNTERS_KEY] = Counters()
+    app[HISTORY_KEY] = History(time.time())
     app[TRACKER_KEY] = Tracker(store, app[CONFIG_KEY], app[COUNTERS_KEY])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/announce", announce)

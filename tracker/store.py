@@ -61,6 +61,10 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+#: aria2c's peer id prefix (see ``seeds_for_seed``).
+SEEDS_FOR_SEED_PREFIX = b"A2-"
+
+
 def seeds_for_seed(req: AnnounceRequest) -> bool:
     """Whether a seed's answer may list other seeds, after every leecher.
 
@@ -69,7 +73,7 @@ def seeds_for_seed(req: AnnounceRequest) -> bool:
     magnet's metadata: without seeds it got no peers at all and its magnet
     download through this tracker never started.
     """
-    return req.peer_id.startswith(b"A2-")
+    return req.peer_id.startswith(SEEDS_FOR_SEED_PREFIX)
 
 
 class _Pool:
@@ -82,40 +86,56 @@ class _Pool:
     address objects it returns and a contiguous array of expiry times.
     """
 
-    __slots__ = ("ids", "addrs", "expires", "index")
+    __slots__ = ("ids", "addrs", "expires", "index", "packed", "ipv6")
 
     def __init__(self) -> None:
         self.ids: list[bytes] = []
         self.addrs: list[bytes] = []  # compact address, same position as ids
         self.expires: array[float] = array("d")
         self.index: dict[bytes, int] = {}
+        #: The addresses again, 6 bytes each (zeros for an IPv6 peer): a UDP answer to
+        #: an IPv4 swarm is a slice of it, one copy, no address object touched.
+        self.packed = bytearray()
+        self.ipv6 = 0  # IPv6 peers here; ``packed`` is used only while there are none
 
     def put(self, pid: bytes, addr: bytes, expires: float) -> int:
         """Add or refresh ``pid``; its position."""
         i = self.index.get(pid)
+        v4 = len(addr) == 6
         if i is None:
             i = self.index[pid] = len(self.ids)
             self.ids.append(pid)
             self.addrs.append(addr)
             self.expires.append(expires)
+            self.packed += addr if v4 else _NOT_IPV4
         else:
+            self.ipv6 -= len(self.addrs[i]) != 6
             self.addrs[i] = addr
             self.expires[i] = expires
+            self.packed[6 * i : 6 * i + 6] = addr if v4 else _NOT_IPV4
+        self.ipv6 += not v4
         return i
 
     def remove(self, pid: bytes) -> bool:
         i = self.index.pop(pid, None)
         if i is None:
             return False
+        self.ipv6 -= len(self.addrs[i]) != 6
         last_id, last_addr, last_exp = self.ids.pop(), self.addrs.pop(), self.expires.pop()
+        packed = self.packed
         if i < len(self.ids):
             self.ids[i], self.addrs[i], self.expires[i] = last_id, last_addr, last_exp
             self.index[last_id] = i
+            packed[6 * i : 6 * i + 6] = packed[-6:]
+        del packed[-6:]
         return True
 
     def __len__(self) -> int:
         return len(self.ids)
 
+
+#: ``_Pool.packed``'s entry for an IPv6 peer (never read: see ``_Pool.ipv6``).
+_NOT_IPV4 = bytes(6)
 
 #: A run of peers to answer with: ``pool.ids[lo:hi]``.
 _Run = tuple[_Pool, int, int]
@@ -194,41 +214,66 @@ class MemoryStore:
         return self.announce_sync(req, addr, now)
 
     def announce_sync(self, req: AnnounceRequest, addr: bytes, now: float) -> AnnounceResult:
-        pid = req.peer_id
-        swarm = self.swarms.get(req.info_hash)
-        if req.event == "stopped":
+        ids, addrs, seeders, leechers = self.announce_fields(
+            req.info_hash, req.peer_id, req.left, req.event, req.numwant, addr, now
+        )
+        return AnnounceResult(list(zip(ids, addrs, strict=True)), seeders, leechers)
+
+    def announce_fields(
+        self,
+        info_hash: bytes,
+        pid: bytes,
+        left: int,
+        event: str,
+        numwant: int,
+        addr: bytes,
+        now: float,
+        with_ids: bool = True,
+        packed: bytearray | None = None,
+    ) -> tuple[list[bytes], list[bytes], int, int]:
+        """``announce_sync`` from the request's fields: ``(peer ids, compact addresses,
+        seeders, leechers)``. The UDP path calls it straight from the datagram with
+        ``with_ids`` off (its answer has no ids): no request object, no id copies; and
+        with ``packed``: for an IPv4 asker in a swarm of IPv4 peers only, the picked
+        addresses go there, 6 bytes each, sliced from the pools (the list stays empty)."""
+        swarm = self.swarms.get(info_hash)
+        if event == "stopped":
             if swarm is not None:
                 found = swarm.find(pid)
                 if found is not None and same_source(found[0].addrs[found[1]], addr):
                     self._remove(found[0], pid, found[0].addrs[found[1]])
                 if not len(swarm) and not swarm.completed:
-                    self._drop_swarm(req.info_hash)
-                return AnnounceResult([], len(swarm.seeds), len(swarm.leechers))
-            return AnnounceResult([], 0, 0)
+                    self._drop_swarm(info_hash)
+                return [], [], len(swarm.seeds), len(swarm.leechers)
+            return [], [], 0, 0
         if swarm is None:
             if len(self.swarms) >= self.max_swarms:
                 raise StoreFull("tracker is full: too many swarms")
             if self.peer_count >= self.max_peers:
                 raise StoreFull("tracker is full: too many peers")
             self._count(self.swarms_by_source, addr, self.max_swarms_per_source, "swarms")
-            swarm = self.swarms[req.info_hash] = _Swarm(creator=addr)
-        seed = req.left == 0
+            swarm = self.swarms[info_hash] = _Swarm(creator=addr)
+        seed = left == 0
         mine, other = (swarm.seeds, swarm.leechers) if seed else (swarm.leechers, swarm.seeds)
         at = mine.index.get(pid)
         theirs = (mine, at) if at is not None else swarm.find(pid)
         if theirs is None or same_source(theirs[0].addrs[theirs[1]], addr):
-            theirs = mine, self._record(swarm, req, addr, now, mine, other, at)
+            theirs = mine, self._record(swarm, pid, event, addr, now, mine, other, at)
         # else someone else's entry: answer, but change nothing of it
-        return AnnounceResult(
-            self._pick(swarm, theirs, seed, req.numwant, now, seed and seeds_for_seed(req)),
-            len(swarm.seeds.ids),
-            len(swarm.leechers.ids),
-        )
+        ids: list[bytes] = []
+        addrs: list[bytes] = []
+        fill = seed and pid.startswith(SEEDS_FOR_SEED_PREFIX)
+        if packed is not None and len(addr) == 6 and not swarm.seeds.ipv6 + swarm.leechers.ipv6:
+            self._pick(swarm, theirs, seed, numwant, now, None, packed, fill)
+        else:
+            self._pick(swarm, theirs, seed, numwant, now, ids if with_ids else None, addrs, fill)
+        return ids, addrs, len(swarm.seeds.ids), len(swarm.leechers.ids)
 
     def _record(
         self,
         swarm: _Swarm,
-        req: AnnounceRequest,
+        pid: bytes,
+        event: str,
         addr: bytes,
         now: float,
         mine: _Pool,
@@ -236,7 +281,6 @@ class MemoryStore:
         at: int | None,
     ) -> int:
         """Add or refresh the asker in ``mine`` (``at``: its place there, if any)."""
-        pid = req.peer_id
         if at is None:
             if other.remove(pid):
                 pass  # a leecher turned seed (or back): same peer, other pool
@@ -248,7 +292,7 @@ class MemoryStore:
                 self._count(self.peers_by_source, addr, self.max_peers_per_source, "peers")
                 self.peer_count += 1
         at = mine.put(pid, addr, now + self.peer_ttl)
-        if req.event == "completed":
+        if event == "completed":
             swarm.completed += 1
             self.total_completed += 1
         return at
@@ -286,14 +330,17 @@ class MemoryStore:
         seed: bool,
         want: int,
         now: float,
+        ids: list[bytes] | None,
+        addrs: list[bytes] | bytearray,
         fill: bool = False,
-    ) -> PeerList:
-        """Up to ``want`` random live peers, never the asker; a seed gets leechers
-        only, or (``fill``, see ``seeds_for_seed``) leechers first, then seeds."""
+    ) -> None:
+        """Up to ``want`` random live peers into ``addrs`` (and their ids into ``ids``,
+        unless ``None``), never the asker; a seed gets leechers only, or (``fill``, see
+        ``seeds_for_seed``) leechers first, then seeds. A bytearray ``addrs`` takes the
+        pools' ``packed`` IPv4 addresses, 6 bytes a peer."""
         if want <= 0:
-            return []
-        ids: list[bytes] = []
-        addrs: list[bytes] = []
+            return
+        unit = 6 if isinstance(addrs, bytearray) else 1
         if not seed:
             self._take(
                 self._window((swarm.seeds, swarm.leechers), want + 1), asker, now, ids, addrs
@@ -301,21 +348,28 @@ class MemoryStore:
         else:
             leechers = swarm.leechers
             self._take(self._window((leechers,), want), asker, now, ids, addrs)
-            if len(addrs) < want and len(leechers) > want:
+            if len(addrs) < want * unit and len(leechers) > want:
                 # the window held peers past their time (not yet swept): look at every
                 # leecher before handing a seed any seed
-                ids.clear()
+                if ids is not None:
+                    ids.clear()
                 addrs.clear()
                 self._take([(leechers, 0, len(leechers))], asker, now, ids, addrs)
-            if fill and len(addrs) < want:
-                room = want - len(addrs)
+            if fill and len(addrs) < want * unit:
+                room = want - len(addrs) // unit
                 self._take(self._window((swarm.seeds,), room + 1), asker, now, ids, addrs)
-        del ids[want:], addrs[want:]
-        return list(zip(ids, addrs, strict=True))
+        if len(addrs) > want * unit:
+            del addrs[want * unit :]
+            if ids is not None:
+                del ids[want:]
 
     @staticmethod
     def _take(
-        runs: list[_Run], asker: tuple[_Pool, int], now: float, ids: list[bytes], addrs: list[bytes]
+        runs: list[_Run],
+        asker: tuple[_Pool, int],
+        now: float,
+        ids: list[bytes] | None,
+        addrs: list[bytes] | bytearray,
     ) -> None:
         """Append the live peers of ``runs`` but the asker, a slice at a time."""
         asker_pool, asker_at = asker
@@ -329,14 +383,22 @@ class MemoryStore:
                 if a >= b:
                     continue
                 if min(pool.expires[a:b]) > now:
-                    ids += pool.ids[a:b]
-                    addrs += pool.addrs[a:b]
+                    if ids is not None:
+                        ids += pool.ids[a:b]
+                    if isinstance(addrs, bytearray):
+                        addrs += pool.packed[6 * a : 6 * b]
+                    else:
+                        addrs += pool.addrs[a:b]
                     continue
                 exp = pool.expires
                 for i in range(a, b):  # some are past their time: skip those
                     if exp[i] > now:
-                        ids.append(pool.ids[i])
-                        addrs.append(pool.addrs[i])
+                        if ids is not None:
+                            ids.append(pool.ids[i])
+                        if isinstance(addrs, bytearray):
+                            addrs += pool.packed[6 * i : 6 * i + 6]
+                        else:
+                            addrs.append(pool.addrs[i])
 
     def _window(self, pools: tuple[_Pool, ...], k: int) -> list[_Run]:
         """``k`` peers at a random offset in the pools laid end to end, wrapping
@@ -347,7 +409,7 @@ class MemoryStore:
         if total <= k:
             return [(p, 0, n) for p, n in zip(pools, sizes, strict=True) if n]
         runs: list[_Run] = []
-        pos = self.rng.randrange(total)
+        pos = int(self.rng.random() * total)  # randrange costs 5x more; total < 2**53
         while k > 0:
             off = pos
             i = 0

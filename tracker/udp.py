@@ -52,9 +52,12 @@ class UdpFront(asyncio.DatagramProtocol):
         self.clock = clock  # unix seconds; tests move it to expire connection ids
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None  # set when the socket is ours
+        self.outbox: list[tuple[bytes, Any]] = []  # answers to send this loop round
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.loop = asyncio.get_running_loop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -71,8 +74,25 @@ class UdpFront(asyncio.DatagramProtocol):
             log.exception("event=internal_error path=udp")
 
     def _send(self, body: bytes, addr: Any) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(body, addr)
+        """Queue an answer: the queue goes out once the loop has handed over every
+        datagram it read in this round, so answers leave in a burst and a client is
+        woken once for several instead of once each (without a loop: at once)."""
+        outbox = self.outbox
+        outbox.append((body, addr))
+        if len(outbox) == 1:
+            if self.loop is None:
+                self._flush()
+            else:
+                self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        outbox, self.outbox = self.outbox, []
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        sendto = transport.sendto
+        for body, addr in outbox:
+            sendto(body, addr)
 
     def _answer(self, data: bytes, addr: Any) -> None:
         tracker, size = self.tracker, len(data)
@@ -104,6 +124,11 @@ class UdpFront(asyncio.DatagramProtocol):
             self._send(udp_encode_error(tid, "invalid connection id", size), addr)
             return
         # from here the address is proven: answers may be larger than requests
+        if action == UDP_ANNOUNCE:
+            body = tracker.udp_announce_datagram(data, ip, tid)
+            if body is not None:
+                self._send(body, addr)
+                return
         try:
             req = udp_parse_request(data)
         except BadAnnounce as exc:

@@ -72,6 +72,9 @@ class ConnectionPool:
         self.last_retry = time.monotonic()
         self.last_forget = 0.0  # see _forget_stale
         self.banned: set[Any] = set()
+        self.hash_fail_bans = 0  # peers banned by ``strike`` this session
+        #: Payload bytes of the peers that left, by source: ``[down, up]`` (``bytes_by_source``).
+        self.departed_bytes: dict[str, list[int]] = {}
         self.strikes: dict[Any, int] = {}
         self.connect_errors: deque[str] = deque(maxlen=32)
 
@@ -246,7 +249,20 @@ class ConnectionPool:
             return False
         del self.peers[peer]
         self.peer_ids.discard(peer.peer_id)
+        banked = self.departed_bytes.setdefault(peer.source, [0, 0])
+        banked[0] += peer.downloaded
+        banked[1] += peer.uploaded
         return True
+
+    def bytes_by_source(self) -> dict[str, list[int]]:
+        """Payload ``[down, up]`` by source this session: the departed peers' and the
+        connected ones' (counted per block on the peer, summed here, off the hot path)."""
+        out = {source: list(pair) for source, pair in self.departed_bytes.items()}
+        for peer in self.peers:
+            pair = out.setdefault(peer.source, [0, 0])
+            pair[0] += peer.downloaded
+            pair[1] += peer.uploaded
+        return out
 
     # ------------------------------------------------------------ bans
 
@@ -256,6 +272,7 @@ class ConnectionPool:
         strikes = self.strikes.get(key, 0) + weight
         self.strikes[key] = strikes
         if strikes >= BAN_STRIKES and key not in self.banned:
+            self.hash_fail_bans += 1
             self.banned.add(key)
             self.banned.add(p.address)
             self.torrent.emit(

@@ -111,6 +111,7 @@ class StatusView:
             stalled = "no peers" if not t.pool.connecting else "connecting"
         dht = t.session.dht
         dht_nodes = dht.node_count() if dht is not None else None
+        writes = getattr(t.storage, "write_times", None)  # no storage yet while fetching metadata
         return TorrentStatus(
             info_hash=m.info_hash_hex,
             name=m.name,
@@ -133,6 +134,14 @@ class StatusView:
             stalled_reason=stalled,
             eta=eta,
             started_at=t.started_at,
+            hash_failures=t.completion.hash_failures,
+            hash_fail_bans=t.pool.hash_fail_bans,
+            disk_writes=writes.count if writes is not None else 0,
+            disk_write_seconds=writes.seconds if writes is not None else 0.0,
+            bytes_by_source=tuple(
+                ("peer", source, down, up)
+                for source, (down, up) in sorted(t.pool.bytes_by_source().items())
+            ),
             extra={
                 "wasted": t.downloader.wasted,
                 "hash_failures": t.completion.hash_failures,

@@ -508,6 +508,12 @@ async def test_corrupt_seed_is_banned_while_an_honest_seed_serves(
             st = a.victim_handle.status()
             assert st.extra["hash_failures"] >= 1
             assert all(p.address != f"127.0.0.1:{liar.port}" for p in st.peers)
+            # the engine's counters (--metrics): the ban, the failures, the liar's bytes
+            # still counted after it left, and every verified piece's write timed
+            assert st.hash_fail_bans == 1 and st.hash_failures == st.extra["hash_failures"]
+            assert sum(down for _, _, down, _ in st.bytes_by_source) == st.downloaded
+            assert sum(p.downloaded for p in st.peers) < st.downloaded
+            assert st.disk_writes >= 1 and st.disk_write_seconds > 0
             # a banned peer is not reconnected to (manual peers are retried every 10 s)
             assert liar.connections == banned_at
 

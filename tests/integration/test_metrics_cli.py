@@ -117,6 +117,17 @@ async def test_seed_and_get_metrics_during_a_transfer(tmp_path: Path) -> None:
             -len(payload) // int(pick(after, "swarm_piece_length_bytes"))
         )
         assert pick(after, "swarm_trackers") == 2  # the one tier's two URLs
+        # the engine's session counters: bytes by source kind, writes timed, no failures
+        got = {
+            dict(labels)["direction"]: v
+            for (n, labels), v in after.items()
+            if n == "swarm_payload_bytes_total" and dict(labels)["kind"] == "peer"
+        }
+        assert got["down"] == pick(after, "swarm_downloaded_bytes_total")
+        assert pick(after, "swarm_disk_write_seconds_count") == pick(after, "swarm_pieces")
+        assert pick(after, "swarm_disk_write_seconds_sum") > 0
+        assert pick(after, "swarm_hash_failed_pieces_total") == 0
+        assert pick(after, "swarm_hash_fail_bans_total") == 0
         seeded = await scrape(seed_metrics)
         assert pick(seeded, "swarm_uploaded_bytes_total") >= len(payload)
         for proc in procs:
