@@ -205,12 +205,7 @@ def hash_pieces(
                 while remaining:
                     want = min(batch - fill, remaining)
                     view = memoryview(buf)[fill : fill + want]
-                    got = 0
-                    while got < want:
-                        n = fh.readinto(view[got:])
-                        if not n:
-                            raise BadInput(f"{src.fs_path}: file shrank while it was being hashed")
-                        got += n
+                    _read_into(fh, view, src.fs_path)
                     view.release()
                     fill += want
                     remaining -= want
@@ -309,12 +304,7 @@ def hash_files_v2(
                 while remaining:
                     want = min(piece_length, remaining)
                     view = memoryview(buf)[fill : fill + want]
-                    got = 0
-                    while got < want:
-                        n = fh.readinto(view[got:])
-                        if not n:
-                            raise BadInput(f"{src.fs_path}: file shrank while it was being hashed")
-                        got += n
+                    _read_into(fh, view, src.fs_path)
                     view.release()
                     v1 = 0
                     if hybrid:
@@ -352,6 +342,16 @@ def _open_sequential(path: str | os.PathLike[str]) -> io.FileIO:
     except (AttributeError, OSError):
         pass
     return fh
+
+
+def _read_into(fh: io.FileIO, view: memoryview, path: str | os.PathLike[str]) -> None:
+    """Fill ``view`` from ``fh``; a file that ends early changed under us."""
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])
+        if not n:
+            raise BadInput(f"{path}: file shrank while it was being hashed")
+        got += n
 
 
 def build_torrent(
