@@ -31,6 +31,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from swarm import Session  # noqa: E402
+from swarm.cli.get import run_engine
 from swarm.core.ratelimit import RateLimit, parse_rate  # noqa: E402
 from swarm.create import create_torrent  # noqa: E402
 from tracker.server import start_tracker  # noqa: E402
@@ -171,16 +172,9 @@ def main() -> None:
                     help="the origin's uplink in bytes/s, K/M/G binary (default 32M)")
     args = ap.parse_args()
     try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        try:
-            sys.exit(runner.run(demo(args.size, max(1, args.hosts), args.origin_rate)))
-        except KeyboardInterrupt:
-            sys.exit(130)
+        sys.exit(run_engine(lambda: demo(args.size, max(1, args.hosts), args.origin_rate)))  # uvloop when importable
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

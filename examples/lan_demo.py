@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from swarm import Session  # noqa: E402
+from swarm.cli.get import run_engine
 from swarm.create import create_torrent  # noqa: E402
 from swarm.ui import choose_mode, make_reporter  # noqa: E402
 from tracker.server import start_tracker  # noqa: E402
@@ -95,16 +96,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="work in this directory and keep it")
     args = ap.parse_args()
     try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        try:
-            sys.exit(runner.run(demo(args.size, max(1, args.leechers), args.keep)))
-        except KeyboardInterrupt:
-            sys.exit(130)
+        sys.exit(run_engine(lambda: demo(args.size, max(1, args.leechers), args.keep)))  # uvloop when importable
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":
