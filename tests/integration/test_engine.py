@@ -9,6 +9,7 @@ from pathlib import Path
 from swarm import Session
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
+from tests.helpers.trees import same_tree
 
 
 def make_tree(root: Path) -> Path:
@@ -20,12 +21,6 @@ def make_tree(root: Path) -> Path:
     (d / "sub" / "b.bin").write_bytes(os.urandom(300_001))
     (d / "sub" / "c.txt").write_bytes(b"hello\n" * 1000)
     return d
-
-
-def same_tree(a: Path, b: Path) -> bool:
-    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and ".swarm" not in p.parts)
-    return fa == fb and all((a / f).read_bytes() == (b / f).read_bytes() for f in fa)
 
 
 async def test_seed_to_get_multi_file(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
 from swarm.ui.events import validate
 from tests.helpers.procs import kill_all, read_events, spawn_swarm
+from tests.helpers.trees import same_tree
 from tests.helpers.webseed_server import Origin
 
 
@@ -25,12 +26,6 @@ def make_tree(root: Path) -> Path:
     (d / "sub dir" / "b?.bin").write_bytes(os.urandom(300_001))
     (d / "sub dir" / "c.txt").write_bytes(b"hello\n" * 1000)
     return d
-
-
-def same_tree(a: Path, b: Path) -> bool:
-    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and ".swarm" not in p.parts)
-    return fa == fb and all((a / f).read_bytes() == (b / f).read_bytes() for f in fa)
 
 
 async def test_single_file_from_a_web_seed_only(tmp_path: Path) -> None:
