@@ -2,9 +2,12 @@
 
 Why it is shaped like this:
 
-* A piece is written only after its SHA-1 matched, in one worker-thread job
+* A piece is written only after its hash matched, in one worker-thread job
   (hash + pwrite), so a ``kill -9`` loses only pieces in flight and whatever is
-  on disk is either verified data or not yet written.
+  on disk is either verified data or not yet written. The hash is SHA-1 for
+  v1, the BEP 52 Merkle subtree (SHA-256 of 16 KiB blocks up to the piece
+  layer, or the file's root for a file of one piece) for v2, both for a
+  hybrid whose piece layers we hold (SHA-1 alone until then).
 * Every file is opened by walking from a directory fd of the output root with
   ``O_NOFOLLOW`` on each component (``openat``-style), so no path from a
   torrent, and no symlink found in the tree, can make us write outside root.
@@ -75,6 +78,18 @@ _RECHECK_JOB_BYTES = 4 * 1024 * 1024
 _HASH_CHUNK = 4 * 1024 * 1024
 
 
+def _write_checks(meta: Metainfo) -> PieceChecks | None:
+    """How pieces are verified: None is SHA-1 alone (v1, or a hybrid whose
+    piece layers are not all known yet); a v2-only piece whose layer is
+    missing never passes (fetch the layers first)."""
+    if meta.info_hash_v2 is None:
+        return None
+    checks = PieceChecks(meta)
+    if meta.pieces and checks.layers_missing:
+        return None
+    return checks
+
+
 class Storage:
     """The files of one torrent under ``root``; see the module docstring for the rules."""
 
@@ -101,6 +116,7 @@ class Storage:
             set(range(n)) if wanted_files is None else set(wanted_files)
         )
         self.have = Bitfield(self.layout.num_pieces)
+        self._checks = _write_checks(meta)
         self._paths: list[tuple[str, ...] | None] = []  # None for pad files
         self._executor = executor
         self._own_executor = executor is None
@@ -315,8 +331,30 @@ class Storage:
             self._cache.pop(index, None)
         return ok
 
+    def set_piece_layers(self, meta: Metainfo) -> None:
+        """``meta`` is ours with piece layers added (fetched from peers for a
+        magnet): pieces are verified against them from now on."""
+        self.meta = meta
+        self._checks = _write_checks(meta)
+
+    def _piece_matches(self, index: int, data: bytes | memoryview) -> bool:
+        """Whether a whole piece's bytes hash right (see the module docstring)."""
+        if self._checks is None:
+            return hashlib.sha1(data).digest() == self.meta.piece_hash(index)
+        check = self._checks.new(index)
+        mv = memoryview(data)
+        pos = 0
+        for seg in self.layout.piece_segments(index):
+            part = mv[pos : pos + seg.length]
+            if self.layout.files[seg.file_index].pad:
+                check.pad(part)
+            else:
+                check.update(part)
+            pos += seg.length
+        return check.matches()
+
     def _write_job(self, index: int, mv: memoryview) -> bool:
-        if hashlib.sha1(mv).digest() != self.meta.piece_hash(index):
+        if not self._piece_matches(index, mv):
             return False
         started = time.perf_counter()
         pos = 0
@@ -412,7 +450,7 @@ class Storage:
             data = self._read_one(segs[0])  # the common case: one copy, kernel -> bytes
         else:
             data = self._read_spanning(index, begin, length)
-        if verify and hashlib.sha1(data).digest() != self.meta.piece_hash(index):
+        if verify and not self._piece_matches(index, data):
             raise StorageError(
                 f"piece {index} no longer matches its hash on disk "
                 f"({', '.join(self._display(i) for i in self.layout.files_for_piece(index))} changed?)"

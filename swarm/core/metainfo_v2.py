@@ -288,6 +288,15 @@ class PieceChecks:
                     self._starts.append(f.offset // meta.piece_length)
                     self._files.append(f)
 
+    @property
+    def layers_missing(self) -> list[bytes]:
+        """Roots of the files larger than a piece whose piece layer we lack."""
+        pl = self.meta.piece_length
+        return [
+            f.pieces_root for f in self._files
+            if f.length > pl and f.pieces_root not in self.meta.piece_layers
+        ]
+
     def new(self, index: int) -> PieceCheck:
         meta = self.meta
         sha1 = meta.piece_hash(index) if meta.pieces else None
