@@ -197,6 +197,9 @@ class Session:
         #: prefer: per dialled address, whether MSE worked (False: it was dropped, use plain)
         self.mse_works: dict[tuple[str, int], bool] = {}
         self._req2: dict[bytes, bytes] = {}
+        #: a hybrid's truncated v2 info-hash -> its v1 one (the key of ``torrents``):
+        #: BEP 52 peers of a hybrid may handshake with either
+        self._v2_aliases: dict[bytes, bytes] = {}
         #: incoming connections per remote IP and torrent (<= 0: no cap); several
         #: clients on one machine or behind one NAT fit under the default
         self.max_peers_per_ip = max_peers_per_ip
@@ -266,9 +269,18 @@ class Session:
         """HASH('req2', info_hash) -> the info-hash of one of our torrents (an MSE receiver's lookup)."""
         info_hash = self._req2.get(req2)
         if info_hash is None:  # a torrent added since: index them again (a few SHA-1s)
-            self._req2 = {mse.req2_hash(ih): ih for ih in self.torrents}
+            self._req2 = {mse.req2_hash(ih): ih for ih in (*self.torrents, *self._v2_aliases)}
             info_hash = self._req2.get(req2)
-        return info_hash if info_hash in self.torrents else None
+        return info_hash if self._torrent_for(info_hash) is not None else None
+
+    def _torrent_for(self, info_hash: bytes | None) -> Torrent | None:
+        """Our torrent of ``info_hash``: its key, or a hybrid's truncated v2 hash."""
+        if info_hash is None:
+            return None
+        t = self.torrents.get(info_hash)
+        if t is None:
+            t = self.torrents.get(self._v2_aliases.get(info_hash, b""))
+        return t
 
     async def open_connection(self, host: str, port: int, info_hash: bytes, make: Callable[[], W]) -> W:
         """Dial a peer under the encryption policy; return the connection ``make`` built.
@@ -423,10 +435,12 @@ class Session:
             self, meta, save, seed_only=seed_only, super_seed=super_seed, files=files, web_seeds=urls
         )
         self.torrents[meta.info_hash] = torrent
+        if meta.info_hash_v2 is not None and meta.pieces:  # a hybrid
+            self._v2_aliases[meta.info_hash_v2[:20]] = meta.info_hash
         try:
             await torrent.start(peers)
         except BaseException:
-            self.torrents.pop(meta.info_hash, None)
+            self._forget(meta)
             await torrent.stop()
             raise
         if self.discovery is not None:  # discovery hook
@@ -593,8 +607,13 @@ class Session:
         """The peers tried while fetching a magnet's metadata (once: they are handed over)."""
         return self._metadata_peers.pop(info_hash, [])
 
+    def _forget(self, meta: Metainfo) -> Torrent | None:
+        if meta.info_hash_v2 is not None:
+            self._v2_aliases.pop(meta.info_hash_v2[:20], None)
+        return self.torrents.pop(meta.info_hash, None)
+
     async def remove_torrent(self, handle: TorrentHandle) -> None:
-        t = self.torrents.pop(handle.info_hash, None)
+        t = self._forget(handle.metainfo)
         if t is not None:
             if self.discovery is not None:  # discovery hook
                 self.discovery.torrent_removed(t)
@@ -603,7 +622,7 @@ class Session:
     # -- called by PeerConnection (swarm.peer.PeerHost) ---------------------------
 
     def route(self, info_hash: bytes) -> Torrent | None:
-        t = self.torrents.get(info_hash)
+        t = self._torrent_for(info_hash)
         if t is None or t.picker is None or self._closed:
             return None
         return t

@@ -1,0 +1,70 @@
+"""BEP 52 transfers through the public API, swarm to swarm on 127.0.0.1:
+v2-only torrents end to end, hybrids reached by either info-hash."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from swarm import Session
+from swarm.core.metainfo import parse_metainfo
+from swarm.create import build_torrent
+from tests.helpers.trees import same_tree
+
+PL = 32768
+
+
+def make_tree(root: Path) -> Path:
+    """Files that end inside pieces (v2 pads them to piece boundaries), a
+    file smaller than a piece and an empty one."""
+    d = root / "tree"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.bin").write_bytes(os.urandom(3 * PL + 1234))
+    (d / "empty.txt").write_bytes(b"")
+    (d / "sub" / "b.bin").write_bytes(os.urandom(5 * PL))
+    (d / "sub" / "c.txt").write_bytes(b"hello\n" * 1000)
+    return d
+
+
+@pytest.mark.parametrize("version", [2, "hybrid"])
+async def test_seed_to_get_v2(tmp_path: Path, version: int | str) -> None:
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version=version).data
+    meta = parse_metainfo(data)
+    assert meta.version == version
+    out = tmp_path / "out"
+    out.mkdir()
+    async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+        seed = await seed_s.add_torrent(data, tmp_path, seed_only=True)
+        assert seed.status().state == "seeding"
+        leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", seed_s.port or 0)])
+        await leech.wait_complete(timeout=30)
+        st = leech.status()
+        assert st.state == "seeding" and st.verified == st.total_size
+    assert same_tree(src, out / "tree")
+    assert not (out / "tree" / ".pad").exists()
+
+
+async def test_hybrid_seed_answers_its_v2_hash(tmp_path: Path) -> None:
+    """A v2 peer of a hybrid handshakes with the truncated SHA-256: the
+    session routes it to the same torrent, which answers with that hash."""
+    from swarm.peer import MetadataConnection
+
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version="hybrid").data
+    meta = parse_metainfo(data)
+    assert meta.info_hash_v2 is not None
+    async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+        await seed_s.add_torrent(data, tmp_path, seed_only=True)
+        short = meta.info_hash_v2[:20]
+        conn = await get_s.open_connection(
+            "127.0.0.1", seed_s.port or 0, short, lambda: MetadataConnection(short, get_s.peer_id)
+        )
+        try:
+            first = await asyncio.wait_for(conn.queue.get(), 10)
+            assert getattr(first, "info_hash", first) == short
+        finally:
+            conn.close()
