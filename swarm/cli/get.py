@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         src = Path(source)
         if not src.is_file():
             raise BadInput(f"{source}: no such .torrent file")
-        refuse_v2_only(load_torrent(source))  # parsed twice until v2 transfers exist
+        refuse_v2_only(load_torrent(source))  # parsed twice until layers come from peers
     out = Path(args.output)
     _check_output_dir(out)
     return run_engine(lambda: _get(args, src, out, peers))

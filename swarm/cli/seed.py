@@ -27,7 +27,6 @@ from .common import (
     listening_fields,
     load_torrent,
     peer_ports,
-    refuse_v2_only,
     start_metrics,
 )
 from .get import UPDATE_EVERY, drive, install_stop_signals, run_engine
@@ -88,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
         if len(paths) > 1:
             raise BadInput("--torrent FILE goes with a single PATH")
         meta = load_torrent(args.torrent)
-        refuse_v2_only(meta)
         if meta.name != paths[0].name:
             raise MetainfoError(f"{args.torrent}: the torrent is for {meta.name!r}, not {paths[0].name!r}")
     peer_ports(args)  # a bad --port is exit 2 before anything is created

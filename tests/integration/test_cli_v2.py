@@ -1,5 +1,5 @@
 """BEP 52 through the command line: `create --v1|--hybrid|--v2`, `info`, `check`,
-and a clean refusal of v2-only transfers until the wire speaks v2."""
+`seed`/`get` of v2 torrents, and a clean refusal of what needs hash requests."""
 
 from __future__ import annotations
 
@@ -110,17 +110,46 @@ def test_check_verifies_v2_pieces(tree: Path, capsys: pytest.CaptureFixture[str]
     assert "pack/a.bin: bad pieces 2" in out and "8/9 pieces OK" in out
 
 
-def test_v2_only_transfers_are_refused_cleanly(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("flag", ["--v2", "--hybrid"])
+def test_seed_and_get_v2_by_the_cli(tree: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    """`swarm seed --torrent` of `create --v2`/`--hybrid`, `swarm get` of the
+    .torrent: identical files, and `added` names the v2 info-hash."""
+    from tests.helpers.procs import start_seed, stop_process
+    from tests.helpers.trees import same_tree
+
+    path, _ = create(capsys, tree, flag)
+    meta = parse_metainfo(path.read_bytes())
+    seed, port = start_seed(
+        tree.parent, str(tree), "--torrent", str(path), "--host", "127.0.0.1", "--port", "0",
+        "--no-dht", "--no-lsd",
+    )
+    try:
+        out = tree.parent.parent / "out"
+        code, stdout, err = run(
+            capsys, "get", str(path), "-o", str(out), "--peer", f"127.0.0.1:{port}", "--port", "0",
+            "--host", "127.0.0.1", "--no-dht", "--no-lsd", "--json",
+        )
+        assert code == 0, err
+    finally:
+        stop_process(seed)  # type: ignore[arg-type]
+    added = json.loads(stdout.splitlines()[0])
+    assert added["event"] == "added" and validate(added) == []
+    assert added["info_hash_v2"] == meta.info_hash_v2_hex and added["info_hash"] == meta.info_hash_hex
+    assert same_tree(tree, out / "pack")
+
+
+def test_what_needs_hashes_from_peers_is_refused_cleanly(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from swarm.core.bencode import decode, encode
+
     path, _ = create(capsys, tree, "--v2")
     meta = parse_metainfo(path.read_bytes())
-    for argv in (
-        ["get", str(path), "-o", str(tree.parent), "--no-dht", "--no-lsd"],
-        ["get", meta.magnet_uri(), "--no-dht", "--no-lsd"],
-        ["seed", str(tree), "--torrent", str(path), "--no-dht", "--no-lsd"],
-    ):
-        code, out, err = run(capsys, *argv)
-        assert code == 2, (argv, err)
-        assert "v2-only torrents cannot be downloaded or seeded yet" in err
+    code, out, err = run(capsys, "get", meta.magnet_uri(), "--no-dht", "--no-lsd")
+    assert code == 2 and "v2-only magnets cannot be downloaded yet" in err
+    top = decode(path.read_bytes())
+    assert top.pop(b"piece layers")
+    path.write_bytes(encode(top))
+    code, out, err = run(capsys, "get", str(path), "-o", str(tree.parent), "--no-dht", "--no-lsd")
+    assert code == 2 and "has no piece layers" in err
 
 
 def test_check_without_piece_layers_verifies_files_whole(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
