@@ -68,3 +68,42 @@ async def test_hybrid_seed_answers_its_v2_hash(tmp_path: Path) -> None:
             assert getattr(first, "info_hash", first) == short
         finally:
             conn.close()
+
+
+async def test_a_peer_sending_corrupt_v2_blocks_is_caught(tmp_path: Path) -> None:
+    """Blocks whose bytes are wrong fail the Merkle check: the piece is not
+    written, the sender is struck and banned, an honest seed completes it."""
+    from test_engine_fakepeer import FakeSeed
+
+    from tests.helpers.wait import until
+
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version=2).data
+    meta = parse_metainfo(data)
+    stream = bytearray(meta.total_length)  # pads are zeros
+    for f in meta.files:
+        if not f.pad and f.length:
+            stream[f.offset : f.end] = src.joinpath(*f.path[1:]).read_bytes()
+
+    def lie(index: int, begin: int, length: int) -> bytes:
+        off = index * PL + begin
+        block = bytearray(stream[off : off + length])
+        block[length // 2] ^= 0x01  # one bit per block: only a hash can tell
+        return bytes(block)
+
+    liar = FakeSeed(meta, lie)
+    liar_port = await liar.start()
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+            await seed_s.add_torrent(data, tmp_path, seed_only=True)
+            leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", liar_port)])
+            await until(lambda: leech.status().extra["banned"] >= 1, 20, "the liar banned")
+            leech.add_peer("127.0.0.1", seed_s.port or 0)
+            await leech.wait_complete(timeout=30)
+            st = leech.status()
+            assert st.extra["hash_failures"] >= 1 and st.hash_fail_bans == 1
+    finally:
+        await liar.close()
+    assert same_tree(src, out / "tree")
