@@ -53,14 +53,17 @@ def make_lt_torrent(
     piece_length: int,
     *,
     v1_only: bool = True,
+    v2_only: bool = False,
     trackers: Iterable[str] = (),
 ) -> bytes:
-    """A .torrent made by libtorrent for the file or directory at path (hashed from its parent)."""
+    """A .torrent made by libtorrent for the file or directory at path (hashed from its parent):
+    v1 by default, hybrid with ``v1_only=False``, v2 only with ``v2_only=True``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         fs = lt.file_storage()
         lt.add_files(fs, str(path))
-        ct = lt.create_torrent(fs, piece_length, flags=lt.create_torrent.v1_only if v1_only else 0)
+        flags = lt.create_torrent.v2_only if v2_only else lt.create_torrent.v1_only if v1_only else 0
+        ct = lt.create_torrent(fs, piece_length, flags=flags)
         for url in trackers:
             ct.add_tracker(url)
         lt.set_piece_hashes(ct, str(path.parent))
