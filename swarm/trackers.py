@@ -14,8 +14,8 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -178,6 +178,9 @@ class TrackerClient:
     With ``all_tiers`` (the default, as libtorrent's ``announce_to_all_tiers``)
     each tier is announced to independently; within a tier trackers are tried
     in BEP 12 order and the one that answers moves to the front.
+    ``also_hashes``: more info-hashes of the same torrent (a hybrid's
+    truncated v2 hash, BEP 52), announced alongside ``info_hash`` to each
+    tracker with the same event; their peers are added, their failures only logged.
     """
 
     def __init__(
@@ -199,10 +202,12 @@ class TrackerClient:
         udp_base_timeout: float = 15.0,
         udp_attempts: int = 3,
         rng: random.Random | None = None,
+        also_hashes: Sequence[bytes] = (),
     ) -> None:
         self.rng = rng or random.Random()
         self.tiers = Tiers(tiers, self.rng)
         self.info_hash, self.peer_id, self.port = info_hash, peer_id, port
+        self.also_hashes = list(also_hashes)
         self.stats, self.on_peers = stats, on_peers
         self.numwant = numwant
         self.key = self.rng.getrandbits(32) if key is None else key & 0xFFFFFFFF
@@ -358,19 +363,30 @@ class TrackerClient:
     # ------------------------------------------------------------------ transports
 
     async def _announce(self, url: str, event: str, quick: bool) -> AnnounceResponse:
+        resp = await self._announce_hash(url, self.info_hash, event, quick)
+        for other in self.also_hashes:
+            try:
+                more = await self._announce_hash(url, other, event, quick)
+            except (SwarmError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                log.info("tracker %s: announce of %s: %s", url, other.hex(), _describe(exc))
+                continue
+            resp = replace(resp, peers=resp.peers + [p for p in more.peers if p not in resp.peers])
+        return resp
+
+    async def _announce_hash(self, url: str, info_hash: bytes, event: str, quick: bool) -> AnnounceResponse:
         uploaded, downloaded, left = self.stats()
         numwant = 0 if event == "stopped" else self.numwant
         scheme = url.split(":", 1)[0].lower()
         if scheme in ("http", "https"):
             full = build_announce_url(
-                url, self.info_hash, self.peer_id, self.port, uploaded, downloaded, left, event,
+                url, info_hash, self.peer_id, self.port, uploaded, downloaded, left, event,
                 numwant=numwant, key=f"{self.key:08x}", tracker_id=self.entries[url].tracker_id,
             )  # fmt: skip
             return parse_announce_response(await self._http_get(full, quick))
         if scheme == "udp":
             conn = self._udp_conn(url, quick)
             return await conn.announce(
-                info_hash=self.info_hash, peer_id=self.peer_id, downloaded=downloaded,
+                info_hash=info_hash, peer_id=self.peer_id, downloaded=downloaded,
                 left=left, uploaded=uploaded, event=event, key=self.key,
                 numwant=numwant, port=self.port,
             )  # fmt: skip

@@ -363,3 +363,24 @@ async def test_strict_bep12_stops_at_the_first_tier_that_answers(tracker: Runnin
         assert c.entries[other.url].state == "idle"
     finally:
         await other.close()
+
+
+async def test_a_hybrid_announces_both_info_hashes(tracker: RunningTracker) -> None:
+    """BEP 52: a hybrid torrent is announced under its v1 hash and its
+    truncated v2 hash, so v1-only and v2 peers both find it."""
+    v2_short = bytes(range(101, 121))
+    seed, v1_leech, v2_leech = Peer(left=0), Peer(), Peer()
+    hybrid = client([[tracker.url]], 1, seed, also_hashes=[v2_short])
+    by_v1 = client([[tracker.url]], 2, v1_leech)
+    by_v2 = TrackerClient(
+        [[tracker.url]], v2_short, pid_of(3), 7003, v2_leech.stats, v2_leech.on_peers,
+        min_interval=0.05, retry_base=0.05,
+    )  # fmt: skip
+    async with running(hybrid):
+        await until(lambda: hybrid.status()[0].state == "ok", what="the hybrid's first announce")
+        async with running(by_v1), running(by_v2):
+            await until(lambda: ("127.0.0.1", 7001) in v1_leech.found, what="a v1 peer to find it")
+            await until(lambda: ("127.0.0.1", 7001) in v2_leech.found, what="a v2 peer to find it")
+            # and the hybrid learns the peers of both swarms
+            await until(lambda: {("127.0.0.1", 7002), ("127.0.0.1", 7003)} <= set(seed.found),
+                        what="the hybrid to learn both leeches")  # fmt: skip
