@@ -281,7 +281,7 @@ class Discovery:
         dht = self.dht
         assert dht is not None
         loop = asyncio.get_running_loop()
-        ih = torrent.info_hash
+        hashes = torrent.meta.swarm_hashes  # a hybrid is looked up and announced under both
         next_announce = next_lookup = loop.time()
         misses = announce_misses = 0
         name = torrent.meta.name
@@ -297,8 +297,9 @@ class Discovery:
                 if self._wants_peers(torrent) and now >= next_lookup:
                     # iter_peers also yields what our own node stores; announce's lookup does not
                     found = 0
-                    async for host, port in dht.iter_peers(ih, timeout=DHT_LOOKUP_TIMEOUT):
-                        found += self._found(torrent, host, port, "dht")
+                    for ih in hashes:
+                        async for host, port in dht.iter_peers(ih, timeout=DHT_LOOKUP_TIMEOUT):
+                            found += self._found(torrent, host, port, "dht")
                     log.info("%s: DHT lookup: %d new peers", name, found)
                     if found == 0 and not torrent.peers:
                         next_lookup = loop.time() + self._retry(misses)
@@ -308,9 +309,11 @@ class Discovery:
                         misses = 0
                     acted = True
                 if now >= next_announce and self.session.port:
-                    acks = await dht.announce(
-                        ih, self.session.port, timeout=DHT_LOOKUP_TIMEOUT, on_peers=on_peers
-                    )
+                    acks = 0
+                    for ih in hashes:
+                        acks += await dht.announce(
+                            ih, self.session.port, timeout=DHT_LOOKUP_TIMEOUT, on_peers=on_peers
+                        )
                     log.info("%s: DHT announce taken by %d nodes", name, acks)
                     if acks:
                         next_announce = loop.time() + DHT_ANNOUNCE_INTERVAL

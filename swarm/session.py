@@ -435,8 +435,8 @@ class Session:
             self, meta, save, seed_only=seed_only, super_seed=super_seed, files=files, web_seeds=urls
         )
         self.torrents[meta.info_hash] = torrent
-        if meta.info_hash_v2 is not None and meta.pieces:  # a hybrid
-            self._v2_aliases[meta.info_hash_v2[:20]] = meta.info_hash
+        for alias in meta.swarm_hashes[1:]:  # a hybrid's truncated v2 hash
+            self._v2_aliases[alias] = meta.info_hash
         try:
             await torrent.start(peers)
         except BaseException:
@@ -608,8 +608,8 @@ class Session:
         return self._metadata_peers.pop(info_hash, [])
 
     def _forget(self, meta: Metainfo) -> Torrent | None:
-        if meta.info_hash_v2 is not None:
-            self._v2_aliases.pop(meta.info_hash_v2[:20], None)
+        for alias in meta.swarm_hashes[1:]:
+            self._v2_aliases.pop(alias, None)
         return self.torrents.pop(meta.info_hash, None)
 
     async def remove_torrent(self, handle: TorrentHandle) -> None:

@@ -99,6 +99,14 @@ class Metainfo:
         return "hybrid" if self.pieces else 2
 
     @property
+    def swarm_hashes(self) -> tuple[bytes, ...]:
+        """The 20-byte hashes peers may know this torrent by (handshakes,
+        trackers, DHT): ``info_hash``, and for a hybrid its truncated v2 hash too."""
+        if self.info_hash_v2 is not None and self.info_hash_v2[:20] != self.info_hash:
+            return (self.info_hash, self.info_hash_v2[:20])
+        return (self.info_hash,)
+
+    @property
     def info_hash_v2_hex(self) -> str | None:
         return None if self.info_hash_v2 is None else self.info_hash_v2.hex()
 

@@ -19,14 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("swarm.torrent")
 
 
-def other_info_hashes(meta: Any) -> list[bytes]:
-    """A hybrid's truncated v2 info-hash, announced next to its v1 one
-    (BEP 52; a v2-only torrent's ``info_hash`` is already the truncated v2)."""
-    if meta.info_hash_v2 is not None and meta.info_hash_v2[:20] != meta.info_hash:
-        return [meta.info_hash_v2[:20]]
-    return []
-
-
 class TrackerLink:
     """The torrent's side of its tracker client."""
 
@@ -52,7 +44,7 @@ class TrackerLink:
             t.session.port,
             stats=self._stats,
             on_peers=self._on_peers,
-            also_hashes=other_info_hashes(t.meta),
+            also_hashes=t.meta.swarm_hashes[1:],  # a hybrid's v2 hash (BEP 52)
         )
         t.spawn(self._run())
 

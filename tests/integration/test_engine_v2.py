@@ -107,3 +107,20 @@ async def test_a_peer_sending_corrupt_v2_blocks_is_caught(tmp_path: Path) -> Non
     finally:
         await liar.close()
     assert same_tree(src, out / "tree")
+
+
+async def test_a_hybrid_is_announced_on_the_dht_under_both_hashes(tmp_path: Path) -> None:
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version="hybrid").data
+    meta = parse_metainfo(data)
+    assert meta.info_hash_v2 is not None
+    async with Session("127.0.0.1", 0, enable_dht=True, dht_bootstrap=()) as get_s, Session(
+        "127.0.0.1", 0, enable_dht=True, dht_bootstrap=[("127.0.0.1", get_s.port or 0)]
+    ) as seed_s:
+        await seed_s.add_torrent(data, tmp_path, seed_only=True)
+        assert get_s.dht is not None
+        for info_hash in (meta.info_hash, meta.info_hash_v2[:20]):
+            deadline = asyncio.get_running_loop().time() + 20
+            while ("127.0.0.1", seed_s.port) not in await get_s.dht.get_peers(info_hash, timeout=2):
+                assert asyncio.get_running_loop().time() < deadline, f"{info_hash.hex()} not announced"
+                await asyncio.sleep(0.1)
