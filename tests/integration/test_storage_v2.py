@@ -91,3 +91,24 @@ async def test_v2_read_detects_a_changed_file(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="no longer matches"):
         await st.read_block(last, 0, 16)
     await st.close()
+
+
+async def test_v2_partial_download_resumes_and_rechecks(tmp_path: Path) -> None:
+    meta, files = make(hybrid=False)
+    stream = stream_of(meta, files)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    for i in (1, 3, 4):  # a middle piece, a file's short last piece, a small file
+        assert await st.write_piece(i, piece(meta, stream, i))
+    await st.close()
+    st = Storage(meta, tmp_path)
+    await st.open()
+    have = await st.load_resume()
+    assert have is not None and list(have) == [1, 3, 4]
+    await st.close()
+    (tmp_path / ".swarm").joinpath(st.resume_path.name if st.resume_path else "x").unlink()
+    st = Storage(meta, tmp_path)
+    await st.open()
+    assert await st.load_resume() is None
+    assert list(await st.recheck()) == [1, 3, 4]  # Merkle-checked from the disk
+    await st.close()
