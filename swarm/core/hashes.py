@@ -13,9 +13,9 @@ API (messages are :mod:`swarm.core.wire`'s ``HashRequest``/``Hashes``/``HashReje
   tree we hold (the piece layer from the metainfo, or the block hashes);
   ``.root`` and ``.answer(req) -> Hashes | HashReject``.
   ``answer_request(req, layer, base_layer, file_length)`` does it once.
-* ``verify_hashes(msg, file_length) -> list[bytes]``: the real (unpadded) base
-  hashes of a ``hashes`` answer once its proof climbs to ``msg.pieces_root``;
-  ProtocolError otherwise.
+* ``verify_hashes(msg, pieces_root, file_length) -> list[bytes]``: the real
+  (unpadded) base hashes of a ``hashes`` answer once its proof climbs to the
+  file's ``pieces_root`` (which ``msg.pieces_root`` must name); ProtocolError otherwise.
 * ``PieceLayerFetcher(files, piece_length)``: which piece-layer requests to
   send next (``next_request(peer, now)``), fed with ``on_hashes`` /
   ``on_reject`` / ``peer_gone``; ``piece_layers()`` is the metainfo-shaped
@@ -139,14 +139,16 @@ def answer_request(
     return HashServer(layer, base_layer, file_length).answer(req)
 
 
-def verify_hashes(msg: Hashes, file_length: int) -> list[bytes]:
+def verify_hashes(msg: Hashes, pieces_root: bytes, file_length: int) -> list[bytes]:
     """The base hashes of ``msg`` that belong to the file (padding dropped),
-    once the run and its uncles hash up to ``msg.pieces_root``.
+    once the run and its uncles hash up to the file's ``pieces_root``.
 
     The proof must climb all the way to the root (the only node a magnet
     knows): ProtocolError for a proof that stops short, a request that does
     not fit the file, or hashes that do not match.
     """
+    if msg.pieces_root != pieces_root:
+        raise ProtocolError("hashes answer for another file")
     req = msg.request
     reason = check_request(req, file_length)
     if reason is not None:
@@ -158,7 +160,7 @@ def verify_hashes(msg: Hashes, file_length: int) -> list[bytes]:
     if top != tree_layers(file_length):
         raise ProtocolError("hashes proof does not reach the pieces root")
     run, proof = msg.hashes[: req.length], msg.hashes[req.length :]
-    if not merkle.verify_proof(run, req.base_layer, req.index, req.length, proof, msg.pieces_root):
+    if not merkle.verify_proof(run, req.base_layer, req.index, req.length, proof, pieces_root):
         raise ProtocolError("hashes do not match the pieces root")
     real = max(0, min(req.length, layer_width(file_length, req.base_layer) - req.index))
     return list(run[:real])
@@ -252,7 +254,7 @@ class PieceLayerFetcher:
         if chunk is None:
             return False
         f = self._files[msg.pieces_root]
-        hashes = verify_hashes(msg, f.file_length)
+        hashes = verify_hashes(msg, f.pieces_root, f.file_length)
         if chunk.hashes is None:
             chunk.hashes = hashes
         chunk.peer = None

@@ -68,11 +68,11 @@ def test_answer_is_the_run_and_the_naive_uncles_and_verifies(
     assert list(answer.proof) == want
     reaches_root = level == len(tree) - 1
     if reaches_root:
-        real = hashes.verify_hashes(answer, length)
+        real = hashes.verify_hashes(answer, req.pieces_root, length)
         assert real == real_layer(tree, req.base_layer, length)[req.index : req.index + req.length]
     else:
         with pytest.raises(ProtocolError, match="does not reach"):
-            hashes.verify_hashes(answer, length)
+            hashes.verify_hashes(answer, req.pieces_root, length)
 
 
 @given(case=file_and_request(), pick=st.integers(0), bit=st.integers(0, 255))
@@ -89,7 +89,7 @@ def test_a_flipped_bit_anywhere_fails_verification(
         req, real_layer(tree, req.base_layer, length), req.base_layer, length
     )
     assert isinstance(answer, Hashes)
-    hashes.verify_hashes(answer, length)  # the untouched answer is good
+    hashes.verify_hashes(answer, req.pieces_root, length)  # the untouched answer is good
     values = list(answer.hashes)
     i = pick % len(values)
     h = bytearray(values[i])
@@ -99,7 +99,7 @@ def test_a_flipped_bit_anywhere_fails_verification(
         answer.pieces_root, req.base_layer, req.index, req.length, req.proof_layers, tuple(values)
     )
     with pytest.raises(ProtocolError, match="do not match"):
-        hashes.verify_hashes(bad, length)
+        hashes.verify_hashes(bad, req.pieces_root, length)
 
 
 # 40 blocks (width 64, 6 layers): a file of 40 * 16 KiB
@@ -162,9 +162,11 @@ def test_server_rejects_other_files_layers_and_bad_requests() -> None:
 def test_verify_refuses_answers_that_fit_no_request() -> None:
     length, tree = random_file(40, 0, 2)
     with pytest.raises(ProtocolError, match="fits no request"):
-        hashes.verify_hashes(Hashes(tree[-1][0], 0, 0, 3, 5, (bytes(32),) * 3), length)
+        hashes.verify_hashes(Hashes(tree[-1][0], 0, 0, 3, 5, (bytes(32),) * 3), tree[-1][0], length)
     with pytest.raises(ProtocolError, match="hashes answer with"):
-        hashes.verify_hashes(Hashes(tree[-1][0], 0, 0, 64, 5, (bytes(32),) * 63), length)
+        hashes.verify_hashes(
+            Hashes(tree[-1][0], 0, 0, 64, 5, (bytes(32),) * 63), tree[-1][0], length
+        )
 
 
 # ----------------------------------------------------------------- fetcher
@@ -285,3 +287,15 @@ def test_libtorrent_piece_layers_verify_against_its_pieces_roots(
     fetcher = hashes.PieceLayerFetcher(files, piece_length)
     assert serve_all(fetcher, servers) == 2 + 1  # big: 521 pieces in 2 chunks; mid: 1
     assert fetcher.done and fetcher.piece_layers() == dict(layers)
+
+
+def test_a_self_consistent_answer_for_another_root_is_refused() -> None:
+    """Found by the hashes fuzz target: an answer naming its own pieces root
+    (its hashes do hash up to it) passed when checked against msg.pieces_root;
+    the file's root is now passed in."""
+    length, tree = random_file(2, 1, 6)
+    other = [bytes([7]) * 32, bytes([8]) * 32]
+    forged = Hashes(merkle.root(other), 0, 0, 2, 0, tuple(other))
+    assert hashes.verify_hashes(forged, forged.pieces_root, length) == other  # its own claim holds
+    with pytest.raises(ProtocolError, match="another file"):
+        hashes.verify_hashes(forged, tree[-1][0], length)
