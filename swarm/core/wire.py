@@ -85,6 +85,9 @@ _HASH_HEADER = 48  # pieces root + base layer + index + length + proof layers
 
 
 #: BEP 52 "upgrade" bit (reserved byte 7): this peer speaks v2 (hash messages).
+#: A handshake carrying the truncated v2 info-hash is v2 by itself; libtorrent
+#: sets the bit only on a v1-hash connection of a hybrid torrent (an offer to
+#: upgrade), and treats an incoming handshake with it set as a v2 peer.
 V2_BIT = 0x10
 
 
