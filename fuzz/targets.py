@@ -402,6 +402,6 @@ def fuzz_hashes(data: bytes) -> None:
                 continue
             width = hashes.layer_width(length, msg.base_layer)
             assert got == tree[msg.base_layer][msg.index : min(width, msg.index + msg.length)]
-            fetcher.on_hashes(0, msg)
+            fetcher.on_hashes(msg)
         elif isinstance(msg, wire.HashReject):
             fetcher.on_reject(0, msg)

@@ -13,11 +13,13 @@ API (messages are :mod:`swarm.core.wire`'s ``HashRequest``/``Hashes``/``HashReje
   tree we hold (the piece layer from the metainfo, or the block hashes);
   ``.root`` and ``.answer(req) -> Hashes | HashReject``.
   ``answer_request(req, layer, base_layer, file_length)`` does it once.
+* ``PieceLayerServer(piece_layers, files, piece_length)``: a seed's answers
+  for a whole torrent from its ``piece layers``: ``.answer(req)``.
 * ``verify_hashes(msg, pieces_root, file_length) -> list[bytes]``: the real
   (unpadded) base hashes of a ``hashes`` answer once its proof climbs to the
   file's ``pieces_root`` (which ``msg.pieces_root`` must name); ProtocolError otherwise.
 * ``PieceLayerFetcher(files, piece_length)``: which piece-layer requests to
-  send next (``next_request(peer, now)``), fed with ``on_hashes`` /
+  send next (``next_request(peer, now)``), fed with ``on_hashes(msg)`` /
   ``on_reject`` / ``peer_gone``; ``piece_layers()`` is the metainfo-shaped
   ``{pieces root: concatenated hashes}`` once ``done``.
 
@@ -30,7 +32,7 @@ checked against ``pieces root`` alone. Layers count from the blocks up
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from swarm.core import merkle
@@ -137,6 +139,38 @@ def answer_request(
 ) -> Hashes | HashReject:
     """One-off :meth:`HashServer.answer` (a seed answering many should keep a HashServer)."""
     return HashServer(layer, base_layer, file_length).answer(req)
+
+
+class PieceLayerServer:
+    """Answers hash requests for a torrent's piece layers (a seed, or a
+    leecher once it has them). ``piece_layers`` is shaped like a .torrent's
+    (``{pieces root: concatenated hashes}``), ``files`` are ``(pieces_root,
+    length)``; each file's tree is built on its first request. Requests for
+    unknown roots, other layers or files of one piece are rejected."""
+
+    __slots__ = ("_layers", "_lengths", "_base", "_servers")
+
+    def __init__(
+        self,
+        piece_layers: Mapping[bytes, bytes],
+        files: Iterable[tuple[bytes, int]],
+        piece_length: int,
+    ) -> None:
+        self._layers = piece_layers
+        self._lengths = {root: length for root, length in files if length > piece_length}
+        self._base = merkle.log2(piece_length // merkle.BLOCK_SIZE)
+        self._servers: dict[bytes, HashServer] = {}
+
+    def answer(self, req: HashRequest) -> Hashes | HashReject:
+        server = self._servers.get(req.pieces_root)
+        if server is None:
+            raw = self._layers.get(req.pieces_root)
+            length = self._lengths.get(req.pieces_root)
+            if raw is None or length is None or req.base_layer != self._base:
+                return _reject(req)
+            layer = [raw[i : i + merkle.HASH_SIZE] for i in range(0, len(raw), merkle.HASH_SIZE)]
+            server = self._servers[req.pieces_root] = HashServer(layer, self._base, length)
+        return server.answer(req)
 
 
 def verify_hashes(msg: Hashes, pieces_root: bytes, file_length: int) -> list[bytes]:
@@ -247,7 +281,7 @@ class PieceLayerFetcher:
                 return chunk
         return None
 
-    def on_hashes(self, peer: Hashable, msg: Hashes) -> bool:
+    def on_hashes(self, msg: Hashes) -> bool:
         """Take an answer: True if it filled a chunk, False if it answers
         nothing we asked (late duplicate); ProtocolError if it is wrong."""
         chunk = self._chunk(msg.request)

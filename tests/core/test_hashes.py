@@ -172,14 +172,17 @@ def test_verify_refuses_answers_that_fit_no_request() -> None:
 # ----------------------------------------------------------------- fetcher
 
 
-def serve_all(fetcher: hashes.PieceLayerFetcher, servers: dict[bytes, hashes.HashServer]) -> int:
+def serve_all(
+    fetcher: hashes.PieceLayerFetcher,
+    servers: dict[bytes, hashes.HashServer] | dict[bytes, hashes.PieceLayerServer],
+) -> int:
     """Answer every request the fetcher makes from one peer; the number of requests."""
     sent = 0
     while (req := fetcher.next_request("seed", 0.0)) is not None:
         sent += 1
         answer = servers[req.pieces_root].answer(req)
         assert isinstance(answer, Hashes), req
-        assert fetcher.on_hashes("seed", answer)
+        assert fetcher.on_hashes(answer)
     return sent
 
 
@@ -235,9 +238,9 @@ def test_fetcher_retries_after_reject_timeout_and_peer_gone() -> None:
     assert fetcher.next_request("d", 12.0) == req  # c left, so its request is free again
     answer = server.answer(req)
     assert isinstance(answer, Hashes)
-    assert fetcher.on_hashes("d", answer) and fetcher.done
-    assert not fetcher.on_hashes("x", Hashes(bytes(32), 0, 0, 2, 0, (bytes(32),) * 2))  # not ours
-    assert fetcher.on_hashes("a", answer)  # a late duplicate changes nothing
+    assert fetcher.on_hashes(answer) and fetcher.done
+    assert not fetcher.on_hashes(Hashes(bytes(32), 0, 0, 2, 0, (bytes(32),) * 2))  # not ours
+    assert fetcher.on_hashes(answer)  # a late duplicate changes nothing
     assert fetcher.piece_layer(root) == tree[0][:6]
 
 
@@ -249,7 +252,7 @@ def test_fetcher_raises_on_a_forged_answer_and_keeps_asking() -> None:
     assert req is not None
     forged = Hashes(root, 0, 0, 8, 2, (b"\x01" * 32,) * 8)
     with pytest.raises(ProtocolError):
-        fetcher.on_hashes("liar", forged)
+        fetcher.on_hashes(forged)
     fetcher.peer_gone("liar")  # the engine drops the peer that raised
     assert not fetcher.done and fetcher.next_request("honest", 1.0) == req
 
@@ -287,6 +290,28 @@ def test_libtorrent_piece_layers_verify_against_its_pieces_roots(
     fetcher = hashes.PieceLayerFetcher(files, piece_length)
     assert serve_all(fetcher, servers) == 2 + 1  # big: 521 pieces in 2 chunks; mid: 1
     assert fetcher.done and fetcher.piece_layers() == dict(layers)
+    # the same from the whole-torrent server, built on libtorrent's piece layers
+    server = hashes.PieceLayerServer(layers, files, piece_length)
+    again = hashes.PieceLayerFetcher(files, piece_length)
+    assert serve_all(again, {root: server for root, _ in files}) == 3
+    assert again.piece_layers() == dict(layers)
+
+
+def test_piece_layer_server_rejects_what_it_cannot_answer() -> None:
+    length, tree = random_file(12, 0, 8)  # 3 pieces of 64 KiB
+    root = tree[-1][0]
+    one_length, one_tree = random_file(4, 0, 9)  # a one-piece file: no piece layer
+    server = hashes.PieceLayerServer(
+        {root: b"".join(tree[2][:3])}, [(root, length), (one_tree[-1][0], one_length)], 4 * BLOCK
+    )
+    assert isinstance(server.answer(HashRequest(root, 2, 0, 4, 1)), Hashes)
+    for req in (
+        HashRequest(bytes(32), 2, 0, 4, 1),  # unknown root
+        HashRequest(root, 0, 0, 4, 1),  # the block layer: not held
+        HashRequest(one_tree[-1][0], 2, 0, 2, 0),
+        HashRequest(root, 2, 0, 4, 2),  # proof above the root
+    ):
+        assert isinstance(server.answer(req), HashReject)
 
 
 def test_a_self_consistent_answer_for_another_root_is_refused() -> None:

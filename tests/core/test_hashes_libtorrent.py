@@ -75,7 +75,7 @@ async def _fetch(
             if isinstance(msg, (wire.Hashes, wire.HashReject)):
                 seen.append(msg)
             if isinstance(msg, wire.Hashes):
-                assert fetcher.on_hashes("lt", msg)
+                assert fetcher.on_hashes(msg)
         return seen
     finally:
         writer.close()
