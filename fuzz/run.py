@@ -154,6 +154,7 @@ MODULES = {
     "udp_tracker": "swarm/core/announce.py",
     "http_range": "swarm/httpstream.py",
     "lsd": "swarm/core/lsd.py",
+    "hashes": "swarm/core/hashes.py",
 }
 
 

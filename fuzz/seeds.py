@@ -57,8 +57,31 @@ def _wire_stream() -> bytes:
             wire.encode_have_none(),
             b"\x00\x00\x00\x03\x42\x00\x00",  # an unknown message id
             wire.encode_extended(3, extensions.encode_metadata_request(0)),
+            wire.encode_hash_request(bytes(32), 2, 512, 512, 9),
+            wire.encode_hashes(bytes(32), 0, 0, 2, 1, [bytes(32)] * 3),
+            wire.encode_hash_reject(bytes(32), 2, 512, 512, 9),
         ]
     )
+
+
+def hash_seeds() -> Iterable[bytes]:
+    """Per file of fuzz.targets.HASH_FILES: requests and their answers, a bad request, a reject."""
+    from fuzz.targets import HASH_FILES, hash_servers
+
+    for file, (_, tree) in enumerate(HASH_FILES):
+        _, servers = hash_servers(file)
+        root, layers = tree[-1][0], len(tree) - 1
+        stream = [wire.encode_hash_request(root, 0, 0, 2, 0)]
+        for server in servers:
+            base = server.base_layer
+            count = min(512, 1 << (layers - base))
+            for req in (
+                wire.HashRequest(root, base, 0, count, layers - base - 1),
+                wire.HashRequest(root, base, 0, 2, layers - base - 1),
+            ):
+                stream += [wire.encode(req), wire.encode(server.answer(req))]
+        stream.append(wire.encode_hash_reject(root, 0, 0, 3, 1))
+        yield bytes([file]) + b"".join(stream)
 
 
 def wire_seeds() -> Iterable[bytes]:
@@ -190,6 +213,7 @@ GENERATORS = {
     "metainfo": metainfo_seeds,
     "magnet": magnet_seeds,
     "wire": wire_seeds,
+    "hashes": hash_seeds,
     "extensions": extension_seeds,
     "krpc": krpc_seeds,
     "tracker_query": tracker_query_seeds,

@@ -13,11 +13,12 @@ call them directly; ``fuzz/run.py`` drives them under atheris.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from swarm.core import bencode, extensions, magnet, metainfo, wire
+from swarm.core import bencode, extensions, hashes, magnet, merkle, metainfo, wire
 from swarm.core import lsd as core_lsd
 from swarm.core.announce import (
     BadAnnounce,
@@ -347,3 +348,60 @@ def fuzz_lsd(data: bytes) -> None:
     ann = core_lsd.parse_announce(data)
     assert 0 < ann.port < 65536 and ann.info_hashes
     assert all(len(h) == 20 for h in ann.info_hashes)
+
+
+# --------------------------------------------------------------------------- BEP 52 hashes
+
+
+def _hash_file(blocks: int, short: int) -> tuple[int, list[list[bytes]]]:
+    """(length, layers) of a file of ``blocks`` blocks with made-up block hashes."""
+    leaves = [hashlib.sha256(b"%d" % i).digest() for i in range(blocks)]
+    return blocks * 16384 - short, merkle.layers(leaves)
+
+
+#: Files the hash messages are about: two blocks, a few pieces, over 512 pieces.
+HASH_FILES = [_hash_file(2, 1), _hash_file(40, 100), _hash_file(1100, 0)]
+HASH_PIECE_LAYER = 2  # 64 KiB pieces
+
+
+def hash_servers(file: int) -> tuple[int, list[hashes.HashServer]]:
+    """A file's length and servers for its block layer and its piece layer."""
+    length, tree = HASH_FILES[file]
+    return length, [
+        hashes.HashServer(tree[layer], layer, length)
+        for layer in (0, HASH_PIECE_LAYER)
+        if layer < hashes.tree_layers(length)
+    ]
+
+
+@target("hashes", ProtocolError)
+def fuzz_hashes(data: bytes) -> None:
+    """swarm.core.hashes: hash requests answered, hashes answers verified (never forged).
+
+    Byte 0 picks the file (of HASH_FILES), the rest is a wire stream of BEP 52 messages.
+    """
+    if not data:
+        return
+    file = data[0] % len(HASH_FILES)
+    length, tree = HASH_FILES[file]
+    _, servers = hash_servers(file)
+    fetcher = hashes.PieceLayerFetcher([(tree[-1][0], length)], 16384 << HASH_PIECE_LAYER)
+    for msg in wire.MessageDecoder().feed(data[1:]):
+        if isinstance(msg, wire.HashRequest):
+            for server in servers:
+                answer = server.answer(msg)
+                fits = msg.pieces_root == tree[-1][0] and msg.base_layer == server.base_layer
+                assert isinstance(answer, wire.Hashes) == (
+                    fits and hashes.check_request(msg, length) is None
+                )
+                assert wire.MessageDecoder().feed(wire.encode(answer)) == [answer]
+        elif isinstance(msg, wire.Hashes):
+            try:
+                got = hashes.verify_hashes(msg, tree[-1][0], length)
+            except ProtocolError:
+                continue
+            width = hashes.layer_width(length, msg.base_layer)
+            assert got == tree[msg.base_layer][msg.index : min(width, msg.index + msg.length)]
+            fetcher.on_hashes(msg)
+        elif isinstance(msg, wire.HashReject):
+            fetcher.on_reject(0, msg)

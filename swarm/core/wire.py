@@ -1,4 +1,5 @@
-"""Peer wire codec: BEP 3, BEP 6 (fast extension), BEP 10 framing, BEP 5 port.
+"""Peer wire codec: BEP 3, BEP 6 (fast extension), BEP 10 framing, BEP 5 port,
+BEP 52 hash exchange (``hash request`` 21, ``hashes`` 22, ``hash reject`` 23).
 
 Sans-IO: bytes in, message objects out; encoders return bytes. The decoder is
 built for the 16 KiB block path (65,536 blocks per GiB): a piece message's
@@ -18,6 +19,12 @@ Limits (why each number):
   raw bytes, for the engine to check later with ``Bitfield.from_bytes``;
 * extended: payload at most ``max_extended`` (default 1 MiB; ut_metadata data
   messages are 16 KiB + a small dict, extended handshakes a few hundred bytes);
+* hash request / hash reject: exactly 49 bytes (id + 48-byte header); their
+  fields are checked against the file by :mod:`swarm.core.hashes` (a bad
+  request earns a reject, not a disconnect, as in libtorrent);
+* hashes: the header's ``length`` a power of two <= ``MAX_HASHES`` (512, BEP
+  52's limit), ``proof_layers`` < ``MAX_PROOF_LAYERS`` and the payload exactly
+  ``length`` plus ``hash_proof_count(length, proof_layers)`` hashes;
 * unknown message ids are skipped (never buffered) if their length is at most
   ``max_block + 9``; longer ones are a protocol error.
 
@@ -61,13 +68,32 @@ HAVE_NONE = 0x0F
 REJECT = 0x10
 ALLOWED_FAST = 0x11
 EXTENDED = 20
+HASH_REQUEST = 21
+HASHES = 22
+HASH_REJECT = 23
+
+HASH_SIZE = 32
+#: Base hashes a BEP 52 ``hashes`` message may carry (BEP 52 caps ``length`` at 512).
+MAX_HASHES = 512
+#: Bound on ``proof layers``: a tree over 2**64 bytes of 16 KiB blocks has 50 layers.
+MAX_PROOF_LAYERS = 64
+_HASH_HEADER = 48  # pieces root + base layer + index + length + proof layers
 
 
 # --------------------------------------------------------------------------
 # Handshake
 
 
-def make_reserved(extensions: bool = True, fast: bool = True, dht: bool = False) -> bytes:
+#: BEP 52 "upgrade" bit (reserved byte 7): this peer speaks v2 (hash messages).
+#: A handshake carrying the truncated v2 info-hash is v2 by itself; libtorrent
+#: sets the bit only on a v1-hash connection of a hybrid torrent (an offer to
+#: upgrade), and treats an incoming handshake with it set as a v2 peer.
+V2_BIT = 0x10
+
+
+def make_reserved(
+    extensions: bool = True, fast: bool = True, dht: bool = False, v2: bool = False
+) -> bytes:
     r = bytearray(8)
     if extensions:
         r[5] |= 0x10
@@ -75,7 +101,23 @@ def make_reserved(extensions: bool = True, fast: bool = True, dht: bool = False)
         r[7] |= 0x04
     if dht:
         r[7] |= 0x01
+    if v2:
+        r[7] |= V2_BIT
     return bytes(r)
+
+
+def with_v2(reserved: bytes, on: bool = True) -> bytes:
+    """``reserved`` with the BEP 52 upgrade bit set (or cleared), other bits kept."""
+    if len(reserved) != 8:
+        raise ValueError("reserved bytes must be 8 bytes")
+    r = bytearray(reserved)
+    r[7] = r[7] | V2_BIT if on else r[7] & ~V2_BIT & 0xFF
+    return bytes(r)
+
+
+def supports_v2(reserved: bytes) -> bool:
+    """True when a peer's reserved bytes carry the BEP 52 upgrade bit."""
+    return len(reserved) == 8 and bool(reserved[7] & V2_BIT)
 
 
 @dataclass(slots=True, frozen=True)
@@ -100,6 +142,11 @@ class Handshake:
     @property
     def dht(self) -> bool:
         return bool(self.reserved[7] & 0x01)
+
+    @property
+    def v2(self) -> bool:
+        """The peer set the BEP 52 upgrade bit."""
+        return supports_v2(self.reserved)
 
 
 def parse_handshake(data: bytes) -> Handshake:
@@ -278,6 +325,60 @@ class Extended:
     payload: bytes
 
 
+@dataclass(slots=True, frozen=True)
+class HashRequest:
+    """BEP 52: ask for ``length`` hashes of ``base_layer`` (0 = blocks) of the
+    file whose tree root is ``pieces_root``, from ``index``, plus the uncle
+    hashes of ``proof_layers`` layers above (see ``hash_proof_count``)."""
+
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+
+@dataclass(slots=True, frozen=True)
+class HashReject:
+    """BEP 52: the peer will not answer the hash request with these fields."""
+
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+
+@dataclass(slots=True, frozen=True)
+class Hashes:
+    """BEP 52 answer: the request's fields, then ``length`` base hashes
+    followed by the uncle hashes, lowest layer first."""
+
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+    hashes: tuple[bytes, ...]
+
+    @property
+    def base(self) -> tuple[bytes, ...]:
+        """The requested run of hashes."""
+        return self.hashes[: self.length]
+
+    @property
+    def proof(self) -> tuple[bytes, ...]:
+        """The uncle hashes after the run, lowest first."""
+        return self.hashes[self.length :]
+
+    @property
+    def request(self) -> HashRequest:
+        """The request this message answers."""
+        return HashRequest(
+            self.pieces_root, self.base_layer, self.index, self.length, self.proof_layers
+        )
+
+
 Message = (
     KeepAlive
     | Choke
@@ -296,6 +397,9 @@ Message = (
     | RejectRequest
     | AllowedFast
     | Extended
+    | HashRequest
+    | HashReject
+    | Hashes
 )
 
 # Field-less messages are immutable in practice: the decoder yields these.
@@ -319,6 +423,7 @@ _HDR_H = struct.Struct(">IBH")
 _HDR_B = struct.Struct(">IBB")
 _II = struct.Struct(">II")
 _III = struct.Struct(">III")
+_IIII = struct.Struct(">IIII")
 
 _KEEPALIVE_B = b"\x00\x00\x00\x00"
 _CHOKE_B = _HDR.pack(1, CHOKE)
@@ -393,6 +498,55 @@ def encode_extended(ext_id: int, payload: bytes) -> bytes:
     return _HDR_B.pack(2 + len(payload), EXTENDED, ext_id) + payload
 
 
+def hash_proof_count(length: int, proof_layers: int) -> int:
+    """Uncle hashes after the run in a ``hashes`` message: one per layer from
+    the run's subtree root up to ``proof_layers`` above the base, i.e.
+    max(0, proof_layers - log2(length) + 1), what libtorrent expects
+    (``hash_picker::add_hashes``). ``length`` is a power of two."""
+    return max(0, proof_layers - (length.bit_length() - 1) + 1)
+
+
+def _hash_header(length: int, mid: int, root: bytes, fields: tuple[int, int, int, int]) -> bytes:
+    if len(root) != HASH_SIZE:
+        raise ValueError("a pieces root is 32 bytes")
+    return _HDR.pack(length, mid) + root + _IIII.pack(*fields)
+
+
+def encode_hash_request(
+    pieces_root: bytes, base_layer: int, index: int, length: int, proof_layers: int
+) -> bytes:
+    return _hash_header(
+        1 + _HASH_HEADER, HASH_REQUEST, pieces_root, (base_layer, index, length, proof_layers)
+    )
+
+
+def encode_hash_reject(
+    pieces_root: bytes, base_layer: int, index: int, length: int, proof_layers: int
+) -> bytes:
+    return _hash_header(
+        1 + _HASH_HEADER, HASH_REJECT, pieces_root, (base_layer, index, length, proof_layers)
+    )
+
+
+def encode_hashes(
+    pieces_root: bytes,
+    base_layer: int,
+    index: int,
+    length: int,
+    proof_layers: int,
+    hashes: tuple[bytes, ...] | list[bytes],
+) -> bytes:
+    if any(len(h) != HASH_SIZE for h in hashes):
+        raise ValueError("hashes are 32 bytes each")
+    head = _hash_header(
+        1 + _HASH_HEADER + HASH_SIZE * len(hashes),
+        HASHES,
+        pieces_root,
+        (base_layer, index, length, proof_layers),
+    )
+    return head + b"".join(hashes)
+
+
 def piece_header(index: int, begin: int, length: int) -> bytes:
     """The 13 bytes before a block: send ``[header, block]`` with writelines."""
     return _HDR_II.pack(9 + length, PIECE, index, begin)
@@ -441,6 +595,12 @@ def encode(msg: Message) -> bytes:
             return encode_allowed_fast(index)
         case Extended(ext_id, payload):
             return encode_extended(ext_id, payload)
+        case HashRequest(root, base, i, n, proof):
+            return encode_hash_request(root, base, i, n, proof)
+        case HashReject(root, base, i, n, proof):
+            return encode_hash_reject(root, base, i, n, proof)
+        case Hashes(root, base, i, n, proof, hashes):
+            return encode_hashes(root, base, i, n, proof, hashes)
     raise TypeError(f"not a wire message: {msg!r}")
 
 
@@ -494,6 +654,10 @@ _NAMES = {
 }
 
 _MIN_BUFFER = 256 * 1024
+#: Longest legal ``hashes`` message (length prefix value).
+_MAX_HASHES_LEN = (
+    1 + _HASH_HEADER + HASH_SIZE * (MAX_HASHES + hash_proof_count(1, MAX_PROOF_LAYERS - 1))
+)
 _MIN_FREE = 64 * 1024
 
 
@@ -635,7 +799,9 @@ class MessageDecoder:
 
     def _update_limits(self) -> None:
         bitfield = self._bitfield_len if self._bitfield_len >= 0 else MAX_BITFIELD_UNKNOWN
-        self._max_len = max(self.max_block + 9, self.max_extended + 2, bitfield + 1)
+        self._max_len = max(
+            self.max_block + 9, self.max_extended + 2, bitfield + 1, _MAX_HASHES_LEN
+        )
 
     # -- checks -----------------------------------------------------------
 
@@ -869,6 +1035,32 @@ class MessageDecoder:
                 pos = stop
                 continue
 
+            if mid in (HASH_REQUEST, HASH_REJECT):
+                if length != 1 + _HASH_HEADER:
+                    raise ProtocolError(f"hash message {mid} of length {length}")
+                if avail < 5 + _HASH_HEADER:
+                    break
+                cls = HashRequest if mid == HASH_REQUEST else HashReject
+                out.append(cls(bytes(mv[pos + 5 : pos + 37]), *_IIII.unpack_from(buf, pos + 37)))
+                pos += 5 + _HASH_HEADER
+                continue
+
+            if mid == HASHES:
+                if length < 1 + _HASH_HEADER or length > _MAX_HASHES_LEN:
+                    raise ProtocolError(f"hashes message of length {length}")
+                if avail < 5 + _HASH_HEADER:
+                    break
+                base, index, count, proof = _IIII.unpack_from(buf, pos + 37)
+                _check_hashes_header(length, count, proof)
+                stop = pos + 4 + length
+                if stop > end:
+                    break
+                start = pos + 5 + _HASH_HEADER
+                hashes = tuple(bytes(mv[i : i + HASH_SIZE]) for i in range(start, stop, HASH_SIZE))
+                out.append(Hashes(bytes(mv[pos + 5 : pos + 37]), base, index, count, proof, hashes))
+                pos = stop
+                continue
+
             # Unknown id: skip without buffering.
             if length > self.max_block + 9:
                 raise ProtocolError(f"unknown message {mid} of length {length}")
@@ -887,6 +1079,17 @@ class MessageDecoder:
         else:
             self._start = pos
         return out
+
+
+def _check_hashes_header(length: int, count: int, proof_layers: int) -> None:
+    """A ``hashes`` message's own consistency, before its hashes are buffered."""
+    if count < 1 or count > MAX_HASHES or count & (count - 1):
+        raise ProtocolError(f"hashes message with length field {count}")
+    if proof_layers >= MAX_PROOF_LAYERS:
+        raise ProtocolError(f"hashes message with {proof_layers} proof layers")
+    want = 1 + _HASH_HEADER + HASH_SIZE * (count + hash_proof_count(count, proof_layers))
+    if length != want:
+        raise ProtocolError(f"hashes message of length {length}, expected {want}")
 
 
 # --------------------------------------------------------------------------
