@@ -225,13 +225,16 @@ def decode_metadata_message(payload: bytes, metadata_size: int | None) -> Metada
 
 
 class MetadataAssembler:
-    """Collects ut_metadata pieces and checks them against the info-hash."""
+    """Collects ut_metadata pieces and checks them against the info-hash:
+    its SHA-1 (20 bytes) or, for a BEP 52 v2 magnet, its SHA-256 (32 bytes)."""
 
     __slots__ = ("info_hash", "size", "num_pieces", "_pieces")
 
     def __init__(self, info_hash: bytes, size: int) -> None:
         if not 0 < size <= MAX_METADATA_SIZE:
             raise ProtocolError(f"metadata size {size} out of range")
+        if len(info_hash) not in (20, 32):
+            raise ProtocolError("an info-hash is 20 (SHA-1) or 32 (SHA-256) bytes")
         self.info_hash = bytes(info_hash)
         self.size = size
         self.num_pieces = metadata_piece_count(size)
@@ -241,7 +244,7 @@ class MetadataAssembler:
         return [i for i, p in enumerate(self._pieces) if p is None]
 
     def add(self, piece: int, data: bytes) -> bytes | None:
-        """Store a piece; return the info bytes once all are in and the SHA-1 matches.
+        """Store a piece; return the info bytes once all are in and their hash matches.
 
         On a mismatch every piece is forgotten (we cannot tell which peer lied)
         and ProtocolError is raised; fetching can start over.
@@ -254,7 +257,8 @@ class MetadataAssembler:
         if any(p is None for p in self._pieces):
             return None
         info = b"".join(p for p in self._pieces if p is not None)
-        if hashlib.sha1(info).digest() != self.info_hash:
+        digest = hashlib.sha256 if len(self.info_hash) == 32 else hashlib.sha1
+        if digest(info).digest() != self.info_hash:
             self._pieces = [None] * self.num_pieces
             raise ProtocolError("metadata does not match the info-hash")
         return info

@@ -166,6 +166,19 @@ def test_metadata_assembler() -> None:
     assert asm.add(2, info[2 * 16384 : 3 * 16384]) == info
 
 
+def test_metadata_assembler_checks_a_v2_hash_by_sha256() -> None:
+    """A `urn:btmh:` magnet names the SHA-256 of the info dict (32 bytes):
+    the metadata is checked against that, not against a SHA-1."""
+    info = b"d12:file treed1:ad0:d6:lengthi1eeee12:meta versioni2e4:name1:ae"
+    asm = MetadataAssembler(hashlib.sha256(info).digest(), len(info))
+    assert asm.add(0, info) == info
+    wrong = MetadataAssembler(hashlib.sha256(info + b"x").digest(), len(info))
+    with pytest.raises(ProtocolError):
+        wrong.add(0, info)
+    with pytest.raises(ProtocolError):
+        MetadataAssembler(b"\0" * 31, len(info))
+
+
 def test_metadata_assembler_mismatch_resets() -> None:
     info = b"d4:name1:xe"
     asm = MetadataAssembler(b"\0" * 20, len(info))
