@@ -24,7 +24,7 @@ from swarm.core.admission import DEFAULT_PEERS_PER_IP
 from swarm.core.metainfo import Metainfo
 from swarm.discovery import Discovery
 from swarm.encryption import OFF, PLAIN, PREFER, REQUIRE, MseProtocol, Wrapped, check_policy
-from swarm.errors import BadInput, StorageError, SwarmError
+from swarm.errors import BadInput, MetainfoError, StorageError, SwarmError
 from swarm.peer import HANDSHAKE_TIMEOUT, PeerConnection
 from swarm.status import TorrentStatus
 from swarm.throttle import Throttle
@@ -480,6 +480,7 @@ class Session:
         if self.port is None:
             raise SwarmError("session not started")
         info_hash: bytes = magnet.info_hash
+        v2_hash: bytes | None = magnet.info_hash_v2 if magnet.v2_only else None
         tiers = [[t] for t in magnet.trackers]
         if info_hash in self.torrents:
             return self.torrents[info_hash].meta
@@ -494,7 +495,7 @@ class Session:
                 if found.done():
                     return
                 try:
-                    info = await asyncio.wait_for(self._metadata_from(host, port, info_hash), 20)
+                    info = await asyncio.wait_for(self._metadata_from(host, port, info_hash, v2_hash), 20)
                 except (OSError, TimeoutError, SwarmError, ConnectionError) as exc:
                     reason = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else type(exc).__name__)
                     why_not[(host, port)] = reason
@@ -557,9 +558,17 @@ class Session:
                 tracker_task.cancel()
                 with contextlib.suppress(Exception):
                     await trackers.stop(timeout=1)
-        return parse_info(info_bytes, trackers=tiers, url_list=list(magnet.web_seeds), expected_hash=info_hash)
+        meta = parse_info(info_bytes, trackers=tiers, url_list=list(magnet.web_seeds), expected_hash=info_hash)
+        if magnet.info_hash_v2 is not None and meta.info_hash_v2 != magnet.info_hash_v2:
+            # the handshake and the check above saw 20 bytes; a btmh names all 32
+            raise MetainfoError("the metadata does not match the magnet's v2 (btmh) info-hash")
+        return meta
 
-    async def _metadata_from(self, host: str, port: int, info_hash: bytes) -> bytes | None:
+    async def _metadata_from(
+        self, host: str, port: int, info_hash: bytes, full_hash: bytes | None = None
+    ) -> bytes | None:
+        """The info dict from one peer, checked against ``full_hash`` (a v2
+        magnet's SHA-256) or else ``info_hash`` (the SHA-1 the handshake uses)."""
         from swarm.core import extensions as ext
         from swarm.core import wire
         from swarm.peer import MetadataConnection
@@ -589,7 +598,7 @@ class Session:
                         raise SwarmError("offers no metadata (no ut_metadata extension, BEP 9)")
                     if theirs.metadata_size is None:
                         raise SwarmError("offers ut_metadata but no metadata_size (has no metadata yet)")
-                    assembler = ext.MetadataAssembler(info_hash, theirs.metadata_size)
+                    assembler = ext.MetadataAssembler(full_hash or info_hash, theirs.metadata_size)
                     for piece in assembler.missing():
                         conn.send(wire.encode_extended(their_id, ext.encode_metadata_request(piece)))
                 elif item.ext_id == ext.UT_METADATA_ID and assembler is not None:
