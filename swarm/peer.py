@@ -52,6 +52,11 @@ class PeerOwner(Protocol):
         """BEP 27: no DHT bit in our handshake."""
         ...
 
+    @property
+    def speaks_v2(self) -> bool:
+        """BEP 52: the upgrade bit in our handshake."""
+        ...
+
     def admit(self, peer: PeerConnection) -> str | None:
         """Why the torrent refuses this peer after its handshake, or None."""
         ...
@@ -274,6 +279,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         # discovery hook: the BEP 5 DHT bit when our DHT is on (never for private torrents)
         if self.session.dht_port() and not (self.torrent is not None and self.torrent.private):
             reserved = OUR_RESERVED_DHT
+        if self.torrent is not None and self.torrent.speaks_v2:
+            reserved = wire.with_v2(reserved)
         self._write_now(wire.Handshake(info_hash, self.session.peer_id, reserved).encode())
 
     def _on_handshake_head(self, info_hash: bytes) -> None:

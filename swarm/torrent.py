@@ -13,7 +13,8 @@ their answers into messages, each owning one slice of the state:
 * ``MetadataExchange`` (parts/metadata.py): BEP 10 handshakes, ut_metadata;
 * ``Priorities`` (parts/priorities.py): --files, first/last, streaming window;
 * ``StatusView`` (parts/status.py): status snapshots, stall diagnosis;
-* ``TrackerLink`` (parts/announce.py): the tracker client and its events.
+* ``TrackerLink`` (parts/announce.py): the tracker client and its events;
+* ``HashExchange`` (parts/hashes.py): BEP 52 hash requests, missing piece layers.
 
 What stays here is what they share: the torrent's identity, life cycle
 (``state``, ``error``, tasks, ``stop``), the verified pieces (``have``,
@@ -41,6 +42,7 @@ from swarm.parts.announce import TrackerLink
 from swarm.parts.choking import ChokeControl
 from swarm.parts.completion import PieceCompletion
 from swarm.parts.download import Downloader
+from swarm.parts.hashes import HashExchange
 from swarm.parts.metadata import MetadataExchange
 from swarm.parts.pool import ConnectionPool
 from swarm.parts.priorities import Priorities
@@ -120,8 +122,9 @@ class Torrent:
         self.trackers = TrackerLink(self)
         self.pex = PexManager(self)  # discovery hook: ut_pex in and out (never for private torrents)
         self.webseeds = WebSeeds(self)  # BEP 19: HTTP servers alongside peers
+        self.hashes = HashExchange(self)  # BEP 52: serve hash requests, fetch missing layers
         self._web_seed_urls = list(web_seeds)
-        d, u, c = self.downloader, self.uploader, self.choking
+        d, u, c, h = self.downloader, self.uploader, self.choking, self.hashes
         self._handlers: dict[type, Callable[[PeerConnection, Any], None]] = {
             wire.Choke: d.on_choke,
             wire.Unchoke: d.on_unchoke,
@@ -139,6 +142,9 @@ class Torrent:
             wire.KeepAlive: _ignore,
             wire.Port: self._on_port,
             wire.Suggest: _ignore,
+            wire.HashRequest: h.on_hash_request,
+            wire.Hashes: h.on_hashes,
+            wire.HashReject: h.on_hash_reject,
         }
 
     # ------------------------------------------------------------ views of the parts
@@ -146,6 +152,12 @@ class Torrent:
     @property
     def private(self) -> bool:
         return bool(self.meta.private)
+
+    @property
+    def speaks_v2(self) -> bool:
+        """BEP 52: the upgrade bit goes in our handshakes of a hybrid (as libtorrent:
+        a v2-only torrent's truncated v2 hash says it alone)."""
+        return self.meta.info_hash_v2 is not None and bool(self.meta.pieces)
 
     @property
     def stopped(self) -> bool:
@@ -327,6 +339,7 @@ class Torrent:
         if dht_port and peer.reserved[7] & 0x01 and not self.meta.private:
             peer.send(wire.encode_port(dht_port))
         self.uploader.greet(peer)
+        self.hashes.ask(peer)
         self.emit(
             "peer", action="connected", address=peer.name(), client=client_name(peer),
             source=peer.source, encryption=peer.encryption,
@@ -342,6 +355,7 @@ class Torrent:
         if self.picker is not None:
             self.picker.remove_peer(peer)
         self.downloader.peer_left(peer)
+        self.hashes.peer_closed(peer)
         self.emit("peer", action="disconnected", address=peer.name(), reason=peer.close_reason)
         if not self._stopped:
             if not peer.am_choking:
@@ -421,6 +435,7 @@ class Torrent:
             if now - p.last_send > KEEPALIVE:
                 p.send(keepalive)
             self.downloader.check_requests(p, now)
+        self.hashes.ask_all(now)  # hash requests nobody answered go to another peer
         if self.state == "downloading":
             self.pool.retry_manual(now)
         self.pool.connect_more()

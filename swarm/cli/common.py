@@ -157,24 +157,6 @@ def load_torrent(path: str) -> Metainfo:
         raise MetainfoError(f"{path}: {exc}") from None
 
 
-def refuse_v2_only(meta: Metainfo | None, magnet_v2_only: bool = False) -> None:
-    """What cannot be downloaded yet, refused cleanly rather than stalled
-    later: a ``urn:btmh:``-only magnet, and a v2-only .torrent without the
-    piece layers of its larger files (both need them from peers: BEP 52
-    hash requests). v2-only torrents with their layers, and hybrids, pass."""
-    if magnet_v2_only:
-        raise BadInput(
-            "v2-only magnets cannot be downloaded yet (use the .torrent, or a hybrid magnet with btih)"
-        )
-    if meta is not None and meta.version == 2:
-        from swarm.core.metainfo_v2 import PieceChecks
-
-        if PieceChecks(meta).layers_missing:
-            raise BadInput(
-                "this v2-only torrent has no piece layers; they cannot be fetched from peers yet"
-            )
-
-
 def not_implemented(name: str) -> int:
     from swarm.errors import SwarmError
 

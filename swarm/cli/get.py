@@ -26,9 +26,7 @@ from .common import (
     add_rate_options,
     check_metrics_options,
     listening_fields,
-    load_torrent,
     peer_ports,
-    refuse_v2_only,
     start_metrics,
 )
 
@@ -279,12 +277,10 @@ def run(args: argparse.Namespace) -> int:
         from swarm.core.magnet import parse_magnet
 
         src = parse_magnet(source)  # a bad magnet: exit 2
-        refuse_v2_only(None, src.v2_only)
     else:
         src = Path(source)
         if not src.is_file():
             raise BadInput(f"{source}: no such .torrent file")
-        refuse_v2_only(load_torrent(source))  # parsed twice until layers come from peers
     out = Path(args.output)
     _check_output_dir(out)
     return run_engine(lambda: _get(args, src, out, peers))

@@ -271,6 +271,8 @@ class Downloader:
         picker = t.picker
         if picker is None or peer.closed or not peer.am_interested or peer.have is None:
             return
+        if t.hashes.waiting:  # no piece could be verified before its piece layer is in
+            return
         choked = peer.peer_choking
         if choked and not peer.allowed_fast:
             return

@@ -169,6 +169,8 @@ class WebSeeds:
         picker = t.picker
         if picker is None or t.seed_only or t.is_complete() or not t.downloader.under_budget():
             return []
+        if t.hashes.waiting:  # piece layers first (BEP 52): nothing could be verified
+            return []
         serving = sum(1 for p in t.peers if not p.peer_choking and p.have is not None)
         pending = len(t.peers) - serving + len(t.pool.connecting)
         mask = web_seed_scope(t.num_pieces, picker.availability, serving, pending, now - self.started)

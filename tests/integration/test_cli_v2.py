@@ -110,10 +110,13 @@ def test_check_verifies_v2_pieces(tree: Path, capsys: pytest.CaptureFixture[str]
     assert "pack/a.bin: bad pieces 2" in out and "8/9 pieces OK" in out
 
 
-@pytest.mark.parametrize("flag", ["--v2", "--hybrid"])
-def test_seed_and_get_v2_by_the_cli(tree: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+@pytest.mark.parametrize(("flag", "by_magnet"), [("--v2", False), ("--hybrid", False), ("--v2", True)])
+def test_seed_and_get_v2_by_the_cli(
+    tree: Path, capsys: pytest.CaptureFixture[str], flag: str, by_magnet: bool
+) -> None:
     """`swarm seed --torrent` of `create --v2`/`--hybrid`, `swarm get` of the
-    .torrent: identical files, and `added` names the v2 info-hash."""
+    .torrent or of a `urn:btmh:`-only magnet (piece layers by hash requests):
+    identical files, and `added` names the v2 info-hash."""
     from tests.helpers.procs import start_seed, stop_process
     from tests.helpers.trees import same_tree
 
@@ -125,31 +128,18 @@ def test_seed_and_get_v2_by_the_cli(tree: Path, capsys: pytest.CaptureFixture[st
     )
     try:
         out = tree.parent.parent / "out"
+        source = f"magnet:?xt=urn:btmh:1220{meta.info_hash_v2_hex}" if by_magnet else str(path)
         code, stdout, err = run(
-            capsys, "get", str(path), "-o", str(out), "--peer", f"127.0.0.1:{port}", "--port", "0",
+            capsys, "get", source, "-o", str(out), "--peer", f"127.0.0.1:{port}", "--port", "0",
             "--host", "127.0.0.1", "--no-dht", "--no-lsd", "--json",
         )
         assert code == 0, err
     finally:
         stop_process(seed)  # type: ignore[arg-type]
-    added = json.loads(stdout.splitlines()[0])
-    assert added["event"] == "added" and validate(added) == []
+    added = next(e for e in map(json.loads, stdout.splitlines()) if e["event"] == "added")
+    assert validate(added) == []
     assert added["info_hash_v2"] == meta.info_hash_v2_hex and added["info_hash"] == meta.info_hash_hex
     assert same_tree(tree, out / "pack")
-
-
-def test_what_needs_hashes_from_peers_is_refused_cleanly(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from swarm.core.bencode import decode, encode
-
-    path, _ = create(capsys, tree, "--v2")
-    meta = parse_metainfo(path.read_bytes())
-    code, out, err = run(capsys, "get", meta.magnet_uri(), "--no-dht", "--no-lsd")
-    assert code == 2 and "v2-only magnets cannot be downloaded yet" in err
-    top = decode(path.read_bytes())
-    assert top.pop(b"piece layers")
-    path.write_bytes(encode(top))
-    code, out, err = run(capsys, "get", str(path), "-o", str(tree.parent), "--no-dht", "--no-lsd")
-    assert code == 2 and "has no piece layers" in err
 
 
 def test_check_without_piece_layers_verifies_files_whole(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:

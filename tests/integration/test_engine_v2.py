@@ -124,3 +124,78 @@ async def test_a_hybrid_is_announced_on_the_dht_under_both_hashes(tmp_path: Path
             while ("127.0.0.1", seed_s.port) not in await get_s.dht.get_peers(info_hash, timeout=2):
                 assert asyncio.get_running_loop().time() < deadline, f"{info_hash.hex()} not announced"
                 await asyncio.sleep(0.1)
+
+
+def without_layers(data: bytes) -> bytes:
+    from swarm.core.bencode import decode, encode
+
+    top = decode(data)
+    assert top.pop(b"piece layers")
+    return encode(top)
+
+
+@pytest.mark.parametrize("source", ["magnet", "torrent without layers"])
+async def test_piece_layers_come_from_peers(tmp_path: Path, source: str) -> None:
+    """A `urn:btmh:` magnet (info dict by ut_metadata) or a v2 .torrent
+    without `piece layers`: the layers come by BEP 52 hash requests, checked
+    against each file's pieces root, then the pieces against them."""
+    from swarm.core.magnet import Magnet
+
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version=2).data
+    meta = parse_metainfo(data)
+    assert meta.info_hash_v2 is not None and len(meta.piece_layers) == 2  # a.bin, sub/b.bin
+    out = tmp_path / "out"
+    out.mkdir()
+    async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+        await seed_s.add_torrent(data, tmp_path, seed_only=True)
+        peer = ("127.0.0.1", seed_s.port or 0)
+        if source == "magnet":
+            magnet = Magnet(meta.info_hash, info_hash_v2=meta.info_hash_v2, peers=[peer])
+            leech = await get_s.add_torrent(magnet, out)
+        else:
+            leech = await get_s.add_torrent(without_layers(data), out, peers=[peer])
+        assert leech.metainfo.piece_layers == {}
+        await leech.wait_complete(timeout=30)
+        assert leech.metainfo.piece_layers == meta.piece_layers
+        assert leech.status().extra["hash_failures"] == 0
+    assert same_tree(src, out / "tree")
+
+
+async def test_hash_requests_are_answered_from_our_piece_layers(tmp_path: Path) -> None:
+    """A v2 peer asks a seed for a file's piece layer: the answer's proof
+    reaches the pieces root; a root we hold no layer for is rejected."""
+    from swarm.core import hashes, wire
+
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version=2).data
+    meta = parse_metainfo(data)
+    big = next(f for f in meta.files if f.path[-1] == "b.bin")
+    small = next(f for f in meta.files if f.path[-1] == "c.txt")
+    assert big.pieces_root is not None and small.pieces_root is not None
+    async with Session("127.0.0.1", 0) as seed_s:
+        await seed_s.add_torrent(data, tmp_path, seed_only=True)
+        reader, writer = await asyncio.open_connection("127.0.0.1", seed_s.port or 0)
+        try:
+            writer.write(wire.Handshake(meta.info_hash, b"-XX0001-" + bytes(12), wire.make_reserved()).encode())
+            theirs = wire.parse_handshake(await asyncio.wait_for(reader.readexactly(68), 10))
+            assert theirs.info_hash == meta.info_hash_v2[:20]
+            fetcher = hashes.PieceLayerFetcher([(big.pieces_root, big.length)], PL)
+            ask = fetcher.next_request("me", 0.0)
+            assert ask is not None
+            writer.write(wire.encode(ask))
+            bogus = wire.HashRequest(small.pieces_root, 1, 0, 2, 0)  # a one-piece file: no layer
+            writer.write(wire.encode(bogus))
+            dec = wire.MessageDecoder(meta.num_pieces, meta.piece_length, meta.total_length)
+            got: list[object] = []
+            while not any(isinstance(m, wire.HashReject) for m in got):
+                chunk = await asyncio.wait_for(reader.read(65536), 10)
+                assert chunk, "the seed closed the connection"
+                got += dec.feed(chunk)
+            answer = next(m for m in got if isinstance(m, wire.Hashes))
+            assert fetcher.on_hashes(answer) and fetcher.done
+            assert fetcher.piece_layers() == {big.pieces_root: meta.piece_layers[big.pieces_root]}
+            reject = next(m for m in got if isinstance(m, wire.HashReject))
+            assert reject.pieces_root == small.pieces_root
+        finally:
+            writer.close()

@@ -109,3 +109,58 @@ def test_swarm_seeds_libtorrent_gets(tmp_path: Path, flag: str) -> None:
         assert same_tree(src, out / "pack")
     finally:
         procs.stop_process(seed)  # type: ignore[arg-type]
+
+
+def test_swarm_gets_a_btmh_magnet_from_libtorrent(tmp_path: Path) -> None:
+    """A `urn:btmh:`-only magnet: the info dict by ut_metadata, the piece
+    layers by BEP 52 hash requests (checked against each file's pieces root),
+    then the pieces, all from a libtorrent seed."""
+    lt = require_libtorrent()
+    src = make_tree(tmp_path)
+    data = make_lt_torrent(lt, src, PL, v1_only=False, v2_only=True)
+    meta = parse_metainfo(data)
+    assert meta.version == 2 and meta.piece_layers  # libtorrent has them; the magnet does not
+    ses = lt_session(lt, alert_mask=0, **PLAIN_TCP, in_enc_policy=2)
+    h = lt_add(lt, ses, data, tmp_path)
+    wait_seeding(h, 30, "libtorrent to check its data")
+    magnet = f"magnet:?xt=urn:btmh:1220{meta.info_hash_v2_hex}&x.pe=127.0.0.1:{ses.listen_port()}"
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [*procs.SWARM, "get", magnet, "-o", str(out), *LOCAL_NET, "--json"],
+        capture_output=True, text=True, timeout=90, env=procs.ENV, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert same_tree(src, out / "pack")
+
+
+def test_libtorrent_gets_a_btmh_magnet_from_swarm(tmp_path: Path) -> None:
+    """swarm seeds `create --v2`: libtorrent, from the magnet alone, fetches
+    the info dict and then the piece layers by hash requests we answer."""
+    lt = require_libtorrent()
+    src = make_tree(tmp_path)
+    torrent = tmp_path / "ours.torrent"
+    subprocess.run(
+        [*procs.SWARM, "create", str(src), "-o", str(torrent), "--piece-length", str(PL), "--v2", "-q"],
+        check=True, timeout=60, env=procs.ENV,
+    )  # fmt: skip
+    meta = parse_metainfo(torrent.read_bytes())
+    seed, port = procs.start_seed(tmp_path, str(src), "--torrent", str(torrent), *LOCAL_NET)
+    try:
+        ses = lt_session(lt, alert_mask=lt.alert.category_t.all_categories, **PLAIN_TCP)
+        out = tmp_path / "lt_out"
+        out.mkdir()
+        atp = lt.parse_magnet_uri(f"magnet:?xt=urn:btmh:1220{meta.info_hash_v2_hex}")
+        atp.save_path = str(out)
+        h = ses.add_torrent(atp)
+        h.connect_peer(("127.0.0.1", port))
+        failures: list[str] = []
+
+        def done() -> bool:
+            failures.extend(hash_failures(lt, ses))
+            return bool(h.status().is_seeding)
+
+        wait_for(done, 90, "libtorrent to download the magnet from swarm")
+        assert failures == []
+        assert same_tree(src, out / "pack")
+    finally:
+        procs.stop_process(seed)  # type: ignore[arg-type]

@@ -1,0 +1,125 @@
+"""BEP 52 hash exchange for one torrent: serve ``hash request``s, fetch missing piece layers.
+
+Owns: the ``PieceLayerServer`` (answers from the piece layers we hold) and,
+while a v2-only torrent lacks piece layers (a ``urn:btmh:`` magnet, or a
+.torrent without them), the ``PieceLayerFetcher``. Until every layer is in,
+no piece is requested: none could be verified, and each would count as a
+hash failure against an honest peer. Every peer of a v2-only torrent speaks
+v2 (the truncated v2 hash in the handshake says so; libtorrent sets the
+upgrade bit only on the v1 connections of a hybrid); each answer is checked
+against its file's ``pieces root`` (``swarm.core.hashes``), then storage
+verifies pieces against the layers and the download starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from swarm.core import wire
+from swarm.core.hashes import PieceLayerFetcher, PieceLayerServer
+from swarm.core.metainfo_v2 import PieceChecks
+from swarm.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from swarm.peer import PeerConnection
+    from swarm.torrent import Torrent
+
+log = logging.getLogger("swarm.torrent")
+
+#: Hash requests sent to one peer per call (a file of 2**20 pieces is 2,048 of them).
+MAX_ASK = 64
+
+
+class HashExchange:
+    """The torrent's side of BEP 52 ``hash request`` / ``hashes`` / ``hash reject``."""
+
+    def __init__(self, torrent: Torrent) -> None:
+        self.torrent = torrent
+        meta = torrent.meta
+        self._files = [(f.pieces_root, f.length) for f in meta.files if f.pieces_root is not None]
+        self._server = PieceLayerServer(meta.piece_layers, self._files, meta.piece_length)
+        self.fetcher: PieceLayerFetcher | None = None
+        if meta.version == 2:
+            missing = set(PieceChecks(meta).layers_missing)
+            if missing:
+                self.fetcher = PieceLayerFetcher(
+                    [(root, n) for root, n in self._files if root in missing], meta.piece_length
+                )
+
+    @property
+    def waiting(self) -> bool:
+        """Piece layers are still being fetched: pieces cannot be verified yet."""
+        return self.fetcher is not None
+
+    # ------------------------------------------------------------ serving
+
+    def on_hash_request(self, peer: PeerConnection, m: wire.HashRequest) -> None:
+        """Answer from the piece layers we hold; reject the rest (block layers,
+        roots we lack a layer for) and everything while the peer does not read."""
+        if peer.write_paused:
+            reply: wire.Hashes | wire.HashReject = wire.HashReject(
+                m.pieces_root, m.base_layer, m.index, m.length, m.proof_layers
+            )
+        else:
+            reply = self._server.answer(m)
+        peer.send(wire.encode(reply))
+
+    # ------------------------------------------------------------ fetching
+
+    def ask(self, peer: PeerConnection, now: float | None = None) -> None:
+        """Send ``peer`` the hash requests nobody else is answering."""
+        fetcher = self.fetcher
+        if fetcher is None or peer.closed:
+            return
+        now = time.monotonic() if now is None else now
+        for _ in range(MAX_ASK):
+            req = fetcher.next_request(peer, now)
+            if req is None:
+                return
+            peer.send(wire.encode(req))
+
+    def ask_all(self, now: float | None = None) -> None:
+        for p in list(self.torrent.peers):
+            self.ask(p, now)
+
+    def on_hashes(self, peer: PeerConnection, m: wire.Hashes) -> None:
+        if self.fetcher is None:
+            return  # late answers once every layer is in
+        try:
+            self.fetcher.on_hashes(m)
+        except ProtocolError as exc:
+            peer.close(f"bad hashes: {exc}", warn=True)
+            self.fetcher.peer_gone(peer)
+            self.ask_all()
+            return
+        if self.fetcher.done:
+            self._layers_complete()
+        else:
+            self.ask(peer)
+
+    def on_hash_reject(self, peer: PeerConnection, m: wire.HashReject) -> None:
+        if self.fetcher is not None:
+            self.fetcher.on_reject(peer, m)
+            self.ask_all()
+
+    def peer_closed(self, peer: PeerConnection) -> None:
+        if self.fetcher is not None:
+            self.fetcher.peer_gone(peer)
+            self.ask_all()
+
+    def _layers_complete(self) -> None:
+        """Every piece layer verified: storage checks pieces against them, the download starts."""
+        assert self.fetcher is not None
+        t = self.torrent
+        layers = {**t.meta.piece_layers, **self.fetcher.piece_layers()}
+        self.fetcher = None
+        t.meta = replace(t.meta, piece_layers=layers)
+        t.storage.set_piece_layers(t.meta)
+        self._server = PieceLayerServer(layers, self._files, t.meta.piece_length)  # serve them on
+        log.info("%s: piece layers of %d file(s) fetched from peers", t.meta.name, len(layers))
+        for p in list(t.peers):
+            t.downloader.update_interest(p)
+            t.downloader.fill(p)
