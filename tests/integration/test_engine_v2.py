@@ -13,6 +13,7 @@ from swarm import Session
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import build_torrent
 from tests.helpers.trees import same_tree
+from tests.helpers.wait import until
 
 PL = 32768
 
@@ -75,7 +76,7 @@ async def test_a_peer_sending_corrupt_v2_blocks_is_caught(tmp_path: Path) -> Non
     written, the sender is struck and banned, an honest seed completes it."""
     from test_engine_fakepeer import FakeSeed
 
-    from tests.helpers.wait import until
+
 
     src = make_tree(tmp_path)
     data = build_torrent(src, piece_length=PL, version=2).data
@@ -199,3 +200,53 @@ async def test_hash_requests_are_answered_from_our_piece_layers(tmp_path: Path) 
             assert reject.pieces_root == small.pieces_root
         finally:
             writer.close()
+
+
+async def test_a_peer_answering_wrong_hashes_is_dropped(tmp_path: Path) -> None:
+    """Hashes that do not climb to the pieces root are refused (the peer is
+    dropped, nothing is trusted); an honest seed then supplies the layers."""
+    from swarm.core import wire
+    from tests.helpers.peer_server import LocalPeerServer
+
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version=2).data
+    meta = parse_metainfo(data)
+
+    class WrongHashes(LocalPeerServer):
+        """Claims every piece and answers each hash request with garbage hashes."""
+
+        asked = 0
+
+        async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                hs = wire.parse_handshake(await reader.readexactly(68))
+                writer.write(wire.Handshake(hs.info_hash, b"-XX0001-" + bytes(12), wire.make_reserved()).encode())
+                writer.write(wire.encode_have_all())
+                dec = wire.MessageDecoder(meta.num_pieces, meta.piece_length, meta.total_length)
+                while data := await reader.read(65536):
+                    for m in dec.feed(data):
+                        if isinstance(m, wire.HashRequest):
+                            WrongHashes.asked += 1
+                            n = m.length + wire.hash_proof_count(m.length, m.proof_layers)
+                            bogus = tuple(bytes([7]) * 32 for _ in range(n))
+                            writer.write(wire.encode(wire.Hashes(m.pieces_root, m.base_layer, m.index, m.length, m.proof_layers, bogus)))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+
+    liar = WrongHashes()
+    liar_port = await liar.start()
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+            await seed_s.add_torrent(data, tmp_path, seed_only=True)
+            leech = await get_s.add_torrent(without_layers(data), out, peers=[("127.0.0.1", liar_port)])
+            await until(lambda: WrongHashes.asked and not leech.status().peers, 10, "the liar dropped")
+            assert leech.metainfo.piece_layers == {}
+            leech.add_peer("127.0.0.1", seed_s.port or 0)
+            await leech.wait_complete(timeout=30)
+            assert leech.metainfo.piece_layers == meta.piece_layers
+    finally:
+        await liar.close()
+    assert same_tree(src, out / "tree")
