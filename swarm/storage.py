@@ -41,6 +41,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import cast
@@ -541,6 +542,9 @@ class Storage:
                 f.cancel()
         for i in checks.verified_later():  # v2 files without a piece layer, checked whole
             result.set(i)
+        found = checks.found_layers()
+        if found:  # and their layers, rebuilt: pieces (and hash requests) use them from now on
+            self.set_piece_layers(replace(self.meta, piece_layers={**self.meta.piece_layers, **found}))
         self.have = result.copy()
         self._cache.clear()
         self._baseline = await self._run(self._observe)  # type: ignore[assignment]

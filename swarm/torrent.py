@@ -204,6 +204,8 @@ class Torrent:
             have = await self.storage.load_resume()
         except StorageError as exc:
             log.info("ignoring resume data: %s", exc)
+        if have is not None and have.count and self.hashes.waiting:
+            have = None  # a v2 torrent without its piece layers: a recheck rebuilds them
         if have is None:
             self.state = "checking"
 
@@ -214,6 +216,8 @@ class Torrent:
                     self.check_progress = args[0]
 
             have = await self.storage.recheck(progress)
+            if self.storage.meta is not self.meta:
+                self.hashes.layers_known()
         self.have = have.copy()
         self.picker = PiecePicker(
             self.num_pieces, self.meta.piece_length, self.meta.total_length, have=self.have

@@ -319,13 +319,30 @@ class PieceChecks:
 
     def verified_later(self) -> list[int]:
         """Pieces of layer-less files that, all together, hash up to the file's root."""
-        good: list[int] = []
         pl = self.meta.piece_length
-        for first, f in zip(self._starts, self._files, strict=True):
-            if f.length <= pl or f.pieces_root in self.meta.piece_layers:
-                continue
+        found = self.found_layers()
+        return [
+            i for first, f in self._layerless()
+            if f.pieces_root in found
+            for i in range(first, first + file_pieces(f.length, pl))
+        ]
+
+    def found_layers(self) -> dict[bytes, bytes]:
+        """The piece layers of layer-less files, rebuilt from the data: those
+        whose piece hashes all came in and hash up to the file's root."""
+        found: dict[bytes, bytes] = {}
+        pl = self.meta.piece_length
+        for first, f in self._layerless():
             indexes = range(first, first + file_pieces(f.length, pl))
             hashes = [self._computed[i] for i in indexes if i in self._computed]
             if len(hashes) == len(indexes) and merkle.root_from_piece_layer(hashes, pl) == f.pieces_root:
-                good.extend(indexes)
-        return good
+                found[f.pieces_root] = b"".join(hashes)
+        return found
+
+    def _layerless(self) -> list[tuple[int, Any]]:
+        """(first piece, file) of the files larger than a piece without a layer."""
+        pl = self.meta.piece_length
+        return [
+            (first, f) for first, f in zip(self._starts, self._files, strict=True)
+            if f.length > pl and f.pieces_root not in self.meta.piece_layers
+        ]

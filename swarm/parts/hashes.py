@@ -114,12 +114,22 @@ class HashExchange:
         """Every piece layer verified: storage checks pieces against them, the download starts."""
         assert self.fetcher is not None
         t = self.torrent
-        layers = {**t.meta.piece_layers, **self.fetcher.piece_layers()}
+        layers = self.fetcher.piece_layers()
         self.fetcher = None
-        t.meta = replace(t.meta, piece_layers=layers)
-        t.storage.set_piece_layers(t.meta)
-        self._server = PieceLayerServer(layers, self._files, t.meta.piece_length)  # serve them on
+        t.storage.set_piece_layers(replace(t.meta, piece_layers={**t.meta.piece_layers, **layers}))
+        self.layers_known()
         log.info("%s: piece layers of %d file(s) fetched from peers", t.meta.name, len(layers))
         for p in list(t.peers):
             t.downloader.update_interest(p)
             t.downloader.fill(p)
+
+    def layers_known(self) -> None:
+        """Storage's metainfo has more piece layers (fetched, or rebuilt from
+        the data by a recheck): the torrent takes it, they are served, and
+        fetching stops if nothing is missing any more."""
+        t = self.torrent
+        meta = t.storage.meta
+        t.meta = meta
+        self._server = PieceLayerServer(meta.piece_layers, self._files, meta.piece_length)
+        if self.fetcher is not None and not PieceChecks(meta).layers_missing:
+            self.fetcher = None

@@ -250,3 +250,31 @@ async def test_a_peer_answering_wrong_hashes_is_dropped(tmp_path: Path) -> None:
     finally:
         await liar.close()
     assert same_tree(src, out / "tree")
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+async def test_a_seed_without_piece_layers_rebuilds_them_from_its_data(tmp_path: Path, resumed: bool) -> None:
+    """A v2 seed whose .torrent lacks piece layers (as `get` saves a btmh
+    magnet's) computes them from the verified data, so magnet leechers can
+    get them from it; with resume data too (then the data is rechecked)."""
+    from swarm.core.magnet import Magnet
+
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version=2).data
+    meta = parse_metainfo(data)
+    bare = without_layers(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    if resumed:  # a first run leaves resume data behind
+        async with Session("127.0.0.1", 0, state_dir=state) as s:
+            await s.add_torrent(bare, tmp_path, seed_only=True)
+    async with Session("127.0.0.1", 0, state_dir=state) as seed_s, Session("127.0.0.1", 0) as get_s:
+        seed = await seed_s.add_torrent(bare, tmp_path, seed_only=True)
+        assert seed.status().state == "seeding"
+        assert seed.metainfo.piece_layers == meta.piece_layers
+        magnet = Magnet(meta.info_hash, info_hash_v2=meta.info_hash_v2, peers=[("127.0.0.1", seed_s.port or 0)])
+        leech = await get_s.add_torrent(magnet, out)
+        await leech.wait_complete(timeout=30)
+    assert same_tree(src, out / "tree")
