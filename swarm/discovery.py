@@ -233,7 +233,7 @@ class Discovery:
             return
         if self.lsd is not None:
             with contextlib.suppress(OSError, RuntimeError):
-                self.lsd.announce([torrent.info_hash])
+                self.lsd.announce(list(torrent.meta.swarm_hashes))  # a hybrid: both (BEP 52)
         if self.want_dht and torrent.info_hash not in self._loops:
             task = asyncio.get_running_loop().create_task(self._dht_loop(torrent))
             self._loops[torrent.info_hash] = task
@@ -343,14 +343,14 @@ class Discovery:
             await asyncio.sleep(LSD_INTERVAL)
             if self.lsd is None:
                 return
-            hashes = [ih for ih, t in self.session.torrents.items() if not t.meta.private]
+            hashes = [ih for t in self.session.torrents.values() if not t.meta.private for ih in t.meta.swarm_hashes]
             if hashes:
                 with contextlib.suppress(OSError, RuntimeError):
                     self.lsd.announce(hashes)
 
     def _on_lsd_peer(self, info_hash: bytes, ip: str, port: int) -> None:
-        torrent = self.session.torrents.get(info_hash)
-        if torrent is None or torrent.picker is None:
+        torrent = self.session.route(info_hash)  # a hybrid's v2 hash too
+        if torrent is None:
             return
         self._found(torrent, ip, port, "lsd")
 

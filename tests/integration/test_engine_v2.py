@@ -278,3 +278,16 @@ async def test_a_seed_without_piece_layers_rebuilds_them_from_its_data(tmp_path:
         leech = await get_s.add_torrent(magnet, out)
         await leech.wait_complete(timeout=30)
     assert same_tree(src, out / "tree")
+
+
+async def test_lsd_finds_a_hybrid_by_its_v2_hash(tmp_path: Path) -> None:
+    """A BEP 14 announce naming a hybrid's truncated v2 hash is a peer of that torrent."""
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version="hybrid").data
+    meta = parse_metainfo(data)
+    assert meta.info_hash_v2 is not None
+    async with Session("127.0.0.1", 0, enable_dht=True, dht_bootstrap=()) as s:
+        assert s.discovery is not None
+        h = await s.add_torrent(data, tmp_path, seed_only=True)
+        s.discovery._on_lsd_peer(meta.info_hash_v2[:20], "127.0.0.1", 40001)
+        assert ("127.0.0.1", 40001) in h._t.pool.known
