@@ -49,16 +49,21 @@ async def test_seed_to_get_v2(tmp_path: Path, version: int | str) -> None:
     assert not (out / "tree" / ".pad").exists()
 
 
-async def test_hybrid_seed_answers_its_v2_hash(tmp_path: Path) -> None:
-    """A v2 peer of a hybrid handshakes with the truncated SHA-256: the
-    session routes it to the same torrent, which answers with that hash."""
+@pytest.mark.parametrize("encryption", ["off", "require"])
+async def test_hybrid_seed_answers_its_v2_hash(tmp_path: Path, encryption: str) -> None:
+    """A v2 peer of a hybrid handshakes with the truncated SHA-256 (plain, or
+    as the MSE key): the session routes it to the same torrent, which answers
+    with that hash."""
     from swarm.peer import MetadataConnection
 
     src = make_tree(tmp_path)
     data = build_torrent(src, piece_length=PL, version="hybrid").data
     meta = parse_metainfo(data)
     assert meta.info_hash_v2 is not None
-    async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+    async with (
+        Session("127.0.0.1", 0, encryption=encryption) as seed_s,
+        Session("127.0.0.1", 0, encryption=encryption) as get_s,
+    ):
         await seed_s.add_torrent(data, tmp_path, seed_only=True)
         short = meta.info_hash_v2[:20]
         conn = await get_s.open_connection(
