@@ -46,6 +46,7 @@ class StallFacts:
     unavailable_pieces: int = 0  # of those, held by no connected peer
     unavailable_files: tuple[str, ...] = ()  # files those pieces belong to
     metadata_peers: int = 0  # connected peers offering ut_metadata (state "metadata")
+    layers_missing: int = 0  # BEP 52 files whose piece layer no peer has sent yet
 
 
 def _plural(n: int, word: str) -> str:
@@ -103,6 +104,11 @@ def diagnose(facts: StallFacts, now: float) -> str | None:
                     "offers it (no ut_metadata extension)"
                 )
             return f"waiting for metadata from {_plural(f.metadata_peers, 'peer')}"
+        if f.layers_missing:
+            return (
+                f"waiting for the piece layers of {_plural(f.layers_missing, 'file')} (BEP 52 hash "
+                f"requests): none of the {_plural(f.connected, 'connected peer')} has sent them"
+            )
         if f.useful_peers == 0 and f.missing_pieces:
             n = f.unavailable_pieces or f.missing_pieces
             where = f" (in {_names(f.unavailable_files)})" if f.unavailable_files else ""

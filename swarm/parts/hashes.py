@@ -42,8 +42,10 @@ class HashExchange:
         self._files = [(f.pieces_root, f.length) for f in meta.files if f.pieces_root is not None]
         self._server = PieceLayerServer(meta.piece_layers, self._files, meta.piece_length)
         self.fetcher: PieceLayerFetcher | None = None
+        self._fetching: set[bytes] = set()
         if meta.version == 2:
             missing = set(PieceChecks(meta).layers_missing)
+            self._fetching = missing
             if missing:
                 self.fetcher = PieceLayerFetcher(
                     [(root, n) for root, n in self._files if root in missing], meta.piece_length
@@ -53,6 +55,13 @@ class HashExchange:
     def waiting(self) -> bool:
         """Piece layers are still being fetched: pieces cannot be verified yet."""
         return self.fetcher is not None
+
+    @property
+    def layers_missing(self) -> int:
+        """Files whose piece layer is still being fetched (for the stall diagnosis)."""
+        if self.fetcher is None:
+            return 0
+        return sum(1 for root in self._fetching if self.fetcher.piece_layer(root) is None)
 
     # ------------------------------------------------------------ serving
 

@@ -229,4 +229,5 @@ class StatusView:
             missing_pieces=missing,
             unavailable_pieces=unavailable,
             unavailable_files=tuple(files),
+            layers_missing=t.hashes.layers_missing,
         )

@@ -153,3 +153,12 @@ def test_always_one_line_or_none(
         assert r is None
     else:
         assert isinstance(r, str) and r
+
+
+def test_waiting_for_piece_layers_is_named() -> None:
+    """A v2 magnet's pieces cannot be requested before its piece layers
+    (BEP 52): that, not the pieces, is what the user waits for."""
+    f = facts(connected=2, useful_peers=2, missing_pieces=40, layers_missing=3)
+    r = diagnose(f, LATE)
+    assert r is not None and r.startswith("waiting for the piece layers of 3 files")
+    assert "2 connected peers" in r
