@@ -22,6 +22,7 @@ from swarm.core import wire
 from swarm.core.hashes import PieceLayerFetcher, PieceLayerServer
 from swarm.core.metainfo_v2 import PieceChecks
 from swarm.errors import ProtocolError
+from swarm.parts.pool import BAN_STRIKES
 
 if TYPE_CHECKING:
     from swarm.peer import PeerConnection
@@ -100,6 +101,8 @@ class HashExchange:
         try:
             self.fetcher.on_hashes(m)
         except ProtocolError as exc:
+            # a proof that misses the root has no innocent reading: banned at once
+            self.torrent.pool.strike(peer, BAN_STRIKES)
             peer.close(f"bad hashes: {exc}", warn=True)
             self.fetcher.peer_gone(peer)
             self.ask_all()
