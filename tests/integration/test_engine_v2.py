@@ -207,7 +207,7 @@ async def test_hash_requests_are_answered_from_our_piece_layers(tmp_path: Path) 
             writer.close()
 
 
-async def test_a_peer_answering_wrong_hashes_is_dropped(tmp_path: Path) -> None:
+async def test_a_peer_answering_wrong_hashes_is_banned(tmp_path: Path) -> None:
     """Hashes that do not climb to the pieces root are refused (the peer is
     banned, nothing is trusted); an honest seed then supplies the layers."""
     from swarm.core import wire
