@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import hashlib
 import mmap
 import os
 import stat
@@ -19,6 +20,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 
 from swarm.core.layout import Layout
+from swarm.core.metainfo import Metainfo
 from swarm.core.metainfo_v2 import PieceChecks
 from swarm.errors import StorageError
 
@@ -249,6 +251,26 @@ class FdCache:
                 except OSError:
                     pass
             self._fds.clear()
+
+
+def piece_matches(
+    layout: Layout, checks: PieceChecks | None, meta: Metainfo, index: int, data: bytes | memoryview
+) -> bool:
+    """Whether a whole piece's bytes hash right: SHA-1 when ``checks`` is
+    None, else its file bytes (pads apart) through ``checks.new(index)``."""
+    if checks is None:
+        return hashlib.sha1(data).digest() == meta.piece_hash(index)
+    check = checks.new(index)
+    mv = memoryview(data)
+    pos = 0
+    for seg in layout.piece_segments(index):
+        part = mv[pos : pos + seg.length]
+        if layout.files[seg.file_index].pad:
+            check.pad(part)
+        else:
+            check.update(part)
+        pos += seg.length
+    return check.matches()
 
 
 def hash_pieces(

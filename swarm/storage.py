@@ -4,10 +4,7 @@ Why it is shaped like this:
 
 * A piece is written only after its hash matched, in one worker-thread job
   (hash + pwrite), so a ``kill -9`` loses only pieces in flight and whatever is
-  on disk is either verified data or not yet written. The hash is SHA-1 for
-  v1, the BEP 52 Merkle subtree (SHA-256 of 16 KiB blocks up to the piece
-  layer, or the file's root for a file of one piece) for v2, both for a
-  hybrid whose piece layers we hold (SHA-1 alone until then).
+  on disk is either verified data or not yet written (hashes: ``write_checks``).
 * Every file is opened by walking from a directory fd of the output root with
   ``O_NOFOLLOW`` on each component (``openat``-style), so no path from a
   torrent, and no symlink found in the tree, can make us write outside root.
@@ -33,7 +30,6 @@ Errors: StorageError for the disk, ProtocolError for out-of-range requests.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import stat
@@ -59,11 +55,11 @@ from swarm.core.layout import (
     trusted_have,
 )
 from swarm.core.metainfo import Metainfo
-from swarm.core.metainfo_v2 import PieceChecks
+from swarm.core.metainfo_v2 import PieceChecks, write_checks
 from swarm.diskio import FILE_FLAGS as _FILE_FLAGS
 from swarm.diskio import DirectWriter as _DirectWriter
 from swarm.diskio import FdCache as _FdCache
-from swarm.diskio import WriteTimes, hash_pieces, walk_dirs
+from swarm.diskio import WriteTimes, hash_pieces, piece_matches, walk_dirs
 from swarm.diskio import check_components as _check_components
 from swarm.diskio import make_executor as make_executor  # re-exported: the session's pool
 from swarm.diskio import oserror as _oserror
@@ -77,18 +73,6 @@ log = logging.getLogger(__name__)
 _RECHECK_JOB_BYTES = 4 * 1024 * 1024
 #: Largest read while hashing: bounds recheck memory even for 512 MiB pieces.
 _HASH_CHUNK = 4 * 1024 * 1024
-
-
-def _write_checks(meta: Metainfo) -> PieceChecks | None:
-    """How pieces are verified: None is SHA-1 alone (v1, or a hybrid whose
-    piece layers are not all known yet); a v2-only piece whose layer is
-    missing never passes (fetch the layers first)."""
-    if meta.info_hash_v2 is None:
-        return None
-    checks = PieceChecks(meta)
-    if meta.pieces and checks.layers_missing:
-        return None
-    return checks
 
 
 class Storage:
@@ -117,7 +101,7 @@ class Storage:
             set(range(n)) if wanted_files is None else set(wanted_files)
         )
         self.have = Bitfield(self.layout.num_pieces)
-        self._checks = _write_checks(meta)
+        self._checks = write_checks(meta)
         self._paths: list[tuple[str, ...] | None] = []  # None for pad files
         self._executor = executor
         self._own_executor = executor is None
@@ -332,30 +316,14 @@ class Storage:
             self._cache.pop(index, None)
         return ok
 
-    def set_piece_layers(self, meta: Metainfo) -> None:
-        """``meta`` is ours with piece layers added (fetched from peers for a
-        magnet): pieces are verified against them from now on."""
-        self.meta = meta
-        self._checks = _write_checks(meta)
-
-    def _piece_matches(self, index: int, data: bytes | memoryview) -> bool:
-        """Whether a whole piece's bytes hash right (see the module docstring)."""
-        if self._checks is None:
-            return hashlib.sha1(data).digest() == self.meta.piece_hash(index)
-        check = self._checks.new(index)
-        mv = memoryview(data)
-        pos = 0
-        for seg in self.layout.piece_segments(index):
-            part = mv[pos : pos + seg.length]
-            if self.layout.files[seg.file_index].pad:
-                check.pad(part)
-            else:
-                check.update(part)
-            pos += seg.length
-        return check.matches()
+    def add_piece_layers(self, layers: dict[bytes, bytes]) -> None:
+        """More BEP 52 piece layers (from peers, or rebuilt by recheck): pieces are checked against them."""
+        if layers:
+            self.meta = replace(self.meta, piece_layers={**self.meta.piece_layers, **layers})
+            self._checks = write_checks(self.meta)
 
     def _write_job(self, index: int, mv: memoryview) -> bool:
-        if not self._piece_matches(index, mv):
+        if not piece_matches(self.layout, self._checks, self.meta, index, mv):
             return False
         started = time.perf_counter()
         pos = 0
@@ -451,7 +419,7 @@ class Storage:
             data = self._read_one(segs[0])  # the common case: one copy, kernel -> bytes
         else:
             data = self._read_spanning(index, begin, length)
-        if verify and not self._piece_matches(index, data):
+        if verify and not piece_matches(self.layout, self._checks, self.meta, index, data):
             raise StorageError(
                 f"piece {index} no longer matches its hash on disk "
                 f"({', '.join(self._display(i) for i in self.layout.files_for_piece(index))} changed?)"
@@ -542,9 +510,7 @@ class Storage:
                 f.cancel()
         for i in checks.verified_later():  # v2 files without a piece layer, checked whole
             result.set(i)
-        found = checks.found_layers()
-        if found:  # and their layers, rebuilt: pieces (and hash requests) use them from now on
-            self.set_piece_layers(replace(self.meta, piece_layers={**self.meta.piece_layers, **found}))
+        self.add_piece_layers(checks.found_layers())  # and their layers, rebuilt from the data
         self.have = result.copy()
         self._cache.clear()
         self._baseline = await self._run(self._observe)  # type: ignore[assignment]

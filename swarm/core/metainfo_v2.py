@@ -346,3 +346,16 @@ class PieceChecks:
             (first, f) for first, f in zip(self._starts, self._files, strict=True)
             if f.length > pl and f.pieces_root not in self.meta.piece_layers
         ]
+
+
+def write_checks(meta: Any) -> PieceChecks | None:
+    """How a downloaded piece is verified: None is SHA-1 alone (v1, or a
+    hybrid whose piece layers are not all known yet); else ``PieceChecks``
+    (a hybrid's both hashes). A v2-only piece whose layer is missing never
+    passes: fetch the layers first."""
+    if meta.info_hash_v2 is None:
+        return None
+    checks = PieceChecks(meta)
+    if meta.pieces and checks.layers_missing:
+        return None
+    return checks

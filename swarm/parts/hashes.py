@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from swarm.core import wire
@@ -128,7 +127,7 @@ class HashExchange:
         t = self.torrent
         layers = self.fetcher.piece_layers()
         self.fetcher = None
-        t.storage.set_piece_layers(replace(t.meta, piece_layers={**t.meta.piece_layers, **layers}))
+        t.storage.add_piece_layers(layers)
         self.layers_known()
         log.info("%s: piece layers of %d file(s) fetched from peers", t.meta.name, len(layers))
         for p in list(t.peers):
