@@ -44,6 +44,7 @@ class TrackerLink:
             t.session.port,
             stats=self._stats,
             on_peers=self._on_peers,
+            on_announced=t.wake,  # report() it: an idle torrent does not tick
         )
         t.spawn(self._run())
 
