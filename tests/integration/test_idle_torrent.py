@@ -122,3 +122,42 @@ def _with_tracker(torrent: bytes, url: str) -> bytes:
     top = decode(torrent)
     top[b"announce"] = url.encode()
     return encode(top)
+
+
+async def test_the_daemon_does_not_look_at_an_idle_torrent_every_second(tmp_path: Path) -> None:
+    """The daemon's 1 s snapshot check (for the event stream) skips a torrent that is
+    idle and was at rest at its last look: 200 idle seeds cost the daemon nothing."""
+    from swarm.daemon.core import Managed
+    from swarm.daemon.events import EventHub
+    from swarm.daemon.state import Entry
+
+    torrent, payload = craft("watched.bin", length=100_000)
+    (tmp_path / "watched.bin").write_bytes(payload)
+    meta = parse_metainfo(torrent)
+    async with Session("127.0.0.1", 0) as s:
+        h = await s.add_torrent(meta, tmp_path)
+        await until(lambda: h.status().state == "seeding", 10, "seeding")
+        m = Managed(Entry(meta.info_hash.hex(), str(tmp_path)), meta, EventHub())
+        m.handle = h
+        looks = 0
+        real_status = h.status
+
+        def counting() -> Any:
+            nonlocal looks
+            looks += 1
+            return real_status()
+
+        h.status = counting  # type: ignore[method-assign]
+        for _ in range(10):
+            m.tick()
+        assert looks <= 1, f"an idle torrent's status was computed {looks} times in 10 ticks"
+        assert s.port is not None
+        peer = await RawPeer.connect(s.port)
+        try:
+            await peer.handshake(meta.info_hash)
+            await until(lambda: h._t.peers, 5, "the peer admitted")
+            before = looks
+            m.tick()
+            assert looks == before + 1  # not idle: looked at
+        finally:
+            peer.close()
