@@ -262,7 +262,11 @@ class MemoryStore:
         seed = left == 0
         mine, other = (swarm.seeds, swarm.leechers) if seed else (swarm.leechers, swarm.seeds)
         at = mine.index.get(pid)
-        theirs = (mine, at) if at is not None else swarm.find(pid)
+        if at is not None:
+            theirs: tuple[_Pool, int] | None = (mine, at)
+        else:  # in the other pool (a leecher turned seed), or new: ``find`` without ``mine``
+            elsewhere = other.index.get(pid)
+            theirs = None if elsewhere is None else (other, elsewhere)
         if theirs is None or same_source(theirs[0].addrs[theirs[1]], addr):
             theirs = mine, self._record(swarm, pid, event, addr, now, mine, other, at)
         # else someone else's entry: answer, but change nothing of it
