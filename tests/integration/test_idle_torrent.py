@@ -151,6 +151,24 @@ async def test_the_daemon_does_not_look_at_an_idle_torrent_every_second(tmp_path
         for _ in range(10):
             m.tick()
         assert looks <= 1, f"an idle torrent's status was computed {looks} times in 10 ticks"
+        other_torrent, other_payload = craft("other.bin", length=50_000)
+        (tmp_path / "other.bin").write_bytes(other_payload)
+        other = await s.add_torrent(parse_metainfo(other_torrent), tmp_path)
+        await until(lambda: other.idle(), 10, "the other seed idle")
+        other_looks = 0
+        other_status = other.status
+
+        def counting_other() -> Any:
+            nonlocal other_looks
+            other_looks += 1
+            return other_status()
+
+        other.status = counting_other  # type: ignore[method-assign]
+        m.handle = other  # resumed as a new handle: looked at once, although idle
+        m.tick()
+        m.tick()
+        assert other_looks == 1
+        m.handle = h
         assert s.port is not None
         peer = await RawPeer.connect(s.port)
         try:
