@@ -414,7 +414,7 @@ def main() -> None:
             if name.startswith("swarm") and name.endswith(" UDP") == bool(suffix):
                 met = r["rps"] >= 0.5 * ot and r["p99_us"] < p99_goal and not r["failures"]
                 print(f"  {name:45} {r['rps'] / ot:5.2f}  {'goal met' if met else 'not met'}")
-    if args.baseline:
+    if "bare aiohttp handler (floor)" in results:  # not measured with --udp-only
         floor = results["bare aiohttp handler (floor)"]["rps"]
         first = next(iter(results.values()))
         print(f"swarm / bare aiohttp throughput: {first['rps'] / floor:.2f}")

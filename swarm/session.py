@@ -75,6 +75,11 @@ class TorrentHandle:
     def status(self) -> TorrentStatus:
         return self._t.status()
 
+    def idle(self) -> bool:
+        """Nothing going on: a seed with no peers, nothing to dial or save. Its figures
+        stay as they are until a peer or an address comes."""
+        return self._t.idle()
+
     def is_complete(self) -> bool:
         return self._t.finished()
 

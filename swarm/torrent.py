@@ -103,6 +103,7 @@ class Torrent:
         self._stopped = False
         self._stop_called = False
         self._events: list[asyncio.Queue[tuple[str, dict[str, Any]]]] = []
+        self._woken = asyncio.Event()  # set by wake(): an idle torrent ticks again
         self.resume_dirty = False
         self._last_resume = time.monotonic()
         self.check_progress = 0.0
@@ -322,6 +323,7 @@ class Torrent:
 
     def add_peer(self, host: str, port: int, source: str = "manual") -> None:
         self.pool.add_peer(host, port, source)
+        self.wake()  # an address to dial (or drop) at the next tick
 
     def admit(self, peer: PeerConnection) -> str | None:
         """Why we refuse this peer, or None to accept it."""
@@ -336,6 +338,7 @@ class Torrent:
     def peer_ready(self, peer: PeerConnection) -> None:
         assert self.picker is not None
         self.pool.add(peer)
+        self.wake()  # keep-alives, timeouts and choke rounds from now
         if peer.supports_ext:
             self.metadata.send_ext_handshake(peer)
         # discovery hook: BEP 5, tell a DHT-capable peer our DHT port
@@ -418,9 +421,33 @@ class Torrent:
 
     # ------------------------------------------------------------ timers
 
+    def wake(self) -> None:
+        """Something the tick looks after happened (a peer, an address to dial, a
+        tracker's answer, resume data to save): an idle torrent ticks again."""
+        self._woken.set()
+
+    def idle(self) -> bool:
+        """Nothing for the tick to do until ``wake()``: a seed with no peers, none
+        dialled or waiting to be, and no resume data to save. A download keeps
+        ticking (stall diagnosis and the retry of --peer addresses run on time)."""
+        pool = self.pool
+        return (
+            self.state == "seeding"
+            and not self.peers
+            and not pool.connecting
+            and not pool.candidates
+            and not self.resume_dirty
+        )
+
     async def _tick_loop(self) -> None:
+        """A tick a second while there is anything to watch; an idle torrent sleeps
+        until woken (no timer per idle torrent: 200 idle seeds cost no CPU)."""
         while not self._stopped:
-            await asyncio.sleep(TICK)
+            if self.idle():
+                self._woken.clear()
+                await self._woken.wait()
+            else:
+                await asyncio.sleep(TICK)
             now = time.monotonic()
             self._tick(now)
             if self.resume_dirty and now - self._last_resume >= RESUME_INTERVAL:

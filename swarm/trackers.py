@@ -192,6 +192,7 @@ class TrackerClient:
         stats: Callable[[], tuple[int, int, int]],
         on_peers: Callable[[list[tuple[str, int]]], None],
         *,
+        on_announced: Callable[[], None] | None = None,
         numwant: int = 50,
         key: int | None = None,
         session: aiohttp.ClientSession | None = None,
@@ -209,6 +210,7 @@ class TrackerClient:
         self.info_hash, self.peer_id, self.port = info_hash, peer_id, port
         self.also_hashes = list(also_hashes)
         self.stats, self.on_peers = stats, on_peers
+        self.on_announced = on_announced  # after each announce, answered or failed
         self.numwant = numwant
         self.key = self.rng.getrandbits(32) if key is None else key & 0xFFFFFFFF
         self._session = session
@@ -330,6 +332,13 @@ class TrackerClient:
     async def _announce_once(
         self, url: str, event: str, *, quick: bool = False
     ) -> AnnounceResponse | None:
+        try:
+            return await self._announce_entry(url, event, quick)
+        finally:
+            if self.on_announced is not None:
+                self.on_announced()
+
+    async def _announce_entry(self, url: str, event: str, quick: bool) -> AnnounceResponse | None:
         entry = self.entries[url]
         entry.state = "announcing"
         try:

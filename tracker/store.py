@@ -86,7 +86,7 @@ class _Pool:
     address objects it returns and a contiguous array of expiry times.
     """
 
-    __slots__ = ("ids", "addrs", "expires", "index", "packed", "ipv6")
+    __slots__ = ("ids", "addrs", "expires", "index", "packed", "ipv6", "earliest")
 
     def __init__(self) -> None:
         self.ids: list[bytes] = []
@@ -97,11 +97,16 @@ class _Pool:
         #: an IPv4 swarm is a slice of it, one copy, no address object touched.
         self.packed = bytearray()
         self.ipv6 = 0  # IPv6 peers here; ``packed`` is used only while there are none
+        #: No peer here expires before this (a lower bound, made exact by each sweep):
+        #: while it is in the future a pick need not look at the expiry times at all.
+        self.earliest = _NEVER
 
     def put(self, pid: bytes, addr: bytes, expires: float) -> int:
         """Add or refresh ``pid``; its position."""
         i = self.index.get(pid)
         v4 = len(addr) == 6
+        if expires < self.earliest:
+            self.earliest = expires
         if i is None:
             i = self.index[pid] = len(self.ids)
             self.ids.append(pid)
@@ -136,6 +141,7 @@ class _Pool:
 
 #: ``_Pool.packed``'s entry for an IPv6 peer (never read: see ``_Pool.ipv6``).
 _NOT_IPV4 = bytes(6)
+_NEVER = float("inf")
 
 #: A run of peers to answer with: ``pool.ids[lo:hi]``.
 _Run = tuple[_Pool, int, int]
@@ -256,7 +262,11 @@ class MemoryStore:
         seed = left == 0
         mine, other = (swarm.seeds, swarm.leechers) if seed else (swarm.leechers, swarm.seeds)
         at = mine.index.get(pid)
-        theirs = (mine, at) if at is not None else swarm.find(pid)
+        if at is not None:
+            theirs: tuple[_Pool, int] | None = (mine, at)
+        else:  # in the other pool (a leecher turned seed), or new: ``find`` without ``mine``
+            elsewhere = other.index.get(pid)
+            theirs = None if elsewhere is None else (other, elsewhere)
         if theirs is None or same_source(theirs[0].addrs[theirs[1]], addr):
             theirs = mine, self._record(swarm, pid, event, addr, now, mine, other, at)
         # else someone else's entry: answer, but change nothing of it
@@ -382,7 +392,7 @@ class MemoryStore:
             for a, b in parts:
                 if a >= b:
                     continue
-                if min(pool.expires[a:b]) > now:
+                if pool.earliest > now or min(pool.expires[a:b]) > now:
                     if ids is not None:
                         ids += pool.ids[a:b]
                     if isinstance(addrs, bytearray):
@@ -447,13 +457,15 @@ class MemoryStore:
         for h in list(self.swarms):
             swarm = self.swarms[h]
             for pool in (swarm.seeds, swarm.leechers):
-                if len(pool) and min(pool.expires) <= now:
-                    stale = [
-                        (pool.ids[i], pool.addrs[i]) for i, e in enumerate(pool.expires) if e <= now
-                    ]
-                    for pid, addr in stale:
-                        self._remove(pool, pid, addr)
-                    gone += len(stale)
+                if pool.earliest > now:
+                    continue
+                stale = [
+                    (pool.ids[i], pool.addrs[i]) for i, e in enumerate(pool.expires) if e <= now
+                ]
+                for pid, addr in stale:
+                    self._remove(pool, pid, addr)
+                gone += len(stale)
+                pool.earliest = min(pool.expires, default=_NEVER)
             if not len(swarm):
                 self._drop_swarm(h)
         return gone

@@ -89,6 +89,9 @@ class Managed:
         self.last: TorrentStatus | None = None
         self.reporter = JsonReporter(stream=hub, interval=TICK)  # type: ignore[arg-type]  # write+flush
         self._last_key: tuple[object, ...] | None = None
+        #: the handle that was idle with its rates at 0 at the last look (nothing of it can
+        #: change until it wakes); None when busy, or before a look at a new handle
+        self._at_rest: TorrentHandle | None = None
 
     def status(self) -> TorrentStatus | None:
         if self.handle is not None:
@@ -134,11 +137,19 @@ class Managed:
         return obj
 
     def tick(self) -> None:
-        """Feed the event stream a snapshot when the figures changed (an idle torrent costs nothing)."""
-        if self.handle is None:
+        """Feed the event stream a snapshot when the figures changed. An idle torrent
+        that was at rest at the last look is not looked at (no snapshot of 200 idle
+        seeds a second); its first peer or address makes it busy again."""
+        handle = self.handle
+        if handle is None:
+            return
+        idle = handle.idle()
+        if idle and self._at_rest is handle:
             return
         s = self.status()
         assert s is not None
+        resting = idle and not s.down_rate and not s.up_rate  # rates decay after the last peer
+        self._at_rest = handle if resting else None
         key = (s.state, s.verified, int(s.down_rate), int(s.up_rate), len(s.peers), s.downloaded, s.uploaded)
         if key != self._last_key:
             self._last_key = key

@@ -45,6 +45,7 @@ class TrackerLink:
             stats=self._stats,
             on_peers=self._on_peers,
             also_hashes=t.meta.swarm_hashes[1:],  # a hybrid's v2 hash (BEP 52)
+            on_announced=t.wake,  # report() it: an idle torrent does not tick
         )
         t.spawn(self._run())
 

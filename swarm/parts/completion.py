@@ -88,6 +88,7 @@ class PieceCompletion:
         t.downloader.send_cancels(t.picker.piece_passed(index))
         t.have.set(index)
         t.resume_dirty = True
+        t.wake()  # saved within RESUME_INTERVAL even if the last peer has gone
         # HAVE to every peer, also those that have the piece: otherwise they never
         # learn that we are complete (their "seeds" and their trackers' stay 0)
         have_msg = wire.encode_have(index)

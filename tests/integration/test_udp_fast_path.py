@@ -213,3 +213,87 @@ def test_packed_addresses_follow_every_change() -> None:
             pool.put(pid, addr, 1.0)
         assert pool.packed == b"".join(x if len(x) == 6 else bytes(6) for x in pool.addrs)
         assert pool.ipv6 == sum(len(x) == 18 for x in pool.addrs)
+
+
+def test_proven_ids_are_remembered_per_address_and_epoch() -> None:
+    """An id checked once is not hashed again from the same address in its epoch; it
+    is still refused from another address, and checked again (and refused when too
+    old) once the epoch moves on; the memory of proven ids stays bounded."""
+    f, sent = front(TrackerConfig(), fast=True)
+    checks = 0
+    real_check = a.UdpConnectionIds.check
+
+    def counting(ids: a.UdpConnectionIds, cid: int, ip: bytes, at: float) -> bool:
+        nonlocal checks
+        checks += 1
+        return real_check(ids, cid, ip, at)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(a.UdpConnectionIds, "check", counting)
+    try:
+        _remembered(f, sent, lambda: checks)
+    finally:
+        mp.undo()
+
+
+def _remembered(f: UdpFront, sent: Sent, checks: Any) -> None:
+    from tracker import udp
+
+    now = 1_000_000.0
+    f.clock = lambda: now
+    cid = f.ids.issue(socket.inet_aton("10.0.0.1"), now)
+
+    def announce(host: str, tid: int) -> bytes:
+        pkt = a.udp_announce_request(cid, tid, HASHES[0], bytes([tid]) * 20, 0, 5, 0, "", 0, 9, 99)
+        f.datagram_received(pkt, (host, 99))
+        return sent.out[-1][0]
+
+    for tid in range(3):
+        assert a.udp_parse_announce(announce("10.0.0.1", tid), tid).interval > 0
+    assert checks() == 1
+    with pytest.raises(a.TrackerFailure, match="invalid connection id"):
+        a.udp_parse_announce(announce("10.0.0.2", 7), 7)  # the same id from elsewhere
+    now += a.UDP_ID_EPOCH  # next epoch: still valid, checked again
+    a.udp_parse_announce(announce("10.0.0.1", 8), 8)
+    assert checks() == 3
+    now += a.UDP_ID_EPOCH  # two epochs on: refused although it was remembered
+    with pytest.raises(a.TrackerFailure, match="invalid connection id"):
+        a.udp_parse_announce(announce("10.0.0.1", 9), 9)
+    for i in range(udp.PROVEN_CACHE + 100):
+        host = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+        pkt = a.udp_announce_request(
+            f.ids.issue(socket.inet_aton(host), now), i, HASHES[1], b"p" * 20, 0, 5, 0, "", 0, 0, 99
+        )
+        f.datagram_received(pkt, (host, 99))
+    assert 0 < len(f.proven) <= udp.PROVEN_CACHE
+
+
+def test_earliest_expiry_bounds_every_peer() -> None:
+    """``_Pool.earliest`` is never later than a peer's expiry (so a pick that trusts it
+    never hands out an expired peer), and a sweep makes it exact again."""
+    from tracker.store import MemoryStore
+
+    rng = random.Random(4)
+    store = MemoryStore(rng=random.Random(4), peer_ttl=10.0)
+    pids = [bytes([i]) * 20 for i in range(60)]
+    now = 1000.0
+    for step in range(3000):
+        now += rng.random()
+        pid = rng.choice(pids)
+        event = "stopped" if rng.random() < 0.1 else ""
+        _, addrs, _, _ = store.announce_fields(
+            HASHES[0], pid, rng.choice([0, 5]), event, 50, bytes([10, 0, 0, 1]) + pid[:2], now
+        )
+        swarm = store.swarms.get(HASHES[0])
+        assert len(addrs) == len(set(addrs))
+        if swarm is None:
+            continue
+        live = set()
+        for pool in (swarm.seeds, swarm.leechers):
+            assert pool.earliest <= min(pool.expires, default=float("inf"))
+            live |= {ad for ad, e in zip(pool.addrs, pool.expires, strict=True) if e > now}
+        assert set(addrs) <= live
+        if step % 500 == 499:
+            asyncio.run(store.expire(now))
+            for pool in (swarm.seeds, swarm.leechers):
+                assert pool.earliest == min(pool.expires, default=float("inf"))
