@@ -2,11 +2,28 @@
 
 Pure; time passed in. Idle peers must not lock out a peer the user named, nor
 the rest of the swarm: at the cap the pool (``swarm.parts.pool``) drops the
-peer that has been useless longest, if any. "Useless" (libtorrent's
-``disconnect_peers`` picks similarly): connected for at least
-``USELESS_AFTER`` seconds, not interested in us, never sent us a byte, and
-has nothing we want (or has not told us what it has). Among those, the one
-we heard from least recently goes.
+least useful peer, if one is bad enough, and lets the newcomer in (as
+libtorrent does at its limit: it disconnects its lowest-ranking peer rather
+than refuse every newcomer). Worst first:
+
+* useless (libtorrent's ``disconnect_peers`` picks similarly): connected for
+  at least ``USELESS_AFTER`` seconds, not interested in us, never sent us a
+  byte, and has nothing we want (or has not told us what it has); among
+  those, the one we heard from least recently;
+* unproven: interested, but has never asked us for anything, never sent us a
+  byte, has nothing we want and has announced no piece it got since it
+  connected, connected for at least ``NEWCOMER_GRACE``; among those, one that
+  left an unchoke unused first, then the one connected longest (a squatter
+  says ``interested`` and never requests; an honest peer requests within a
+  round trip of an unchoke, or of our BEP 6 allowed-fast set, and one busy
+  with other peers announces the pieces it gets, so either leaves this tier
+  at once). Oldest first makes the pool a queue: a peer is replaced only
+  after every unproven peer older than it, so the grace matters only when
+  newcomers arrive faster than about one pool per grace.
+
+Peers that have asked for something, gave us data, or have what we want are
+never chosen here (``swarm.core.admission.idle_to_evict`` handles one that
+asked once and then left its unchoke unused).
 """
 
 from __future__ import annotations
@@ -16,6 +33,11 @@ from dataclasses import dataclass
 
 #: A peer that gave and wanted nothing for this long may be replaced at the cap.
 USELESS_AFTER = 10.0
+#: A newly connected peer is not replaced for this long: time to say what it wants and
+#: to ask for it (a round trip or two: it asks for an allowed-fast piece, or announces
+#: one it got elsewhere). Short: a leecher arriving just after a burst of squatters
+#: would be refused, and its client may wait long before it dials again.
+NEWCOMER_GRACE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +50,44 @@ class PeerUse:
     has_what_we_want: bool  # its bitfield holds a piece we lack and want (False: unknown)
     connected_at: float
     last_recv: float
+    asked: bool = False  # it has sent us a request (allowed-fast ones count)
+    caught_idle: bool = False  # it was unchoked and left the slot unused
+    announced: bool = False  # it sent a HAVE for a piece it lacked: it is downloading
 
 
 def is_useless(p: PeerUse, now: float, *, after: float = USELESS_AFTER) -> bool:
     return not p.interested and not p.downloaded and not p.has_what_we_want and now - p.connected_at > after
 
 
-def choose_eviction(peers: Iterable[PeerUse], now: float, *, after: float = USELESS_AFTER) -> Hashable | None:
+def is_unproven(p: PeerUse, now: float, *, grace: float = NEWCOMER_GRACE) -> bool:
+    """Interested, past its grace, and has not asked, given, announced progress, nor
+    anything we want."""
+    return (
+        p.interested
+        and not p.asked
+        and not p.announced
+        and not p.downloaded
+        and not p.has_what_we_want
+        and now - p.connected_at >= grace
+    )
+
+
+def choose_eviction(
+    peers: Iterable[PeerUse], now: float, *, after: float = USELESS_AFTER, grace: float = NEWCOMER_GRACE
+) -> Hashable | None:
     """The key of the peer to drop for a newcomer, or None to refuse the newcomer."""
     worst: PeerUse | None = None
+    unproven: PeerUse | None = None
+
+    def queue_place(p: PeerUse) -> tuple[bool, float]:
+        return (not p.caught_idle, p.connected_at)
+
     for p in peers:
-        if is_useless(p, now, after=after) and (worst is None or p.last_recv < worst.last_recv):
-            worst = p
+        if is_useless(p, now, after=after):
+            if worst is None or p.last_recv < worst.last_recv:
+                worst = p
+        elif is_unproven(p, now, grace=grace) and (unproven is None or queue_place(p) < queue_place(unproven)):
+            unproven = p
+    if worst is None:
+        worst = unproven
     return worst.key if worst is not None else None
