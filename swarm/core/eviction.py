@@ -13,7 +13,9 @@ than refuse every newcomer). Worst first:
 * unproven: interested, but has never asked us for anything, never sent us a
   byte, has nothing we want and has announced no piece it got since it
   connected, connected for at least ``NEWCOMER_GRACE``; among those, one that
-  left an unchoke unused first, then the one connected longest (a squatter
+  left an unchoke unused first, then a choked one before one holding an
+  unchoke (its trial runs: dropping it would hand the slot to the next
+  newcomer, not to a peer that asks), then the one connected longest (a squatter
   says ``interested`` and never requests; an honest peer requests within a
   round trip of an unchoke, or of our BEP 6 allowed-fast set, and one busy
   with other peers announces the pieces it gets, so either leaves this tier
@@ -34,10 +36,10 @@ from dataclasses import dataclass
 #: A peer that gave and wanted nothing for this long may be replaced at the cap.
 USELESS_AFTER = 10.0
 #: A newly connected peer is not replaced for this long: time to say what it wants and
-#: to ask for it (a round trip or two: it asks for an allowed-fast piece, or announces
-#: one it got elsewhere). Short: a leecher arriving just after a burst of squatters
-#: would be refused, and its client may wait long before it dials again.
-NEWCOMER_GRACE = 2.0
+#: to ask for it (a round trip: we send our allowed-fast set with our bitfield, and it
+#: asks for one of those pieces). Short: a leecher arriving just after a burst of
+#: squatters is refused, and its client may wait long before it dials again (ours: 10 s).
+NEWCOMER_GRACE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class PeerUse:
     last_recv: float
     asked: bool = False  # it has sent us a request (allowed-fast ones count)
     caught_idle: bool = False  # it was unchoked and left the slot unused
+    unchoked: bool = False  # we unchoke it now
     announced: bool = False  # it sent a HAVE for a piece it lacked: it is downloading
 
 
@@ -79,8 +82,8 @@ def choose_eviction(
     worst: PeerUse | None = None
     unproven: PeerUse | None = None
 
-    def queue_place(p: PeerUse) -> tuple[bool, float]:
-        return (not p.caught_idle, p.connected_at)
+    def queue_place(p: PeerUse) -> tuple[bool, bool, float]:
+        return (not p.caught_idle, p.unchoked, p.connected_at)
 
     for p in peers:
         if is_useless(p, now, after=after):

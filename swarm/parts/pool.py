@@ -227,6 +227,7 @@ class ConnectionPool:
                 last_recv=p.last_recv,
                 asked=p.asked,
                 caught_idle=p.idle_until > 0,
+                unchoked=not p.am_choking,
                 announced=p.new_haves > 0,
             )
             for p in self.peers

@@ -30,7 +30,8 @@ def test_the_one_heard_from_least_recently_goes() -> None:
 def test_at_the_cap_a_peer_that_never_asked_makes_room_after_its_grace() -> None:
     """A pool full of connections that say interested and never request must not
     refuse a newcomer (issue 16 #3): the unproven peer connected longest goes,
-    one that already left an unchoke unused before it."""
+    one that already left an unchoke unused before it, one still on trial in an
+    unchoke after it."""
     now = 100.0
     squatters = [
         use("old", interested=True, connected_at=10.0),
@@ -40,6 +41,10 @@ def test_at_the_cap_a_peer_that_never_asked_makes_room_after_its_grace() -> None
     assert choose_eviction(squatters, now) == "older"
     wasted = use("wasted", interested=True, connected_at=50.0, caught_idle=True)
     assert choose_eviction([*squatters, wasted], now) == "wasted"
+    # one on trial in an unchoke stays until the choker has judged it
+    on_trial = use("on-trial", interested=True, connected_at=1.0, unchoked=True)
+    assert choose_eviction([*squatters, on_trial], now) == "older"
+    assert choose_eviction([on_trial], now) == "on-trial"
     assert choose_eviction(squatters[2:], now) is None
     # a useless peer (wants nothing, gives nothing) still goes first
     assert choose_eviction([*squatters, use("useless", last_recv=90.0)], now) == "useless"
