@@ -26,8 +26,10 @@ MAX_SOURCES = 1024
 IDLE_UNCHOKE_AFTER = 15.0
 #: An unchoked peer that has asked for nothing since the unchoke gives its slot back after
 #: this long when a peer that has asked for something waits for one (round robin: the
-#: slot was offered, not used; the passed-over peer gets one again later).
-UNUSED_UNCHOKE_AFTER = 2.0
+#: slot was offered, not used; the passed-over peer gets one again later). An honest peer
+#: requests within a round trip of an unchoke; a peer with a slow link that misses it
+#: only waits its turn again.
+UNUSED_UNCHOKE_AFTER = 1.0
 #: An interested peer that has requested nothing for this long may be evicted at the cap
 #: (once caught leaving an unchoke unused): a newcomer waits at most about this long.
 IDLE_CONNECTION_AFTER = 30.0

@@ -20,8 +20,11 @@ than refuse every newcomer). Worst first:
   round trip of an unchoke, or of our BEP 6 allowed-fast set, and one busy
   with other peers announces the pieces it gets, so either leaves this tier
   at once). Oldest first makes the pool a queue: a peer is replaced only
-  after every unproven peer older than it, so the grace matters only when
-  newcomers arrive faster than about one pool per grace.
+  after every unproven peer older than it. Only a newcomer from an address
+  that holds no such silent connection may replace one: a flood from a few
+  addresses cannot churn the pool into connections all younger than their
+  grace (which would refuse the next honest newcomer), and an address
+  already there gains nothing by one more connection that asks for nothing.
 
 Peers that have asked for something, gave us data, or have what we want are
 never chosen here (``swarm.core.admission.idle_to_evict`` handles one that
@@ -56,31 +59,37 @@ class PeerUse:
     caught_idle: bool = False  # it was unchoked and left the slot unused
     unchoked: bool = False  # we unchoke it now
     announced: bool = False  # it sent a HAVE for a piece it lacked: it is downloading
+    ip: str = ""  # its address
 
 
 def is_useless(p: PeerUse, now: float, *, after: float = USELESS_AFTER) -> bool:
     return not p.interested and not p.downloaded and not p.has_what_we_want and now - p.connected_at > after
 
 
+def is_silent(p: PeerUse) -> bool:
+    """Interested, and has not asked, given, announced progress, nor anything we want."""
+    return p.interested and not (p.asked or p.announced or p.downloaded or p.has_what_we_want)
+
+
 def is_unproven(p: PeerUse, now: float, *, grace: float = NEWCOMER_GRACE) -> bool:
-    """Interested, past its grace, and has not asked, given, announced progress, nor
-    anything we want."""
-    return (
-        p.interested
-        and not p.asked
-        and not p.announced
-        and not p.downloaded
-        and not p.has_what_we_want
-        and now - p.connected_at >= grace
-    )
+    """Silent past its grace."""
+    return is_silent(p) and now - p.connected_at >= grace
 
 
 def choose_eviction(
-    peers: Iterable[PeerUse], now: float, *, after: float = USELESS_AFTER, grace: float = NEWCOMER_GRACE
+    peers: Iterable[PeerUse],
+    now: float,
+    *,
+    after: float = USELESS_AFTER,
+    grace: float = NEWCOMER_GRACE,
+    newcomer_ip: str | None = None,
 ) -> Hashable | None:
-    """The key of the peer to drop for a newcomer, or None to refuse the newcomer."""
+    """The key of the peer to drop for a newcomer (from ``newcomer_ip``), or None to
+    refuse the newcomer."""
     worst: PeerUse | None = None
     unproven: PeerUse | None = None
+    peers = list(peers)
+    same_address_silent = newcomer_ip is not None and any(p.ip == newcomer_ip and is_silent(p) for p in peers)
 
     def queue_place(p: PeerUse) -> tuple[bool, bool, float]:
         return (not p.caught_idle, p.unchoked, p.connected_at)
@@ -89,7 +98,11 @@ def choose_eviction(
         if is_useless(p, now, after=after):
             if worst is None or p.last_recv < worst.last_recv:
                 worst = p
-        elif is_unproven(p, now, grace=grace) and (unproven is None or queue_place(p) < queue_place(unproven)):
+        elif (
+            not same_address_silent
+            and is_unproven(p, now, grace=grace)
+            and (unproven is None or queue_place(p) < queue_place(unproven))
+        ):
             unproven = p
     if worst is None:
         worst = unproven

@@ -229,10 +229,11 @@ class ConnectionPool:
                 caught_idle=p.idle_until > 0,
                 unchoked=not p.am_choking,
                 announced=p.new_haves > 0,
+                ip=p.address[0],
             )
             for p in self.peers
         ]
-        worst = choose_eviction(uses, now, grace=self.newcomer_grace)
+        worst = choose_eviction(uses, now, grace=self.newcomer_grace, newcomer_ip=newcomer.address[0])
         if worst is None:
             # a peer that says interested and never asks holds a slot for nothing
             worst = admission.idle_to_evict(self.torrent.choking.upload_uses(now), now, self.idle_connection_after)

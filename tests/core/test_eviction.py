@@ -64,3 +64,21 @@ def test_peers_that_asked_gave_downloaded_or_have_what_we_want_are_never_unprove
         use("seed-we-leech-from", has_what_we_want=True),
     ]
     assert choose_eviction(honest, now) is None
+
+
+def test_an_address_holding_a_silent_connection_cannot_push_out_another() -> None:
+    """A flood from a few addresses must not churn the pool into connections all
+    younger than their grace (the honest newcomer after it would be refused): a
+    newcomer from an address that already holds a connection that asked for nothing
+    replaces no unproven peer; one from another address does. Useless peers still go."""
+    now = 100.0
+    pool = [
+        use("a-old", interested=True, connected_at=1.0, ip="10.0.0.1"),
+        use("a-new", interested=True, connected_at=99.5, ip="10.0.0.1"),  # in its grace, still silent
+        use("b-old", interested=True, connected_at=2.0, ip="10.0.0.2"),
+        use("c-asked", interested=True, asked=True, ip="10.0.0.3"),
+    ]
+    assert choose_eviction(pool, now, newcomer_ip="10.0.0.1") is None
+    assert choose_eviction(pool, now, newcomer_ip="10.0.0.3") == "a-old"  # its connection asked
+    assert choose_eviction(pool, now, newcomer_ip="10.0.0.9") == "a-old"
+    assert choose_eviction([*pool, use("useless", ip="10.0.0.5")], now, newcomer_ip="10.0.0.1") == "useless"
