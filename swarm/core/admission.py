@@ -36,8 +36,9 @@ IDLE_CONNECTION_AFTER = 30.0
 #: A peer we sent this much more than the pieces it has announced since it connected
 #: takes without progressing (a client that never finishes; a free rider hiding what it
 #: has): served after the peers that progress. Generous: an honest peer's requests in
-#: flight and its pieces waiting for their hash check lag behind what we sent.
-WASTE_SLACK = 16 * 1024 * 1024
+#: flight and its pieces waiting for a hash check or the disk lag behind what we sent
+#: (a swarm leecher buffers at most 96 MiB, ``swarm.parts.download.MAX_BUFFER_BYTES``).
+WASTE_SLACK = 128 * 1024 * 1024
 #: ut_metadata requests one peer may make: a burst, then this many per second.
 METADATA_BURST = 32
 METADATA_RATE = 8.0
@@ -128,6 +129,13 @@ def takes_without_progress(served: int, announced: int, piece_length: int, slack
     return served > slack + announced * piece_length
 
 
+def _asker_waits(peers: list[UploadUse]) -> bool:
+    """A choked, interested peer that has asked for something (and progresses) waits."""
+    return any(
+        p.unchoked_at is None and p.interested and p.asked and not (p.passed_over or p.wasteful) for p in peers
+    )
+
+
 def slots_to_reclaim(
     peers: Iterable[UploadUse],
     now: float,
@@ -141,9 +149,7 @@ def slots_to_reclaim(
     keeps a slot from one that will use it for seconds, not ``idle_after``."""
     peers = list(peers)
     reclaim = idle_unchoked(peers, now, idle_after)
-    if any(
-        p.unchoked_at is None and p.interested and p.asked and not (p.passed_over or p.wasteful) for p in peers
-    ):
+    if _asker_waits(peers):
         reclaim.update(
             p.key
             for p in peers
@@ -152,6 +158,23 @@ def slots_to_reclaim(
             and (p.last_request < p.unchoked_at or p.wasteful)
         )
     return reclaim
+
+
+def next_unused_check(
+    peers: Iterable[UploadUse], now: float, unused_after: float = UNUSED_UNCHOKE_AFTER
+) -> float | None:
+    """When ``slots_to_reclaim`` will next find an unused unchoke (a peer that asked
+    waits, an unchoke not yet ``unused_after`` old has seen no request), or None: the
+    engine looks again then, not at its next tick."""
+    peers = list(peers)
+    if not _asker_waits(peers):
+        return None
+    due = [
+        p.unchoked_at + unused_after
+        for p in peers
+        if p.unchoked_at is not None and p.last_request < p.unchoked_at and p.unchoked_at + unused_after > now
+    ]
+    return min(due, default=None)
 
 
 def idle_to_evict(

@@ -42,7 +42,7 @@ USELESS_AFTER = 10.0
 #: to ask for it (a round trip: we send our allowed-fast set with our bitfield, and it
 #: asks for one of those pieces). Short: a leecher arriving just after a burst of
 #: squatters is refused, and its client may wait long before it dials again (ours: 10 s).
-NEWCOMER_GRACE = 1.0
+NEWCOMER_GRACE = 0.5
 
 
 @dataclass(frozen=True, slots=True)

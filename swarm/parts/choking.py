@@ -10,6 +10,7 @@ queued requests is the upload side's (``Uploader.on_choked``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any, cast
 
@@ -32,6 +33,7 @@ class ChokeControl:
         self.idle_unchoke_after = admission.IDLE_UNCHOKE_AFTER
         self.unused_unchoke_after = admission.UNUSED_UNCHOKE_AFTER
         self.waste_slack = admission.WASTE_SLACK
+        self._look_again: asyncio.TimerHandle | None = None  # see _look_again_at
 
     def unchoked_count(self) -> int:
         return sum(1 for p in self.torrent.peers if not p.am_choking)
@@ -93,9 +95,9 @@ class ChokeControl:
         """Unchoked peers that request nothing give their slot back (to a peer that is
         choked and interested) and are passed over for ``idle_unchoke_after``; sooner
         (``unused_unchoke_after``) when a peer that has asked for something waits."""
-        idle = admission.slots_to_reclaim(
-            self.upload_uses(now), now, self.idle_unchoke_after, self.unused_unchoke_after
-        )
+        uses = self.upload_uses(now)
+        idle = admission.slots_to_reclaim(uses, now, self.idle_unchoke_after, self.unused_unchoke_after)
+        self._look_again_at(admission.next_unused_check(uses, now, self.unused_unchoke_after), now)
         caught = [p for p in cast("set[PeerConnection]", idle) if now >= p.idle_until]
         if not caught:
             return  # nobody new: no extra rechoke (a peer kept unchoked anyway stays so)
@@ -103,6 +105,18 @@ class ChokeControl:
             p.idle_until = now + self.idle_unchoke_after
         if any(p.am_choking and p.peer_interested and now >= p.idle_until for p in self.torrent.peers):
             self.rechoke(now)
+
+    def _look_again_at(self, when: float | None, now: float) -> None:
+        """An unchoke becomes "unused" between two ticks while a peer waits: look then."""
+        if when is None or self._look_again is not None:
+            return
+
+        def look() -> None:
+            self._look_again = None
+            if not self.torrent.stopped:
+                self.reclaim_idle_slots(time.monotonic())
+
+        self._look_again = asyncio.get_running_loop().call_later(max(0.0, when - now), look)
 
     def rechoke(self, now: float) -> None:
         """Ask the pure choker whom to unchoke; send only the changes."""

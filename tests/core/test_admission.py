@@ -9,6 +9,7 @@ from swarm.core.admission import (
     idle_to_evict,
     idle_unchoked,
     ip_at_cap,
+    next_unused_check,
     slots_to_reclaim,
     takes_without_progress,
 )
@@ -79,6 +80,18 @@ def test_an_unused_unchoke_goes_back_within_seconds_when_a_peer_that_asked_waits
     passed_over = UploadUse("asker", True, None, 11.0, asked=True, passed_over=True)
     assert slots_to_reclaim([squatter, user, passed_over], 20.0, 15.0, 3.0) == set()
     assert slots_to_reclaim([squatter, user, silent], 25.0, 15.0, 3.0) == {"squatter"}  # the idle rule
+
+
+def test_the_engine_looks_again_when_an_unchoke_becomes_unused() -> None:
+    """Not at its next tick (up to a second later): the moment the youngest unused
+    unchoke reaches UNUSED_UNCHOKE_AFTER while a peer that asked waits."""
+    young = UploadUse("young", True, unchoked_at=10.4, last_request=0.0)
+    used = UploadUse("used", True, unchoked_at=10.0, last_request=10.2, asked=True)
+    asker = UploadUse("asker", True, unchoked_at=None, last_request=10.1, asked=True)
+    assert next_unused_check([young, used, asker], 10.5, 1.0) == 11.4
+    assert next_unused_check([young, used], 10.5, 1.0) is None  # nobody waits
+    assert next_unused_check([young, used, asker], 11.4, 1.0) is None  # due now: slots_to_reclaim has it
+    assert slots_to_reclaim([young, used, asker], 11.4, 15.0, 1.0) == {"young"}
 
 
 def test_a_client_that_never_finishes_gives_its_slot_to_one_that_progresses() -> None:
