@@ -289,3 +289,47 @@ async def test_an_honest_leecher_gets_in_and_is_served_at_once_while_squatters_f
                 task.cancel()
             for p in squatters:
                 p.writer.close()
+
+
+async def test_a_full_pool_replaces_squatters_but_keeps_a_peer_busy_elsewhere(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A client whose pipeline is full with other peers says interested, asks us
+    nothing, but announces the pieces it gets (HAVE): newcomers from other addresses
+    replace the silent squatters, oldest first, never it (before: every newcomer
+    was refused at the cap)."""
+    from swarm.parts import pool
+
+    monkeypatch.setattr(pool, "MAX_PEERS", 4)
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        torrent: Any = seed.torrents[s.meta.info_hash]
+        assert seed.port is not None
+        conns: list[RawPeer] = []
+        try:
+            for host in range(2, 6):  # .2 is busy elsewhere, .3-.5 squat
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                assert await p.handshake(s.meta.info_hash, reserved=bytes(8)) is not None
+                p.send(wire.encode_interested())
+                if host == 2:
+                    p.send(wire.encode_have(3))
+                await p.drain()
+                conns.append(p)
+            assert await poll(lambda: len(torrent.peers) == 4, timeout=10)
+            busy = next(peer for peer in torrent.peers if peer.address[0] == "127.0.0.2")
+            assert await poll(lambda: busy.have is not None and busy.have.count == 1, timeout=5)
+            for age, peer in enumerate(sorted(torrent.peers, key=lambda peer: peer.address[0])):
+                peer.connected_at -= 60.0 + 10 * (5 - age)  # all past their grace, .2 the oldest
+            for host in range(6, 9):
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                conns.append(p)
+                assert await p.handshake(s.meta.info_hash, reserved=bytes(8)) is not None
+                p.send(wire.encode_interested())
+                await p.drain()
+                ip = f"127.0.0.{host}"
+                assert await poll(lambda ip=ip: any(peer.address[0] == ip for peer in torrent.peers), timeout=5)  # type: ignore[misc]
+            addresses = sorted(peer.address[0] for peer in torrent.peers)
+            assert addresses == ["127.0.0.2", "127.0.0.6", "127.0.0.7", "127.0.0.8"], addresses
+        finally:
+            for p in conns:
+                p.writer.close()
