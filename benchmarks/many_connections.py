@@ -162,8 +162,9 @@ async def honest_get(torrent: Path, out: Path, port: int, digest: str, name: str
         raise RuntimeError(f"the honest leecher failed (exit {rc}): {err[-1000:]}")
     events_seen = [json.loads(line) for line in events.read_text().splitlines()]
     first = next((ev["time"] for ev in events_seen if ev["event"] == "progress" and ev["downloaded"]), None)
-    if first is not None:  # progress comes once a second: the first byte is at most 1 s earlier
-        print(f"  {out.name}: first payload after {first - started:.1f} s, "
+    joined = next((ev["time"] for ev in events_seen if ev["event"] == "peer" and ev.get("action") == "connected"), None)
+    if first is not None and joined is not None:  # progress comes once a second: the first byte is at most 1 s earlier
+        print(f"  {out.name}: connected after {joined - started:.1f} s, first payload after {first - started:.1f} s, "
               f"then {took - (first - started):.1f} s to complete", flush=True)  # fmt: skip
     return took
 

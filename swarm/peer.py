@@ -188,6 +188,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.used_mark = 0  # self.uploaded when last looked at
         self.idle_until = 0.0  # passed over by the choker until then
         self.asked = False  # it has sent us a request: the choker serves such peers first
+        self.new_haves = 0  # HAVEs for pieces it lacked: it is downloading (from someone)
 
     # -- naming -----------------------------------------------------------
 

@@ -94,6 +94,32 @@ def add_rate_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 0 or more")
+    return n
+
+
+def add_peer_limit_options(p: argparse.ArgumentParser) -> None:
+    """--max-peers-per-ip (seed, get, daemon): incoming connections per remote address."""
+    from swarm.core.admission import DEFAULT_PEERS_PER_IP
+
+    p.add_argument(
+        "--max-peers-per-ip", type=_count, default=DEFAULT_PEERS_PER_IP, metavar="N",
+        help=f"accept at most N connections per torrent from one IP address (default {DEFAULT_PEERS_PER_IP}: "
+        "several clients on one machine or behind one NAT; 0 = no cap)",
+    )  # fmt: skip
+
+
+def peer_limits(args: argparse.Namespace) -> dict[str, int]:
+    """The Session keywords of ``add_peer_limit_options``."""
+    return {"max_peers_per_ip": args.max_peers_per_ip}
+
+
 def add_discovery_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-lsd", action="store_true", help="turn LAN multicast discovery off")
     p.add_argument("--no-dht", action="store_true", help="turn the DHT off")

@@ -20,8 +20,10 @@ from .common import (
     add_discovery_options,
     add_network_options,
     add_output_options,
+    add_peer_limit_options,
     add_rate_options,
     listening_fields,
+    peer_limits,
     peer_ports,
 )
 from .get import install_stop_signals, run_engine
@@ -52,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_network_options(p)
     add_discovery_options(p)
     add_rate_options(p)  # for all the daemon's torrents together
+    add_peer_limit_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
 
@@ -110,6 +113,7 @@ async def _daemon(args: argparse.Namespace, root: Path, api_host: str, api_port:
     hub = EventHub(echo=sys.stdout if args.json else None)
     options = discovery_options(args)
     options["max_up"], options["max_down"] = args.max_up, args.max_down  # session-wide
+    options.update(peer_limits(args))
     options["state_dir"] = store.resume_dir()  # seeds' resume data and the DHT table, with the state
     session = Session(args.host, **peer_ports(args), **options)  # type: ignore[arg-type]
     await session.start()

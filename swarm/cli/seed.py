@@ -22,10 +22,12 @@ from .common import (
     add_metrics_options,
     add_network_options,
     add_output_options,
+    add_peer_limit_options,
     add_rate_options,
     check_metrics_options,
     listening_fields,
     load_torrent,
+    peer_limits,
     peer_ports,
     start_metrics,
 )
@@ -68,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_discovery_options(p)
     add_rate_options(p)
+    add_peer_limit_options(p)
     add_metrics_options(p)
     add_output_options(p)
     p.set_defaults(func=run)
@@ -142,6 +145,7 @@ async def _seed(args: argparse.Namespace, paths: list[Path], given: Metainfo | N
         options: dict[str, Any] = {
             **peer_ports(args), **discovery_options(args), "max_up": args.max_up, "max_down": args.max_down
         }
+        options.update(peer_limits(args))
         session = Session(args.host, **options)
         await session.start()
         peer_addr = (session.reachable_host(), session.port or 0)

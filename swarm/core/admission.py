@@ -24,9 +24,21 @@ MAX_SOURCES = 1024
 #: An unchoked peer that requests nothing for this long gives its slot back (an honest
 #: peer requests within a round trip of the unchoke; 15 s covers a stalled disk too).
 IDLE_UNCHOKE_AFTER = 15.0
+#: An unchoked peer that has asked for nothing since the unchoke gives its slot back after
+#: this long when a peer that has asked for something waits for one (round robin: the
+#: slot was offered, not used; the passed-over peer gets one again later). An honest peer
+#: requests within a round trip of an unchoke; a peer with a slow link that misses it
+#: only waits its turn again.
+UNUSED_UNCHOKE_AFTER = 1.0
 #: An interested peer that has requested nothing for this long may be evicted at the cap
 #: (once caught leaving an unchoke unused): a newcomer waits at most about this long.
 IDLE_CONNECTION_AFTER = 30.0
+#: A peer we sent this much more than the pieces it has announced since it connected
+#: takes without progressing (a client that never finishes; a free rider hiding what it
+#: has): served after the peers that progress. Generous: an honest peer's requests in
+#: flight and its pieces waiting for a hash check or the disk lag behind what we sent
+#: (a swarm leecher buffers at most 96 MiB, ``swarm.parts.download.MAX_BUFFER_BYTES``).
+WASTE_SLACK = 128 * 1024 * 1024
 #: ut_metadata requests one peer may make: a burst, then this many per second.
 METADATA_BURST = 32
 METADATA_RATE = 8.0
@@ -95,6 +107,9 @@ class UploadUse:
     last_request: float  # when it last asked for a block (connect time if never)
     gave_us: int = 0  # bytes it has sent us
     caught_idle: bool = False  # was unchoked and left its slot unused
+    asked: bool = False  # it has sent us a request (allowed-fast ones count)
+    passed_over: bool = False  # caught idle recently: the choker passes it over for now
+    wasteful: bool = False  # takes without progressing (``takes_without_progress``)
 
 
 def idle_unchoked(peers: Iterable[UploadUse], now: float, after: float = IDLE_UNCHOKE_AFTER) -> set[Hashable]:
@@ -106,6 +121,60 @@ def idle_unchoked(peers: Iterable[UploadUse], now: float, after: float = IDLE_UN
         for p in peers
         if p.unchoked_at is not None and now - max(p.unchoked_at, p.last_request) >= after
     }
+
+
+def takes_without_progress(served: int, announced: int, piece_length: int, slack: int = WASTE_SLACK) -> bool:
+    """True once we have sent a peer ``slack`` bytes more than the ``announced`` pieces
+    (HAVEs since it connected) hold: what it gets does not become pieces it keeps."""
+    return served > slack + announced * piece_length
+
+
+def _asker_waits(peers: list[UploadUse]) -> bool:
+    """A choked, interested peer that has asked for something (and progresses) waits."""
+    return any(
+        p.unchoked_at is None and p.interested and p.asked and not (p.passed_over or p.wasteful) for p in peers
+    )
+
+
+def slots_to_reclaim(
+    peers: Iterable[UploadUse],
+    now: float,
+    idle_after: float = IDLE_UNCHOKE_AFTER,
+    unused_after: float = UNUSED_UNCHOKE_AFTER,
+) -> set[Hashable]:
+    """Unchoked peers whose slots go back: those idle for ``idle_after`` (``idle_unchoked``)
+    and, while a choked peer that has asked for something (and progresses) waits, those
+    unchoked ``unused_after`` ago that have asked for nothing since, or take without
+    progressing. A peer that only says interested, or a client that never finishes,
+    keeps a slot from one that will use it for seconds, not ``idle_after``."""
+    peers = list(peers)
+    reclaim = idle_unchoked(peers, now, idle_after)
+    if _asker_waits(peers):
+        reclaim.update(
+            p.key
+            for p in peers
+            if p.unchoked_at is not None
+            and now - p.unchoked_at >= unused_after
+            and (p.last_request < p.unchoked_at or p.wasteful)
+        )
+    return reclaim
+
+
+def next_unused_check(
+    peers: Iterable[UploadUse], now: float, unused_after: float = UNUSED_UNCHOKE_AFTER
+) -> float | None:
+    """When ``slots_to_reclaim`` will next find an unused unchoke (a peer that asked
+    waits, an unchoke not yet ``unused_after`` old has seen no request), or None: the
+    engine looks again then, not at its next tick."""
+    peers = list(peers)
+    if not _asker_waits(peers):
+        return None
+    due = [
+        p.unchoked_at + unused_after
+        for p in peers
+        if p.unchoked_at is not None and p.last_request < p.unchoked_at and p.unchoked_at + unused_after > now
+    ]
+    return min(due, default=None)
 
 
 def idle_to_evict(

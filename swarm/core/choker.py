@@ -20,6 +20,9 @@ the engine's ``RateMeter``s):
   peers that have requested something (allowed-fast pieces count) three
   times as likely again: a connection that only says interested and never
   asks (slot squatting) is served last, in regular slots too;
+* peers that take without progressing (``wasteful``: we sent them far more
+  than the pieces they announced; a client that never finishes, a free
+  rider hiding what it has) come after every other peer, in every slot;
 * seeding: ranked by what we send them (``up_rate``, libtorrent's
   "fastest upload" seed choker) so the fastest downloaders are served and
   spread the data on, rotated (libtorrent's round robin): a peer that has
@@ -58,6 +61,7 @@ class PeerInfo:
     is_seed: bool = False  # the peer has everything
     optimistic_ok: bool = True
     asked: bool = False  # the peer has sent us a request (allowed-fast ones count): it uses slots
+    wasteful: bool = False  # it takes without progressing: served after everyone else
 
 
 class Choker:
@@ -111,7 +115,7 @@ class Choker:
         # something first: interested-but-silent connections (slot squatters) last
         ranked = sorted(
             (p for p in peers if seeding or not (p.snubbed or p.is_seed)),
-            key=lambda p: (served(p), -rate(p), not p.asked, p.key not in prev, rng.random()),
+            key=lambda p: (p.wasteful, served(p), -rate(p), not p.asked, p.key not in prev, rng.random()),
         )
         chosen: set[Hashable] = set()
         regular = 0
@@ -135,7 +139,7 @@ class Choker:
             if pool:
                 weights = [
                     (NEWCOMER_WEIGHT if now - p.connected_at < NEWCOMER_AGE else 1)
-                    * (ASKED_WEIGHT if p.asked else 1)
+                    * (ASKED_WEIGHT if p.asked and not p.wasteful else 1)
                     for p in pool
                 ]
                 current = rng.choices(pool, weights=weights)[0]

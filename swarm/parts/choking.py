@@ -10,6 +10,7 @@ queued requests is the upload side's (``Uploader.on_choked``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any, cast
 
@@ -30,6 +31,9 @@ class ChokeControl:
         self.torrent = torrent
         self.choker = Choker(slots=UPLOAD_SLOTS)
         self.idle_unchoke_after = admission.IDLE_UNCHOKE_AFTER
+        self.unused_unchoke_after = admission.UNUSED_UNCHOKE_AFTER
+        self.waste_slack = admission.WASTE_SLACK
+        self._look_again: asyncio.TimerHandle | None = None  # see _look_again_at
 
     def unchoked_count(self) -> int:
         return sum(1 for p in self.torrent.peers if not p.am_choking)
@@ -37,6 +41,7 @@ class ChokeControl:
     def unchoke(self, peer: PeerConnection) -> None:
         if peer.am_choking:
             peer.am_choking = False
+            peer.we_unchoked_at = time.monotonic()  # an unused unchoke is timed from here
             peer.send(wire.encode_unchoke())
 
     def choke(self, peer: PeerConnection) -> None:
@@ -73,15 +78,26 @@ class ChokeControl:
             uses.append(
                 admission.UploadUse(
                     p, p.peer_interested, p.we_unchoked_at, p.last_used, p.downloaded,
-                    caught_idle=p.idle_until > 0,
+                    caught_idle=p.idle_until > 0, asked=p.asked, passed_over=now < p.idle_until,
+                    wasteful=self.wasteful(p),
                 )
             )
         return uses
 
+    def wasteful(self, peer: PeerConnection) -> bool:
+        """We sent ``peer`` far more than the pieces it announced (a client that never finishes)."""
+        meta = self.torrent.meta
+        return meta is not None and admission.takes_without_progress(
+            peer.uploaded, peer.new_haves, meta.piece_length, self.waste_slack
+        )
+
     def reclaim_idle_slots(self, now: float) -> None:
         """Unchoked peers that request nothing give their slot back (to a peer that is
-        choked and interested) and are passed over for ``idle_unchoke_after``."""
-        idle = admission.idle_unchoked(self.upload_uses(now), now, self.idle_unchoke_after)
+        choked and interested) and are passed over for ``idle_unchoke_after``; sooner
+        (``unused_unchoke_after``) when a peer that has asked for something waits."""
+        uses = self.upload_uses(now)
+        idle = admission.slots_to_reclaim(uses, now, self.idle_unchoke_after, self.unused_unchoke_after)
+        self._look_again_at(admission.next_unused_check(uses, now, self.unused_unchoke_after), now)
         caught = [p for p in cast("set[PeerConnection]", idle) if now >= p.idle_until]
         if not caught:
             return  # nobody new: no extra rechoke (a peer kept unchoked anyway stays so)
@@ -89,6 +105,18 @@ class ChokeControl:
             p.idle_until = now + self.idle_unchoke_after
         if any(p.am_choking and p.peer_interested and now >= p.idle_until for p in self.torrent.peers):
             self.rechoke(now)
+
+    def _look_again_at(self, when: float | None, now: float) -> None:
+        """An unchoke becomes "unused" between two ticks while a peer waits: look then."""
+        if when is None or self._look_again is not None:
+            return
+
+        def look() -> None:
+            self._look_again = None
+            if not self.torrent.stopped:
+                self.reclaim_idle_slots(time.monotonic())
+
+        self._look_again = asyncio.get_running_loop().call_later(max(0.0, when - now), look)
 
     def rechoke(self, now: float) -> None:
         """Ask the pure choker whom to unchoke; send only the changes."""
@@ -104,6 +132,7 @@ class ChokeControl:
                 connected_at=p.connected_at,
                 is_seed=p.have is not None and p.have.all(),
                 asked=p.asked,
+                wasteful=self.wasteful(p),
             )
             for p in t.peers
             if not p.closed

@@ -159,6 +159,7 @@ class Downloader:
             picker.add_peer(peer, peer.have)
         if peer.have.set(m.index):
             picker.peer_have(peer, m.index)
+            peer.new_haves += 1
         if self.torrent.superseed is not None:
             self.torrent.uploader.peer_has(peer, (m.index,))
         self.update_interest(peer)

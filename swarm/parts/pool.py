@@ -18,7 +18,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from swarm.core import admission
-from swarm.core.eviction import PeerUse, choose_eviction
+from swarm.core.eviction import NEWCOMER_GRACE, PeerUse, choose_eviction
 from swarm.peer import PeerConnection
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class ConnectionPool:
         # interested peer may use nothing before its slot goes to another
         self.max_peers_per_ip: int = torrent.session.max_peers_per_ip
         self.idle_connection_after = admission.IDLE_CONNECTION_AFTER
+        self.newcomer_grace = NEWCOMER_GRACE  # a new peer is not replaced for this long
         self.manual: set[tuple[str, int]] = set()  # --peer addresses: retried while absent
         self.last_retry = time.monotonic()
         self.last_forget = 0.0  # see _forget_stale
@@ -209,7 +210,8 @@ class ConnectionPool:
         return True
 
     def _make_room(self, newcomer: PeerConnection) -> bool:
-        """At the cap: drop one peer that has been useless for a while (swarm.core.eviction)."""
+        """At the cap: drop the least useful peer, if one is bad enough (swarm.core.eviction):
+        a pool full of connections that never ask must not refuse one that will."""
         now = time.monotonic()
         manual = newcomer.outgoing and newcomer.source == "manual"
         if manual and len(self.peers) < MAX_PEERS + MANUAL_EXTRA:
@@ -223,10 +225,15 @@ class ConnectionPool:
                 has_what_we_want=p.have is not None and (picker is None or picker.is_interesting(p)),
                 connected_at=p.connected_at,
                 last_recv=p.last_recv,
+                asked=p.asked,
+                caught_idle=p.idle_until > 0,
+                unchoked=not p.am_choking,
+                announced=p.new_haves > 0,
+                ip=p.address[0],
             )
             for p in self.peers
         ]
-        worst = choose_eviction(uses, now)
+        worst = choose_eviction(uses, now, grace=self.newcomer_grace, newcomer_ip=newcomer.address[0])
         if worst is None:
             # a peer that says interested and never asks holds a slot for nothing
             worst = admission.idle_to_evict(self.torrent.choking.upload_uses(now), now, self.idle_connection_after)

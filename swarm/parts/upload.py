@@ -102,7 +102,13 @@ class Uploader:
     # ------------------------------------------------------------ requests in
 
     def on_request(self, peer: PeerConnection, m: wire.Request) -> None:
+        first_while_choked = peer.am_choking and not peer.asked
         peer.asked = True
+        self._queue_or_reject(peer, m)
+        if first_while_choked:  # a slot left unused may be its now, not at the next tick
+            self.torrent.choking.reclaim_idle_slots(time.monotonic())
+
+    def _queue_or_reject(self, peer: PeerConnection, m: wire.Request) -> None:
         index = m.index
         if not self.torrent.have[index] or m.length > wire.BLOCK_SIZE * 8:
             self.reject(peer, m.index, m.begin, m.length)

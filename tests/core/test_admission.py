@@ -9,6 +9,9 @@ from swarm.core.admission import (
     idle_to_evict,
     idle_unchoked,
     ip_at_cap,
+    next_unused_check,
+    slots_to_reclaim,
+    takes_without_progress,
 )
 
 
@@ -60,6 +63,50 @@ def test_idle_to_evict_picks_the_longest_idle_interested_peer_that_gives_nothing
     assert idle_to_evict(peers, 60.0, after=60.0) is None
     assert idle_to_evict(peers, 66.0, after=60.0) == "b"
     assert idle_to_evict(peers, 100.0, after=60.0) == "b"
+
+
+def test_an_unused_unchoke_goes_back_within_seconds_when_a_peer_that_asked_waits() -> None:
+    """Round robin: a slot offered and not used goes to a peer that requests, after
+    UNUSED_UNCHOKE_AFTER, not IDLE_UNCHOKE_AFTER; with nobody waiting who asked,
+    nothing changes early (an honest peer with a full pipeline elsewhere keeps its
+    slot), and a peer that requested since its unchoke keeps it."""
+    squatter = UploadUse("squatter", True, unchoked_at=10.0, last_request=0.0)
+    user = UploadUse("user", True, unchoked_at=10.0, last_request=12.0, asked=True)
+    asker = UploadUse("asker", True, unchoked_at=None, last_request=11.0, asked=True)
+    silent = UploadUse("silent", True, unchoked_at=None, last_request=0.0)  # cannot ask while choked
+    assert slots_to_reclaim([squatter, user, asker], 12.9, 15.0, 3.0) == set()
+    assert slots_to_reclaim([squatter, user, asker], 13.0, 15.0, 3.0) == {"squatter"}
+    assert slots_to_reclaim([squatter, user, silent], 20.0, 15.0, 3.0) == set()
+    passed_over = UploadUse("asker", True, None, 11.0, asked=True, passed_over=True)
+    assert slots_to_reclaim([squatter, user, passed_over], 20.0, 15.0, 3.0) == set()
+    assert slots_to_reclaim([squatter, user, silent], 25.0, 15.0, 3.0) == {"squatter"}  # the idle rule
+
+
+def test_the_engine_looks_again_when_an_unchoke_becomes_unused() -> None:
+    """Not at its next tick (up to a second later): the moment the youngest unused
+    unchoke reaches UNUSED_UNCHOKE_AFTER while a peer that asked waits."""
+    young = UploadUse("young", True, unchoked_at=10.4, last_request=0.0)
+    used = UploadUse("used", True, unchoked_at=10.0, last_request=10.2, asked=True)
+    asker = UploadUse("asker", True, unchoked_at=None, last_request=10.1, asked=True)
+    assert next_unused_check([young, used, asker], 10.5, 1.0) == 11.4
+    assert next_unused_check([young, used], 10.5, 1.0) is None  # nobody waits
+    assert next_unused_check([young, used, asker], 11.4, 1.0) is None  # due now: slots_to_reclaim has it
+    assert slots_to_reclaim([young, used, asker], 11.4, 15.0, 1.0) == {"young"}
+
+
+def test_a_client_that_never_finishes_gives_its_slot_to_one_that_progresses() -> None:
+    """We sent it far more than the pieces it announced: while a peer that asked waits,
+    its slot goes back even though it keeps requesting; not while nobody waits."""
+    piece = 256 * 1024
+    assert not takes_without_progress(8 * 2**20, 0, piece, slack=16 * 2**20)
+    assert not takes_without_progress(100 * 2**20, 350, piece, slack=16 * 2**20)  # announces
+    assert takes_without_progress(100 * 2**20, 10, piece, slack=16 * 2**20)
+    taker = UploadUse("taker", True, unchoked_at=10.0, last_request=19.0, asked=True, wasteful=True)
+    asker = UploadUse("asker", True, unchoked_at=None, last_request=18.0, asked=True)
+    assert slots_to_reclaim([taker, asker], 20.0, 15.0, 3.0) == {"taker"}
+    assert slots_to_reclaim([taker], 20.0, 15.0, 3.0) == set()
+    other_taker = UploadUse("t2", True, unchoked_at=None, last_request=18.0, asked=True, wasteful=True)
+    assert slots_to_reclaim([taker, other_taker], 20.0, 15.0, 3.0) == set()
 
 
 def test_ip_cap() -> None:

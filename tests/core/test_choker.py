@@ -236,3 +236,17 @@ def test_seeding_prefers_waiting_peers_that_asked_for_something(seed: int) -> No
     honest = PeerInfo(key="honest", interested=True, down_rate=0.0, up_rate=0.0, asked=True)
     chosen = choker.rechoke([*squatters, honest], now=0.0, seeding=True)
     assert "honest" in chosen
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_seeding_serves_peers_that_progress_before_clients_that_never_finish(seed: int) -> None:
+    """Four connections download fast and announce nothing (we sent them far more than
+    their pieces: ``wasteful``); an honest leecher that has asked takes a regular slot
+    from them at once, and keeps it when its rotation is due and they wait."""
+    choker = Choker(slots=4, rng=random.Random(seed))
+    takers = [peer(f"t{i}", up=5e6, asked=True, wasteful=True) for i in range(4)]
+    honest = peer("honest", asked=True)
+    assert choker.rechoke(takers, now=0.0, seeding=True) >= {"t0", "t1", "t2", "t3"}
+    assert "honest" in choker.rechoke([*takers, honest], now=10.0, seeding=True)
+    later = [*takers, peer("honest", up=1e8, asked=True)]
+    assert "honest" in choker.rechoke(later, now=50.0, seeding=True)  # held 40 s: rotation due

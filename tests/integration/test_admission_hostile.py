@@ -6,7 +6,10 @@ Several source addresses (127.0.0.x) stand in for distinct hosts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -209,3 +212,124 @@ async def test_a_full_dial_list_forgets_peers_that_left(tmp_path: Path) -> None:
         torrent.add_peer("127.0.0.5", 7000, "tracker")
         assert ("127.0.0.5", 7000) in torrent.pool.known
         assert len(torrent.pool.known) <= 5
+
+
+async def take_forever(p: RawPeer, meta: Metainfo) -> None:
+    """A client that never finishes: requests random blocks whenever unchoked (and
+    one at once, so the choker knows it asks), reads them, announces nothing."""
+    rng = random.Random(7)
+    p.send(wire.encode_request(0, 0, wire.BLOCK_SIZE))
+    in_flight = 1
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        while True:
+            (length,) = struct.unpack(">I", await p.reader.readexactly(4))
+            body = await p.reader.readexactly(length) if length else b""
+            if body[:1] == b"\x01":  # unchoke
+                in_flight = 0
+            elif body[:1] == b"\x07":  # piece
+                in_flight -= 1
+            if body[:1] in (b"\x01", b"\x07"):
+                while in_flight < 4:
+                    p.send(wire.encode_request(rng.randrange(meta.num_pieces - 1), 0, wire.BLOCK_SIZE))
+                    in_flight += 1
+
+
+async def test_an_honest_leecher_gets_in_and_is_served_at_once_while_squatters_fill_the_pool(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The flood of benchmarks/many_connections.py, small: 30 connections without the
+    fast extension (reserved bytes of zero) say ``interested``; most never request,
+    every fifth requests random blocks whenever unchoked and announces nothing (a
+    client that never finishes). They fill a pool of 20 and every unchoke slot, with
+    the default idle timings. An honest leecher arriving after them must take the
+    place of the worst squatter and an unchoke slot at once, and complete within
+    seconds (before: refused until a squatter had left an unchoke unused for 15 s
+    and 30 s had passed since it connected, i.e. 30 s or more)."""
+    from swarm.parts import pool
+
+    monkeypatch.setattr(pool, "MAX_PEERS", 20)
+    async with made(tmp_path, size=96 * PIECE) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        torrent: Any = seed.torrents[s.meta.info_hash]
+        torrent.choking.waste_slack = 8 * PIECE  # a small file: "far more" is scaled down with it
+        assert seed.port is not None
+        squatters: list[RawPeer] = []
+        takers: list[asyncio.Task[None]] = []
+        try:
+            for i in range(30):
+                p = await raw_from(f"127.0.0.{2 + i % 5}", seed.port)
+                if await p.handshake(s.meta.info_hash, reserved=bytes(8)) is not None:
+                    p.send(wire.encode_interested())
+                    await p.drain()
+                    if i % 5 == 0:
+                        takers.append(asyncio.create_task(take_forever(p, s.meta)))
+                squatters.append(p)
+            assert await poll(lambda: len(torrent.peers) == 20, timeout=10), len(torrent.peers)
+            assert await poll(
+                lambda: all(peer.peer_interested for peer in torrent.peers), timeout=10
+            )
+            # the clients that never finish have been served far more than the pieces
+            # they announced (none): without that rule they would keep every slot
+            assert await poll(
+                lambda: sum(torrent.choking.wasteful(peer) for peer in torrent.peers) >= 4, timeout=15
+            )
+            # as if they had all been there for a minute (past any newcomer's grace)
+            for peer in torrent.peers:
+                peer.connected_at -= 60.0
+            squatting = set(torrent.peers)
+            out = tmp_path / "honest"
+            out.mkdir()
+            async with Session("127.0.0.1", 0) as leecher:
+                h = await leecher.add_torrent(s.meta, out, peers=[("127.0.0.1", seed.port)])
+                await h.wait_complete(8)
+            assert (out / "f.bin").read_bytes() == s.payload
+            assert len(squatting - set(torrent.peers)) >= 1  # one made room
+        finally:
+            for task in takers:
+                task.cancel()
+            for p in squatters:
+                p.writer.close()
+
+
+async def test_a_full_pool_replaces_squatters_but_keeps_a_peer_busy_elsewhere(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A client whose pipeline is full with other peers says interested, asks us
+    nothing, but announces the pieces it gets (HAVE): newcomers from other addresses
+    replace the silent squatters, oldest first, never it (before: every newcomer
+    was refused at the cap)."""
+    from swarm.parts import pool
+
+    monkeypatch.setattr(pool, "MAX_PEERS", 4)
+    async with made(tmp_path) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        torrent: Any = seed.torrents[s.meta.info_hash]
+        assert seed.port is not None
+        conns: list[RawPeer] = []
+        try:
+            for host in range(2, 6):  # .2 is busy elsewhere, .3-.5 squat
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                assert await p.handshake(s.meta.info_hash, reserved=bytes(8)) is not None
+                p.send(wire.encode_interested())
+                if host == 2:
+                    p.send(wire.encode_have(3))
+                await p.drain()
+                conns.append(p)
+            assert await poll(lambda: len(torrent.peers) == 4, timeout=10)
+            busy = next(peer for peer in torrent.peers if peer.address[0] == "127.0.0.2")
+            assert await poll(lambda: busy.have is not None and busy.have.count == 1, timeout=5)
+            for age, peer in enumerate(sorted(torrent.peers, key=lambda peer: peer.address[0])):
+                peer.connected_at -= 60.0 + 10 * (5 - age)  # all past their grace, .2 the oldest
+            for host in range(6, 9):
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                conns.append(p)
+                assert await p.handshake(s.meta.info_hash, reserved=bytes(8)) is not None
+                p.send(wire.encode_interested())
+                await p.drain()
+                ip = f"127.0.0.{host}"
+                assert await poll(lambda ip=ip: any(peer.address[0] == ip for peer in torrent.peers), timeout=5)  # type: ignore[misc]
+            addresses = sorted(peer.address[0] for peer in torrent.peers)
+            assert addresses == ["127.0.0.2", "127.0.0.6", "127.0.0.7", "127.0.0.8"], addresses
+        finally:
+            for p in conns:
+                p.writer.close()
