@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections import deque
 from typing import Any, Protocol, cast
@@ -162,6 +163,9 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.allowed_fast: set[int] = set()  # pieces they let us request while choked
         self.our_allowed_fast: frozenset[int] = frozenset()  # what we let them
         self.snubbed = False
+        # Downloader.fill sends requests only once at most this many are outstanding
+        # (its last pipeline depth less an eighth): a read of blocks above it skips fill.
+        self.refill_at = sys.maxsize
         self.unchoked_at = now
         self.last_block = now
         # Requests they made of us, served in order by one task. One deque for the

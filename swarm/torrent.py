@@ -356,14 +356,11 @@ class Torrent:
         handlers = self._handlers
         on_piece = self.downloader.on_piece
         piece_t = wire.Piece
-        refill = False
+        refill = False  # a message other than a block may change what to request
         got = 0
         for m in msgs:
             if type(m) is piece_t:
-                n = on_piece(peer, m)
-                if n:
-                    got += n
-                    refill = True
+                got += on_piece(peer, m)
             else:
                 h = handlers.get(type(m))
                 if h is not None:
@@ -374,6 +371,8 @@ class Torrent:
         if got:
             self.downloader.received(peer, got, now)
             self.session.throttle.received(peer, got)  # --max-down: pauses reading while over
+        if got and len(peer.requests) <= peer.refill_at:
+            refill = True  # else fill would send nothing: not worth its rate and depth sums per read
         if refill and peer.am_interested and not peer.closed:
             self.downloader.fill(peer, now)
 
