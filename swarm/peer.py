@@ -166,6 +166,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         # Downloader.fill sends requests only once at most this many are outstanding
         # (its last pipeline depth less an eighth): a read of blocks above it skips fill.
         self.refill_at = sys.maxsize
+        # Payload of the blocks booked during this read (Downloader.make_landed), for on_messages
+        self.landed_bytes = 0
         self.unchoked_at = now
         self.last_block = now
         # Requests they made of us, served in order by one task. One deque for the
@@ -250,7 +252,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             decoder = self.decoder
             if decoder is not None:
                 msgs = decoder.buffer_updated(nbytes)
-                if msgs:
+                if msgs or self.landed_bytes:
                     self.last_recv = time.monotonic()
                     assert self.torrent is not None
                     self.torrent.on_messages(self, msgs)

@@ -313,9 +313,12 @@ class Torrent:
 
     def make_decoder(self, peer: PeerConnection) -> wire.MessageDecoder:
         m = self.meta
-        sink = self.downloader.make_sink(peer)
+        d = self.downloader
         # direct=True (kernel -> piece buffer) measured no better: one more recv per block
-        return wire.MessageDecoder(m.num_pieces, m.piece_length, m.total_length, block_sink=sink)
+        return wire.MessageDecoder(
+            m.num_pieces, m.piece_length, m.total_length,
+            block_sink=d.make_sink(peer), block_landed=d.make_landed(peer),
+        )
 
     def peer_ready(self, peer: PeerConnection) -> None:
         assert self.picker is not None
@@ -351,13 +354,15 @@ class Torrent:
             self.pool.connect_more()
 
     def on_messages(self, peer: PeerConnection, msgs: list[Any]) -> None:
-        """A read's worth of decoded messages: blocks to the download side, the rest by type."""
+        """A read's worth of decoded messages (and of blocks already booked by the decoder's
+        ``block_landed``): blocks to the download side, the rest by type."""
         now = time.monotonic()
         handlers = self._handlers
         on_piece = self.downloader.on_piece
         piece_t = wire.Piece
         refill = False  # a message other than a block may change what to request
-        got = 0
+        got = peer.landed_bytes  # blocks the decoder reported whole (Downloader.make_landed)
+        peer.landed_bytes = 0
         for m in msgs:
             if type(m) is piece_t:
                 got += on_piece(peer, m)

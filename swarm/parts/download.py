@@ -12,8 +12,9 @@ timed out are ``swarm.core.requests``'s. A completed piece is handed to
 ``swarm.parts.completion`` with ``take_buffer``.
 
 The block path is the hot one: a block lands in its piece buffer through the
-decoder's block sink (``make_sink``), and ``on_piece`` only does dictionary
-bookkeeping per block.
+decoder's block sink (``make_sink``), and ``make_landed``'s callback (or
+``on_piece``, for a block split across reads) only does dictionary bookkeeping
+per block.
 """
 
 from __future__ import annotations
@@ -84,6 +85,33 @@ class Downloader:
             return view[begin : begin + length]
 
         return sink
+
+    def make_landed(self, peer: PeerConnection) -> Callable[[int, int, int], None]:
+        """The decoder's ``block_landed``: ``on_piece`` for a block the sink took and the
+        decoder copied whole within one read, the common case. The sink has just checked
+        the request and set the landing mark, and nothing ran since: no checks, no
+        message object. Bytes are summed on ``peer.landed_bytes`` for ``received``."""
+        requests = peer.requests
+        landing = self.landing
+        torrent = self.torrent
+        completion = torrent.completion
+        send_cancels = self.send_cancels
+
+        def landed(index: int, begin: int, length: int) -> None:
+            key = (index, begin)
+            del landing[key]
+            del requests[key]
+            picker = torrent.picker
+            assert picker is not None
+            complete, cancels = picker.on_block(peer, index, begin)
+            completion.note_sender(index, begin, peer)
+            peer.landed_bytes += length
+            if cancels:
+                send_cancels(cancels)
+            if complete:
+                completion.piece_complete(index)
+
+        return landed
 
     def on_piece(self, peer: PeerConnection, m: wire.Piece) -> int:
         """Bytes of a requested block received (0 for an unrequested one).
