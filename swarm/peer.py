@@ -65,6 +65,10 @@ class PeerOwner(Protocol):
 
     def on_messages(self, peer: PeerConnection, msgs: list[Any]) -> None: ...
 
+    def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
+        """The block if it can be had without waiting (cached, no upload limit), else None."""
+        ...
+
     async def read_block(self, index: int, begin: int, length: int) -> memoryview: ...
 
     def upload_failed(self, peer: PeerConnection, index: int, begin: int, length: int, exc: StorageError) -> bool:
@@ -412,8 +416,11 @@ class PeerConnection(asyncio.BufferedProtocol):
                     await self._drained.wait()
                     continue
                 index, begin, length = queue.popleft()
+                # Most blocks come from a cached piece: no coroutine chain to await for them.
+                block = torrent.block_now(index, begin, length)
                 try:
-                    block = await torrent.read_block(index, begin, length)
+                    if block is None:
+                        block = await torrent.read_block(index, begin, length)
                 except StorageError as exc:
                     # our copy of the piece went bad (file changed under us): the
                     # torrent stops advertising it; a BEP 6 peer gets a reject

@@ -348,6 +348,15 @@ class Storage:
         then ``read_block(index, 0, piece_size)`` returns the cached bytes without a copy."""
         return self._cache_enabled
 
+    def cached_piece(self, index: int) -> bytes | None:
+        """A verified piece from the upload cache, without waiting (None: not cached)."""
+        piece = self._cache.get(index)
+        if piece is not None and index in self.have:
+            self.cache_hits += 1
+            self._cache.move_to_end(index)
+            return piece
+        return None
+
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
         """A block of a piece we have, for an upload.
 

@@ -387,6 +387,11 @@ class Torrent:
         if discovery is not None and not self.meta.private:
             discovery.on_port_message(peer.address[0], m.port)
 
+    def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
+        if not self.session.throttle.up.unlimited:
+            return None  # --max-up: read_block waits for the bucket
+        return self.uploader.block_now(index, begin, length)
+
     async def read_block(self, index: int, begin: int, length: int) -> memoryview:
         await self.session.throttle.upload(length)  # --max-up: the upload queue waits its turn
         return await self.uploader.read_block(index, begin, length)
