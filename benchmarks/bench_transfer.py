@@ -129,12 +129,15 @@ def wait_rusage(proc: subprocess.Popen[Any], timeout: float) -> tuple[int, float
 
 # --------------------------------------------------------------------- swarm
 
+#: What LT_SETTINGS turns off in libtorrent, off in swarm too: DHT and LSD (start-up and traffic).
+SWARM_OFF = ("--no-dht", "--no-lsd")
+
 
 def run_swarm(data: Path, torrent: Path, out: Path, size: int, encryption: str = "prefer") -> dict[str, float]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     seed = subprocess.Popen(
         [PY, "-m", "swarm", "seed", str(data), "--torrent", str(torrent),
-         "--host", "127.0.0.1", "--port", "0", "--json", "--encryption", encryption],
+         "--host", "127.0.0.1", "--port", "0", "--json", "--encryption", encryption, *SWARM_OFF],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=data.parent, env=env,
     )
     try:
@@ -144,7 +147,7 @@ def run_swarm(data: Path, torrent: Path, out: Path, size: int, encryption: str =
         t0 = time.monotonic()
         leech = subprocess.Popen(
             [PY, "-m", "swarm", "get", str(torrent), "-o", str(out), "--host", "127.0.0.1",
-             "--port", "0", "--peer", f"127.0.0.1:{port}", "--json", "--encryption", encryption],
+             "--port", "0", "--peer", f"127.0.0.1:{port}", "--json", "--encryption", encryption, *SWARM_OFF],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
         )
         sampler = Sampler(leech.pid)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections import deque
 from typing import Any, Protocol, cast
@@ -68,6 +69,10 @@ class PeerOwner(Protocol):
     def peer_closed(self, peer: PeerConnection) -> None: ...
 
     def on_messages(self, peer: PeerConnection, msgs: list[Any]) -> None: ...
+
+    def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
+        """The block if it can be had without waiting (cached, no upload limit), else None."""
+        ...
 
     async def read_block(self, index: int, begin: int, length: int) -> memoryview: ...
 
@@ -167,6 +172,11 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.allowed_fast: set[int] = set()  # pieces they let us request while choked
         self.our_allowed_fast: frozenset[int] = frozenset()  # what we let them
         self.snubbed = False
+        # Downloader.fill sends requests only once at most this many are outstanding
+        # (its last pipeline depth less an eighth): a read of blocks above it skips fill.
+        self.refill_at = sys.maxsize
+        # Payload of the blocks booked during this read (Downloader.make_landed), for on_messages
+        self.landed_bytes = 0
         self.unchoked_at = now
         self.last_block = now
         # Requests they made of us, served in order by one task. One deque for the
@@ -252,7 +262,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             decoder = self.decoder
             if decoder is not None:
                 msgs = decoder.buffer_updated(nbytes)
-                if msgs:
+                if msgs or self.landed_bytes:
                     self.last_recv = time.monotonic()
                     assert self.torrent is not None
                     self.torrent.on_messages(self, msgs)
@@ -414,8 +424,11 @@ class PeerConnection(asyncio.BufferedProtocol):
                     await self._drained.wait()
                     continue
                 index, begin, length = queue.popleft()
+                # Most blocks come from a cached piece: no coroutine chain to await for them.
+                block = torrent.block_now(index, begin, length)
                 try:
-                    block = await torrent.read_block(index, begin, length)
+                    if block is None:
+                        block = await torrent.read_block(index, begin, length)
                 except StorageError as exc:
                     # our copy of the piece went bad (file changed under us): the
                     # torrent stops advertising it; a BEP 6 peer gets a reject

@@ -355,6 +355,14 @@ class Storage:
         then ``read_block(index, 0, piece_size)`` returns the cached bytes without a copy."""
         return self._cache_enabled
 
+    def cached_piece(self, index: int) -> bytes | None:
+        """A verified piece from the upload cache, without waiting (None: not cached)."""
+        piece = self._cache.get(index) if index in self.have else None
+        if piece is not None:
+            self.cache_hits += 1
+            self._cache.move_to_end(index)
+        return piece
+
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
         """A block of a piece we have, for an upload.
 
@@ -378,11 +386,8 @@ class Storage:
                 raise
             assert isinstance(data, bytes)
             return data
-        piece = self._cache.get(index)
-        if piece is not None:
-            self.cache_hits += 1
-            self._cache.move_to_end(index)
-        else:
+        piece = self.cached_piece(index)
+        if piece is None:
             task = self._loading.get(index)
             if task is None:
                 self.cache_misses += 1

@@ -331,9 +331,12 @@ class Torrent:
 
     def make_decoder(self, peer: PeerConnection) -> wire.MessageDecoder:
         m = self.meta
-        sink = self.downloader.make_sink(peer)
+        d = self.downloader
         # direct=True (kernel -> piece buffer) measured no better: one more recv per block
-        return wire.MessageDecoder(m.num_pieces, m.piece_length, m.total_length, block_sink=sink)
+        return wire.MessageDecoder(
+            m.num_pieces, m.piece_length, m.total_length,
+            block_sink=d.make_sink(peer), block_landed=d.make_landed(peer),
+        )
 
     def peer_ready(self, peer: PeerConnection) -> None:
         assert self.picker is not None
@@ -372,19 +375,18 @@ class Torrent:
             self.pool.connect_more()
 
     def on_messages(self, peer: PeerConnection, msgs: list[Any]) -> None:
-        """A read's worth of decoded messages: blocks to the download side, the rest by type."""
+        """A read's worth of decoded messages (and of blocks already booked by the decoder's
+        ``block_landed``): blocks to the download side, the rest by type."""
         now = time.monotonic()
         handlers = self._handlers
         on_piece = self.downloader.on_piece
         piece_t = wire.Piece
-        refill = False
-        got = 0
+        refill = False  # a message other than a block may change what to request
+        got = peer.landed_bytes  # blocks the decoder reported whole (Downloader.make_landed)
+        peer.landed_bytes = 0
         for m in msgs:
             if type(m) is piece_t:
-                n = on_piece(peer, m)
-                if n:
-                    got += n
-                    refill = True
+                got += on_piece(peer, m)
             else:
                 h = handlers.get(type(m))
                 if h is not None:
@@ -395,6 +397,8 @@ class Torrent:
         if got:
             self.downloader.received(peer, got, now)
             self.session.throttle.received(peer, got)  # --max-down: pauses reading while over
+        if got and len(peer.requests) <= peer.refill_at:
+            refill = True  # else fill would send nothing: not worth its rate and depth sums per read
         if refill and peer.am_interested and not peer.closed:
             self.downloader.fill(peer, now)
 
@@ -403,6 +407,11 @@ class Torrent:
         discovery = self.session.discovery
         if discovery is not None and not self.meta.private:
             discovery.on_port_message(peer.address[0], m.port)
+
+    def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
+        if not self.session.throttle.up.unlimited:
+            return None  # --max-up: read_block waits for the bucket
+        return self.uploader.block_now(index, begin, length)
 
     async def read_block(self, index: int, begin: int, length: int) -> memoryview:
         await self.session.throttle.upload(length)  # --max-up: the upload queue waits its turn

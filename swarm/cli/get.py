@@ -160,8 +160,9 @@ async def drive(
     stop_task = asyncio.ensure_future(stop.wait())
     try:
         while True:
-            reporter.update(handle.status())
-            if handle.status().state == "error":
+            status = handle.status()  # not cheap (piece and availability maps): once a turn
+            reporter.update(status)
+            if status.state == "error":
                 break
             if handle.is_complete() and not complete:
                 complete = True

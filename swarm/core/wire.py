@@ -608,6 +608,8 @@ def encode(msg: Message) -> bytes:
 # Decoder
 
 BlockSink = Callable[[int, int, int], "memoryview | None"]
+#: Called with (index, begin, length) once a taken block is whole in its slot.
+BlockLanded = Callable[[int, int, int], None]
 
 #: Exact length prefix of the fixed-size messages.
 _FIXED_LEN = {
@@ -678,6 +680,13 @@ class MessageDecoder:
     ``Piece(index, begin, bytes)`` so the engine can count them as waste; the
     same happens for every block when there is no sink.
 
+    ``block_landed(index, begin, length)``, if given, is called instead of
+    yielding a message for a taken block that arrived whole within one read
+    (the common case), right after its bytes are copied into the slot, in
+    stream order with the sink's calls: the engine's per-block bookkeeping
+    without a message object or a pass over a list. Blocks split across reads
+    are still yielded as ``Piece(index, begin, None)``.
+
     ``direct=True`` makes ``get_buffer`` return the slot itself while a block
     is incomplete, so the kernel writes the block's tail straight into the
     piece buffer; it costs one extra recv per block (see benchmarks/bench_wire.py).
@@ -698,6 +707,7 @@ class MessageDecoder:
         "_skip",
         "_declined",
         "_sink",
+        "_landed",
         "_direct",
         "max_block",
         "max_extended",
@@ -719,6 +729,7 @@ class MessageDecoder:
         max_block: int = MAX_BLOCK,
         max_extended: int = MAX_EXTENDED,
         block_sink: BlockSink | None = None,
+        block_landed: BlockLanded | None = None,
         direct: bool = False,
     ) -> None:
         if max_block < 1 or max_extended < 1:
@@ -726,6 +737,7 @@ class MessageDecoder:
         self.max_block = max_block
         self.max_extended = max_extended
         self._sink = block_sink
+        self._landed = block_landed
         self._direct = direct
         self._buf = bytearray(_MIN_BUFFER)
         self._mv = memoryview(self._buf)
@@ -909,6 +921,7 @@ class MessageDecoder:
         plen = self.piece_length or 0
         last_size = self._last_piece_size
         sink = self._sink
+        landed = self._landed
         while self._slot is None and not self._skip:
             avail = end - pos
             if avail < 5:
@@ -950,7 +963,10 @@ class MessageDecoder:
                         stop = pos + 13 + blen
                         slot[:] = mv[pos + 13 : stop]
                         pos = stop
-                        out.append(Piece(index, begin, None))
+                        if landed is None:
+                            out.append(Piece(index, begin, None))
+                        else:
+                            landed(index, begin, blen)  # raising leaves us undefined, as ProtocolError does
                         continue
                     slot[:have] = mv[pos + 13 : end]
                     self._slot = slot

@@ -147,6 +147,18 @@ class Uploader:
 
     # ------------------------------------------------------------ serving
 
+    def block_now(self, index: int, begin: int, length: int) -> memoryview | None:
+        """``read_block`` without a wait when its piece is in Storage's cache (the
+        seed's common case: one piece serves 64 requests); None otherwise."""
+        t = self.torrent
+        cached = getattr(t.storage, "cached_piece", None)
+        if cached is None or not 0 <= index < t.num_pieces:
+            return None
+        piece = cached(index)
+        if piece is None or begin < 0 or length <= 0 or begin + length > len(piece):
+            return None  # read_block decides (and raises for bad bounds)
+        return memoryview(piece)[begin : begin + length]
+
     async def read_block(self, index: int, begin: int, length: int) -> memoryview:
         """A block for an upload. The piece cache is Storage's (one disk read
         for every block and peer, SHA-1 checked on load); when it holds whole

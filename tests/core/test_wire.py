@@ -243,6 +243,37 @@ def test_sink_any_chunking_buffer_protocol(cuts: list[int], direct: bool, use_fe
     assert bytes(sink.slots[(0, 100)]) == b"abc"
 
 
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=1, max_value=5000), max_size=40))
+def test_block_landed_replaces_the_message_of_a_block_copied_whole(cuts: list[int]) -> None:
+    """With ``block_landed``, a block that arrived whole in one read is reported by that
+    call (after its bytes are in the slot), not as a message; one split across reads
+    still comes as Piece(index, begin, None). Every taken block is reported exactly once,
+    in stream order among the other messages' blocks."""
+    sink = RecordingSink()
+    landed: list[tuple[int, int, int]] = []
+
+    def on_landed(index: int, begin: int, length: int) -> None:
+        assert bytes(sink.slots[(index, begin)][:1]) != b"\x00"  # the copy is done
+        landed.append((index, begin, length))
+
+    d = dec(block_sink=sink, block_landed=on_landed)
+    out: list[object] = []
+    pos = 0
+    for c in [*cuts, len(STREAM)]:
+        chunk = STREAM[pos : pos + c]
+        pos += len(chunk)
+        out += d.feed(chunk)
+    pieces = [m for m in out if isinstance(m, Piece)]
+    assert all(m.data is None for m in pieces)
+    assert [m for m in out if not isinstance(m, Piece)] == [m for m in ALL_MESSAGES * 3 if not isinstance(m, Piece)]
+    reported = sorted([(i, b) for i, b, _ in landed] + [(m.index, m.begin) for m in pieces])
+    assert reported == sorted((m.index, m.begin) for m in ALL_MESSAGES * 3 if isinstance(m, Piece))
+    assert bytes(sink.slots[(9, 0)]) == b"z" * 1000
+    if not cuts:  # one read: every block whole
+        assert not pieces and (9, 0, 1000) in landed
+
+
 def test_declined_block_is_yielded_with_data_and_sink_called_once() -> None:
     sink = RecordingSink(accept=False)
     d = dec(block_sink=sink)

@@ -39,3 +39,36 @@ async def test_one_read_cache_for_uploads(tmp_path: Path) -> None:
                 await t.read_block(index, begin, length)
         assert t.have.all() and t.uploader.lost_pieces == 0
     assert (out / "f.bin").read_bytes() == payload
+
+
+async def test_cached_blocks_are_served_without_awaiting_the_read_chain(tmp_path: Path) -> None:
+    """Issue 17 (seed CPU per block): a block of a cached piece comes from
+    ``Torrent.block_now``; the awaited ``read_block`` chain runs once per piece
+    (the load), not once per block. Bad ranges still go the checked way."""
+    payload = os.urandom(24 * 65536 + 999)
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", piece_length=65536)  # 4 blocks a piece
+    meta = parse_metainfo(data)
+    async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
+        seed = await seed_s.add_torrent(data, src, seed_only=True)
+        t = seed._t
+        awaited = 0
+        real_read = t.read_block
+
+        async def counting_read(index: int, begin: int, length: int) -> memoryview:
+            nonlocal awaited
+            awaited += 1
+            return await real_read(index, begin, length)
+
+        t.read_block = counting_read  # type: ignore[method-assign]
+        leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", seed_s.port or 0)])
+        await leech.wait_complete(timeout=30)
+        blocks = -(-len(payload) // 16384)
+        assert awaited <= meta.num_pieces + 4  # the loads (and a few blocks queued behind one)
+        assert t.uploader.uploaded >= len(payload) and blocks > 2 * meta.num_pieces
+        assert t.block_now(3, 65536 - 10, 100) is None  # read_block raises for it
+        assert bytes(t.block_now(3, 16384, 16384) or b"") == payload[3 * 65536 + 16384 : 3 * 65536 + 32768]
+    assert (out / "f.bin").read_bytes() == payload
