@@ -97,9 +97,7 @@ class Storage:
         n = len(self.layout.files)
         if wanted_files is not None and any(not 0 <= i < n for i in wanted_files):
             raise StorageError("wanted file index out of range")
-        self.wanted_files = (
-            set(range(n)) if wanted_files is None else set(wanted_files)
-        )
+        self.wanted_files = set(range(n)) if wanted_files is None else set(wanted_files)
         self.have = Bitfield(self.layout.num_pieces)
         self._checks = write_checks(meta)
         self._paths: list[tuple[str, ...] | None] = []  # None for pad files
@@ -364,13 +362,9 @@ class Storage:
         return piece
 
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
-        """A block of a piece we have, for an upload.
-
-        Bad bounds: ProtocolError (the requester's fault: drop the peer). A
-        piece not verified on disk, disk trouble or data that no longer matches
-        its hash: StorageError, and the piece is cleared from ``have`` (the
-        caller should stop advertising it and fetch it again).
-        """
+        """A block of a piece we have, for an upload. Bad bounds: ProtocolError (drop the
+        peer). Not verified, disk trouble or data no longer matching its hash: StorageError,
+        and the piece leaves ``have`` (stop advertising it, fetch it again)."""
         if not 0 <= index < self.layout.num_pieces:
             raise ProtocolError(f"request for piece {index} out of range")
         size = self.layout.piece_size(index)
@@ -379,13 +373,7 @@ class Storage:
         if index not in self.have:
             raise StorageError(f"piece {index} is not verified on disk")
         if not self._cache_enabled:
-            try:
-                data = await self._run(self._read_job, index, begin, length, False)
-            except StorageError:
-                self.have.clear(index)
-                raise
-            assert isinstance(data, bytes)
-            return data
+            return await self._read_or_forget(index, begin, length, False)
         piece = self.cached_piece(index)
         if piece is None:
             task = self._loading.get(index)
@@ -403,15 +391,21 @@ class Storage:
             return piece
         return piece[begin : begin + length]
 
-    async def _load_piece(self, index: int, size: int) -> bytes:
+    async def _read_or_forget(self, index: int, begin: int, length: int, verify: bool) -> bytes:
+        """A read that clears ``have`` on disk trouble, so the piece is not offered again."""
         try:
-            raw = await self._run(self._read_job, index, 0, size, self._verify_reads)
+            data = await self._run(self._read_job, index, begin, length, verify)
         except StorageError:
             self.have.clear(index)
             raise
+        assert isinstance(data, bytes)
+        return data
+
+    async def _load_piece(self, index: int, size: int) -> bytes:
+        try:
+            raw = await self._read_or_forget(index, 0, size, self._verify_reads)
         finally:
             del self._loading[index]
-        assert isinstance(raw, bytes)
         if index in self.have:  # not re-verified and replaced meanwhile
             self._cache[index] = raw
             while len(self._cache) > self._cache_pieces:
