@@ -13,6 +13,7 @@ verifies pieces against the layers and the download starts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -50,6 +51,10 @@ class HashExchange:
                 self.fetcher = PieceLayerFetcher(
                     [(root, n) for root, n in self._files if root in missing], meta.piece_length
                 )
+        #: set once no piece layer is missing (at once unless some are fetched)
+        self.layers_ready = asyncio.Event()
+        if self.fetcher is None:
+            self.layers_ready.set()
 
     @property
     def waiting(self) -> bool:
@@ -144,3 +149,5 @@ class HashExchange:
         self._server = PieceLayerServer(meta.piece_layers, self._files, meta.piece_length)
         if self.fetcher is not None and not PieceChecks(meta).layers_missing:
             self.fetcher = None
+        if self.fetcher is None:
+            self.layers_ready.set()
