@@ -1,6 +1,8 @@
 """BEP 52 hash exchange for one torrent: serve ``hash request``s, fetch missing piece layers.
 
-Owns: the ``PieceLayerServer`` (answers from the piece layers we hold) and,
+Owns: the ``PieceLayerServer`` (answers from the piece layers we hold, and
+block-layer requests from a piece's data hashed on demand, one per peer at a
+time, in a worker thread) and,
 while a v2-only torrent lacks piece layers (a ``urn:btmh:`` magnet, or a
 .torrent without them), the ``PieceLayerFetcher``. Until every layer is in,
 no piece is requested: none could be verified, and each would count as a
@@ -18,10 +20,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from swarm.core import wire
+from swarm.core import merkle, wire
 from swarm.core.hashes import PieceLayerFetcher, PieceLayerServer
 from swarm.core.metainfo_v2 import PieceChecks
-from swarm.errors import ProtocolError
+from swarm.errors import ProtocolError, StorageError
 from swarm.parts.pool import BAN_STRIKES
 
 if TYPE_CHECKING:
@@ -41,6 +43,12 @@ class HashExchange:
         self.torrent = torrent
         meta = torrent.meta
         self._files = [(f.pieces_root, f.length) for f in meta.files if f.pieces_root is not None]
+        #: each file's first piece (v2 files start on a piece boundary) and length
+        self._file_at = {
+            f.pieces_root: (f.offset // meta.piece_length, f.length)
+            for f in meta.files if f.pieces_root is not None
+        }
+        self._hashing: set[PeerConnection] = set()  # peers whose block request is being hashed
         self._server = PieceLayerServer(meta.piece_layers, self._files, meta.piece_length)
         self.fetcher: PieceLayerFetcher | None = None
         self._fetching: set[bytes] = set()
@@ -71,15 +79,45 @@ class HashExchange:
     # ------------------------------------------------------------ serving
 
     def on_hash_request(self, peer: PeerConnection, m: wire.HashRequest) -> None:
-        """Answer from the piece layers we hold; reject the rest (block layers,
-        roots we lack a layer for) and everything while the peer does not read."""
+        """Answer from the piece layers we hold, or a piece's block hashes from its
+        data; reject the rest (roots we lack a layer for, pieces we lack, a second
+        block request while one is hashed) and everything while the peer does not read."""
+        reject = wire.HashReject(m.pieces_root, m.base_layer, m.index, m.length, m.proof_layers)
         if peer.write_paused:
-            reply: wire.Hashes | wire.HashReject = wire.HashReject(
-                m.pieces_root, m.base_layer, m.index, m.length, m.proof_layers
-            )
+            reply: wire.Hashes | wire.HashReject = reject
+        elif (piece := self._server.block_piece(m)) is not None:
+            first, _ = self._file_at[m.pieces_root]
+            if peer in self._hashing or not self.torrent.have[first + piece]:
+                reply = reject
+            else:
+                self._hashing.add(peer)
+                self.torrent.spawn(self._answer_blocks(peer, m, piece))
+                return
         else:
             reply = self._server.answer(m)
         peer.send(wire.encode(reply))
+
+    async def _answer_blocks(self, peer: PeerConnection, m: wire.HashRequest, piece: int) -> None:
+        """Read piece ``piece`` of the request's file, hash its 16 KiB blocks and
+        answer in a worker thread (libtorrent asks after a piece failed its check)."""
+        t = self.torrent
+        first, length = self._file_at[m.pieces_root]
+        index = first + piece
+        real = min(t.meta.piece_length, length - piece * t.meta.piece_length)  # the file's bytes
+        server = self._server
+        reply: wire.Hashes | wire.HashReject
+        try:
+            data = memoryview(await t.storage.read_block(index, 0, t.meta.piece_size(index)))[:real]
+            reply = await asyncio.get_running_loop().run_in_executor(
+                t.session.executor, lambda: server.answer_blocks(m, merkle.leaf_hashes(data))
+            )
+        except StorageError as exc:
+            log.info("%s: cannot read piece %d for block hashes: %s", t.meta.name, index, exc)
+            reply = wire.HashReject(m.pieces_root, m.base_layer, m.index, m.length, m.proof_layers)
+        finally:
+            self._hashing.discard(peer)
+        if not peer.closed:
+            peer.send(wire.encode(reply))
 
     # ------------------------------------------------------------ fetching
 

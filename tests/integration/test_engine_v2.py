@@ -207,6 +207,66 @@ async def test_hash_requests_are_answered_from_our_piece_layers(tmp_path: Path) 
             writer.close()
 
 
+async def test_block_hash_requests_are_answered_from_our_data(tmp_path: Path) -> None:
+    """libtorrent asks for a piece's block hashes (base layer 0) after a hash failure:
+    a seed hashes that piece's blocks from its data and answers with a proof that climbs
+    to the pieces root, for a whole piece, part of one and a file's partial last piece;
+    a run longer than a piece is rejected, and one request per peer is served at a time."""
+    from swarm.core import hashes, merkle, wire
+
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version=2).data
+    meta = parse_metainfo(data)
+    files = {f.path[-1]: f for f in meta.files}
+    big, tail = files["b.bin"], files["a.bin"]  # 5 whole pieces; 3 pieces and 1234 bytes
+    assert big.pieces_root is not None and tail.pieces_root is not None
+    per_piece = PL // merkle.BLOCK_SIZE
+
+    def ask(f: object, index: int, length: int) -> wire.HashRequest:
+        assert isinstance(f, type(big)) and f.pieces_root is not None
+        # as libtorrent does: the proof reaches just below the root
+        return wire.HashRequest(f.pieces_root, 0, index, length, hashes.tree_layers(f.length) - 1)
+
+    def leaves(f: object, piece: int) -> list[bytes]:
+        assert isinstance(f, type(big))
+        body = (src.joinpath(*f.path[1:])).read_bytes()[piece * PL : (piece + 1) * PL]
+        return merkle.leaf_hashes(body)
+
+    asks = [ask(big, 1 * per_piece, per_piece), ask(big, 4 * per_piece + 1, 1), ask(tail, 3 * per_piece, per_piece)]
+    too_long = ask(big, 0, 2 * per_piece)
+    async with Session("127.0.0.1", 0) as seed_s:
+        await seed_s.add_torrent(data, tmp_path, seed_only=True)
+        reader, writer = await asyncio.open_connection("127.0.0.1", seed_s.port or 0)
+        try:
+            writer.write(wire.Handshake(meta.info_hash, b"-XX0001-" + bytes(12), wire.make_reserved()).encode())
+            await asyncio.wait_for(reader.readexactly(68), 10)
+            dec = wire.MessageDecoder(meta.num_pieces, meta.piece_length, meta.total_length)
+
+            async def answer() -> wire.Hashes | wire.HashReject:
+                while True:
+                    for m in dec.feed(await asyncio.wait_for(reader.read(65536), 10) or b""):
+                        if isinstance(m, wire.Hashes | wire.HashReject):
+                            return m
+
+            for req in asks:
+                writer.write(wire.encode(req))
+                got = await answer()
+                assert isinstance(got, wire.Hashes), got
+                assert got.request == req
+                f = big if req.pieces_root == big.pieces_root else tail
+                run = hashes.verify_hashes(got, req.pieces_root, f.length)
+                piece, first = divmod(req.index, per_piece)
+                assert run == leaves(f, piece)[first : first + req.length]
+            writer.write(wire.encode(too_long))
+            assert isinstance(await answer(), wire.HashReject)
+            # two at once: the second waits for no thread, it is rejected
+            writer.write(wire.encode(asks[0]) + wire.encode(asks[2]))
+            both = [await answer(), await answer()]
+            assert sorted(type(m).__name__ for m in both) == ["HashReject", "Hashes"]
+        finally:
+            writer.close()
+
+
 async def test_a_peer_answering_wrong_hashes_is_banned(tmp_path: Path) -> None:
     """Hashes that do not climb to the pieces root are refused (the peer is
     banned, nothing is trusted); an honest seed then supplies the layers."""
