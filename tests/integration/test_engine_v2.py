@@ -267,6 +267,73 @@ async def test_block_hash_requests_are_answered_from_our_data(tmp_path: Path) ->
             writer.close()
 
 
+async def test_a_shared_failed_piece_is_blamed_by_block_hashes(tmp_path: Path) -> None:
+    """A v2 piece built from two peers' blocks fails: the block hashes asked of a peer
+    name the sender of the bad blocks, which is banned at once, the honest one not,
+    although no good copy of the piece ever passes (the v1 way to find the liar)."""
+    from swarm.core import hashes, merkle, wire
+    from tests.helpers.peer_server import LocalPeerServer
+
+    pl = 4 * merkle.BLOCK_SIZE
+    (tmp_path / "f.bin").write_bytes(os.urandom(2 * pl))
+    data = build_torrent(tmp_path / "f.bin", piece_length=pl, version=2).data
+    meta = parse_metainfo(data)
+    body = (tmp_path / "f.bin").read_bytes()
+    root = meta.files[0].pieces_root
+    assert root is not None
+    server = hashes.PieceLayerServer(meta.piece_layers, [(root, len(body))], pl)
+
+    class HalfSeed(LocalPeerServer):
+        """Claims every piece; serves the blocks of its parity (``lie``: with a bit flipped),
+        rejects the others; the honest one answers block hash requests."""
+
+        def __init__(self, parity: int, lie: bool) -> None:
+            super().__init__()
+            self.parity, self.lie = parity, lie
+
+        async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                hs = wire.parse_handshake(await reader.readexactly(68))
+                writer.write(wire.Handshake(hs.info_hash, os.urandom(20), wire.make_reserved()).encode())
+                writer.write(wire.encode_have_all() + wire.encode_unchoke())
+                dec = wire.MessageDecoder(meta.num_pieces, meta.piece_length, meta.total_length)
+                while chunk := await reader.read(65536):
+                    for m in dec.feed(chunk):
+                        if isinstance(m, wire.Request):
+                            if (m.begin // merkle.BLOCK_SIZE) % 2 != self.parity:
+                                writer.write(wire.encode_reject(m.index, m.begin, m.length))
+                                continue
+                            block = bytearray(body[m.index * pl + m.begin :][: m.length])
+                            block[0] ^= self.lie
+                            writer.write(wire.encode_piece(m.index, m.begin, bytes(block)))
+                        elif isinstance(m, wire.HashRequest):
+                            piece = server.block_piece(m)
+                            leaves = [] if piece is None else merkle.leaf_hashes(body[piece * pl :][:pl])
+                            reply: wire.Hashes | wire.HashReject = wire.HashReject(m.pieces_root, 0, m.index, m.length, m.proof_layers)
+                            if not self.lie and piece is not None:
+                                reply = server.answer_blocks(m, leaves)
+                            writer.write(wire.encode(reply))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+
+    honest, liar = HalfSeed(0, False), HalfSeed(1, True)
+    ports = [await honest.start(), await liar.start()]
+    try:
+        async with Session("127.0.0.1", 0) as get_s:
+            out = tmp_path / "out"
+            out.mkdir()
+            leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", p) for p in ports])
+            await until(lambda: leech.status().hash_fail_bans >= 1, 20, "the liar banned")
+            st = leech.status()
+            assert st.extra["hash_failures"] >= 1 and st.hash_fail_bans == 1
+            assert [p.address for p in st.peers] == [f"127.0.0.1:{ports[0]}"]  # the honest one stays
+            assert st.verified == 0  # no copy ever passed: the block hashes found the liar
+    finally:
+        await honest.close()
+        await liar.close()
+
+
 async def test_a_peer_answering_wrong_hashes_is_banned(tmp_path: Path) -> None:
     """Hashes that do not climb to the pieces root are refused (the peer is
     banned, nothing is trusted); an honest seed then supplies the layers."""
