@@ -267,6 +267,70 @@ async def test_block_hash_requests_are_answered_from_our_data(tmp_path: Path) ->
             writer.close()
 
 
+async def test_libtorrent_takes_our_block_hashes_after_a_hash_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libtorrent leeches a v2 torrent from our seed and a peer that corrupts every
+    block: after a hash failure it asks our seed for a piece's block hashes (base
+    layer 0), takes the answer without dropping our seed, and completes."""
+    from conftest import require_libtorrent
+    from test_engine_fakepeer import FakeSeed
+
+    from swarm.core import wire
+    from swarm.parts.hashes import HashExchange
+    from tests.helpers.lt import PLAIN_TCP, lt_session
+
+    lt = require_libtorrent()
+    pl = 4 * 16384
+    body = os.urandom(40 * pl)
+    (tmp_path / "f.bin").write_bytes(body)
+    data = build_torrent(tmp_path / "f.bin", piece_length=pl, version=2).data
+    meta = parse_metainfo(data)
+    asked: list[wire.HashRequest] = []
+    answer = HashExchange.on_hash_request
+
+    def spy(self: HashExchange, peer: object, m: wire.HashRequest) -> None:
+        asked.append(m)
+        answer(self, peer, m)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HashExchange, "on_hash_request", spy)
+
+    def lie(index: int, begin: int, length: int) -> bytes:
+        block = bytearray(body[index * pl + begin :][:length])
+        block[5] ^= 1
+        return bytes(block)
+
+    liar = FakeSeed(meta, lie)
+    liar_port = await liar.start()
+    ses = lt_session(lt, alert_mask=lt.alert.category_t.all_categories, **PLAIN_TCP)
+    dropped: list[str] = []
+    try:
+        async with Session("127.0.0.1", 0) as seed_s:
+            await seed_s.add_torrent(data, tmp_path, seed_only=True)
+            out = tmp_path / "lt"
+            out.mkdir()
+            atp = lt.add_torrent_params()
+            atp.ti = lt.torrent_info(lt.bdecode(data))
+            atp.save_path = str(out)
+            h = ses.add_torrent(atp)
+            h.connect_peer(("127.0.0.1", liar_port))
+            h.connect_peer(("127.0.0.1", seed_s.port or 0))
+
+            def done() -> bool:
+                for a in ses.pop_alerts():
+                    ours = isinstance(a, lt.peer_disconnected_alert) and a.endpoint[1] == seed_s.port
+                    if ours and "torrent finished" not in a.message():  # seeds part when both are done
+                        dropped.append(a.message())
+                return bool(h.status().is_seeding)
+
+            await until(done, 60, "libtorrent to complete")
+        assert any(m.base_layer == 0 for m in asked), asked
+        assert dropped == []
+        assert (out / "f.bin").read_bytes() == body
+    finally:
+        await liar.close()
+
+
 async def test_a_shared_failed_piece_is_blamed_by_block_hashes(tmp_path: Path) -> None:
     """A v2 piece built from two peers' blocks fails: the block hashes asked of a peer
     name the sender of the bad blocks, which is banned at once, the honest one not,
