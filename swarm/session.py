@@ -87,6 +87,12 @@ class TorrentHandle:
         """Return once every wanted piece is verified on disk (TimeoutError otherwise)."""
         await self._t.wait_complete(timeout)
 
+    @property
+    def piece_layers_ready(self) -> asyncio.Event:
+        """Set once the torrent has every BEP 52 piece layer (``metainfo`` then carries
+        them): from the start unless a v2 torrent is fetching them from peers."""
+        return self._t.hashes.layers_ready
+
     def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """(kind, fields) as in swarm.ui.events: "peer", "piece", "done", "error"."""
         return self._t.events()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from swarm.errors import BadInput, StorageError, SwarmError
 
 from .common import (
+    MAX_TORRENT_FILE,
     add_discovery_options,
     add_metrics_options,
     add_network_options,
@@ -208,6 +209,19 @@ async def _metadata(
     return meta, saved
 
 
+async def keep_piece_layers(handle: TorrentHandle, path: Path, saved: bytes) -> None:
+    """Once a magnet's v2 piece layers are fetched and verified, put them in the .torrent
+    saved for it (bytes ``saved``): seeding from that file then needs no recheck to rebuild them."""
+    await handle.piece_layers_ready.wait()
+    data = handle.metainfo.to_bytes()
+    if data == saved:
+        return  # nothing was missing (v1, hybrid)
+    try:
+        await asyncio.to_thread(update_torrent_file, path, saved, data)
+    except OSError as exc:
+        warn(f"{path}: cannot add the piece layers: {exc.strerror or exc}")
+
+
 def warn(message: str) -> None:
     sys.stderr.write(f"swarm: warning: {message}\n")
     sys.stderr.flush()
@@ -223,7 +237,8 @@ def save_torrent_file(out: Path, name: str, data: bytes, warn: Callable[[str], N
     Opened relative to ``out`` without following symlinks, written to a temp
     file and linked into place, so nothing outside ``out`` and no existing file
     is ever written. An existing ``<name>.torrent`` with the same bytes (the
-    same magnet fetched again) is kept; another file or a symlink of that name
+    same magnet fetched again), or with those bytes and the piece layers
+    ``keep_piece_layers`` added, is kept; another file or a symlink of that name
     is left alone and the first free ``<name>.N.torrent`` is used, with a
     warning. The name is cut to fit the 255-byte limit of a file name.
     """
@@ -236,7 +251,8 @@ def save_torrent_file(out: Path, name: str, data: bytes, warn: Callable[[str], N
     try:
         for n in range(TORRENT_COPIES):
             candidate = safefile.fit_name(name, ".torrent" if n == 0 else f".{n}.torrent")
-            if safefile.read_small(dir_fd, candidate, len(data) + 1) == data:
+            existing = safefile.read_small(dir_fd, candidate, MAX_TORRENT_FILE)
+            if existing is not None and (existing == data or _plus_piece_layers(existing, data)):
                 return out / candidate
             if safefile.write_atomic(dir_fd, candidate, data, replace=False):
                 if n:
@@ -249,6 +265,33 @@ def save_torrent_file(out: Path, name: str, data: bytes, warn: Callable[[str], N
         os.close(dir_fd)
     warn(f"{out}: {name}.torrent and its numbered variants exist; metadata not saved")
     return None
+
+
+def _plus_piece_layers(existing: bytes, data: bytes) -> bool:
+    """``existing`` is the .torrent ``data`` with BEP 52 piece layers added."""
+    from dataclasses import replace
+
+    from swarm.core.metainfo import parse_metainfo
+
+    try:
+        ours, theirs = parse_metainfo(data), parse_metainfo(existing)
+    except BadInput:
+        return False
+    return bool(theirs.piece_layers) and replace(ours, piece_layers=theirs.piece_layers).to_bytes() == existing
+
+
+def update_torrent_file(path: Path, old: bytes, new: bytes) -> bool:
+    """Replace ``path`` by ``new`` (atomically, never through a symlink) if it still holds
+    ``old``; False, leaving it alone, if someone changed or removed it meanwhile."""
+    from swarm import safefile
+
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if safefile.read_small(dir_fd, path.name, len(old) + 1) != old:
+            return False
+        return safefile.write_atomic(dir_fd, path.name, new, replace=True)
+    finally:
+        os.close(dir_fd)
 
 
 def _check_output_dir(path: Path) -> None:
@@ -320,6 +363,7 @@ async def _get(
     complete = False
     extras: StreamExtras | None = None
     handles: list[TorrentHandle] = []  # what --metrics reports
+    layers_saver: asyncio.Task[None] | None = None
     metrics = None
     try:
         metrics = await start_metrics(args, session, handles)
@@ -337,6 +381,10 @@ async def _get(
             web_seeds=args.web_seed, torrent_web_seeds=not args.no_web_seeds,
         )
         handles.append(handle)
+        if torrent_file is not None and not isinstance(source, Path):
+            layers_saver = asyncio.get_running_loop().create_task(
+                keep_piece_layers(handle, torrent_file, source.to_bytes())
+            )
         # issue 11: --sequential/--first-last/--stdout/--http/--on-done (swarm/cli/stream.py)
         extras = StreamExtras(args, handle, reporter, stop)
         extras.configure()
@@ -356,6 +404,11 @@ async def _get(
         complete = await drive(handle, reporter, stop, until_complete=not (args.seed or args.http is not None))
         await extras.finish(complete)
     finally:
+        if layers_saver is not None:
+            if not handle.piece_layers_ready.is_set():
+                layers_saver.cancel()  # stopped before the layers came: nothing to save
+            with contextlib.suppress(asyncio.CancelledError):
+                await layers_saver
         if extras is not None:
             await extras.close()
         if metrics is not None:

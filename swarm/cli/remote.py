@@ -103,11 +103,15 @@ class Client:
         return json.loads(data) if data else None
 
     def resolve(self, ih: str) -> str:
-        """A full info-hash from a unique prefix (as git does for commits)."""
+        """A full info-hash from a unique prefix (as git does for commits), of the API's IH
+        or of a hybrid's v2 hash."""
         ih = ih.lower()
         if len(ih) in (40, 64):
             return ih
-        matches = [t["info_hash"] for t in self.json("GET", "/api/torrents") if t["info_hash"].startswith(ih)]
+        matches = [
+            t["info_hash"] for t in self.json("GET", "/api/torrents")
+            if any(h.startswith(ih) for h in (t["info_hash"], t.get("info_hash_v2") or ""))
+        ]
         if len(matches) != 1:
             raise BadInput(f"{ih}: {'no' if not matches else 'more than one'} torrent with that info-hash prefix")
         return str(matches[0])

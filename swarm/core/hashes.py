@@ -14,7 +14,9 @@ API (messages are :mod:`swarm.core.wire`'s ``HashRequest``/``Hashes``/``HashReje
   ``.root`` and ``.answer(req) -> Hashes | HashReject``.
   ``answer_request(req, layer, base_layer, file_length)`` does it once.
 * ``PieceLayerServer(piece_layers, files, piece_length)``: a seed's answers
-  for a whole torrent from its ``piece layers``: ``.answer(req)``.
+  for a whole torrent from its ``piece layers``: ``.answer(req)``;
+  ``.block_piece(req)`` names the piece a block-layer request is about, and
+  ``.answer_blocks(req, leaves)`` answers it from that piece's block hashes.
 * ``verify_hashes(msg, pieces_root, file_length) -> list[bytes]``: the real
   (unpadded) base hashes of a ``hashes`` answer once its proof climbs to the
   file's ``pieces_root`` (which ``msg.pieces_root`` must name); ProtocolError otherwise.
@@ -101,6 +103,15 @@ class HashServer:
         """The ``pieces root`` this layer hashes up to."""
         return self._tree[-1][0]
 
+    def node(self, index: int) -> bytes:
+        """Node ``index`` of the layer (padding past the real ones)."""
+        nodes = self._tree[0]
+        return nodes[index] if index < len(nodes) else merkle.pad_hash(self.base_layer)
+
+    def uncles(self, index: int, num: int) -> list[bytes]:
+        """``num`` uncle hashes of node ``index`` of the layer, lowest first."""
+        return merkle.uncles(self._tree, 0, index, 1, num, self.base_layer)
+
     def answer(self, req: HashRequest) -> Hashes | HashReject:
         """The ``hashes`` answer to ``req`` (run, then uncles lowest first, in
         libtorrent's order), or a reject if it is not for this file and layer
@@ -148,7 +159,7 @@ class PieceLayerServer:
     length)``; each file's tree is built on its first request. Requests for
     unknown roots, other layers or files of one piece are rejected."""
 
-    __slots__ = ("_layers", "_lengths", "_base", "_servers")
+    __slots__ = ("_layers", "_lengths", "_all_lengths", "_base", "_servers", "piece_length")
 
     def __init__(
         self,
@@ -157,20 +168,76 @@ class PieceLayerServer:
         piece_length: int,
     ) -> None:
         self._layers = piece_layers
-        self._lengths = {root: length for root, length in files if length > piece_length}
+        self.piece_length = piece_length
+        self._all_lengths = {root: length for root, length in files if length > 0}
+        self._lengths = {root: length for root, length in self._all_lengths.items() if length > piece_length}
         self._base = merkle.log2(piece_length // merkle.BLOCK_SIZE)
         self._servers: dict[bytes, HashServer] = {}
 
     def answer(self, req: HashRequest) -> Hashes | HashReject:
-        server = self._servers.get(req.pieces_root)
+        if req.base_layer != self._base:
+            return _reject(req)
+        server = self._server(req.pieces_root)
+        return _reject(req) if server is None else server.answer(req)
+
+    def _server(self, pieces_root: bytes) -> HashServer | None:
+        server = self._servers.get(pieces_root)
         if server is None:
-            raw = self._layers.get(req.pieces_root)
-            length = self._lengths.get(req.pieces_root)
-            if raw is None or length is None or req.base_layer != self._base:
-                return _reject(req)
+            raw = self._layers.get(pieces_root)
+            length = self._lengths.get(pieces_root)
+            if raw is None or length is None:
+                return None
             layer = [raw[i : i + merkle.HASH_SIZE] for i in range(0, len(raw), merkle.HASH_SIZE)]
-            server = self._servers[req.pieces_root] = HashServer(layer, self._base, length)
-        return server.answer(req)
+            server = self._servers[pieces_root] = HashServer(layer, self._base, length)
+        return server
+
+    def block_piece(self, req: HashRequest) -> int | None:
+        """For a block-layer request (base layer 0, below the piece layer): which
+        piece of its file it covers, or None if it is no such request, does not
+        fit the file's tree or spans more than one piece (each answer costs the
+        server a read and a hash of one piece, no more)."""
+        length = self._all_lengths.get(req.pieces_root)
+        if req.base_layer != 0 or self._base == 0 or length is None:
+            return None
+        if check_request(req, length) is not None:
+            return None
+        per_piece = 1 << self._base
+        if req.length > per_piece or req.index >= merkle.block_count(length):
+            return None
+        return req.index // per_piece
+
+    def answer_blocks(self, req: HashRequest, leaves: Sequence[bytes]) -> Hashes | HashReject:
+        """The ``hashes`` answer to a block-layer request (see ``block_piece``)
+        from ``leaves``, the block hashes of that piece's data. The proof climbs
+        inside the piece, then along the piece layer; a reject if ``leaves`` do
+        not hash to what the piece layer (or a one-piece file's root) says."""
+        piece = self.block_piece(req)
+        if piece is None:
+            return _reject(req)
+        length = self._all_lengths[req.pieces_root]
+        per_piece = 1 << self._base
+        width = min(per_piece, merkle.next_pow2(merkle.block_count(length)))
+        if not 0 < len(leaves) <= width:
+            return _reject(req)
+        subtree = merkle.layers([*leaves, *[merkle.ZERO_HASH] * (width - len(leaves))])
+        server = self._server(req.pieces_root)
+        if length <= self.piece_length:
+            expected = req.pieces_root
+        elif server is None:
+            return _reject(req)  # no piece layer for that file (yet)
+        else:
+            expected = server.node(piece)
+        if subtree[-1][0] != expected:
+            return _reject(req)  # our data no longer matches (changed on disk)
+        start = req.index - piece * per_piece
+        num = hash_proof_count(req.length, req.proof_layers)
+        inside = min(num, merkle.log2(width) - merkle.log2(req.length))
+        proof = merkle.uncles(subtree, 0, start, req.length, inside)
+        if num > inside:
+            assert server is not None  # a one-piece file's proof ends at its root (check_request)
+            proof += server.uncles(piece, num - inside)
+        run = subtree[0][start : start + req.length]
+        return Hashes(req.pieces_root, 0, req.index, req.length, req.proof_layers, tuple(run + proof))
 
 
 def verify_hashes(msg: Hashes, pieces_root: bytes, file_length: int) -> list[bytes]:

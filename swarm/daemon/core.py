@@ -75,19 +75,42 @@ class AddOptions:
         return opts
 
 
+def api_hash(info_hash: bytes, info_hash_v2: bytes | None) -> str:
+    """The API's IH: the v1 info-hash in hex, or for a v2-only torrent its whole SHA-256
+    (64 digits), never the truncated 20 bytes its swarm uses on the wire."""
+    if info_hash_v2 is not None and info_hash == info_hash_v2[:20]:
+        return info_hash_v2.hex()
+    return info_hash.hex()
+
+
+class DaemonReporter(JsonReporter):
+    """``--json`` events of one torrent under the API's IH (a v2-only torrent's status
+    names it by its truncated hash, and a magnet has no status before its metadata)."""
+
+    def __init__(self, ih: str, hub: EventHub) -> None:
+        super().__init__(stream=hub, interval=TICK)  # type: ignore[arg-type]  # write+flush
+        self.ih = ih
+
+    @property
+    def info_hash(self) -> str | None:
+        return self.ih
+
+
 class Managed:
     """One torrent of the daemon: its saved entry and, unless paused, its live handle."""
 
     def __init__(self, entry: Entry, meta: Metainfo | None, hub: EventHub) -> None:
         self.entry = entry
         self.meta = meta
+        #: the 64-digit v2 hash (v2 and hybrid), by which a hybrid can be named too
+        self.info_hash_v2 = info_hash_v2_of(entry, meta)
         self.handle: TorrentHandle | None = None
         self.phase: str | None = "metadata" if meta is None else None  # metadata/checking before a handle
         self.error: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.pump: asyncio.Task[None] | None = None
         self.last: TorrentStatus | None = None
-        self.reporter = JsonReporter(stream=hub, interval=TICK)  # type: ignore[arg-type]  # write+flush
+        self.reporter = DaemonReporter(entry.info_hash, hub)
         self._last_key: tuple[object, ...] | None = None
         #: the handle that was idle with its rates at 0 at the last look (nothing of it can
         #: change until it wakes); None when busy, or before a look at a new handle
@@ -116,6 +139,7 @@ class Managed:
         verified = s.verified if s is not None else min(self.entry.verified, size)
         obj: dict[str, object] = {
             "info_hash": self.entry.info_hash,
+            "info_hash_v2": self.info_hash_v2,
             "name": (s.name if s is not None else None) or self.entry.name or self.entry.info_hash,
             "state": self.state,
             "progress": round(fraction_done(s), 6) if s is not None else round(verified / size, 6) if size else 0.0,
@@ -215,9 +239,9 @@ class Daemon:
         from swarm.core.magnet import parse_magnet
 
         magnet = parse_magnet(uri)
-        ih = magnet.info_hash.hex()
+        ih = api_hash(magnet.info_hash, magnet.info_hash_v2)
         async with self._lock:
-            if ih in self.torrents:
+            if self._present(ih, magnet.info_hash_v2):
                 raise Conflict(f"{ih}: already added")
             entry = Entry(ih, self._download_dir(opts), name=magnet.name or "", files=opts.files,
                           sequential=opts.sequential, paused=opts.paused, magnet=uri)
@@ -263,9 +287,9 @@ class Daemon:
         return str(self._inside(opts.dir, "written")) if opts.dir else str(self.root)
 
     async def _add(self, meta: Metainfo, data: bytes, opts: AddOptions, *, seed_dir: str | None = None) -> str:
-        ih = meta.info_hash.hex()
+        ih = api_hash(meta.info_hash, meta.info_hash_v2)
         async with self._lock:
-            if ih in self.torrents:
+            if self._present(ih, meta.info_hash_v2):
                 raise Conflict(f"{meta.name}: already added ({ih})")
             entry = Entry(ih, seed_dir or self._download_dir(opts), name=meta.name, files=opts.files,
                           sequential=opts.sequential, paused=opts.paused, seed=seed_dir is not None)
@@ -278,10 +302,23 @@ class Daemon:
 
     # -- pause, resume, remove ---------------------------------------------------------
     def get(self, ih: str) -> Managed:
-        m = self.torrents.get(ih.lower())
+        m = self._find(ih.lower())
         if m is None:
             raise NotFound(f"{ih}: no such torrent")
         return m
+
+    def _find(self, ih: str) -> Managed | None:
+        """The torrent of IH, or the hybrid whose v2 hash it is."""
+        m = self.torrents.get(ih)
+        if m is None and len(ih) == 64:
+            m = next((t for t in self.torrents.values() if t.info_hash_v2 == ih), None)
+        return m
+
+    def _present(self, ih: str, info_hash_v2: bytes | None) -> bool:
+        """Whether the torrent is here already, under either of its hashes."""
+        return self._find(ih) is not None or (
+            info_hash_v2 is not None and self._find(info_hash_v2.hex()) is not None
+        )
 
     async def pause(self, ih: str) -> None:
         m = self.get(ih)
@@ -334,6 +371,7 @@ class Daemon:
                 peers += [p for p in self.session.take_metadata_peers(meta.info_hash) if p not in peers]
                 await asyncio.to_thread(self.store.save_torrent, m.entry.info_hash, meta.to_bytes())
                 m.meta = meta
+                m.info_hash_v2 = info_hash_v2_of(m.entry, meta)
                 m.entry.name = meta.name
                 async with self._lock:
                     await self._save()
@@ -378,6 +416,19 @@ class Daemon:
     async def _save(self) -> None:
         entries = [m.entry for m in self.torrents.values()]
         await asyncio.to_thread(self.store.save, entries)
+
+
+def info_hash_v2_of(entry: Entry, meta: Metainfo | None) -> str | None:
+    """The torrent's v2 hash in hex, from its metadata or else from its magnet's btmh."""
+    if meta is not None:
+        return meta.info_hash_v2_hex
+    if entry.magnet is not None:
+        from swarm.core.magnet import parse_magnet
+
+        with contextlib.suppress(BadInput):
+            v2 = parse_magnet(entry.magnet).info_hash_v2
+            return None if v2 is None else v2.hex()
+    return None
 
 
 def resolve_under(root: Path, text: str) -> Path:

@@ -115,9 +115,9 @@ class PieceCompletion:
             if bad[begin:end] != good[begin:end]:
                 liars.add(p)
         for p in liars:
-            self._strike(p, BAN_STRIKES)  # a proven liar: banned at once
+            self.strike(p, BAN_STRIKES)  # a proven liar: banned at once
 
-    def _strike(self, p: PeerConnection, weight: int) -> None:
+    def strike(self, p: PeerConnection, weight: int) -> None:
         """Hash-failure strikes go to the pool, or to the web seed that sent the bytes."""
         webseeds = self.torrent.webseeds
         if webseeds.owns(p):
@@ -139,14 +139,16 @@ class PieceCompletion:
         t.emit("piece", action="failed", index=index, peer=", ".join(sorted(p.name() for p in contributors)))
         if len(contributors) == 1:
             # alone to blame: two such failures and it is out
-            self._strike(next(iter(contributors)), 2)
+            self.strike(next(iter(contributors)), 2)
         elif view is not None and senders:
-            # shared: keep the bad copy; when the piece passes, the blocks that differ name the liar
+            # shared: keep the bad copy; when the piece passes, the blocks that differ name the
+            # liar; in v2 the block hashes (asked of a peer now) name it sooner
             self.suspects[index] = (bytes(view), dict(senders))
             while len(self.suspects) > MAX_SUSPECTS:
                 self.suspects.popitem(last=False)
+            t.hashes.blame_blocks(index)
         else:
             for p in contributors:
-                self._strike(p, 1)
+                self.strike(p, 1)
         for p in list(t.peers):
             t.downloader.fill(p)

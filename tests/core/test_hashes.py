@@ -324,3 +324,49 @@ def test_a_self_consistent_answer_for_another_root_is_refused() -> None:
     assert hashes.verify_hashes(forged, forged.pieces_root, length) == other  # its own claim holds
     with pytest.raises(ProtocolError, match="another file"):
         hashes.verify_hashes(forged, tree[-1][0], length)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    blocks=st.integers(1, 200), per_piece=st.sampled_from([2, 4, 8]), tail=st.integers(0, BLOCK - 1),
+    seed=st.integers(0, 2**32), data=st.data(),
+)
+def test_block_requests_are_answered_from_a_pieces_leaves(
+    blocks: int, per_piece: int, tail: int, seed: int, data: st.DataObject
+) -> None:
+    """A block-layer request inside one piece, answered from that piece's block hashes,
+    verifies against the pieces root (the proof climbs the piece, then the piece layer);
+    leaves that do not hash to the piece's node are refused, as is a run over two pieces."""
+    rng = random.Random(seed)
+    leaves = [rng.randbytes(32) for _ in range(blocks)]
+    length = max(1, blocks * BLOCK - tail)
+    piece_length = per_piece * BLOCK
+    root = merkle.file_root(leaves)
+    layer = b"".join(merkle.piece_layer(leaves, piece_length)) if length > piece_length else b""
+    server = hashes.PieceLayerServer({root: layer} if layer else {}, [(root, length)], piece_length)
+    width = min(per_piece, merkle.next_pow2(blocks))
+    if blocks == 1:
+        assert server.block_piece(HashRequest(root, 0, 0, 1, 0)) is None  # nothing below the root
+        return
+    run = 1 << data.draw(st.integers(0, merkle.log2(width)))
+    index = data.draw(st.integers(0, (blocks - 1) // run)) * run
+    proof = data.draw(st.integers(0, hashes.tree_layers(length) - 1))
+    req = HashRequest(root, 0, index, run, proof)
+    piece = server.block_piece(req)
+    assert piece == index // per_piece
+    mine = leaves[piece * per_piece : (piece + 1) * per_piece]
+    answer = server.answer_blocks(req, mine)
+    assert isinstance(answer, Hashes)
+    uncles = hash_proof_count(run, proof)
+    assert list(answer.hashes[:run]) == (leaves + [bytes(32)] * run)[index : index + run]
+    # the proof ends at the naive tree's node above the run (the root when asked for it)
+    top = merkle.log2(run) + uncles
+    tree = naive_tree(leaves, pow2(blocks))
+    assert merkle.root_from_proof(answer.hashes[:run], 0, index, run, answer.hashes[run:]) == tree[top][index >> top]
+    if top == hashes.tree_layers(length):
+        assert hashes.verify_hashes(answer, root, length) == leaves[index : index + run]
+    forged = [*mine]
+    forged[rng.randrange(len(forged))] = bytes(32)
+    assert isinstance(server.answer_blocks(req, forged), HashReject)
+    if width * 2 <= merkle.next_pow2(blocks):
+        assert server.block_piece(HashRequest(root, 0, 0, width * 2, proof)) is None

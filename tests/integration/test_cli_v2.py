@@ -142,6 +142,39 @@ def test_seed_and_get_v2_by_the_cli(
     assert same_tree(tree, out / "pack")
 
 
+def test_a_btmh_magnets_saved_torrent_gets_its_piece_layers(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The .torrent `get` saves from a `urn:btmh:` magnet is rewritten with the piece layers
+    once they are fetched and verified (seeding from it needs no rebuild); its info-hash is
+    the magnet's, and fetching the magnet again keeps that file (no `NAME.1.torrent`)."""
+    from tests.helpers.procs import start_seed, stop_process
+
+    path, _ = create(capsys, tree, "--v2")
+    meta = parse_metainfo(path.read_bytes())
+    assert meta.piece_layers
+    seed, port = start_seed(
+        tree.parent, str(tree), "--torrent", str(path), "--host", "127.0.0.1", "--port", "0",
+        "--no-dht", "--no-lsd",
+    )
+    out = tree.parent.parent / "out"
+    try:
+        for _ in range(2):
+            code, stdout, err = run(
+                capsys, "get", f"magnet:?xt=urn:btmh:1220{meta.info_hash_v2_hex}", "-o", str(out),
+                "--peer", f"127.0.0.1:{port}", "--port", "0", "--host", "127.0.0.1", "--no-dht", "--no-lsd",
+                "--json",
+            )
+            assert code == 0, err
+            assert "warning" not in err
+            added = next(e for e in map(json.loads, stdout.splitlines()) if e["event"] == "added")
+            assert added["torrent"] == str(out / "pack.torrent")
+            saved = parse_metainfo((out / "pack.torrent").read_bytes())
+            assert saved.info_hash_v2 == meta.info_hash_v2 and saved.info_bytes == meta.info_bytes
+            assert saved.piece_layers == meta.piece_layers
+    finally:
+        stop_process(seed)  # type: ignore[arg-type]
+    assert sorted(p.name for p in out.iterdir()) == [".swarm", "pack", "pack.torrent"]  # no .1, no temp file
+
+
 def test_check_without_piece_layers_verifies_files_whole(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A v2 torrent may lack piece layers (they come from peers): each such
     file is then checked against its root as a whole."""

@@ -207,6 +207,197 @@ async def test_hash_requests_are_answered_from_our_piece_layers(tmp_path: Path) 
             writer.close()
 
 
+async def test_block_hash_requests_are_answered_from_our_data(tmp_path: Path) -> None:
+    """libtorrent asks for a piece's block hashes (base layer 0) after a hash failure:
+    a seed hashes that piece's blocks from its data and answers with a proof that climbs
+    to the pieces root, for a whole piece, part of one and a file's partial last piece;
+    a run longer than a piece is rejected, and one request per peer is served at a time."""
+    from swarm.core import hashes, merkle, wire
+
+    src = make_tree(tmp_path)
+    data = build_torrent(src, piece_length=PL, version=2).data
+    meta = parse_metainfo(data)
+    files = {f.path[-1]: f for f in meta.files}
+    big, tail = files["b.bin"], files["a.bin"]  # 5 whole pieces; 3 pieces and 1234 bytes
+    assert big.pieces_root is not None and tail.pieces_root is not None
+    per_piece = PL // merkle.BLOCK_SIZE
+
+    def ask(f: object, index: int, length: int) -> wire.HashRequest:
+        assert isinstance(f, type(big)) and f.pieces_root is not None
+        # as libtorrent does: the proof reaches just below the root
+        return wire.HashRequest(f.pieces_root, 0, index, length, hashes.tree_layers(f.length) - 1)
+
+    def leaves(f: object, piece: int) -> list[bytes]:
+        assert isinstance(f, type(big))
+        body = (src.joinpath(*f.path[1:])).read_bytes()[piece * PL : (piece + 1) * PL]
+        return merkle.leaf_hashes(body)
+
+    asks = [ask(big, 1 * per_piece, per_piece), ask(big, 4 * per_piece + 1, 1), ask(tail, 3 * per_piece, per_piece)]
+    too_long = ask(big, 0, 2 * per_piece)
+    async with Session("127.0.0.1", 0) as seed_s:
+        await seed_s.add_torrent(data, tmp_path, seed_only=True)
+        reader, writer = await asyncio.open_connection("127.0.0.1", seed_s.port or 0)
+        try:
+            writer.write(wire.Handshake(meta.info_hash, b"-XX0001-" + bytes(12), wire.make_reserved()).encode())
+            await asyncio.wait_for(reader.readexactly(68), 10)
+            dec = wire.MessageDecoder(meta.num_pieces, meta.piece_length, meta.total_length)
+
+            async def answer() -> wire.Hashes | wire.HashReject:
+                while True:
+                    for m in dec.feed(await asyncio.wait_for(reader.read(65536), 10) or b""):
+                        if isinstance(m, wire.Hashes | wire.HashReject):
+                            return m
+
+            for req in asks:
+                writer.write(wire.encode(req))
+                got = await answer()
+                assert isinstance(got, wire.Hashes), got
+                assert got.request == req
+                f = big if req.pieces_root == big.pieces_root else tail
+                run = hashes.verify_hashes(got, req.pieces_root, f.length)
+                piece, first = divmod(req.index, per_piece)
+                assert run == leaves(f, piece)[first : first + req.length]
+            writer.write(wire.encode(too_long))
+            assert isinstance(await answer(), wire.HashReject)
+            # two at once: the second waits for no thread, it is rejected
+            writer.write(wire.encode(asks[0]) + wire.encode(asks[2]))
+            both = [await answer(), await answer()]
+            assert sorted(type(m).__name__ for m in both) == ["HashReject", "Hashes"]
+        finally:
+            writer.close()
+
+
+async def test_libtorrent_takes_our_block_hashes_after_a_hash_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libtorrent leeches a v2 torrent from our seed and a peer that corrupts every
+    block: after a hash failure it asks our seed for a piece's block hashes (base
+    layer 0), takes the answer without dropping our seed, and completes."""
+    from conftest import require_libtorrent
+    from test_engine_fakepeer import FakeSeed
+
+    from swarm.core import wire
+    from swarm.parts.hashes import HashExchange
+    from tests.helpers.lt import PLAIN_TCP, lt_session
+
+    lt = require_libtorrent()
+    pl = 4 * 16384
+    body = os.urandom(40 * pl)
+    (tmp_path / "f.bin").write_bytes(body)
+    data = build_torrent(tmp_path / "f.bin", piece_length=pl, version=2).data
+    meta = parse_metainfo(data)
+    asked: list[wire.HashRequest] = []
+    answer = HashExchange.on_hash_request
+
+    def spy(self: HashExchange, peer: object, m: wire.HashRequest) -> None:
+        asked.append(m)
+        answer(self, peer, m)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HashExchange, "on_hash_request", spy)
+
+    def lie(index: int, begin: int, length: int) -> bytes:
+        block = bytearray(body[index * pl + begin :][:length])
+        block[5] ^= 1
+        return bytes(block)
+
+    liar = FakeSeed(meta, lie)
+    liar_port = await liar.start()
+    ses = lt_session(lt, alert_mask=lt.alert.category_t.all_categories, **PLAIN_TCP)
+    dropped: list[str] = []
+    try:
+        async with Session("127.0.0.1", 0) as seed_s:
+            await seed_s.add_torrent(data, tmp_path, seed_only=True)
+            out = tmp_path / "lt"
+            out.mkdir()
+            atp = lt.add_torrent_params()
+            atp.ti = lt.torrent_info(lt.bdecode(data))
+            atp.save_path = str(out)
+            h = ses.add_torrent(atp)
+            h.connect_peer(("127.0.0.1", liar_port))
+            h.connect_peer(("127.0.0.1", seed_s.port or 0))
+
+            def done() -> bool:
+                for a in ses.pop_alerts():
+                    ours = isinstance(a, lt.peer_disconnected_alert) and a.endpoint[1] == seed_s.port
+                    if ours and "torrent finished" not in a.message():  # seeds part when both are done
+                        dropped.append(a.message())
+                return bool(h.status().is_seeding)
+
+            await until(done, 60, "libtorrent to complete")
+        assert any(m.base_layer == 0 for m in asked), asked
+        assert dropped == []
+        assert (out / "f.bin").read_bytes() == body
+    finally:
+        await liar.close()
+
+
+async def test_a_shared_failed_piece_is_blamed_by_block_hashes(tmp_path: Path) -> None:
+    """A v2 piece built from two peers' blocks fails: the block hashes asked of a peer
+    name the sender of the bad blocks, which is banned at once, the honest one not,
+    although no good copy of the piece ever passes (the v1 way to find the liar)."""
+    from swarm.core import hashes, merkle, wire
+    from tests.helpers.peer_server import LocalPeerServer
+
+    pl = 4 * merkle.BLOCK_SIZE
+    (tmp_path / "f.bin").write_bytes(os.urandom(2 * pl))
+    data = build_torrent(tmp_path / "f.bin", piece_length=pl, version=2).data
+    meta = parse_metainfo(data)
+    body = (tmp_path / "f.bin").read_bytes()
+    root = meta.files[0].pieces_root
+    assert root is not None
+    server = hashes.PieceLayerServer(meta.piece_layers, [(root, len(body))], pl)
+
+    class HalfSeed(LocalPeerServer):
+        """Claims every piece; serves the blocks of its parity (``lie``: with a bit flipped),
+        rejects the others; the honest one answers block hash requests."""
+
+        def __init__(self, parity: int, lie: bool) -> None:
+            super().__init__()
+            self.parity, self.lie = parity, lie
+
+        async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                hs = wire.parse_handshake(await reader.readexactly(68))
+                writer.write(wire.Handshake(hs.info_hash, os.urandom(20), wire.make_reserved()).encode())
+                writer.write(wire.encode_have_all() + wire.encode_unchoke())
+                dec = wire.MessageDecoder(meta.num_pieces, meta.piece_length, meta.total_length)
+                while chunk := await reader.read(65536):
+                    for m in dec.feed(chunk):
+                        if isinstance(m, wire.Request):
+                            if (m.begin // merkle.BLOCK_SIZE) % 2 != self.parity:
+                                writer.write(wire.encode_reject(m.index, m.begin, m.length))
+                                continue
+                            block = bytearray(body[m.index * pl + m.begin :][: m.length])
+                            block[0] ^= self.lie
+                            writer.write(wire.encode_piece(m.index, m.begin, bytes(block)))
+                        elif isinstance(m, wire.HashRequest):
+                            piece = server.block_piece(m)
+                            leaves = [] if piece is None else merkle.leaf_hashes(body[piece * pl :][:pl])
+                            reply: wire.Hashes | wire.HashReject = wire.HashReject(m.pieces_root, 0, m.index, m.length, m.proof_layers)
+                            if not self.lie and piece is not None:
+                                reply = server.answer_blocks(m, leaves)
+                            writer.write(wire.encode(reply))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+
+    honest, liar = HalfSeed(0, False), HalfSeed(1, True)
+    ports = [await honest.start(), await liar.start()]
+    try:
+        async with Session("127.0.0.1", 0) as get_s:
+            out = tmp_path / "out"
+            out.mkdir()
+            leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", p) for p in ports])
+            await until(lambda: leech.status().hash_fail_bans >= 1, 20, "the liar banned")
+            st = leech.status()
+            assert st.extra["hash_failures"] >= 1 and st.hash_fail_bans == 1
+            assert [p.address for p in st.peers] == [f"127.0.0.1:{ports[0]}"]  # the honest one stays
+            assert st.verified == 0  # no copy ever passed: the block hashes found the liar
+    finally:
+        await honest.close()
+        await liar.close()
+
+
 async def test_a_peer_answering_wrong_hashes_is_banned(tmp_path: Path) -> None:
     """Hashes that do not climb to the pieces root are refused (the peer is
     banned, nothing is trusted); an honest seed then supplies the layers."""

@@ -9,8 +9,10 @@ import os
 import socket
 from pathlib import Path
 
+import aiohttp
+
 from swarm.core.metainfo import parse_metainfo
-from swarm.create import create_torrent
+from swarm.create import build_torrent, create_torrent
 from tests.helpers.daemon import daemon
 from tests.helpers.procs import ENV, SWARM
 
@@ -83,3 +85,56 @@ async def test_no_daemon_is_exit_2(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     code, _, err = await remote(f"http://127.0.0.1:{port}", "list")
     assert code == 2 and "no swarm daemon answers" in err
+
+
+async def test_v2_torrents_are_named_by_their_sha256_info_hash(tmp_path: Path) -> None:
+    """The contract's IH: the 64-digit v2 info-hash for a v2-only torrent (never its truncated
+    40-digit form), the v1 one for a hybrid, whose v2 hash is accepted as an alias."""
+    root = tmp_path / "d"
+    (root / "got").mkdir(parents=True)
+    metas = {}
+    for name, version in (("v2.bin", 2), ("hy.bin", "hybrid")):
+        payload = os.urandom(40_000)
+        (tmp_path / name).write_bytes(payload)
+        (root / "got" / name).write_bytes(payload)  # in place: verified on add
+        data = build_torrent(tmp_path / name, piece_length=16384, version=version).data
+        (tmp_path / f"{name}.torrent").write_bytes(data)
+        metas[name] = parse_metainfo(data)
+    v2 = metas["v2.bin"]
+    assert v2.info_hash_v2 is not None
+    v2_ih = v2.info_hash_v2.hex()
+    hy = metas["hy.bin"]
+    assert hy.info_hash_v2 is not None
+    hy_ih, hy_alias = hy.info_hash.hex(), hy.info_hash_v2.hex()
+    magnet = "magnet:?xt=urn:btmh:1220" + "ab" * 32
+    async with daemon(root) as d:
+        code, out, _ = await remote(d.url, "add", str(tmp_path / "v2.bin.torrent"), "-o", "got")
+        assert code == 0 and out.strip() == v2_ih
+        code, out, _ = await remote(d.url, "add", str(tmp_path / "hy.bin.torrent"), "-o", "got")
+        assert code == 0 and out.strip() == hy_ih
+        code, out, _ = await remote(d.url, "add", magnet, "--paused")
+        assert code == 0 and out.strip() == "ab" * 32
+        assert (await remote(d.url, "wait", v2_ih))[0] == 0
+        assert (await remote(d.url, "wait", hy_alias))[0] == 0  # the hybrid by its v2 hash
+        code, out, _ = await remote(d.url, "--json", "list")
+        listed = {t["info_hash"]: t for t in json.loads(out)}
+        assert set(listed) == {v2_ih, hy_ih, "ab" * 32}
+        assert listed[hy_ih]["info_hash_v2"] == hy_alias and listed[v2_ih]["info_hash_v2"] == v2_ih
+        async with aiohttp.ClientSession() as http, http.get(f"{d.url}/api/events") as events:
+            assert (await remote(d.url, "pause", v2_ih[:10]))[0] == 0  # a prefix of the 64 digits
+            while (ev := json.loads(await asyncio.wait_for(events.content.readline(), 30)))["event"] != "paused":
+                pass
+            assert ev["info_hash"] == v2_ih  # the event stream names it by the API's IH too
+        assert (await remote(d.url, "pause", hy_alias))[0] == 0
+        code, out, _ = await remote(d.url, "--json", "list")
+        assert {t["info_hash"]: t["state"] for t in json.loads(out)} == {
+            v2_ih: "paused", hy_ih: "paused", "ab" * 32: "paused"
+        }
+        assert (await remote(d.url, "resume", v2_ih))[0] == 0
+        assert (await remote(d.url, "wait", v2_ih))[0] == 0
+        # the same torrent again, by its other hash: already there
+        assert (await remote(d.url, "add", "magnet:?xt=urn:btmh:1220" + hy_alias))[0] == 1
+        for ih in (v2_ih, hy_alias, "ab" * 32):
+            assert (await remote(d.url, "remove", ih))[0] == 0
+        code, out, _ = await remote(d.url, "--json", "list")
+        assert code == 0 and json.loads(out) == []
