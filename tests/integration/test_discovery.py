@@ -647,6 +647,7 @@ class _FakeConn:
         self.address = ("198.51.100.9", 51413)
         self.closed = False
         self.am_interested = False
+        self.landed_bytes = 0  # blocks booked by the decoder (PeerConnection has it too)
 
 
 async def test_lsd_peers_only_for_our_public_torrents(tmp_path: Path) -> None:
