@@ -457,11 +457,15 @@ class Client:
         self.log.close()
 
 
+#: Extra arguments of swarm's seed (``--super-seed``: BEP 16 instead of the default seed).
+SWARM_SEED_ARGS: list[str] = []
+
+
 def swarm_argv(role: str, ip: str, torrent: Path, path: Path) -> list[str]:
     """path: the seed's data file, or a leecher's output directory."""
     common = ["--host", ip, "--port", str(PEER_PORT), "--no-dht", "--no-lsd", "--json"]
     if role == "seed":
-        return [PY, "-m", "swarm", "seed", str(path), "--torrent", str(torrent), *common]
+        return [PY, "-m", "swarm", "seed", str(path), "--torrent", str(torrent), *common, *SWARM_SEED_ARGS]
     return [PY, "-m", "swarm", "get", str(torrent), "-o", str(path), "--seed", *common]
 
 
@@ -784,6 +788,7 @@ def main() -> int:
         "--clients", default="swarm,libtorrent", help="comma-separated: swarm,libtorrent"
     )
     ap.add_argument("--runs", type=int, default=1, help="runs of each client per case")
+    ap.add_argument("--super-seed", action="store_true", help="swarm's seed runs with --super-seed (BEP 16)")
     ap.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     ap.add_argument("--no-verify", action="store_true", help="skip comparing each leecher's file")
     ap.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)
@@ -812,6 +817,8 @@ def main() -> int:
         )
         return SKIPPED
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if args.super_seed:
+        SWARM_SEED_ARGS.append("--super-seed")
     if "libtorrent" in clients:
         try:
             import libtorrent  # noqa: F401
