@@ -204,6 +204,10 @@ class Downloader:
     def on_reject(self, peer: PeerConnection, m: wire.RejectRequest) -> None:
         if not peer.supports_fast:
             raise ProtocolError("reject-request without the fast extension")
+        if peer.peer_choking:
+            # an allowed-fast piece refused (its first copy went to someone else):
+            # ask others for it, not this peer again while it chokes us
+            peer.allowed_fast.discard(m.index)
         req = peer.requests.pop((m.index, m.begin), None)
         picker = self.torrent.picker
         if req is not None and picker is not None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
 from swarm.core.rate import RateMeter
+from swarm.core.seeding import FirstCopies
 from swarm.errors import ProtocolError, StorageError
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class Uploader:
         # pieces whose data changed on disk under us (see upload_failed)
         self.lost_pieces = 0
         self.changed_files: set[int] = set()
+        #: what we have sent of each piece: a choked peer gets only first copies
+        self.first_copies = FirstCopies(torrent.num_pieces, torrent.meta.piece_length, torrent.meta.total_length)
 
     def greet(self, peer: PeerConnection) -> None:
         """What we have, told to a new peer (BEP 3 bitfield or BEP 6 have-all/none), and
@@ -111,11 +114,17 @@ class Uploader:
         if ss is not None and not ss.may_request(peer, index):
             self.reject(peer, m.index, m.begin, m.length)  # a piece we did not show it
             return
-        if peer.am_choking and index not in peer.our_allowed_fast:
+        if peer.am_choking and (
+            index not in peer.our_allowed_fast or not self.first_copies.serve_choked(index)
+        ):
+            # allowed fast (BEP 6) is the same set for a whole /24: on a LAN every
+            # peer asks for the same pieces, so only their first copy is served
             self.reject(peer, m.index, m.begin, m.length)
             return
         if not peer.queue_upload(index, m.begin, m.length):
             self.reject(peer, m.index, m.begin, m.length)
+            return
+        self.first_copies.note(index, m.length)
 
     @staticmethod
     def reject(peer: PeerConnection, index: int, begin: int, length: int) -> None:

@@ -1,0 +1,72 @@
+"""Issue 17: on a LAN every peer is offered the same allowed-fast pieces (BEP 6
+derives them from the /24); the seed serves a choked peer such a piece only
+while its first copy has not left, and a leecher refused one while choked
+stops asking that peer for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swarm import Session
+from swarm.core import wire
+from swarm.core.metainfo import parse_metainfo
+from tests.helpers.wait import until
+from tests.helpers_qa.peers import RESERVED, RawPeer
+from tests.helpers_qa.torrents import craft
+
+BLOCK = 16384
+PIECE = 2 * BLOCK
+
+
+def is_block_answer(m: object) -> bool:
+    return isinstance(m, (wire.Piece, wire.RejectRequest))
+
+
+async def test_choked_peers_share_one_first_copy_of_an_allowed_fast_piece(tmp_path: Path) -> None:
+    torrent, payload = craft("af.bin", length=40 * PIECE, piece_length=PIECE)
+    meta = parse_metainfo(torrent)
+    (tmp_path / "af.bin").write_bytes(payload)
+    fast = wire.allowed_fast_set("127.0.0.1", meta.info_hash, meta.num_pieces)[0]
+    async with Session("127.0.0.1", 0) as s:
+        await s.add_torrent(meta, tmp_path, seed_only=True)
+        assert s.port is not None
+        a, b = await RawPeer.connect(s.port), await RawPeer.connect(s.port)
+        try:
+            for p in (a, b):
+                hs = await p.handshake(meta.info_hash, reserved=RESERVED)
+                assert hs is not None and hs.fast
+                p.send(wire.encode_have_none())  # not interested: both stay choked
+            # a: the whole first copy of its allowed-fast piece
+            a.send(wire.encode_request(fast, 0, BLOCK) + wire.encode_request(fast, BLOCK, BLOCK))
+            for begin in (0, BLOCK):
+                got = await a.expect(meta, is_block_answer, 5)
+                assert isinstance(got, wire.Piece) and (got.index, got.begin) == (fast, begin)
+            # b, also choked, asks for the same piece: a second copy is refused
+            b.send(wire.encode_request(fast, 0, BLOCK))
+            got = await b.expect(meta, is_block_answer, 5)
+            assert isinstance(got, wire.RejectRequest), got
+        finally:
+            a.close()
+            b.close()
+
+
+async def test_a_leecher_refused_an_allowed_fast_piece_stops_asking_for_it(tmp_path: Path) -> None:
+    torrent, _ = craft("af2.bin", length=40 * PIECE, piece_length=PIECE)
+    meta = parse_metainfo(torrent)
+    async with Session("127.0.0.1", 0) as s:
+        h = await s.add_torrent(meta, tmp_path)
+        t = h._t
+        assert s.port is not None
+        p = await RawPeer.connect(s.port)
+        try:
+            hs = await p.handshake(meta.info_hash, reserved=RESERVED)
+            assert hs is not None and hs.fast
+            p.send(wire.encode_have_all() + wire.encode_allowed_fast(5))  # choking, piece 5 allowed
+            req = await p.expect(meta, lambda m: isinstance(m, wire.Request), 5)
+            assert req.index == 5
+            conn = next(iter(t.peers))
+            assert 5 in conn.allowed_fast
+            p.send(wire.encode_reject(req.index, req.begin, req.length))
+            await until(lambda: 5 not in conn.allowed_fast, 5, "piece 5 to leave the allowed-fast set")
+        finally:
+            p.close()
