@@ -28,6 +28,8 @@ REQUEST_TIMEOUT = 30.0
 SNUB_TIMEOUT = 45.0
 #: Requests in flight to a new peer before its rate is known.
 SLOW_START = 16
+#: Seconds of blocks from a peer before its rate meter, not slow start, sets the depth.
+RATE_WARMUP = 2.0
 #: The most requests we keep at one peer, whatever its ``reqq``.
 MAX_PIPELINE = 500
 
@@ -61,15 +63,24 @@ def request_verdict(
     return Verdict.OK
 
 
-def pipeline_depth(rate: float, reqq: int, downloaded: int, *, snubbed: bool) -> int:
-    """Requests to keep outstanding at a peer sending ``rate`` bytes/s."""
+def pipeline_depth(
+    rate: float, reqq: int, downloaded: int, *, snubbed: bool, warming: bool = True
+) -> int:
+    """Requests to keep outstanding at a peer sending ``rate`` bytes/s.
+
+    ``warming``: the peer's rate meter has not seen ``RATE_WARMUP`` seconds of
+    blocks yet. After that the rate alone sets the depth: a pipeline deeper
+    than the rate needs only queues requests at the peer, and at a seed those
+    are pieces the other leechers cannot know are taken (second copies).
+    """
     if snubbed:
         return 1
     reqq = min(reqq, MAX_PIPELINE)
     depth = queue_depth(rate, reqq=reqq)
     # slow start: the rate meter needs a second to see the rate; meanwhile grow
     # the pipeline by one request per block received (doubling per round trip)
-    return max(depth, min(reqq, SLOW_START + downloaded // BLOCK_SIZE))
+    grown = SLOW_START + downloaded // BLOCK_SIZE if warming else SLOW_START
+    return max(depth, min(reqq, grown))
 
 
 def refill_count(depth: int, outstanding: int) -> int:

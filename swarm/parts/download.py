@@ -27,6 +27,7 @@ from swarm.core.bitfield import Bitfield
 from swarm.core.picker import Block
 from swarm.core.rate import RateMeter
 from swarm.core.requests import (
+    RATE_WARMUP,
     REQUEST_TIMEOUT,
     Verdict,
     pipeline_depth,
@@ -280,7 +281,11 @@ class Downloader:
             return
         if now is None:
             now = time.monotonic()
-        depth = pipeline_depth(peer.down.rate(now), peer.reqq, peer.downloaded, snubbed=peer.snubbed)
+        down = peer.down
+        depth = pipeline_depth(
+            down.rate(now), peer.reqq, peer.downloaded, snubbed=peer.snubbed,
+            warming=down.age(now) < RATE_WARMUP,
+        )  # fmt: skip
         depth = t.session.throttle.cap_depth(depth)  # --max-down: the allowed rate, not the link
         count = refill_count(depth, len(peer.requests))
         if not count:

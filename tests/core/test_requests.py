@@ -45,6 +45,19 @@ def test_pipeline_depth_snubbed_slow_start_and_caps() -> None:
     assert pipeline_depth(1e9, 100000, 0, snubbed=False) <= MAX_PIPELINE
 
 
+def test_slow_start_ends_once_the_rate_is_measured() -> None:
+    """Issue 17: the slow-start term grew with every block ever received, so a
+    leecher kept its whole reqq (4-8 MiB) queued at a 500 KB/s seed; pieces
+    queued at the seed are invisible to the other leechers, which asked for
+    the same ones: second copies from the seed."""
+    rate = 500e3
+    measured = pipeline_depth(rate, 500, 100 * 2**20, snubbed=False, warming=False)
+    assert measured == pipeline_depth(rate, 500, 0, snubbed=False)  # the rate's depth, ~3 s of data
+    assert measured < 100
+    assert pipeline_depth(rate, 500, 100 * 2**20, snubbed=False) == 500  # still warming up: grows
+    assert pipeline_depth(0.0, 500, 100 * 2**20, snubbed=False, warming=False) == SLOW_START
+
+
 def test_refill_in_batches() -> None:
     assert refill_count(64, 0) == 64
     assert refill_count(64, 60) == 0  # 4 < 64 // 8: wait for a bigger batch
