@@ -348,6 +348,16 @@ class Storage:
         then ``read_block(index, 0, piece_size)`` returns the cached bytes without a copy."""
         return self._cache_enabled
 
+    @property
+    def cache_pieces(self) -> int:
+        """Whole pieces the read cache holds."""
+        return self._cache_pieces
+
+    @property
+    def loading(self) -> int:
+        """Piece loads into the read cache in flight."""
+        return len(self._loading)
+
     async def read_block(self, index: int, begin: int, length: int) -> bytes:
         """A block of a piece we have, for an upload.
 
