@@ -112,6 +112,7 @@ IFF_TUN, IFF_NO_PI, IFF_VNET_HDR = 0x0001, 0x1000, 0x4000
 TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 1, 2, 4, 8
 VNET = 10  # struct virtio_net_hdr in front of every packet
 BULK = 1400  # a TCP payload this large is piece data, not a handshake or bitfield
+TRACE_PACKETS = 40  # payload packets kept for --trace-start
 
 
 def open_tun(name: str) -> int:
@@ -151,6 +152,7 @@ class Relay:
         self.payload = [[0] * n for _ in range(n)]
         self.first_payload: dict[str, float] = {}
         self.first_bulk: dict[str, float] = {}
+        self.trace: list[tuple[float, int, int, int, str]] = []  # the first payload packets
         self.bins: list[list[int]] = [[] for _ in range(n)]
         self.packets = 0
         self.late = 0  # delivered more than 1 ms after due
@@ -178,6 +180,9 @@ class Relay:
         if data > 0:
             key = f"{src}-{dst}"
             self.first_payload.setdefault(key, t)
+            if len(self.trace) < TRACE_PACKETS:
+                start = VNET + hdr
+                self.trace.append((t, src, dst, data, buf[start : start + 24].hex()))
             if data >= BULK:
                 self.first_bulk.setdefault(key, t)
 
@@ -239,7 +244,7 @@ class Relay:
         if cmd["cmd"] == "stats":
             return {
                 "t_open": self.t_open, "wire": self.wire, "payload": self.payload,
-                "first_payload": self.first_payload, "first_bulk": self.first_bulk,
+                "first_payload": self.first_payload, "first_bulk": self.first_bulk, "trace": self.trace,
                 "bins": self.bins, "packets": self.packets, "late": self.late,
                 "lateness": self.lateness,
                 "write_errors": self.write_errors,
@@ -463,7 +468,8 @@ SWARM_SEED_ARGS: list[str] = []
 
 def swarm_argv(role: str, ip: str, torrent: Path, path: Path) -> list[str]:
     """path: the seed's data file, or a leecher's output directory."""
-    common = ["--host", ip, "--port", str(PEER_PORT), "--no-dht", "--no-lsd", "--json"]
+    # plain TCP like the libtorrent side (MSE's key exchange would add 1.5 RTT before the handshake)
+    common = ["--host", ip, "--port", str(PEER_PORT), "--no-dht", "--no-lsd", "--json", "--encryption", "off"]
     if role == "seed":
         return [PY, "-m", "swarm", "seed", str(path), "--torrent", str(torrent), *common, *SWARM_SEED_ARGS]
     return [PY, "-m", "swarm", "get", str(torrent), "-o", str(path), "--seed", *common]
@@ -718,8 +724,18 @@ def print_figures(case: Case, client: str, f: dict[str, float], data_ok: bool | 
     sys.stdout.flush()
 
 
+def print_trace(trace: list[Any], one_way_ms: float) -> None:
+    """The first payload packets as the relay took them (sender's time), in RTTs
+    from the first one: what went when in the first round trips."""
+    t0 = trace[0][0] if trace else 0.0
+    for t, src, dst, n, head in trace:
+        print(f"    {1000 * (t - t0):8.2f} ms {(t - t0) / (2 * one_way_ms / 1000):5.2f} RTT"
+              f"  {src}->{dst} {n:6d} B  {head}")  # fmt: skip
+
+
 def run_case(
-    case: Case, clients: list[str], runs: int, work: Path, verify: bool, order_seed: int
+    case: Case, clients: list[str], runs: int, work: Path, verify: bool, order_seed: int,
+    trace: bool = False,
 ) -> bool:
     """All runs of one case on one network; False when some leecher got wrong data."""
     print(
@@ -755,6 +771,8 @@ def run_case(
             for client in order:
                 r = run_client(client, case, net, work, data, torrent, timeout, verify)
                 print_figures(case, client, figures(case, r), r["data_ok"])
+                if trace:
+                    print_trace(r["stats"]["trace"], case.one_way_ms)
                 all_ok = all_ok and r["data_ok"] is not False
         drops = net.qdisc_drops()
         print(
@@ -788,6 +806,9 @@ def main() -> int:
         "--clients", default="swarm,libtorrent", help="comma-separated: swarm,libtorrent"
     )
     ap.add_argument("--runs", type=int, default=1, help="runs of each client per case")
+    ap.add_argument(
+        "--trace-start", action="store_true", help="print the first payload packets of each run"
+    )
     ap.add_argument("--super-seed", action="store_true", help="swarm's seed runs with --super-seed (BEP 16)")
     ap.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     ap.add_argument("--no-verify", action="store_true", help="skip comparing each leecher's file")
@@ -837,7 +858,7 @@ def main() -> int:
     ok = True
     try:
         for k, case in enumerate(cases):
-            ok = run_case(case, clients, args.runs, work, not args.no_verify, k) and ok
+            ok = run_case(case, clients, args.runs, work, not args.no_verify, k, args.trace_start) and ok
     except KeyboardInterrupt:
         print("interrupted: namespaces and processes removed", file=sys.stderr)
         return 130
