@@ -317,6 +317,10 @@ class PiecePicker:
         self._peer_pieces.pop(peer, None)
         self._eg_memo.pop(peer, None)
 
+    def leechers_about(self) -> bool:
+        """Is some peer not a seed (it may want what a seed sends us)?"""
+        return len(self._peers) > self.seeds
+
     def availability(self, index: int) -> int:
         return self._avail[index] + self.seeds
 
@@ -390,7 +394,7 @@ class PiecePicker:
         # a seed while other peers are about: its uplink is the swarm's scarcest, so
         # pieces some other peer has (started from it) are asked of the seed only
         # once no piece is left that the seed alone has (``_avail`` excludes seeds)
-        spare_seed = peer_has is None and len(self._peers) > self.seeds
+        spare_seed = peer in self._peers and self._peers[peer] is None and self.leechers_about()
         deferred: list[int] = []
         # (a) pieces in progress: ours first, then any
         if open_:

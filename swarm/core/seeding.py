@@ -12,8 +12,11 @@ for it is rejected (BEP 6 lets us), and it asks someone else.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Hashable
 
 from swarm.core.wire import BLOCK_SIZE
+
+Peer = Hashable
 
 #: The counters saturate here (16-bit, in blocks): far beyond any decision made on them.
 _CAP = 0xFFFF
@@ -44,3 +47,55 @@ class FirstCopies:
         """May a peer we choke have this piece (BEP 6 allowed fast)? Only while its
         first copy has not left us in full."""
         return self._blocks[index] < self._blocks_in(index)
+
+
+class FirstPass:
+    """An initial seed's first pass: each piece goes to one peer until every piece has.
+
+    Why: a seed that serves every request sends the pieces its leechers happen
+    to ask for, and a leecher cannot know which pieces the seed is already
+    sending to others (they announce a piece only once they have all of it),
+    so the seed sent ~1.3 copies of the file where one would do, and the swarm
+    waited for the last first copies. Here the first peer given a block of a
+    piece owns that piece; until every piece has an owner, another peer asking
+    for it is refused (BEP 6 reject: it asks for a piece nobody has instead, or
+    gets this one from a peer that announces it). An owner choked or gone gives
+    back the pieces it has not announced; a piece anyone announced stays given.
+    After the pass, every request is served.
+    """
+
+    def __init__(self, num_pieces: int) -> None:
+        self.num_pieces = num_pieces
+        self._owner: dict[int, Peer | None] = {}  # None: announced by some peer
+        self.done = num_pieces == 0
+
+    def may_serve(self, peer: Peer, index: int) -> bool:
+        """May ``peer`` have a block of ``index`` now? (It becomes the owner if nobody is.)"""
+        if self.done:
+            return True
+        owner = self._owner.get(index, _NOBODY)
+        if owner is _NOBODY:
+            self._owner[index] = peer
+            if len(self._owner) == self.num_pieces:
+                self.done = True
+                self._owner.clear()
+            return True
+        return owner == peer
+
+    def announced(self, index: int) -> None:
+        """Some peer has the piece whole: it is out, whoever owned it."""
+        if not self.done:
+            self._owner[index] = None
+            if len(self._owner) == self.num_pieces:
+                self.done = True
+                self._owner.clear()
+
+    def release(self, peer: Peer) -> None:
+        """``peer`` was choked or left: its pieces nobody announced go to whoever asks."""
+        if self.done:
+            return
+        for i in [i for i, p in self._owner.items() if p == peer and p is not None]:
+            del self._owner[i]
+
+
+_NOBODY = object()

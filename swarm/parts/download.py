@@ -28,11 +28,13 @@ from swarm.core.picker import Block
 from swarm.core.rate import RateMeter
 from swarm.core.requests import (
     RATE_WARMUP,
+    REFUSED_FOR,
     REQUEST_TIMEOUT,
     Verdict,
     pipeline_depth,
     refill_count,
     request_verdict,
+    shared_seed_queue_time,
 )
 from swarm.diskio import aligned_buffer
 from swarm.errors import ProtocolError
@@ -63,6 +65,8 @@ class Downloader:
         self.down = RateMeter()
         self.downloaded = 0
         self.wasted = 0
+        #: per peer, pieces it refused while unchoking us, and when (see on_reject)
+        self.refused: dict[PeerConnection, dict[int, float]] = {}
         #: seconds before a silent peer's requests go to others (tests shorten it)
         self.request_timeout = REQUEST_TIMEOUT
 
@@ -160,7 +164,7 @@ class Downloader:
             picker.add_peer(peer, peer.have)
         if peer.have.set(m.index):
             picker.peer_have(peer, m.index)
-        if self.torrent.superseed is not None:
+        if self.torrent.uploader.watches_haves:
             self.torrent.uploader.peer_has(peer, (m.index,))
         self.update_interest(peer)
 
@@ -174,7 +178,7 @@ class Downloader:
             picker.add_peer_have_all(peer)
         else:
             picker.add_peer(peer, bf)
-        if self.torrent.superseed is not None:
+        if self.torrent.uploader.watches_haves:
             self.torrent.uploader.peer_has(peer, bf)
         self.update_interest(peer)
 
@@ -209,6 +213,10 @@ class Downloader:
             # an allowed-fast piece refused (its first copy went to someone else):
             # ask others for it, not this peer again while it chokes us
             peer.allowed_fast.discard(m.index)
+        else:
+            # refused while unchoked: a seed giving that piece to another peer first
+            # (core.seeding.FirstPass); ask it for other pieces for a while
+            self.refused.setdefault(peer, {})[m.index] = time.monotonic()
         req = peer.requests.pop((m.index, m.begin), None)
         picker = self.torrent.picker
         if req is not None and picker is not None:
@@ -252,6 +260,7 @@ class Downloader:
 
     def peer_left(self, peer: PeerConnection) -> None:
         """A closed peer's requests: no longer landing, back to the picker's pool."""
+        self.refused.pop(peer, None)
         for key in list(peer.requests):
             self.abandon_landing(peer, key)
         peer.requests.clear()
@@ -285,12 +294,16 @@ class Downloader:
         depth = pipeline_depth(
             down.rate(now), peer.reqq, peer.downloaded, snubbed=peer.snubbed,
             warming=down.age(now) < RATE_WARMUP,
+            queue_time=shared_seed_queue_time(peer.have.all(), picker.leechers_about()),
         )  # fmt: skip
         depth = t.session.throttle.cap_depth(depth)  # --max-down: the allowed rate, not the link
         count = refill_count(depth, len(peer.requests))
         if not count:
             return
         has: Bitfield | None = None if peer.have.all() else peer.have
+        refused = self.refused.get(peer)
+        if refused and not choked:
+            has = self._without_refused(peer, refused, now)
         if choked:
             has = Bitfield(t.num_pieces)
             for i in peer.allowed_fast:
@@ -322,6 +335,19 @@ class Downloader:
             send(enc(index, blk.begin, blk.length))
         if give_back:
             picker.cancel_requests(peer, give_back)
+
+    def _without_refused(self, peer: PeerConnection, refused: dict[int, float], now: float) -> Bitfield | None:
+        """The peer's pieces but those it refused less than ``REFUSED_FOR`` ago."""
+        assert peer.have is not None
+        for i in [i for i, at in refused.items() if now - at > REFUSED_FOR]:
+            del refused[i]
+        if not refused:
+            del self.refused[peer]
+            return None if peer.have.all() else peer.have
+        has = peer.have.copy()
+        for i in refused:
+            has.clear(i)
+        return has
 
     def check_requests(self, peer: PeerConnection, now: float) -> None:
         """Once a tick: re-issue a timed-out peer's requests elsewhere; snub a silent one."""

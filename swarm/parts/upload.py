@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
 from swarm.core.rate import RateMeter
-from swarm.core.seeding import FirstCopies
+from swarm.core.seeding import FirstCopies, FirstPass
 from swarm.errors import ProtocolError, StorageError, SwarmError
 
 if TYPE_CHECKING:
@@ -43,6 +43,10 @@ class Uploader:
         self.changed_files: set[int] = set()
         #: what we have sent of each piece: a choked peer gets only first copies
         self.first_copies = FirstCopies(torrent.num_pieces, torrent.meta.piece_length, torrent.meta.total_length)
+        #: an initial seed (``swarm seed``) gives each piece to one peer until all have left it
+        self.first_pass = (
+            FirstPass(torrent.num_pieces) if torrent.seed_only and torrent.superseed is None else None
+        )
 
     def greet(self, peer: PeerConnection) -> None:
         """What we have, told to a new peer (BEP 3 bitfield or BEP 6 have-all/none), and
@@ -104,10 +108,21 @@ class Uploader:
         if index is not None:
             peer.send(wire.encode_have(index))
 
+    @property
+    def watches_haves(self) -> bool:
+        """Does ``peer_has`` need the peers' HAVEs and bitfields?"""
+        fp = self.first_pass
+        return self.torrent.superseed is not None or (fp is not None and not fp.done)
+
     def peer_has(self, peer: PeerConnection, indexes: Iterable[int]) -> None:
-        """A peer announced pieces (HAVE, or its bitfield): whoever was shown one of them
-        is due the next (it got it, or passed it on), and so is this peer if its piece
-        turned out to be one it already had."""
+        """A peer announced pieces (HAVE, or its bitfield). First pass: those are out.
+        Super-seeding: whoever was shown one of them is due the next (it got it, or
+        passed it on), and so is this peer if its piece turned out to be one it
+        already had."""
+        fp = self.first_pass
+        if fp is not None and not fp.done:
+            for i in indexes:
+                fp.announced(i)
         ss = self.torrent.superseed
         if ss is None:
             return
@@ -138,6 +153,10 @@ class Uploader:
             # peer asks for the same pieces, so only their first copy is served
             self.reject(peer, m.index, m.begin, m.length)
             return
+        fp = self.first_pass
+        if fp is not None and not fp.may_serve(peer, index):
+            self.reject(peer, m.index, m.begin, m.length)  # another peer's first copy
+            return
         if not peer.queue_upload(index, m.begin, m.length):
             self.reject(peer, m.index, m.begin, m.length)
             return
@@ -153,10 +172,14 @@ class Uploader:
             # BEP 6: a cancelled request is answered with a reject.
             peer.send(wire.encode_reject(m.index, m.begin, m.length))
 
-    @staticmethod
-    def on_choked(peer: PeerConnection) -> None:
+    def peer_left(self, peer: PeerConnection) -> None:
+        if self.first_pass is not None:
+            self.first_pass.release(peer)
+
+    def on_choked(self, peer: PeerConnection) -> None:
         """We just choked ``peer``: drop its queued requests (BEP 6: reject them,
-        but keep those for its allowed-fast pieces)."""
+        but keep those for its allowed-fast pieces); its first-pass pieces go to others."""
+        self.peer_left(peer)
         if peer.supports_fast:
             # BEP 6: allowed-fast requests stay queued, the others are rejected; in place
             # (PeerConnection.drop_uploads): the serving task keeps the same deque

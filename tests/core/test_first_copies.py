@@ -6,7 +6,7 @@ pieces once per leecher (about 0.9 of the 1.9 copies of the file the seed
 sent in the 24-leecher benchmark).
 """
 
-from swarm.core.seeding import FirstCopies
+from swarm.core.seeding import FirstCopies, FirstPass
 
 BS = 16384
 
@@ -30,3 +30,23 @@ def test_copies_count_bytes_and_saturate() -> None:
         fc.note(0, BS)
     assert fc.copies(0) > 1000  # counted up to a cap, never wrapping around
     assert not fc.serve_choked(0)
+
+
+def test_first_pass_gives_each_piece_to_one_peer_until_all_are_out() -> None:
+    fp = FirstPass(3)
+    assert fp.may_serve("a", 0) and fp.may_serve("a", 0)  # a owns piece 0
+    assert not fp.may_serve("b", 0)  # b is refused: it asks for another piece
+    assert fp.may_serve("b", 1)
+    fp.announced(1)  # b has it whole (or someone else announced it)
+    assert not fp.may_serve("c", 1) and not fp.done
+    assert fp.may_serve("c", 2)  # the last piece given: the pass is over
+    assert fp.done and fp.may_serve("b", 0) and fp.may_serve("c", 1)
+
+
+def test_a_choked_or_gone_owner_gives_back_what_it_did_not_announce() -> None:
+    fp = FirstPass(4)
+    assert fp.may_serve("a", 0) and fp.may_serve("a", 1)
+    fp.announced(1)
+    fp.release("a")
+    assert fp.may_serve("b", 0)  # given back
+    assert not fp.may_serve("b", 1)  # announced: out for good

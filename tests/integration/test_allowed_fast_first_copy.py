@@ -96,3 +96,61 @@ async def test_the_seed_reads_a_newcomers_allowed_fast_pieces_before_it_asks(tmp
             assert st.cache_misses == misses  # served from the cache
         finally:
             p.close()
+
+
+async def test_an_initial_seed_gives_each_piece_to_one_peer_in_its_first_pass(tmp_path: Path) -> None:
+    """Unchoked leechers cannot know which pieces the seed is sending to the others;
+    the seed does: while some piece has not left it, a piece it is giving one peer
+    is refused to another (who then asks for a piece nobody has)."""
+    torrent, payload = craft("pass.bin", length=40 * PIECE, piece_length=PIECE)
+    meta = parse_metainfo(torrent)
+    (tmp_path / "pass.bin").write_bytes(payload)
+    fast = set(wire.allowed_fast_set("127.0.0.1", meta.info_hash, meta.num_pieces))
+    x, y = [i for i in range(meta.num_pieces) if i not in fast][:2]
+    async with Session("127.0.0.1", 0) as s:
+        await s.add_torrent(meta, tmp_path, seed_only=True)
+        assert s.port is not None
+        a, b = await RawPeer.connect(s.port), await RawPeer.connect(s.port)
+        try:
+            for p in (a, b):
+                hs = await p.handshake(meta.info_hash, reserved=RESERVED)
+                assert hs is not None and hs.fast
+                p.send(wire.encode_have_none() + wire.encode_interested())
+                await p.expect(meta, lambda m: isinstance(m, wire.Unchoke), 5)
+            a.send(wire.encode_request(x, 0, BLOCK))
+            got = await a.expect(meta, is_block_answer, 5)
+            assert isinstance(got, wire.Piece) and got.index == x
+            b.send(wire.encode_request(x, BLOCK, BLOCK))
+            got = await b.expect(meta, is_block_answer, 5)
+            assert isinstance(got, wire.RejectRequest) and got.index == x  # a's piece
+            b.send(wire.encode_request(y, 0, BLOCK))
+            got = await b.expect(meta, is_block_answer, 5)
+            assert isinstance(got, wire.Piece) and got.index == y  # a piece nobody has: served
+            a.send(wire.encode_request(x, BLOCK, BLOCK))  # the owner gets the rest
+            got = await a.expect(meta, is_block_answer, 5)
+            assert isinstance(got, wire.Piece) and (got.index, got.begin) == (x, BLOCK)
+        finally:
+            a.close()
+            b.close()
+
+
+async def test_a_leecher_refused_a_piece_by_an_unchoking_seed_asks_it_for_others(tmp_path: Path) -> None:
+    torrent, _ = craft("ref.bin", length=10 * PIECE, piece_length=PIECE)  # 20 blocks
+    meta = parse_metainfo(torrent)
+    async with Session("127.0.0.1", 0) as s:
+        await s.add_torrent(meta, tmp_path)
+        assert s.port is not None
+        p = await RawPeer.connect(s.port)
+        try:
+            hs = await p.handshake(meta.info_hash, reserved=RESERVED)
+            assert hs is not None and hs.fast
+            p.send(wire.encode_have_all() + wire.encode_unchoke())
+            first = [await p.expect(meta, lambda m: isinstance(m, wire.Request), 5) for _ in range(16)]
+            refused = {r.index for r in first}
+            for r in first:  # refuse them all (a seed giving these pieces to others)
+                p.send(wire.encode_reject(r.index, r.begin, r.length))
+            # the 4 blocks of the 2 other pieces, and not the refused ones again
+            later = [await p.expect(meta, lambda m: isinstance(m, wire.Request), 5) for _ in range(4)]
+            assert not {r.index for r in later} & refused, [r.index for r in later]
+        finally:
+            p.close()
