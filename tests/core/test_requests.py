@@ -1,17 +1,21 @@
 """swarm.core.requests: request timeouts, snubbing and pipeline depth, with time passed in."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from swarm.core.rate import DEFAULT_QUEUE_TIME
 from swarm.core.requests import (
     MAX_PIPELINE,
     REQUEST_TIMEOUT,
+    SHARED_SEED_QUEUE_TIME,
     SLOW_START,
     SNUB_TIMEOUT,
     Verdict,
     pipeline_depth,
     refill_count,
     request_verdict,
+    shared_seed_queue_time,
 )
 from swarm.core.wire import BLOCK_SIZE
 
@@ -56,6 +60,17 @@ def test_slow_start_ends_once_the_rate_is_measured() -> None:
     assert measured < 100
     assert pipeline_depth(rate, 500, 100 * 2**20, snubbed=False) == 500  # still warming up: grows
     assert pipeline_depth(0.0, 500, 100 * 2**20, snubbed=False, warming=False) == SLOW_START
+
+
+def test_a_seed_shared_with_other_leechers_gets_one_second_of_requests() -> None:
+    """Issue 17: what is queued at a shared seed are pieces the other leechers cannot
+    know are taken; three seconds of them made for second copies."""
+    assert shared_seed_queue_time(True, True) == SHARED_SEED_QUEUE_TIME == 1.0
+    assert shared_seed_queue_time(True, False) == DEFAULT_QUEUE_TIME  # one link: the seed is ours
+    assert shared_seed_queue_time(False, True) == DEFAULT_QUEUE_TIME
+    rate = 1e6
+    shared = pipeline_depth(rate, 500, 0, snubbed=False, warming=False, queue_time=1.0)
+    assert shared * 3 == pytest.approx(pipeline_depth(rate, 500, 0, snubbed=False, warming=False), abs=3)
 
 
 def test_refill_in_batches() -> None:
