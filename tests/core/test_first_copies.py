@@ -14,7 +14,7 @@ BS = 16384
 def test_a_choked_peer_gets_a_piece_only_until_its_first_copy_is_out() -> None:
     fc = FirstCopies(num_pieces=3, piece_length=4 * BS, total_length=2 * 4 * BS + BS)
     assert fc.serve_choked(0)
-    for b in range(4):
+    for _ in range(4):
         fc.note(0, BS)
     assert not fc.serve_choked(0)  # a whole copy has left: the others trade it
     assert fc.serve_choked(1)
