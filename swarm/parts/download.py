@@ -209,15 +209,16 @@ class Downloader:
     def on_reject(self, peer: PeerConnection, m: wire.RejectRequest) -> None:
         if not peer.supports_fast:
             raise ProtocolError("reject-request without the fast extension")
+        req = peer.requests.pop((m.index, m.begin), None)
         if peer.peer_choking:
             # an allowed-fast piece refused (its first copy went to someone else):
             # ask others for it, not this peer again while it chokes us
             peer.allowed_fast.discard(m.index)
-        else:
-            # refused while unchoked: a seed giving that piece to another peer first
-            # (core.seeding.FirstPass); ask it for other pieces for a while
+        elif req is not None:
+            # a live request refused while unchoked (not the answer to our cancel):
+            # a seed giving that piece to another peer first (core.seeding.FirstPass);
+            # ask it for other pieces for a while
             self.refused.setdefault(peer, {})[m.index] = time.monotonic()
-        req = peer.requests.pop((m.index, m.begin), None)
         picker = self.torrent.picker
         if req is not None and picker is not None:
             self.abandon_landing(peer, (m.index, m.begin))
