@@ -21,7 +21,9 @@ uplink use (over the whole transfer, and until its last data left it) and the
 leechers' mean uplink use (wire bytes over tbf capacity); the peer share
 (payload leechers got from leechers / all payload leechers got); the copies of
 the file the seed sent; bytes sent per byte delivered (TCP payload on the wire,
-retransmissions included, over N*F); CPU seconds of the seed and the leechers
+retransmissions included, over N*F) and the part of it the leechers counted
+as received twice or unrequested (swarm's ``wasted``, libtorrent's
+``total_redundant_bytes``); CPU seconds of the seed and the leechers
 over the transfer. The one-link cases also print the steady rate (10 %..90 % of
 the file) and the first data after the handshake, in RTTs.
 
@@ -419,6 +421,7 @@ class Client:
         self.announced = threading.Event()
         self.done_at: float | None = None
         self.done = threading.Event()
+        self.wasted = 0  # payload received that was not requested or came twice, last reported
         self.cpu0 = 0.0
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -438,6 +441,8 @@ class Client:
             elif kind == "done" and self.done_at is None:
                 self.done_at = float(ev["time"])
                 self.done.set()
+            if "wasted" in ev:
+                self.wasted = max(self.wasted, int(ev["wasted"]))
 
     def cpu(self) -> float:
         """utime + stime of the process (all its threads) so far."""
@@ -515,8 +520,12 @@ def lt_child(role: str, torrent: str, save: str, ip: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(json.dumps({"event": "listening", "port": ses.listen_port()}), flush=True)
     done = announced = False
+    reported = 0.0
     while not stop.wait(0.01):
         st = h.status()
+        if time.monotonic() - reported >= 0.5:  # like swarm's progress events: the waste so far
+            reported = time.monotonic()
+            print(json.dumps({"event": "progress", "wasted": st.total_redundant_bytes}), flush=True)
         if not announced and st.current_tracker:
             announced = True
             print(json.dumps({"event": "tracker", "action": "ok"}), flush=True)
@@ -636,6 +645,7 @@ def run_client(
         "t_end": t_end - t_open,
         "cpu_seed": cpu_seed,
         "cpu_leech": sum(cpu_leech),
+        "wasted": sum(c.wasted for c in leechers),
         "stats": stats,
         "data_ok": ok,
     }
@@ -667,6 +677,7 @@ def figures(case: Case, r: dict[str, Any]) -> dict[str, float]:
         "peer_share": from_peers / max(1, seed_payload + from_peers),
         "seed_copies": seed_payload / size,
         "sent_per_byte": sent / (n * size),
+        "wasted": r["wasted"] / (n * size),
         "cpu_seed": r["cpu_seed"], "cpu_leech": r["cpu_leech"], "startup": r["startup"],
         "late": s["late"] / max(1, s["packets"]),
         "lateness_ms": 1000 * s["lateness"] / max(1, s["packets"]),
@@ -701,6 +712,7 @@ def print_figures(case: Case, client: str, f: dict[str, float], data_ok: bool | 
         f" {f['seed_use_busy']:5.1%}), leecher uplinks {f['leech_use']:5.1%}"
         f" | peer share {f['peer_share']:5.1%} | seed sent {f['seed_copies']:.2f} copies"
         f" | bytes sent per byte delivered {f['sent_per_byte']:.3f}"
+        f" (received twice or unrequested, as the leechers count it: {f['wasted']:.2%} of the delivered bytes)"
     )
     line = (
         f"  {'':<10} CPU seed {f['cpu_seed']:.1f} s, leechers {f['cpu_leech']:.1f} s"
