@@ -15,7 +15,9 @@ c. otherwise the highest priority, then the rarest (fewest peers), random
 d. endgame: when no unstarted wanted piece is left and this peer has nothing
    free to fetch, blocks already requested from others (at most
    ``ENDGAME_REQUESTERS`` requesters per block, and only while the peer has
-   fewer than ``ENDGAME_QUEUE`` requests in flight), cancelled on arrival.
+   fewer than ``ENDGAME_QUEUE`` requests in flight), cancelled on arrival;
+   never blocks requested from a peer the shell says is delivering
+   (``set_delivering``): their copy would arrive second.
 
 Unstarted candidate pieces live in buckets keyed by (priority, availability)
 with a position index, so an availability change moves one piece in O(1) and
@@ -141,6 +143,8 @@ class PiecePicker:
         # it a block has changed (they would find nothing again)
         self._eg_gen = 0
         self._eg_memo: dict[Peer, tuple[int, int]] = {}
+        #: peers sending us blocks right now: endgame does not duplicate their blocks
+        self._delivering: set[Peer] = set()
         for i in range(num_pieces):
             if not self._hv[i]:
                 self._bucket_add(i)
@@ -316,6 +320,17 @@ class PiecePicker:
         self._requests.pop(peer, None)
         self._peer_pieces.pop(peer, None)
         self._eg_memo.pop(peer, None)
+        self._delivering.discard(peer)
+
+    def set_delivering(self, peer: Peer, delivering: bool) -> None:
+        """Is ``peer`` sending us blocks (the shell decides, from when its last came)?"""
+        if delivering == (peer in self._delivering):
+            return
+        if delivering:
+            self._delivering.add(peer)
+        else:
+            self._delivering.discard(peer)
+        self._eg_gen += 1
 
     def leechers_about(self) -> bool:
         """Is some peer not a seed (it may want what a seed sends us)?"""
@@ -509,12 +524,13 @@ class PiecePicker:
     ) -> bool:
         """Duplicate requests, least requested blocks first; True if ``count`` were found."""
         prio = self._prio
+        delivering = self._delivering
         for level in range(1, ENDGAME_REQUESTERS):
             for i, part in self._partials.items():
                 if prio[i] <= 0 or (peer_has is not None and not peer_has[i]):
                     continue
                 for b, who in part.reqs.items():
-                    if len(who) == level and peer not in who:
+                    if len(who) == level and peer not in who and not delivering.intersection(who):
                         who.append(peer)
                         blk = self._block(i, b)
                         reqs[blk] = None

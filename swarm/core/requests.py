@@ -30,6 +30,9 @@ SNUB_TIMEOUT = 45.0
 SLOW_START = 16
 #: Seconds of blocks from a peer before its rate meter, not slow start, sets the depth.
 RATE_WARMUP = 2.0
+#: A peer that has sent no block for this long is no longer delivering: endgame may
+#: ask others for the blocks it holds (while it delivers, their copy would come second).
+ENDGAME_PATIENCE = 2.0
 #: Seconds we do not ask an unchoking peer again for a piece it refused (a seed in its
 #: first pass gives each piece to one peer: core.seeding.FirstPass).
 REFUSED_FOR = 5.0
@@ -102,6 +105,13 @@ def shared_seed_queue_time(peer_is_seed: bool, leechers_about: bool) -> float:
     know are taken, and they ask for the same ones (second copies). One second
     still covers the round trip and scheduling hiccups many times on a LAN."""
     return SHARED_SEED_QUEUE_TIME if peer_is_seed and leechers_about else DEFAULT_QUEUE_TIME
+
+
+def is_delivering(last_block: float, now: float, timeout: float = REQUEST_TIMEOUT) -> bool:
+    """Is a peer sending us blocks (so endgame leaves its blocks to it)? Quiet for
+    ``ENDGAME_PATIENCE``, or half the request ``timeout`` if that is shorter (a peer
+    must count as quiet well before the requests waiting on it time out)."""
+    return now - last_block < min(ENDGAME_PATIENCE, timeout / 2)
 
 
 def refill_count(depth: int, outstanding: int) -> int:

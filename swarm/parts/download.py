@@ -31,6 +31,7 @@ from swarm.core.requests import (
     REFUSED_FOR,
     REQUEST_TIMEOUT,
     Verdict,
+    is_delivering,
     pipeline_depth,
     refill_count,
     request_verdict,
@@ -134,6 +135,9 @@ class Downloader:
         peer.snubbed = False
         self.downloaded += got
         self.down.add(got, now)
+        picker = self.torrent.picker
+        if picker is not None:
+            picker.set_delivering(peer, True)
 
     @staticmethod
     def send_cancels(cancels: Iterable[tuple[Any, Block]]) -> None:
@@ -351,7 +355,11 @@ class Downloader:
         return has
 
     def check_requests(self, peer: PeerConnection, now: float) -> None:
-        """Once a tick: re-issue a timed-out peer's requests elsewhere; snub a silent one."""
+        """Once a tick: re-issue a timed-out peer's requests elsewhere; snub a silent one;
+        tell the picker whether it still delivers (endgame leaves its blocks to it)."""
+        picker = self.torrent.picker
+        if picker is not None:
+            picker.set_delivering(peer, is_delivering(peer.last_block, now, self.request_timeout))
         oldest = min(t for _, t in peer.requests.values()) if peer.requests else None
         verdict = request_verdict(
             oldest, peer.last_block, interested=peer.am_interested, peer_choking=peer.peer_choking, now=now,

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from swarm.core.rate import DEFAULT_QUEUE_TIME
 from swarm.core.requests import (
+    ENDGAME_PATIENCE,
     MAX_PIPELINE,
     REQUEST_TIMEOUT,
     SHARED_SEED_QUEUE_TIME,
@@ -14,6 +15,7 @@ from swarm.core.requests import (
     Verdict,
     pipeline_depth,
     refill_count,
+    is_delivering,
     request_verdict,
     shared_seed_queue_time,
 )
@@ -84,3 +86,10 @@ def test_refill_in_batches() -> None:
 def test_depth_is_between_one_and_the_cap(rate: float, reqq: int, downloaded: int, snubbed: bool) -> None:
     d = pipeline_depth(rate, reqq, downloaded, snubbed=snubbed)
     assert 1 <= d <= max(1, min(reqq, MAX_PIPELINE))
+
+
+def test_a_peer_is_delivering_until_quiet_for_the_endgame_patience() -> None:
+    assert is_delivering(10.0, 10.0 + ENDGAME_PATIENCE - 0.1)
+    assert not is_delivering(10.0, 10.0 + ENDGAME_PATIENCE)
+    # quiet sooner than the requests waiting on it time out
+    assert not is_delivering(10.0, 10.6, timeout=1.0)
