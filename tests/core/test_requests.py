@@ -13,9 +13,9 @@ from swarm.core.requests import (
     SLOW_START,
     SNUB_TIMEOUT,
     Verdict,
+    is_delivering,
     pipeline_depth,
     refill_count,
-    is_delivering,
     request_verdict,
     shared_seed_queue_time,
 )
