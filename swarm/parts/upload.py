@@ -154,8 +154,10 @@ class Uploader:
             self.reject(peer, m.index, m.begin, m.length)
             return
         fp = self.first_pass
-        if fp is not None and not fp.may_serve(peer, index):
-            self.reject(peer, m.index, m.begin, m.length)  # another peer's first copy
+        if fp is not None and peer.supports_fast and not fp.may_serve(peer, index):
+            # another peer's first copy; only a BEP 6 peer can be told no (a BEP 3
+            # peer would wait for the block until its own timeout)
+            self.reject(peer, m.index, m.begin, m.length)
             return
         if not peer.queue_upload(index, m.begin, m.length):
             self.reject(peer, m.index, m.begin, m.length)
@@ -172,14 +174,15 @@ class Uploader:
             # BEP 6: a cancelled request is answered with a reject.
             peer.send(wire.encode_reject(m.index, m.begin, m.length))
 
-    def peer_left(self, peer: PeerConnection) -> None:
+    def give_back(self, peer: PeerConnection) -> None:
+        """``peer`` was choked or left: its first-pass pieces go to whoever asks."""
         if self.first_pass is not None:
             self.first_pass.release(peer)
 
     def on_choked(self, peer: PeerConnection) -> None:
         """We just choked ``peer``: drop its queued requests (BEP 6: reject them,
         but keep those for its allowed-fast pieces); its first-pass pieces go to others."""
-        self.peer_left(peer)
+        self.give_back(peer)
         if peer.supports_fast:
             # BEP 6: allowed-fast requests stay queued, the others are rejected; in place
             # (PeerConnection.drop_uploads): the serving task keeps the same deque

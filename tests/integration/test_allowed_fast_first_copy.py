@@ -154,3 +154,33 @@ async def test_a_leecher_refused_a_piece_by_an_unchoking_seed_asks_it_for_others
             assert not {r.index for r in later} & refused, [r.index for r in later]
         finally:
             p.close()
+
+
+async def test_the_first_pass_never_leaves_a_peer_without_the_fast_extension_waiting(tmp_path: Path) -> None:
+    """A BEP 3 peer cannot be told no (no reject message): refused, it would wait for
+    the block until its own timeout. It is served, first pass or not."""
+    torrent, payload = craft("plain.bin", length=40 * PIECE, piece_length=PIECE)
+    meta = parse_metainfo(torrent)
+    (tmp_path / "plain.bin").write_bytes(payload)
+    plain = wire.make_reserved(extensions=False, fast=False, dht=False)
+    async with Session("127.0.0.1", 0) as s:
+        await s.add_torrent(meta, tmp_path, seed_only=True)
+        assert s.port is not None
+        a, b = await RawPeer.connect(s.port), await RawPeer.connect(s.port)
+        try:
+            hs = await a.handshake(meta.info_hash, reserved=RESERVED)
+            assert hs is not None and hs.fast
+            a.send(wire.encode_have_none() + wire.encode_interested())
+            await a.expect(meta, lambda m: isinstance(m, wire.Unchoke), 5)
+            assert await b.handshake(meta.info_hash, reserved=plain)
+            b.send(wire.encode_interested())
+            await b.expect(meta, lambda m: isinstance(m, wire.Unchoke), 5)
+            a.send(wire.encode_request(7, 0, BLOCK))  # a owns piece 7 now
+            got = await a.expect(meta, is_block_answer, 5)
+            assert isinstance(got, wire.Piece) and got.index == 7
+            b.send(wire.encode_request(7, BLOCK, BLOCK))
+            got = await b.expect(meta, lambda m: isinstance(m, wire.Piece), 5)
+            assert (got.index, got.begin) == (7, BLOCK)
+        finally:
+            a.close()
+            b.close()
