@@ -21,7 +21,9 @@ uplink use (over the whole transfer, and until its last data left it) and the
 leechers' mean uplink use (wire bytes over tbf capacity); the peer share
 (payload leechers got from leechers / all payload leechers got); the copies of
 the file the seed sent; bytes sent per byte delivered (TCP payload on the wire,
-retransmissions included, over N*F); CPU seconds of the seed and the leechers
+retransmissions included, over N*F) and the part of it the leechers counted
+as received twice or unrequested (swarm's ``wasted``, libtorrent's
+``total_redundant_bytes``); CPU seconds of the seed and the leechers
 over the transfer. The one-link cases also print the steady rate (10 %..90 % of
 the file) and the first data after the handshake, in RTTs.
 
@@ -112,6 +114,7 @@ IFF_TUN, IFF_NO_PI, IFF_VNET_HDR = 0x0001, 0x1000, 0x4000
 TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 1, 2, 4, 8
 VNET = 10  # struct virtio_net_hdr in front of every packet
 BULK = 1400  # a TCP payload this large is piece data, not a handshake or bitfield
+TRACE_PACKETS = 40  # payload packets kept for --trace-start
 
 
 def open_tun(name: str) -> int:
@@ -151,6 +154,7 @@ class Relay:
         self.payload = [[0] * n for _ in range(n)]
         self.first_payload: dict[str, float] = {}
         self.first_bulk: dict[str, float] = {}
+        self.trace: list[tuple[float, int, int, int, str]] = []  # the first payload packets
         self.bins: list[list[int]] = [[] for _ in range(n)]
         self.packets = 0
         self.late = 0  # delivered more than 1 ms after due
@@ -178,6 +182,9 @@ class Relay:
         if data > 0:
             key = f"{src}-{dst}"
             self.first_payload.setdefault(key, t)
+            if len(self.trace) < TRACE_PACKETS:
+                start = VNET + hdr
+                self.trace.append((t, src, dst, data, buf[start : start + 24].hex()))
             if data >= BULK:
                 self.first_bulk.setdefault(key, t)
 
@@ -239,7 +246,7 @@ class Relay:
         if cmd["cmd"] == "stats":
             return {
                 "t_open": self.t_open, "wire": self.wire, "payload": self.payload,
-                "first_payload": self.first_payload, "first_bulk": self.first_bulk,
+                "first_payload": self.first_payload, "first_bulk": self.first_bulk, "trace": self.trace,
                 "bins": self.bins, "packets": self.packets, "late": self.late,
                 "lateness": self.lateness,
                 "write_errors": self.write_errors,
@@ -414,6 +421,7 @@ class Client:
         self.announced = threading.Event()
         self.done_at: float | None = None
         self.done = threading.Event()
+        self.wasted = 0  # payload received that was not requested or came twice, last reported
         self.cpu0 = 0.0
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -433,6 +441,8 @@ class Client:
             elif kind == "done" and self.done_at is None:
                 self.done_at = float(ev["time"])
                 self.done.set()
+            if "wasted" in ev:
+                self.wasted = max(self.wasted, int(ev["wasted"]))
 
     def cpu(self) -> float:
         """utime + stime of the process (all its threads) so far."""
@@ -457,11 +467,16 @@ class Client:
         self.log.close()
 
 
+#: Extra arguments of swarm's seed (``--super-seed``: BEP 16 instead of the default seed).
+SWARM_SEED_ARGS: list[str] = []
+
+
 def swarm_argv(role: str, ip: str, torrent: Path, path: Path) -> list[str]:
     """path: the seed's data file, or a leecher's output directory."""
-    common = ["--host", ip, "--port", str(PEER_PORT), "--no-dht", "--no-lsd", "--json"]
+    # plain TCP like the libtorrent side (MSE's key exchange would add 1.5 RTT before the handshake)
+    common = ["--host", ip, "--port", str(PEER_PORT), "--no-dht", "--no-lsd", "--json", "--encryption", "off"]
     if role == "seed":
-        return [PY, "-m", "swarm", "seed", str(path), "--torrent", str(torrent), *common]
+        return [PY, "-m", "swarm", "seed", str(path), "--torrent", str(torrent), *common, *SWARM_SEED_ARGS]
     return [PY, "-m", "swarm", "get", str(torrent), "-o", str(path), "--seed", *common]
 
 
@@ -505,8 +520,12 @@ def lt_child(role: str, torrent: str, save: str, ip: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(json.dumps({"event": "listening", "port": ses.listen_port()}), flush=True)
     done = announced = False
+    reported = 0.0
     while not stop.wait(0.01):
         st = h.status()
+        if time.monotonic() - reported >= 0.5:  # like swarm's progress events: the waste so far
+            reported = time.monotonic()
+            print(json.dumps({"event": "progress", "wasted": st.total_redundant_bytes}), flush=True)
         if not announced and st.current_tracker:
             announced = True
             print(json.dumps({"event": "tracker", "action": "ok"}), flush=True)
@@ -626,6 +645,7 @@ def run_client(
         "t_end": t_end - t_open,
         "cpu_seed": cpu_seed,
         "cpu_leech": sum(cpu_leech),
+        "wasted": sum(c.wasted for c in leechers),
         "stats": stats,
         "data_ok": ok,
     }
@@ -657,6 +677,7 @@ def figures(case: Case, r: dict[str, Any]) -> dict[str, float]:
         "peer_share": from_peers / max(1, seed_payload + from_peers),
         "seed_copies": seed_payload / size,
         "sent_per_byte": sent / (n * size),
+        "wasted": r["wasted"] / (n * size),
         "cpu_seed": r["cpu_seed"], "cpu_leech": r["cpu_leech"], "startup": r["startup"],
         "late": s["late"] / max(1, s["packets"]),
         "lateness_ms": 1000 * s["lateness"] / max(1, s["packets"]),
@@ -691,6 +712,7 @@ def print_figures(case: Case, client: str, f: dict[str, float], data_ok: bool | 
         f" {f['seed_use_busy']:5.1%}), leecher uplinks {f['leech_use']:5.1%}"
         f" | peer share {f['peer_share']:5.1%} | seed sent {f['seed_copies']:.2f} copies"
         f" | bytes sent per byte delivered {f['sent_per_byte']:.3f}"
+        f" (received twice or unrequested, as the leechers count it: {f['wasted']:.2%} of the delivered bytes)"
     )
     line = (
         f"  {'':<10} CPU seed {f['cpu_seed']:.1f} s, leechers {f['cpu_leech']:.1f} s"
@@ -714,8 +736,18 @@ def print_figures(case: Case, client: str, f: dict[str, float], data_ok: bool | 
     sys.stdout.flush()
 
 
+def print_trace(trace: list[Any], one_way_ms: float) -> None:
+    """The first payload packets as the relay took them (sender's time), in RTTs
+    from the first one: what went when in the first round trips."""
+    t0 = trace[0][0] if trace else 0.0
+    for t, src, dst, n, head in trace:
+        print(f"    {1000 * (t - t0):8.2f} ms {(t - t0) / (2 * one_way_ms / 1000):5.2f} RTT"
+              f"  {src}->{dst} {n:6d} B  {head}")  # fmt: skip
+
+
 def run_case(
-    case: Case, clients: list[str], runs: int, work: Path, verify: bool, order_seed: int
+    case: Case, clients: list[str], runs: int, work: Path, verify: bool, order_seed: int,
+    trace: bool = False,
 ) -> bool:
     """All runs of one case on one network; False when some leecher got wrong data."""
     print(
@@ -751,6 +783,8 @@ def run_case(
             for client in order:
                 r = run_client(client, case, net, work, data, torrent, timeout, verify)
                 print_figures(case, client, figures(case, r), r["data_ok"])
+                if trace:
+                    print_trace(r["stats"]["trace"], case.one_way_ms)
                 all_ok = all_ok and r["data_ok"] is not False
         drops = net.qdisc_drops()
         print(
@@ -784,6 +818,10 @@ def main() -> int:
         "--clients", default="swarm,libtorrent", help="comma-separated: swarm,libtorrent"
     )
     ap.add_argument("--runs", type=int, default=1, help="runs of each client per case")
+    ap.add_argument(
+        "--trace-start", action="store_true", help="print the first payload packets of each run"
+    )
+    ap.add_argument("--super-seed", action="store_true", help="swarm's seed runs with --super-seed (BEP 16)")
     ap.add_argument("--dir", help="work directory (default: a temporary one, removed)")
     ap.add_argument("--no-verify", action="store_true", help="skip comparing each leecher's file")
     ap.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)
@@ -812,6 +850,8 @@ def main() -> int:
         )
         return SKIPPED
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if args.super_seed:
+        SWARM_SEED_ARGS.append("--super-seed")
     if "libtorrent" in clients:
         try:
             import libtorrent  # noqa: F401
@@ -830,7 +870,7 @@ def main() -> int:
     ok = True
     try:
         for k, case in enumerate(cases):
-            ok = run_case(case, clients, args.runs, work, not args.no_verify, k) and ok
+            ok = run_case(case, clients, args.runs, work, not args.no_verify, k, args.trace_start) and ok
     except KeyboardInterrupt:
         print("interrupted: namespaces and processes removed", file=sys.stderr)
         return 130

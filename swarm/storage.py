@@ -123,9 +123,9 @@ class Storage:
         self.write_times = WriteTimes()
         # Whole pieces are loaded, verified and cached only when two fit in the
         # budget; bigger pieces are read block by block, unverified (bounded memory).
-        self._cache_pieces = read_cache_bytes // max(1, meta.piece_length)
-        self._cache_enabled = self._cache_pieces >= 2
-        self._loading: dict[int, asyncio.Future[bytes]] = {}  # piece loads in flight
+        self.cache_pieces = read_cache_bytes // max(1, meta.piece_length)
+        self._cache_enabled = self.cache_pieces >= 2
+        self.loading: dict[int, asyncio.Future[bytes]] = {}  # piece loads in flight
         self._verify_reads = verify_reads
         self._recheck_jobs = max(1, recheck_jobs)
         self._resume_lock = asyncio.Lock()
@@ -376,14 +376,14 @@ class Storage:
             return await self._read_or_forget(index, begin, length, False)
         piece = self.cached_piece(index)
         if piece is None:
-            task = self._loading.get(index)
+            task = self.loading.get(index)
             if task is None:
                 self.cache_misses += 1
                 # A task of its own, so that a requester going away (cancelled)
                 # does not cancel the read the other requesters wait for.
                 task = asyncio.ensure_future(self._load_piece(index, size))
                 task.add_done_callback(_retrieve)  # no "never retrieved" if all waiters left
-                self._loading[index] = task
+                self.loading[index] = task
             else:
                 self.cache_hits += 1
             piece = await asyncio.shield(task)
@@ -405,10 +405,10 @@ class Storage:
         try:
             raw = await self._read_or_forget(index, 0, size, self._verify_reads)
         finally:
-            del self._loading[index]
+            del self.loading[index]
         if index in self.have:  # not re-verified and replaced meanwhile
             self._cache[index] = raw
-            while len(self._cache) > self._cache_pieces:
+            while len(self._cache) > self.cache_pieces:
                 self._cache.popitem(last=False)
         return raw
 

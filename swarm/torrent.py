@@ -362,6 +362,7 @@ class Torrent:
         self.pex.peer_closed(peer)
         if self.superseed is not None:
             self.superseed.remove_peer(peer)
+        self.uploader.give_back(peer)
         if self.picker is not None:
             self.picker.remove_peer(peer)
         self.downloader.peer_left(peer)

@@ -3,7 +3,10 @@
 Order of a pick (after libtorrent and BitTorrent 4.x):
 
 a. blocks of pieces already in progress (the peer's own first, then others'),
-   so pieces complete and can be hashed and shared soon;
+   so pieces complete and can be hashed and shared soon; from a seed, while
+   non-seed peers are about, only those no other peer has until no such piece
+   is left (the seed's uplink is the swarm's scarcest: it should send pieces
+   nobody else can, not second copies);
 b. until we have ``RANDOM_FIRST`` piece, a random piece: rarest first would
    send every newcomer after the same few pieces;
 c. otherwise the highest priority, then the rarest (fewest peers), random
@@ -12,7 +15,9 @@ c. otherwise the highest priority, then the rarest (fewest peers), random
 d. endgame: when no unstarted wanted piece is left and this peer has nothing
    free to fetch, blocks already requested from others (at most
    ``ENDGAME_REQUESTERS`` requesters per block, and only while the peer has
-   fewer than ``ENDGAME_QUEUE`` requests in flight), cancelled on arrival.
+   fewer than ``ENDGAME_QUEUE`` requests in flight), cancelled on arrival;
+   never blocks requested from a peer the shell says is delivering
+   (``set_delivering``): their copy would arrive second.
 
 Unstarted candidate pieces live in buckets keyed by (priority, availability)
 with a position index, so an availability change moves one piece in O(1) and
@@ -138,6 +143,8 @@ class PiecePicker:
         # it a block has changed (they would find nothing again)
         self._eg_gen = 0
         self._eg_memo: dict[Peer, tuple[int, int]] = {}
+        #: peers sending us blocks right now: endgame does not duplicate their blocks
+        self._delivering: set[Peer] = set()
         for i in range(num_pieces):
             if not self._hv[i]:
                 self._bucket_add(i)
@@ -313,6 +320,21 @@ class PiecePicker:
         self._requests.pop(peer, None)
         self._peer_pieces.pop(peer, None)
         self._eg_memo.pop(peer, None)
+        self._delivering.discard(peer)
+
+    def set_delivering(self, peer: Peer, delivering: bool) -> None:
+        """Is ``peer`` sending us blocks (the shell decides, from when its last came)?"""
+        if delivering == (peer in self._delivering):
+            return
+        if delivering:
+            self._delivering.add(peer)
+        else:
+            self._delivering.discard(peer)
+        self._eg_gen += 1
+
+    def leechers_about(self) -> bool:
+        """Is some peer not a seed (it may want what a seed sends us)?"""
+        return len(self._peers) > self.seeds
 
     def availability(self, index: int) -> int:
         return self._avail[index] + self.seeds
@@ -384,31 +406,43 @@ class PiecePicker:
             mine = self._peer_pieces[peer] = {}
         prio = self._prio
         open_ = self._open
+        # a seed while other peers are about: its uplink is the swarm's scarcest, so
+        # pieces some other peer has (started from it) are asked of the seed only
+        # once no piece is left that the seed alone has (``_avail`` excludes seeds)
+        spare_seed = peer in self._peers and self._peers[peer] is None and self.leechers_about()
+        deferred: list[int] = []
         # (a) pieces in progress: ours first, then any
         if open_:
-            for i in [i for i in mine if i in open_]:
-                if prio[i] > 0 and (peer_has is None or peer_has[i]):
-                    count = self._take_open(peer, reqs, mine, self._partials[i], count, out)
-                    if not count:
-                        return out
+            count = self._take_pieces(peer, [i for i in mine if i in open_], peer_has, reqs, mine, count, out)
+            if not count:
+                return out
             if open_:
                 pending = list(open_)
                 if self._urgent:
                     pending.sort(key=prio.__getitem__, reverse=True)
-                for i in pending:
-                    if prio[i] > 0 and (peer_has is None or peer_has[i]):
-                        count = self._take_open(peer, reqs, mine, self._partials[i], count, out)
-                        if not count:
-                            return out
+                if spare_seed:
+                    avail = self._avail
+                    deferred = [i for i in pending if avail[i]]
+                    pending = [i for i in pending if not avail[i]]
+                count = self._take_pieces(peer, pending, peer_has, reqs, mine, count, out)
+                if not count:
+                    return out
         # (b, c) new pieces
         while count and self._num_candidates:
             new = self._pick_new(peer_has)
             if new is None:
                 break
+            if deferred and self._avail[new]:
+                # nothing is left that only the seed has: finish what is started first
+                count = self._take_pieces(peer, deferred, peer_has, reqs, mine, count, out)
+                deferred = []
+                continue
             self._bucket_remove(new)
             part = self._partials[new] = _Partial(new, self.blocks_in(new))
             open_[new] = None
             count = self._take_open(peer, reqs, mine, part, count, out)
+        if deferred and count:
+            count = self._take_pieces(peer, deferred, peer_has, reqs, mine, count, out)
         # (d) endgame, only for a nearly drained pipeline
         if count and not self._num_candidates:
             count = min(count, ENDGAME_QUEUE - len(reqs))
@@ -419,6 +453,27 @@ class PiecePicker:
             ):
                 self._eg_memo[peer] = memo
         return out
+
+    def _take_pieces(
+        self,
+        peer: Peer,
+        indexes: list[int],
+        peer_has: Bitfield | None,
+        reqs: dict[Block, None],
+        mine: dict[int, int],
+        count: int,
+        out: list[Block],
+    ) -> int:
+        """Open blocks of these pieces in progress (wanted ones the peer has), in order."""
+        prio = self._prio
+        open_ = self._open
+        partials = self._partials
+        for i in indexes:
+            if i in open_ and prio[i] > 0 and (peer_has is None or peer_has[i]):
+                count = self._take_open(peer, reqs, mine, partials[i], count, out)
+                if not count:
+                    break
+        return count
 
     def _take_open(
         self,
@@ -469,12 +524,13 @@ class PiecePicker:
     ) -> bool:
         """Duplicate requests, least requested blocks first; True if ``count`` were found."""
         prio = self._prio
+        delivering = self._delivering
         for level in range(1, ENDGAME_REQUESTERS):
             for i, part in self._partials.items():
                 if prio[i] <= 0 or (peer_has is not None and not peer_has[i]):
                     continue
                 for b, who in part.reqs.items():
-                    if len(who) == level and peer not in who:
+                    if len(who) == level and peer not in who and not delivering.intersection(who):
                         who.append(peer)
                         blk = self._block(i, b)
                         reqs[blk] = None

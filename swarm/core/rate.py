@@ -67,6 +67,10 @@ class RateMeter:
         self._sum += nbytes
         self.total += nbytes
 
+    def age(self, now: float) -> float:
+        """Seconds since the first byte counted (0 before any)."""
+        return 0.0 if self._start is None else now - self._start
+
     def rate(self, now: float) -> float:
         start = self._start
         if start is None:

@@ -21,13 +21,21 @@ from __future__ import annotations
 
 import enum
 
-from swarm.core.rate import queue_depth
+from swarm.core.rate import DEFAULT_QUEUE_TIME, queue_depth
 from swarm.core.wire import BLOCK_SIZE
 
 REQUEST_TIMEOUT = 30.0
 SNUB_TIMEOUT = 45.0
 #: Requests in flight to a new peer before its rate is known.
 SLOW_START = 16
+#: Seconds of blocks from a peer before its rate meter, not slow start, sets the depth.
+RATE_WARMUP = 2.0
+#: A peer that has sent no block for this long is no longer delivering: endgame may
+#: ask others for the blocks it holds (while it delivers, their copy would come second).
+ENDGAME_PATIENCE = 2.0
+#: Seconds we do not ask an unchoking peer again for a piece it refused (a seed in its
+#: first pass gives each piece to one peer: core.seeding.FirstPass).
+REFUSED_FOR = 5.0
 #: The most requests we keep at one peer, whatever its ``reqq``.
 MAX_PIPELINE = 500
 
@@ -61,15 +69,49 @@ def request_verdict(
     return Verdict.OK
 
 
-def pipeline_depth(rate: float, reqq: int, downloaded: int, *, snubbed: bool) -> int:
-    """Requests to keep outstanding at a peer sending ``rate`` bytes/s."""
+def pipeline_depth(
+    rate: float,
+    reqq: int,
+    downloaded: int,
+    *,
+    snubbed: bool,
+    warming: bool = True,
+    queue_time: float = DEFAULT_QUEUE_TIME,
+) -> int:
+    """Requests to keep outstanding at a peer sending ``rate`` bytes/s.
+
+    ``warming``: the peer's rate meter has not seen ``RATE_WARMUP`` seconds of
+    blocks yet. After that the rate alone sets the depth: a pipeline deeper
+    than the rate needs only queues requests at the peer, and at a seed those
+    are pieces the other leechers cannot know are taken (second copies).
+    """
     if snubbed:
         return 1
     reqq = min(reqq, MAX_PIPELINE)
-    depth = queue_depth(rate, reqq=reqq)
+    depth = queue_depth(rate, queue_time, reqq=reqq)
     # slow start: the rate meter needs a second to see the rate; meanwhile grow
     # the pipeline by one request per block received (doubling per round trip)
-    return max(depth, min(reqq, SLOW_START + downloaded // BLOCK_SIZE))
+    grown = SLOW_START + downloaded // BLOCK_SIZE if warming else SLOW_START
+    return max(depth, min(reqq, grown))
+
+
+#: Seconds of data kept requested from a seed that other leechers share with us.
+SHARED_SEED_QUEUE_TIME = 1.0
+
+
+def shared_seed_queue_time(peer_is_seed: bool, leechers_about: bool) -> float:
+    """How much to keep queued at this peer. A seed other leechers share is the
+    swarm's scarcest uplink: what we queue there are pieces no other leecher can
+    know are taken, and they ask for the same ones (second copies). One second
+    still covers the round trip and scheduling hiccups many times on a LAN."""
+    return SHARED_SEED_QUEUE_TIME if peer_is_seed and leechers_about else DEFAULT_QUEUE_TIME
+
+
+def is_delivering(last_block: float, now: float, timeout: float = REQUEST_TIMEOUT) -> bool:
+    """Is a peer sending us blocks (so endgame leaves its blocks to it)? Quiet for
+    ``ENDGAME_PATIENCE``, or half the request ``timeout`` if that is shorter (a peer
+    must count as quiet well before the requests waiting on it time out)."""
+    return now - last_block < min(ENDGAME_PATIENCE, timeout / 2)
 
 
 def refill_count(depth: int, outstanding: int) -> int:

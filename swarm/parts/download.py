@@ -28,11 +28,15 @@ from swarm.core.bitfield import Bitfield
 from swarm.core.picker import Block
 from swarm.core.rate import RateMeter
 from swarm.core.requests import (
+    RATE_WARMUP,
+    REFUSED_FOR,
     REQUEST_TIMEOUT,
     Verdict,
+    is_delivering,
     pipeline_depth,
     refill_count,
     request_verdict,
+    shared_seed_queue_time,
 )
 from swarm.diskio import aligned_buffer
 from swarm.errors import ProtocolError
@@ -63,6 +67,8 @@ class Downloader:
         self.down = RateMeter()
         self.downloaded = 0
         self.wasted = 0
+        #: per peer, pieces it refused while unchoking us, and when (see on_reject)
+        self.refused: dict[PeerConnection, dict[int, float]] = {}
         #: seconds before a silent peer's requests go to others (tests shorten it)
         self.request_timeout = REQUEST_TIMEOUT
 
@@ -162,6 +168,9 @@ class Downloader:
         peer.snubbed = False
         self.downloaded += got
         self.down.add(got, now)
+        picker = self.torrent.picker
+        if picker is not None:
+            picker.set_delivering(peer, True)
 
     @staticmethod
     def send_cancels(cancels: Iterable[tuple[Any, Block]]) -> None:
@@ -193,7 +202,7 @@ class Downloader:
         if peer.have.set(m.index):
             picker.peer_have(peer, m.index)
             peer.new_haves += 1
-        if self.torrent.superseed is not None:
+        if self.torrent.uploader.watches_haves:
             self.torrent.uploader.peer_has(peer, (m.index,))
         self.update_interest(peer)
 
@@ -207,7 +216,7 @@ class Downloader:
             picker.add_peer_have_all(peer)
         else:
             picker.add_peer(peer, bf)
-        if self.torrent.superseed is not None:
+        if self.torrent.uploader.watches_haves:
             self.torrent.uploader.peer_has(peer, bf)
         self.update_interest(peer)
 
@@ -239,6 +248,15 @@ class Downloader:
         if not peer.supports_fast:
             raise ProtocolError("reject-request without the fast extension")
         req = peer.requests.pop((m.index, m.begin), None)
+        if peer.peer_choking:
+            # an allowed-fast piece refused (its first copy went to someone else):
+            # ask others for it, not this peer again while it chokes us
+            peer.allowed_fast.discard(m.index)
+        elif req is not None:
+            # a live request refused while unchoked (not the answer to our cancel):
+            # a seed giving that piece to another peer first (core.seeding.FirstPass);
+            # ask it for other pieces for a while
+            self.refused.setdefault(peer, {})[m.index] = time.monotonic()
         picker = self.torrent.picker
         if req is not None and picker is not None:
             self.abandon_landing(peer, (m.index, m.begin))
@@ -281,6 +299,7 @@ class Downloader:
 
     def peer_left(self, peer: PeerConnection) -> None:
         """A closed peer's requests: no longer landing, back to the picker's pool."""
+        self.refused.pop(peer, None)
         for key in list(peer.requests):
             self.abandon_landing(peer, key)
         peer.requests.clear()
@@ -312,13 +331,21 @@ class Downloader:
             return
         if now is None:
             now = time.monotonic()
-        depth = pipeline_depth(peer.down.rate(now), peer.reqq, peer.downloaded, snubbed=peer.snubbed)
+        down = peer.down
+        depth = pipeline_depth(
+            down.rate(now), peer.reqq, peer.downloaded, snubbed=peer.snubbed,
+            warming=down.age(now) < RATE_WARMUP,
+            queue_time=shared_seed_queue_time(peer.have.all(), picker.leechers_about()),
+        )  # fmt: skip
         depth = t.session.throttle.cap_depth(depth)  # --max-down: the allowed rate, not the link
         peer.refill_at = depth - depth // 8  # refill_count's batch: Torrent.on_messages skips us above it
         count = refill_count(depth, len(peer.requests))
         if not count:
             return
         has: Bitfield | None = None if peer.have.all() else peer.have
+        refused = self.refused.get(peer)
+        if refused and not choked:
+            has = self._without_refused(peer, refused, now)
         if choked:
             has = Bitfield(t.num_pieces)
             for i in peer.allowed_fast:
@@ -351,8 +378,25 @@ class Downloader:
         if give_back:
             picker.cancel_requests(peer, give_back)
 
+    def _without_refused(self, peer: PeerConnection, refused: dict[int, float], now: float) -> Bitfield | None:
+        """The peer's pieces but those it refused less than ``REFUSED_FOR`` ago."""
+        assert peer.have is not None
+        for i in [i for i, at in refused.items() if now - at > REFUSED_FOR]:
+            del refused[i]
+        if not refused:
+            del self.refused[peer]
+            return None if peer.have.all() else peer.have
+        has = peer.have.copy()
+        for i in refused:
+            has.clear(i)
+        return has
+
     def check_requests(self, peer: PeerConnection, now: float) -> None:
-        """Once a tick: re-issue a timed-out peer's requests elsewhere; snub a silent one."""
+        """Once a tick: re-issue a timed-out peer's requests elsewhere; snub a silent one;
+        tell the picker whether it still delivers (endgame leaves its blocks to it)."""
+        picker = self.torrent.picker
+        if picker is not None:
+            picker.set_delivering(peer, is_delivering(peer.last_block, now, self.request_timeout))
         oldest = min(t for _, t in peer.requests.values()) if peer.requests else None
         verdict = request_verdict(
             oldest, peer.last_block, interested=peer.am_interested, peer_choking=peer.peer_choking, now=now,

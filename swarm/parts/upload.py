@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
 from swarm.core.rate import RateMeter
-from swarm.errors import ProtocolError, StorageError
+from swarm.core.seeding import FirstCopies, FirstPass
+from swarm.errors import ProtocolError, StorageError, SwarmError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -40,6 +41,12 @@ class Uploader:
         # pieces whose data changed on disk under us (see upload_failed)
         self.lost_pieces = 0
         self.changed_files: set[int] = set()
+        #: what we have sent of each piece: a choked peer gets only first copies
+        self.first_copies = FirstCopies(torrent.num_pieces, torrent.meta.piece_length, torrent.meta.total_length)
+        #: an initial seed (``swarm seed``) gives each piece to one peer until all have left it
+        self.first_pass = (
+            FirstPass(torrent.num_pieces) if torrent.seed_only and torrent.superseed is None else None
+        )
 
     def greet(self, peer: PeerConnection) -> None:
         """What we have, told to a new peer (BEP 3 bitfield or BEP 6 have-all/none), and
@@ -68,6 +75,23 @@ class Uploader:
                 peer.our_allowed_fast = frozenset(i for i in allowed if have[i])
                 for i in peer.our_allowed_fast:
                     peer.send(wire.encode_allowed_fast(i))
+                self._warm([i for i in allowed if i in peer.our_allowed_fast])
+
+    def _warm(self, pieces: list[int]) -> None:
+        """Load the pieces a choked newcomer will ask for first (its allowed-fast ones we
+        would still serve it) into Storage's read cache now, a round trip before its
+        requests arrive: the disk read and hash check were in front of its first data.
+        At most a quarter of the cache; a piece cached or loading already costs nothing."""
+        storage = self.torrent.storage
+        if not getattr(storage, "caches_pieces", False):
+            return
+        for i in pieces[: storage.cache_pieces // 4]:
+            if self.first_copies.serve_choked(i):
+                self.torrent.spawn(self._load(i))
+
+    async def _load(self, index: int) -> None:
+        with contextlib.suppress(SwarmError):  # a bad piece is found again when asked for
+            await self.torrent.storage.read_block(index, 0, self.torrent.meta.piece_size(index))
 
     # ------------------------------------------------------------ super-seeding (BEP 16)
 
@@ -84,10 +108,21 @@ class Uploader:
         if index is not None:
             peer.send(wire.encode_have(index))
 
+    @property
+    def watches_haves(self) -> bool:
+        """Does ``peer_has`` need the peers' HAVEs and bitfields?"""
+        fp = self.first_pass
+        return self.torrent.superseed is not None or (fp is not None and not fp.done)
+
     def peer_has(self, peer: PeerConnection, indexes: Iterable[int]) -> None:
-        """A peer announced pieces (HAVE, or its bitfield): whoever was shown one of them
-        is due the next (it got it, or passed it on), and so is this peer if its piece
-        turned out to be one it already had."""
+        """A peer announced pieces (HAVE, or its bitfield). First pass: those are out.
+        Super-seeding: whoever was shown one of them is due the next (it got it, or
+        passed it on), and so is this peer if its piece turned out to be one it
+        already had."""
+        fp = self.first_pass
+        if fp is not None and not fp.done:
+            for i in indexes:
+                fp.announced(i)
         ss = self.torrent.superseed
         if ss is None:
             return
@@ -117,11 +152,23 @@ class Uploader:
         if ss is not None and not ss.may_request(peer, index):
             self.reject(peer, m.index, m.begin, m.length)  # a piece we did not show it
             return
-        if peer.am_choking and index not in peer.our_allowed_fast:
+        if peer.am_choking and (
+            index not in peer.our_allowed_fast or not self.first_copies.serve_choked(index)
+        ):
+            # allowed fast (BEP 6) is the same set for a whole /24: on a LAN every
+            # peer asks for the same pieces, so only their first copy is served
+            self.reject(peer, m.index, m.begin, m.length)
+            return
+        fp = self.first_pass
+        if fp is not None and peer.supports_fast and not fp.may_serve(peer, index):
+            # another peer's first copy; only a BEP 6 peer can be told no (a BEP 3
+            # peer would wait for the block until its own timeout)
             self.reject(peer, m.index, m.begin, m.length)
             return
         if not peer.queue_upload(index, m.begin, m.length):
             self.reject(peer, m.index, m.begin, m.length)
+            return
+        self.first_copies.note(index, m.length)
 
     @staticmethod
     def reject(peer: PeerConnection, index: int, begin: int, length: int) -> None:
@@ -133,10 +180,15 @@ class Uploader:
             # BEP 6: a cancelled request is answered with a reject.
             peer.send(wire.encode_reject(m.index, m.begin, m.length))
 
-    @staticmethod
-    def on_choked(peer: PeerConnection) -> None:
+    def give_back(self, peer: PeerConnection) -> None:
+        """``peer`` was choked or left: its first-pass pieces go to whoever asks."""
+        if self.first_pass is not None:
+            self.first_pass.release(peer)
+
+    def on_choked(self, peer: PeerConnection) -> None:
         """We just choked ``peer``: drop its queued requests (BEP 6: reject them,
-        but keep those for its allowed-fast pieces)."""
+        but keep those for its allowed-fast pieces); its first-pass pieces go to others."""
+        self.give_back(peer)
         if peer.supports_fast:
             # BEP 6: allowed-fast requests stay queued, the others are rejected; in place
             # (PeerConnection.drop_uploads): the serving task keeps the same deque

@@ -1,0 +1,101 @@
+"""What we have sent of each piece, and whom that lets us serve while choked. Pure.
+
+Why: BEP 6 derives a peer's allowed-fast set from its /24 address, so on a
+LAN every peer is offered the *same* pieces, and a seed that served each
+choked newcomer those pieces sent them once per leecher: in a swarm of 24
+that was about 0.9 copies of the file on top of the one the swarm needs,
+while the seed's uplink is the swarm's scarcest. Once a whole copy of a piece
+has left us, the peers can trade it among themselves: a choked peer's request
+for it is rejected (BEP 6 lets us), and it asks someone else.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Hashable
+
+from swarm.core.wire import BLOCK_SIZE
+
+Peer = Hashable
+
+#: The counters saturate here (16-bit, in blocks): far beyond any decision made on them.
+_CAP = 0xFFFF
+
+
+class FirstCopies:
+    """Blocks sent (or queued to be sent) per piece, two bytes a piece."""
+
+    def __init__(self, num_pieces: int, piece_length: int, total_length: int) -> None:
+        self.piece_length = piece_length
+        self._last = num_pieces - 1
+        self._last_size = total_length - self._last * piece_length if num_pieces else 0
+        self._blocks = array("H", bytes(2 * num_pieces))
+
+    def _blocks_in(self, index: int) -> int:
+        size = self._last_size if index == self._last else self.piece_length
+        return -(-size // BLOCK_SIZE)
+
+    def note(self, index: int, length: int) -> None:
+        """A block of ``index`` is on its way to some peer."""
+        n = self._blocks[index] + -(-length // BLOCK_SIZE)
+        self._blocks[index] = n if n < _CAP else _CAP
+
+    def copies(self, index: int) -> float:
+        return self._blocks[index] / self._blocks_in(index)
+
+    def serve_choked(self, index: int) -> bool:
+        """May a peer we choke have this piece (BEP 6 allowed fast)? Only while its
+        first copy has not left us in full."""
+        return self._blocks[index] < self._blocks_in(index)
+
+
+class FirstPass:
+    """An initial seed's first pass: each piece goes to one peer until every piece has.
+
+    Why: a seed that serves every request sends the pieces its leechers happen
+    to ask for, and a leecher cannot know which pieces the seed is already
+    sending to others (they announce a piece only once they have all of it),
+    so the seed sent ~1.3 copies of the file where one would do, and the swarm
+    waited for the last first copies. Here the first peer given a block of a
+    piece owns that piece; until every piece has an owner, another peer asking
+    for it is refused (BEP 6 reject: it asks for a piece nobody has instead, or
+    gets this one from a peer that announces it). An owner choked or gone gives
+    back the pieces it has not announced; a piece anyone announced stays given.
+    After the pass, every request is served.
+    """
+
+    def __init__(self, num_pieces: int) -> None:
+        self.num_pieces = num_pieces
+        self._owner: dict[int, Peer | None] = {}  # None: announced by some peer
+        self.done = num_pieces == 0
+
+    def may_serve(self, peer: Peer, index: int) -> bool:
+        """May ``peer`` have a block of ``index`` now? (It becomes the owner if nobody is.)"""
+        if self.done:
+            return True
+        owner = self._owner.get(index, _NOBODY)
+        if owner is _NOBODY:
+            self._owner[index] = peer
+            if len(self._owner) == self.num_pieces:
+                self.done = True
+                self._owner.clear()
+            return True
+        return owner == peer
+
+    def announced(self, index: int) -> None:
+        """Some peer has the piece whole: it is out, whoever owned it."""
+        if not self.done:
+            self._owner[index] = None
+            if len(self._owner) == self.num_pieces:
+                self.done = True
+                self._owner.clear()
+
+    def release(self, peer: Peer) -> None:
+        """``peer`` was choked or left: its pieces nobody announced go to whoever asks."""
+        if self.done:
+            return
+        for i in [i for i, p in self._owner.items() if p == peer and p is not None]:
+            del self._owner[i]
+
+
+_NOBODY = object()
