@@ -69,11 +69,17 @@ class FirstPass:
         self._owner: dict[int, Peer | None] = {}  # None: announced by some peer
         self.done = num_pieces == 0
 
-    def may_serve(self, peer: Peer, index: int) -> bool:
-        """May ``peer`` have a block of ``index`` now? (It becomes the owner if nobody is.)"""
+    def may_serve(self, peer: Peer, index: int, held_elsewhere: bool = True) -> bool:
+        """May ``peer`` have a block of ``index`` now? (It becomes the owner if nobody is.)
+        ``held_elsewhere``: a connected peer announced the piece. When none does (they
+        left), an announced piece is given again: else a peer that wants only that part
+        of the torrent would wait for the whole pass."""
         if self.done:
             return True
         owner = self._owner.get(index, _NOBODY)
+        if owner is None and not held_elsewhere:
+            self._owner[index] = peer
+            return True
         if owner is _NOBODY:
             self._owner[index] = peer
             if len(self._owner) == self.num_pieces:

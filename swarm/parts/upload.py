@@ -160,7 +160,11 @@ class Uploader:
             self.reject(peer, m.index, m.begin, m.length)
             return
         fp = self.first_pass
-        if fp is not None and peer.supports_fast and not fp.may_serve(peer, index):
+        if (
+            fp is not None
+            and peer.supports_fast
+            and not fp.may_serve(peer, index, self._held_elsewhere(index))
+        ):
             # another peer's first copy; only a BEP 6 peer can be told no (a BEP 3
             # peer would wait for the block until its own timeout)
             self.reject(peer, m.index, m.begin, m.length)
@@ -169,6 +173,10 @@ class Uploader:
             self.reject(peer, m.index, m.begin, m.length)
             return
         self.first_copies.note(index, m.length)
+
+    def _held_elsewhere(self, index: int) -> bool:
+        picker = self.torrent.picker
+        return picker is None or picker.availability(index) > 0
 
     @staticmethod
     def reject(peer: PeerConnection, index: int, begin: int, length: int) -> None:

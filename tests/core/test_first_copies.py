@@ -50,3 +50,15 @@ def test_a_choked_or_gone_owner_gives_back_what_it_did_not_announce() -> None:
     fp.release("a")
     assert fp.may_serve("b", 0)  # given back
     assert not fp.may_serve("b", 1)  # announced: out for good
+
+
+def test_an_announced_piece_nobody_connected_holds_is_served_again() -> None:
+    """The peers that announced a piece left (a leecher done and gone, a kill): a peer
+    that wants only that part (file selection) must not be refused until the pass ends."""
+    fp = FirstPass(4)
+    assert fp.may_serve("a", 0)
+    fp.announced(0)
+    fp.release("a")
+    assert not fp.may_serve("b", 0, held_elsewhere=True)  # someone still has it: trade
+    assert fp.may_serve("b", 0, held_elsewhere=False)  # nobody does: the seed gives it
+    assert not fp.may_serve("c", 0, held_elsewhere=False)  # and b owns it again
