@@ -197,6 +197,22 @@ async def peak_rss(pid: int, peak: list[int], stop: asyncio.Event) -> None:
             pass
 
 
+def cpu_now(seed_pid: int) -> tuple[float, float, float]:
+    """CPU seconds so far of the seed, of this process (the flood's connections) and of
+    its finished children (the honest leechers): on a 2-CPU machine the flood's own
+    client competes with the seed and the leecher for the cores."""
+    fields = Path(f"/proc/{seed_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ((int(fields[11]) + int(fields[12])) / tick, me.ru_utime + me.ru_stime,
+            kids.ru_utime + kids.ru_stime)  # fmt: skip
+
+
+def cpu_spent(before: tuple[float, ...], after: tuple[float, ...]) -> str:
+    return " / ".join(f"{b - a:.1f}" for a, b in zip(before, after, strict=True))
+
+
 async def run(args: argparse.Namespace, tmp: Path) -> int:
     data = tmp / "seed" / "many.bin"
     data.parent.mkdir()
@@ -216,7 +232,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
     peak = [rss_idle]
     stop_sampling = asyncio.Event()
     sampling = asyncio.create_task(peak_rss(pid, peak, stop_sampling))
+    cpu0 = cpu_now(pid)
     alone = await honest_get(torrent, tmp / "alone", seed.port, digest, data.name, args.timeout)
+    cpu_alone = cpu_spent(cpu0, cpu_now(pid))
     rss_after_alone = proc_rss(pid)
     print(f"seed pid {pid}; honest leecher alone: {alone:.2f} s, {args.size / MiB / alone:.1f} MiB/s", flush=True)
 
@@ -234,11 +252,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
     print(f"flood up after {settled:.1f} s: {asdict(c)}; seed RSS {proc_rss(pid) / MiB:.1f} MiB", flush=True)
     open_before = c.open_now()
     error = ""
+    cpu0 = cpu_now(pid)
     try:
         crowded: float | None = await honest_get(torrent, tmp / "crowded", seed.port, digest, data.name, args.timeout)
     except RuntimeError as e:
         crowded, error = None, str(e)
     open_after = c.open_now()
+    cpu_crowded = cpu_spent(cpu0, cpu_now(pid))
     rss_crowded = proc_rss(pid)
     flood.stop.set()
     await asyncio.wait(conns, timeout=30)
@@ -256,6 +276,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
     print("  closed by the seed: " + ", ".join(f"{why}: {n}" for why, n in close_reasons(err).items()))
     print(f"  open when the honest leecher started: {open_before}, when it ended: {open_after}")
     print(f"  unchokes seen: {c.unchoked}, served to the flood: {c.blocks_received * BLOCK / MiB:.0f} MiB")
+    print(f"CPU-s during the honest download (seed / this process: the flood / leecher, on "
+          f"{os.cpu_count()} CPUs): alone {cpu_alone}, with the flood {cpu_crowded}")
     print(f"seed RSS: idle {rss_idle / MiB:.1f} MiB, after one download {rss_after_alone / MiB:.1f} MiB, "
           f"with the flood {rss_crowded / MiB:.1f} MiB, peak {peak[0] / MiB:.1f} MiB (limit {args.rss_limit} MiB)")
     rate_alone = args.size / MiB / alone

@@ -21,6 +21,7 @@ from swarm.core import wire
 from swarm.core.admission import TokenBucket
 from swarm.core.bitfield import Bitfield
 from swarm.core.rate import RateMeter
+from swarm.core.seeding import RequestSpread
 from swarm.errors import ProtocolError, StorageError, SwarmError
 
 log = logging.getLogger("swarm.peer")
@@ -74,7 +75,12 @@ class PeerOwner(Protocol):
         """The block if it can be had without waiting (cached, no upload limit), else None."""
         ...
 
-    async def read_block(self, index: int, begin: int, length: int) -> memoryview: ...
+    async def read_block(
+        self, index: int, begin: int, length: int, spread: RequestSpread | None = None
+    ) -> memoryview:
+        """The block; ``spread``: how the asking peer's requests spread over pieces (is
+        loading a whole piece into the read cache for it worth it)."""
+        ...
 
     def upload_failed(self, peer: PeerConnection, index: int, begin: int, length: int, exc: StorageError) -> bool:
         """Our copy of a piece went bad while serving it: True when the peer stays connected."""
@@ -182,6 +188,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         # Requests they made of us, served in order by one task. One deque for the
         # connection's life (read-only property): the serving task holds it.
         self._upload_queue: deque[tuple[int, int, int]] = deque()
+        self.read_spread = RequestSpread()  # load whole pieces for its requests, or blocks
         self._upload_wakeup = asyncio.Event()
         self._upload_task: asyncio.Task[None] | None = None
         self.down = RateMeter()
@@ -397,6 +404,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         if len(self.upload_queue) >= MAX_PEER_REQUESTS:
             return False
         self.upload_queue.append((index, begin, length))
+        self.read_spread.note(index)
         self._upload_wakeup.set()
         return True
 
@@ -428,7 +436,7 @@ class PeerConnection(asyncio.BufferedProtocol):
                 block = torrent.block_now(index, begin, length)
                 try:
                     if block is None:
-                        block = await torrent.read_block(index, begin, length)
+                        block = await torrent.read_block(index, begin, length, self.read_spread)
                 except StorageError as exc:
                     # our copy of the piece went bad (file changed under us): the
                     # torrent stops advertising it; a BEP 6 peer gets a reject

@@ -361,10 +361,11 @@ class Storage:
             self._cache.move_to_end(index)
         return piece
 
-    async def read_block(self, index: int, begin: int, length: int) -> bytes:
+    async def read_block(self, index: int, begin: int, length: int, load: bool = True) -> bytes:
         """A block of a piece we have, for an upload. Bad bounds: ProtocolError (drop the
         peer). Not verified, disk trouble or data no longer matching its hash: StorageError,
-        and the piece leaves ``have`` (stop advertising it, fetch it again)."""
+        and the piece leaves ``have`` (stop advertising it, fetch it again). ``load=False``:
+        a piece not cached is not loaded for this block (read alone, unverified)."""
         if not 0 <= index < self.layout.num_pieces:
             raise ProtocolError(f"request for piece {index} out of range")
         size = self.layout.piece_size(index)
@@ -372,7 +373,7 @@ class Storage:
             raise ProtocolError(f"request {begin}+{length} outside piece {index} of {size} bytes")
         if index not in self.have:
             raise StorageError(f"piece {index} is not verified on disk")
-        if not self._cache_enabled:
+        if not self._cache_enabled or not load and index not in self._cache and index not in self.loading:
             return await self._read_or_forget(index, begin, length, False)
         piece = self.cached_piece(index)
         if piece is None:

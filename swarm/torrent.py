@@ -35,6 +35,7 @@ from swarm.core import wire
 from swarm.core.bitfield import Bitfield
 from swarm.core.metainfo import Metainfo
 from swarm.core.picker import PiecePicker
+from swarm.core.seeding import RequestSpread
 from swarm.core.superseed import SuperSeeder
 from swarm.discovery import PexManager
 from swarm.errors import StorageError, SwarmError
@@ -414,9 +415,11 @@ class Torrent:
             return None  # --max-up: read_block waits for the bucket
         return self.uploader.block_now(index, begin, length)
 
-    async def read_block(self, index: int, begin: int, length: int) -> memoryview:
+    async def read_block(
+        self, index: int, begin: int, length: int, spread: RequestSpread | None = None
+    ) -> memoryview:
         await self.session.throttle.upload(length)  # --max-up: the upload queue waits its turn
-        return await self.uploader.read_block(index, begin, length)
+        return await self.uploader.read_block(index, begin, length, spread)
 
     def upload_failed(
         self, peer: PeerConnection, index: int, begin: int, length: int, exc: StorageError

@@ -105,3 +105,47 @@ class FirstPass:
 
 
 _NOBODY = object()
+
+
+class RequestSpread:
+    """How a peer's requests spread over pieces: whether loading and checking a whole
+    piece into the read cache for its request pays.
+
+    Why: to serve a block the seed loads its piece (SHA-1 checked) into the cache,
+    which pays when the peer goes on to ask for the piece's other blocks, as
+    clients do. A peer asking one block of each of many pieces made the seed read
+    and hash 16-64x what it sent (a flood's requesters doubled a seed's CPU); once
+    it shows that pattern it is served the blocks alone. A request counts as a
+    move to another piece unless its piece is among the last few asked (clients
+    interleave a few pieces); the counts halve now and then, so the pattern is recent.
+    """
+
+    __slots__ = ("blocks", "moves", "_recent")
+
+    #: Requests served the usual way before the pattern counts.
+    GRACE = 8
+    #: Whole pieces are loaded while the peer asks at least 1/USE of the blocks they hold.
+    USE = 4
+    RECENT = 4
+    WINDOW = 256
+
+    def __init__(self) -> None:
+        self.blocks = self.moves = 0
+        self._recent: list[int] = []
+
+    def note(self, index: int) -> None:
+        """The peer asked for a block of piece ``index``."""
+        self.blocks += 1
+        recent = self._recent
+        if index not in recent:
+            self.moves += 1
+            recent.append(index)
+            if len(recent) > self.RECENT:
+                del recent[0]
+        if self.blocks >= self.WINDOW:
+            self.blocks //= 2
+            self.moves //= 2
+
+    def whole_pieces(self, blocks_per_piece: int) -> bool:
+        """Load whole pieces for this peer's requests?"""
+        return self.blocks < self.GRACE or self.USE * self.blocks >= self.moves * blocks_per_piece

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
 from swarm.core.rate import RateMeter
-from swarm.core.seeding import FirstCopies, FirstPass
+from swarm.core.seeding import FirstCopies, FirstPass, RequestSpread
 from swarm.errors import ProtocolError, StorageError, SwarmError
 
 if TYPE_CHECKING:
@@ -219,7 +219,9 @@ class Uploader:
             return None  # read_block decides (and raises for bad bounds)
         return memoryview(piece)[begin : begin + length]
 
-    async def read_block(self, index: int, begin: int, length: int) -> memoryview:
+    async def read_block(
+        self, index: int, begin: int, length: int, spread: RequestSpread | None = None
+    ) -> memoryview:
         """A block for an upload. The piece cache is Storage's (one disk read
         for every block and peer, SHA-1 checked on load); when it holds whole
         pieces we ask for the piece and slice it here, without a copy."""
@@ -232,6 +234,9 @@ class Uploader:
         storage = t.storage
         if not getattr(storage, "caches_pieces", False):
             return memoryview(await storage.read_block(index, begin, length))
+        if spread is not None and not spread.whole_pieces(-(-t.meta.piece_length // wire.BLOCK_SIZE)):
+            # a peer that asks a block here and there: no piece loaded and checked for it
+            return memoryview(await storage.read_block(index, begin, length, load=False))
         piece = await storage.read_block(index, 0, size)
         return memoryview(piece)[begin : begin + length]
 

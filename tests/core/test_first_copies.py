@@ -62,3 +62,24 @@ def test_an_announced_piece_nobody_connected_holds_is_served_again() -> None:
     assert not fp.may_serve("b", 0, held_elsewhere=True)  # someone still has it: trade
     assert fp.may_serve("b", 0, held_elsewhere=False)  # nobody does: the seed gives it
     assert not fp.may_serve("c", 0, held_elsewhere=False)  # and b owns it again
+
+
+def test_request_spread_tells_block_by_block_pieces_from_scattered_blocks() -> None:
+    from swarm.core.seeding import RequestSpread
+
+    client = RequestSpread()
+    for piece in range(20):  # block after block: a client's way
+        for _ in range(16):
+            client.note(piece)
+    assert client.whole_pieces(16)
+    scattered = RequestSpread()
+    for i in range(RequestSpread.GRACE - 1):
+        scattered.note(i * 7)
+    assert scattered.whole_pieces(16)  # too soon to tell
+    for i in range(RequestSpread.GRACE, 40):
+        scattered.note(i * 7)
+    assert not scattered.whole_pieces(16)
+    assert scattered.whole_pieces(4)  # small pieces: a load costs at most 4 blocks
+    for i in range(RequestSpread.WINDOW):  # then it asks piece after piece whole: loads again
+        scattered.note(1000 + i // 16)
+    assert scattered.whole_pieces(16)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,10 +59,10 @@ async def test_cached_blocks_are_served_without_awaiting_the_read_chain(tmp_path
         awaited = 0
         real_read = t.read_block
 
-        async def counting_read(index: int, begin: int, length: int) -> memoryview:
+        async def counting_read(index: int, begin: int, length: int, *spread: Any) -> memoryview:
             nonlocal awaited
             awaited += 1
-            return await real_read(index, begin, length)
+            return await real_read(index, begin, length, *spread)
 
         t.read_block = counting_read  # type: ignore[method-assign]
         leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", seed_s.port or 0)])
