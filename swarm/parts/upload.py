@@ -11,6 +11,7 @@ block is read (``read_block``, through Storage's piece cache).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
 from swarm.core.rate import RateMeter
-from swarm.core.seeding import FirstCopies, FirstPass
+from swarm.core.seeding import FirstCopies, FirstPass, uplink_busy
 from swarm.errors import ProtocolError, StorageError, SwarmError
 
 if TYPE_CHECKING:
@@ -164,15 +165,25 @@ class Uploader:
             fp is not None
             and peer.supports_fast
             and not fp.may_serve(peer, index, self._held_elsewhere(index))
+            and self._uplink_busy()
         ):
             # another peer's first copy; only a BEP 6 peer can be told no (a BEP 3
             # peer would wait for the block until its own timeout)
-            self.reject(peer, m.index, m.begin, m.length)
+            delay = fp.refuse(peer, index, m.begin)
+            if delay:  # asked again at once (libtorrent): not a reject per round trip
+                loop = asyncio.get_running_loop()
+                loop.call_later(delay, self.reject, peer, index, m.begin, m.length)
+            else:
+                self.reject(peer, m.index, m.begin, m.length)
             return
         if not peer.queue_upload(index, m.begin, m.length):
             self.reject(peer, m.index, m.begin, m.length)
             return
         self.first_copies.note(index, m.length)
+
+    def _uplink_busy(self) -> bool:
+        queued = sum(len(p.upload_queue) for p in self.torrent.peers) * wire.BLOCK_SIZE
+        return uplink_busy(queued, self.up.rate(time.monotonic()))
 
     def _held_elsewhere(self, index: int) -> bool:
         picker = self.torrent.picker
