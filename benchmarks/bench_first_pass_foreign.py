@@ -10,10 +10,12 @@ are done, first/last leecher, bytes the seed sent (in copies of the file),
 its rejects (all, and those of the first pass).
 
 ``--selective``: a multi-file torrent; N leechers fetch the first files and
-leave, then one leecher wants only the last file.
+leave, then one leecher wants only the last file. ``--aria2``: N aria2c
+leechers (found through an in-process swarm tracker) instead of libtorrent.
 
     .venv/bin/python benchmarks/bench_first_pass_foreign.py --leechers 4 --size 48M --max-up 8M
     .venv/bin/python benchmarks/bench_first_pass_foreign.py --selective
+    .venv/bin/python benchmarks/bench_first_pass_foreign.py --aria2 --leechers 3
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
+import signal
+import socket
 import statistics
 import tempfile
 import time
@@ -125,6 +130,20 @@ async def wait_done(handles: list[Any], timeout: float, started: float) -> list[
 
 
 async def swarm_run(args: argparse.Namespace, first_pass: bool, work: Path) -> None:
+    tracker = None
+    if args.aria2:
+        from tracker.server import start_tracker
+
+        tracker = await start_tracker("127.0.0.1", 0, interval=60)
+    try:
+        make_data(work, args, [tracker.url] if tracker is not None else [])
+        await seed_and_leech(args, first_pass, work)
+    finally:
+        if tracker is not None:
+            await tracker.close()
+
+
+async def seed_and_leech(args: argparse.Namespace, first_pass: bool, work: Path) -> None:
     src = work / "src"
     torrent = (work / "t.torrent").read_bytes()
     total = sum(f.stat().st_size for f in src.rglob("*") if f.is_file())
@@ -133,7 +152,9 @@ async def swarm_run(args: argparse.Namespace, first_pass: bool, work: Path) -> N
         count = Counted(seed._t.uploader, first_pass)
         port = s.port or 0
         tag = "on " if first_pass else "off"
-        if not args.selective:
+        if args.aria2:
+            await aria2_case(args, work, seed, count, total, tag)
+        elif not args.selective:
             await full_case(args, torrent, work, port, seed, count, total, tag)
         else:
             await selective_case(args, torrent, work, port, seed, count, total, tag)
@@ -206,7 +227,75 @@ async def selective_case(
     )
 
 
-def make_data(work: Path, args: argparse.Namespace) -> None:
+def aria2_done(out: Path) -> bool:
+    """aria2c ran the hook (``--on-bt-download-complete``) that marks its download done."""
+    return (out / "data.bin.done").exists()
+
+
+async def aria2_case(
+    args: argparse.Namespace, work: Path, seed: Any, count: Counted, total: int, tag: str
+) -> None:
+    aria2c = shutil.which("aria2c")
+    if aria2c is None:
+        raise SystemExit("aria2c is not installed")
+    hook = work / "done.sh"  # aria2c runs it with: gid, number of files, first file's path
+    hook.write_text('#!/bin/sh\ntouch "$3.done"\n')
+    hook.chmod(0o755)
+    procs, outs = [], []
+    started = time.monotonic()
+    for i in range(args.leechers):
+        out = work / f"aria{tag.strip()}{i}"
+        out.mkdir()
+        outs.append(out)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                aria2c,
+                "--enable-dht=false",
+                "--enable-dht6=false",
+                "--bt-enable-lpd=false",
+                "--enable-peer-exchange=false",
+                "--disable-ipv6=true",
+                "--interface=127.0.0.1",
+                f"--listen-port={port}",
+                "--bt-external-ip=127.0.0.1",
+                "--summary-interval=0",
+                "--console-log-level=error",
+                "--file-allocation=none",
+                "--seed-time=10",
+                f"--on-bt-download-complete={hook}",
+                f"--dir={out}",
+                str(work / "t.torrent"),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+        )
+    done: dict[int, float] = {}
+    try:
+        deadline = started + args.timeout
+        while len(done) < len(outs):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(done)}/{len(outs)} aria2c done after {args.timeout} s")
+            for i, out in enumerate(outs):
+                if i not in done and aria2_done(out):
+                    done[i] = time.monotonic() - started
+            await asyncio.sleep(0.02)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+    times = list(done.values())
+    print(
+        f"first pass {tag} (aria2c): all done {max(times):6.2f} s  first {min(times):6.2f}  "
+        f"seed sent {seed._t.uploader.uploaded / total:4.2f} copies  {count.summary()}",
+        flush=True,
+    )
+
+
+def make_data(work: Path, args: argparse.Namespace, trackers: list[str]) -> None:
     src = work / "src"
     src.mkdir()
     if args.selective:
@@ -214,10 +303,10 @@ def make_data(work: Path, args: argparse.Namespace) -> None:
         d.mkdir()
         for i in range(4):
             (d / f"f{i}.bin").write_bytes(os.urandom(args.size // 4 + 1000 * i))
-        data = create_torrent(d, piece_length=args.piece)
+        data = create_torrent(d, piece_length=args.piece, trackers=trackers)
     else:
         (src / "data.bin").write_bytes(os.urandom(args.size))
-        data = create_torrent(src / "data.bin", piece_length=args.piece)
+        data = create_torrent(src / "data.bin", piece_length=args.piece, trackers=trackers)
     (work / "t.torrent").write_bytes(data)
 
 
@@ -232,12 +321,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=300.0)
     ap.add_argument("--selective", action="store_true")
+    ap.add_argument("--aria2", action="store_true", help="aria2c leechers instead of libtorrent")
     args = ap.parse_args()
     for _ in range(args.runs):
         for first_pass in (True, False):
             with tempfile.TemporaryDirectory() as tmp:
                 work = Path(tmp)
-                make_data(work, args)
                 asyncio.run(swarm_run(args, first_pass, work))
 
 
