@@ -11,6 +11,7 @@ block is read (``read_block``, through Storage's piece cache).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 from swarm.core import wire
 from swarm.core.rate import RateMeter
-from swarm.core.seeding import FirstCopies, FirstPass, RequestSpread
+from swarm.core.seeding import FirstCopies, FirstPass, RequestSpread, uplink_busy
 from swarm.errors import ProtocolError, StorageError, SwarmError
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class Uploader:
         self.first_pass = (
             FirstPass(torrent.num_pieces) if torrent.seed_only and torrent.superseed is None else None
         )
+        #: requests the first pass holds back (asked again after a refusal): see _answer_late
+        self._held: set[tuple[PeerConnection, int, int, int]] = set()
 
     def greet(self, peer: PeerConnection) -> None:
         """What we have, told to a new peer (BEP 3 bitfield or BEP 6 have-all/none), and
@@ -143,7 +146,8 @@ class Uploader:
         if first_while_choked:  # a slot left unused may be its now, not at the next tick
             self.torrent.choking.reclaim_idle_slots(time.monotonic())
 
-    def _queue_or_reject(self, peer: PeerConnection, m: wire.Request) -> None:
+    def _queue_or_reject(self, peer: PeerConnection, m: wire.Request, late: bool = False) -> None:
+        """``late``: a request the first pass held back (``_answer_late``): refused now, at once."""
         index = m.index
         if not self.torrent.have[index] or m.length > wire.BLOCK_SIZE * 8:
             self.reject(peer, m.index, m.begin, m.length)
@@ -164,15 +168,35 @@ class Uploader:
             fp is not None
             and peer.supports_fast
             and not fp.may_serve(peer, index, self._held_elsewhere(index))
+            and self._uplink_busy()
         ):
             # another peer's first copy; only a BEP 6 peer can be told no (a BEP 3
             # peer would wait for the block until its own timeout)
-            self.reject(peer, m.index, m.begin, m.length)
+            delay = 0.0 if late else fp.refuse(peer, index, m.begin)
+            if delay:  # asked again at once (libtorrent): not a reject per round trip
+                self._held.add((peer, index, m.begin, m.length))
+                asyncio.get_running_loop().call_later(delay, self._answer_late, peer, m)
+            else:
+                self.reject(peer, m.index, m.begin, m.length)
             return
         if not peer.queue_upload(index, m.begin, m.length):
             self.reject(peer, m.index, m.begin, m.length)
             return
         self.first_copies.note(index, m.length)
+
+    def _answer_late(self, peer: PeerConnection, m: wire.Request) -> None:
+        """A held request, ``REASK_DELAY`` later: decided again, served if the pass now
+        allows it (it ended, the piece came free, the uplink has room), else rejected.
+        Without this a leecher's last blocks waited out the delay for a reject."""
+        key = (peer, m.index, m.begin, m.length)
+        if key in self._held:
+            self._held.discard(key)
+            if not peer.closed:
+                self._queue_or_reject(peer, m, late=True)
+
+    def _uplink_busy(self) -> bool:
+        queued = sum(len(p.upload_queue) for p in self.torrent.peers) * wire.BLOCK_SIZE
+        return uplink_busy(queued, self.up.rate(time.monotonic()))
 
     def _held_elsewhere(self, index: int) -> bool:
         picker = self.torrent.picker
@@ -184,7 +208,11 @@ class Uploader:
             peer.send(wire.encode_reject(index, begin, length))
 
     def on_cancel(self, peer: PeerConnection, m: wire.Cancel) -> None:
-        if peer.cancel_upload(m.index, m.begin, m.length) and peer.supports_fast:
+        held = (peer, m.index, m.begin, m.length)
+        if held in self._held:  # held back by the first pass: not served later
+            self._held.discard(held)
+            self.reject(peer, m.index, m.begin, m.length)
+        elif peer.cancel_upload(m.index, m.begin, m.length) and peer.supports_fast:
             # BEP 6: a cancelled request is answered with a reject.
             peer.send(wire.encode_reject(m.index, m.begin, m.length))
 

@@ -6,7 +6,14 @@ pieces once per leecher (about 0.9 of the 1.9 copies of the file the seed
 sent in the 24-leecher benchmark).
 """
 
-from swarm.core.seeding import FirstCopies, FirstPass
+from swarm.core.seeding import (
+    BUSY_SECONDS,
+    MIN_QUEUED,
+    REASK_DELAY,
+    FirstCopies,
+    FirstPass,
+    uplink_busy,
+)
 
 BS = 16384
 
@@ -83,3 +90,29 @@ def test_request_spread_tells_block_by_block_pieces_from_scattered_blocks() -> N
     for i in range(RequestSpread.WINDOW):  # then it asks piece after piece whole: loads again
         scattered.note(1000 + i // 16)
     assert scattered.whole_pieces(16)
+
+
+def test_a_block_refused_again_is_refused_after_a_delay_not_at_once() -> None:
+    """libtorrent asks again for a rejected block at once: a reject at once each time
+    was a loop of one reject per round trip until the owner announced the piece."""
+    fp = FirstPass(4)
+    assert fp.may_serve("a", 0)
+    assert not fp.may_serve("b", 0)
+    assert fp.refuse("b", 0, 0) == 0.0  # the first time: at once (swarm leechers go elsewhere)
+    assert fp.refuse("b", 0, BS) == 0.0  # another block
+    assert fp.refuse("b", 0, 0) == REASK_DELAY  # asked again
+    assert fp.refuse("c", 0, 0) == 0.0  # per peer
+    fp.release("b")  # gone: its refusals are forgotten
+    assert fp.refuse("b", 0, 0) == 0.0
+
+
+def test_the_pass_refuses_only_while_the_uplink_has_other_work() -> None:
+    """Refusing saves a second copy only if the seed has other first copies to send;
+    an uplink that would idle sends the second copy for free (a leecher wanting only
+    an owned piece stalled behind a seed with nothing else to do)."""
+    assert not uplink_busy(0, 0.0)
+    assert not uplink_busy(MIN_QUEUED - 1, 0.0)
+    assert uplink_busy(MIN_QUEUED, 0.0)
+    rate = 10 * MIN_QUEUED / BUSY_SECONDS  # bytes/s: MIN_QUEUED is a tenth of BUSY_SECONDS of it
+    assert not uplink_busy(5 * MIN_QUEUED, rate)
+    assert uplink_busy(10 * MIN_QUEUED, rate)

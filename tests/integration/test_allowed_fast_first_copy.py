@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+import swarm.parts.upload as upload_mod
 from swarm import Session
 from swarm.core import wire
 from swarm.core.metainfo import parse_metainfo
@@ -98,10 +101,14 @@ async def test_the_seed_reads_a_newcomers_allowed_fast_pieces_before_it_asks(tmp
             p.close()
 
 
-async def test_an_initial_seed_gives_each_piece_to_one_peer_in_its_first_pass(tmp_path: Path) -> None:
+async def test_an_initial_seed_gives_each_piece_to_one_peer_in_its_first_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Unchoked leechers cannot know which pieces the seed is sending to the others;
     the seed does: while some piece has not left it, a piece it is giving one peer
     is refused to another (who then asks for a piece nobody has)."""
+    # a seed whose uplink has other work (an idle one serves the second copy: uplink_busy)
+    monkeypatch.setattr(upload_mod, "uplink_busy", lambda queued, rate: True)
     torrent, payload = craft("pass.bin", length=40 * PIECE, piece_length=PIECE)
     meta = parse_metainfo(torrent)
     (tmp_path / "pass.bin").write_bytes(payload)
