@@ -85,9 +85,15 @@ class ChokeControl:
         return uses
 
     def wasteful(self, peer: PeerConnection) -> bool:
-        """We sent ``peer`` far more than the pieces it announced (a client that never finishes)."""
+        """We sent ``peer`` far more than the pieces it announced (a client that never
+        finishes), or it asks scattered blocks and has announced nothing (no client
+        downloads that way: a flood's requester)."""
         meta = self.torrent.meta
-        return meta is not None and admission.takes_without_progress(
+        if meta is None:
+            return False
+        if peer.new_haves == 0 and not peer.read_spread.whole_pieces(-(-meta.piece_length // wire.BLOCK_SIZE)):
+            return True
+        return admission.takes_without_progress(
             peer.uploaded, peer.new_haves, meta.piece_length, self.waste_slack
         )
 

@@ -43,5 +43,8 @@ async def test_a_peer_asking_one_block_per_piece_does_not_make_the_seed_load_who
                 assert isinstance(got, wire.Piece) and bytes(got.data) == payload[i * PIECE : i * PIECE + BLOCK]
             loads = st.cache_misses - misses
             assert loads <= 8, f"{loads} whole pieces loaded for {len(pieces)} single blocks"
+            # and no client downloads that way, announcing nothing: it is served last
+            (conn,) = h._t.peers
+            assert h._t.choking.wasteful(conn)
         finally:
             p.close()
