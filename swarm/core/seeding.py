@@ -14,6 +14,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Hashable
 
+from swarm.core.merkle import block_count
 from swarm.core.wire import BLOCK_SIZE
 
 Peer = Hashable
@@ -51,12 +52,11 @@ class FirstCopies:
         self._blocks = array("H", bytes(2 * num_pieces))
 
     def _blocks_in(self, index: int) -> int:
-        size = self._last_size if index == self._last else self.piece_length
-        return -(-size // BLOCK_SIZE)
+        return block_count(self._last_size if index == self._last else self.piece_length)
 
     def note(self, index: int, length: int) -> None:
         """A block of ``index`` is on its way to some peer."""
-        n = self._blocks[index] + -(-length // BLOCK_SIZE)
+        n = self._blocks[index] + block_count(length)
         self._blocks[index] = n if n < _CAP else _CAP
 
     def copies(self, index: int) -> float:
@@ -187,6 +187,6 @@ class RequestSpread:
             self.blocks //= 2
             self.moves //= 2
 
-    def whole_pieces(self, blocks_per_piece: int) -> bool:
-        """Load whole pieces for this peer's requests?"""
-        return self.blocks < self.GRACE or self.USE * self.blocks >= self.moves * blocks_per_piece
+    def whole_pieces(self, piece_length: int) -> bool:
+        """Load whole pieces (of ``piece_length`` bytes) for this peer's requests?"""
+        return self.blocks < self.GRACE or self.USE * self.blocks >= self.moves * block_count(piece_length)

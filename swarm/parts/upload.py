@@ -262,7 +262,7 @@ class Uploader:
         storage = t.storage
         if not getattr(storage, "caches_pieces", False):
             return memoryview(await storage.read_block(index, begin, length))
-        if spread is not None and not spread.whole_pieces(-(-t.meta.piece_length // wire.BLOCK_SIZE)):
+        if spread is not None and not spread.whole_pieces(t.meta.piece_length):
             # a peer that asks a block here and there: no piece loaded and checked for it
             return memoryview(await storage.read_block(index, begin, length, load=False))
         piece = await storage.read_block(index, 0, size)

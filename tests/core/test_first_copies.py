@@ -78,18 +78,18 @@ def test_request_spread_tells_block_by_block_pieces_from_scattered_blocks() -> N
     for piece in range(20):  # block after block: a client's way
         for _ in range(16):
             client.note(piece)
-    assert client.whole_pieces(16)
+    assert client.whole_pieces(16 * BS)
     scattered = RequestSpread()
     for i in range(RequestSpread.GRACE - 1):
         scattered.note(i * 7)
-    assert scattered.whole_pieces(16)  # too soon to tell
+    assert scattered.whole_pieces(16 * BS)  # too soon to tell
     for i in range(RequestSpread.GRACE, 40):
         scattered.note(i * 7)
-    assert not scattered.whole_pieces(16)
-    assert scattered.whole_pieces(4)  # small pieces: a load costs at most 4 blocks
+    assert not scattered.whole_pieces(16 * BS)
+    assert scattered.whole_pieces(4 * BS)  # small pieces: a load costs at most 4 blocks
     for i in range(RequestSpread.WINDOW):  # then it asks piece after piece whole: loads again
         scattered.note(1000 + i // 16)
-    assert scattered.whole_pieces(16)
+    assert scattered.whole_pieces(16 * BS)
 
 
 def test_a_block_refused_again_is_refused_after_a_delay_not_at_once() -> None:
