@@ -160,6 +160,25 @@ async def seed_and_leech(args: argparse.Namespace, first_pass: bool, work: Path)
             await selective_case(args, torrent, work, port, seed, count, total, tag)
 
 
+async def swarm_of_leechers(
+    args: argparse.Namespace, torrent: bytes, work: Path, port: int, tag: str, files: list[int] | None = None
+) -> tuple[list[tuple[Any, Any]], list[float]]:
+    """``args.leechers`` libtorrent leechers, each told of the seed and of those before it;
+    returns them and the seconds each took, once all are done."""
+    leechers = []
+    for i in range(args.leechers):
+        out = work / f"lt{tag.strip()}{i}"
+        out.mkdir()
+        leechers.append(lt_leecher(torrent, out, files=files))
+    started = time.monotonic()
+    for i, (_ses, h) in enumerate(leechers):
+        h.connect_peer(("127.0.0.1", port))
+        for ses2, _ in leechers[:i]:
+            h.connect_peer(("127.0.0.1", ses2.listen_port()))
+    times = await wait_done([h for _, h in leechers], args.timeout, started)
+    return leechers, times
+
+
 async def full_case(
     args: argparse.Namespace,
     torrent: bytes,
@@ -170,17 +189,7 @@ async def full_case(
     total: int,
     tag: str,
 ) -> None:
-    leechers = []
-    for i in range(args.leechers):
-        out = work / f"lt{tag.strip()}{i}"
-        out.mkdir()
-        leechers.append(lt_leecher(torrent, out))
-    started = time.monotonic()
-    for i, (_ses, h) in enumerate(leechers):
-        h.connect_peer(("127.0.0.1", port))
-        for ses2, _ in leechers[:i]:
-            h.connect_peer(("127.0.0.1", ses2.listen_port()))
-    times = await wait_done([h for _, h in leechers], args.timeout, started)
+    leechers, times = await swarm_of_leechers(args, torrent, work, port, tag)
     up = seed._t.uploader.uploaded
     print(
         f"first pass {tag}: all done {max(times):6.2f} s  first {min(times):6.2f}  "
@@ -200,17 +209,7 @@ async def selective_case(
     total: int,
     tag: str,
 ) -> None:
-    early = []
-    for i in range(args.leechers):
-        out = work / f"lt{tag.strip()}{i}"
-        out.mkdir()
-        early.append(lt_leecher(torrent, out, files=[0, 1]))
-    started = time.monotonic()
-    for i, (_ses, h) in enumerate(early):
-        h.connect_peer(("127.0.0.1", port))
-        for ses2, _ in early[:i]:
-            h.connect_peer(("127.0.0.1", ses2.listen_port()))
-    times = await wait_done([h for _, h in early], args.timeout, started)
+    early, times = await swarm_of_leechers(args, torrent, work, port, tag, files=[0, 1])
     for ses, h in early:
         ses.remove_torrent(h)
     await asyncio.sleep(1.0)  # let the seed see them go (a benchmark, not a test)
