@@ -11,19 +11,24 @@ from typing import Any
 import pytest
 
 from swarm import Session
-from swarm.core.metainfo import parse_metainfo
+from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.create import create_torrent
 from swarm.errors import ProtocolError
 
 
-async def test_one_read_cache_for_uploads(tmp_path: Path) -> None:
-    payload = os.urandom(40 * 65536 + 1234)
+def four_block_pieces(tmp_path: Path, size: int) -> tuple[bytes, Path, Path, bytes, Metainfo]:
+    """A file of ``size`` random bytes in ``src/``, its torrent (4 blocks a piece), ``out/``."""
+    payload = os.urandom(size)
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     out.mkdir()
     (src / "f.bin").write_bytes(payload)
-    data = create_torrent(src / "f.bin", piece_length=65536)  # 4 blocks a piece
-    meta = parse_metainfo(data)
+    data = create_torrent(src / "f.bin", piece_length=65536)
+    return payload, src, out, data, parse_metainfo(data)
+
+
+async def test_one_read_cache_for_uploads(tmp_path: Path) -> None:
+    payload, src, out, data, meta = four_block_pieces(tmp_path, 40 * 65536 + 1234)
     async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
         seed = await seed_s.add_torrent(data, src, seed_only=True)
         t = seed._t
@@ -46,13 +51,7 @@ async def test_cached_blocks_are_served_without_awaiting_the_read_chain(tmp_path
     """Issue 17 (seed CPU per block): a block of a cached piece comes from
     ``Torrent.block_now``; the awaited ``read_block`` chain runs once per piece
     (the load), not once per block. Bad ranges still go the checked way."""
-    payload = os.urandom(24 * 65536 + 999)
-    src, out = tmp_path / "src", tmp_path / "out"
-    src.mkdir()
-    out.mkdir()
-    (src / "f.bin").write_bytes(payload)
-    data = create_torrent(src / "f.bin", piece_length=65536)  # 4 blocks a piece
-    meta = parse_metainfo(data)
+    payload, src, out, data, meta = four_block_pieces(tmp_path, 24 * 65536 + 999)
     async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
         seed = await seed_s.add_torrent(data, src, seed_only=True)
         t = seed._t
