@@ -25,8 +25,8 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,8 +34,10 @@ from typing import Any
 
 import libtorrent as lt
 
-from swarm import Session
-from swarm.create import create_torrent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from swarm import Session  # noqa: E402
+from swarm.create import create_torrent  # noqa: E402
+from tests.helpers.aria2 import aria2_args, free_port  # noqa: E402
 
 MiB = 1 << 20
 LT_SETTINGS: dict[str, Any] = {
@@ -246,23 +248,9 @@ async def aria2_case(
         out = work / f"aria{tag.strip()}{i}"
         out.mkdir()
         outs.append(out)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
         procs.append(
             await asyncio.create_subprocess_exec(
-                aria2c,
-                "--enable-dht=false",
-                "--enable-dht6=false",
-                "--bt-enable-lpd=false",
-                "--enable-peer-exchange=false",
-                "--disable-ipv6=true",
-                "--interface=127.0.0.1",
-                f"--listen-port={port}",
-                "--bt-external-ip=127.0.0.1",
-                "--summary-interval=0",
-                "--console-log-level=error",
-                "--file-allocation=none",
+                *aria2_args(aria2c, free_port()),
                 "--seed-time=10",
                 f"--on-bt-download-complete={hook}",
                 f"--dir={out}",

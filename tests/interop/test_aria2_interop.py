@@ -23,6 +23,7 @@ import pytest
 from conftest import require_tool
 
 from swarm.create import create_torrent
+from tests.helpers.aria2 import aria2_args, free_port
 from tests.helpers.procs import events_until, spawn_swarm
 from tracker.app import COUNTERS_KEY
 
@@ -31,31 +32,6 @@ pytestmark = pytest.mark.interop
 NET = ["--host", "127.0.0.1", "--port", "0", "--no-dht", "--no-lsd"]
 SIZE = 3 * 1024 * 1024 + 4321
 PIECE = 65536
-
-
-def aria2_args(aria2c: str, port: int) -> list[str]:
-    return [
-        aria2c,
-        "--enable-dht=false",
-        "--enable-dht6=false",
-        "--bt-enable-lpd=false",
-        "--enable-peer-exchange=false",
-        "--disable-ipv6=true",
-        "--interface=127.0.0.1",
-        f"--listen-port={port}",
-        "--bt-external-ip=127.0.0.1",
-        "--summary-interval=0",
-        "--console-log-level=warn",
-        "--file-allocation=none",
-        "--auto-save-interval=0",
-        "--bt-save-metadata=false",
-    ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_listening(port: int, timeout: float) -> None:
