@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from swarm import Session
-from swarm.core.metainfo import parse_metainfo
+from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.create import build_torrent
 from tests.helpers.trees import same_tree
 from tests.helpers.wait import until
@@ -30,11 +30,16 @@ def make_tree(root: Path) -> Path:
     return d
 
 
-@pytest.mark.parametrize("version", [2, "hybrid"])
-async def test_seed_to_get_v2(tmp_path: Path, version: int | str) -> None:
+def tree_torrent(tmp_path: Path, version: int | str) -> tuple[Path, bytes, Metainfo]:
+    """``make_tree``'s files, their torrent of ``version`` (2 or "hybrid") and its metainfo."""
     src = make_tree(tmp_path)
     data = build_torrent(src, piece_length=PL, version=version).data
-    meta = parse_metainfo(data)
+    return src, data, parse_metainfo(data)
+
+
+@pytest.mark.parametrize("version", [2, "hybrid"])
+async def test_seed_to_get_v2(tmp_path: Path, version: int | str) -> None:
+    src, data, meta = tree_torrent(tmp_path, version)
     assert meta.version == version
     out = tmp_path / "out"
     out.mkdir()
@@ -56,9 +61,7 @@ async def test_hybrid_seed_answers_its_v2_hash(tmp_path: Path, encryption: str) 
     with that hash."""
     from swarm.peer import MetadataConnection
 
-    src = make_tree(tmp_path)
-    data = build_torrent(src, piece_length=PL, version="hybrid").data
-    meta = parse_metainfo(data)
+    src, data, meta = tree_torrent(tmp_path, "hybrid")
     assert meta.info_hash_v2 is not None
     async with (
         Session("127.0.0.1", 0, encryption=encryption) as seed_s,
@@ -83,9 +86,7 @@ async def test_a_peer_sending_corrupt_v2_blocks_is_caught(tmp_path: Path) -> Non
 
 
 
-    src = make_tree(tmp_path)
-    data = build_torrent(src, piece_length=PL, version=2).data
-    meta = parse_metainfo(data)
+    src, data, meta = tree_torrent(tmp_path, 2)
     stream = bytearray(meta.total_length)  # pads are zeros
     for f in meta.files:
         if not f.pad and f.length:
@@ -116,9 +117,7 @@ async def test_a_peer_sending_corrupt_v2_blocks_is_caught(tmp_path: Path) -> Non
 
 
 async def test_a_hybrid_is_announced_on_the_dht_under_both_hashes(tmp_path: Path) -> None:
-    src = make_tree(tmp_path)
-    data = build_torrent(src, piece_length=PL, version="hybrid").data
-    meta = parse_metainfo(data)
+    src, data, meta = tree_torrent(tmp_path, "hybrid")
     assert meta.info_hash_v2 is not None
     async with Session("127.0.0.1", 0, enable_dht=True, dht_bootstrap=()) as get_s, Session(
         "127.0.0.1", 0, enable_dht=True, dht_bootstrap=[("127.0.0.1", get_s.port or 0)]
@@ -147,9 +146,7 @@ async def test_piece_layers_come_from_peers(tmp_path: Path, source: str) -> None
     against each file's pieces root, then the pieces against them."""
     from swarm.core.magnet import Magnet
 
-    src = make_tree(tmp_path)
-    data = build_torrent(src, piece_length=PL, version=2).data
-    meta = parse_metainfo(data)
+    src, data, meta = tree_torrent(tmp_path, 2)
     assert meta.info_hash_v2 is not None and len(meta.piece_layers) == 2  # a.bin, sub/b.bin
     out = tmp_path / "out"
     out.mkdir()
@@ -173,9 +170,7 @@ async def test_hash_requests_are_answered_from_our_piece_layers(tmp_path: Path) 
     reaches the pieces root; a root we hold no layer for is rejected."""
     from swarm.core import hashes, wire
 
-    src = make_tree(tmp_path)
-    data = build_torrent(src, piece_length=PL, version=2).data
-    meta = parse_metainfo(data)
+    src, data, meta = tree_torrent(tmp_path, 2)
     big = next(f for f in meta.files if f.path[-1] == "b.bin")
     small = next(f for f in meta.files if f.path[-1] == "c.txt")
     assert big.pieces_root is not None and small.pieces_root is not None
@@ -214,9 +209,7 @@ async def test_block_hash_requests_are_answered_from_our_data(tmp_path: Path) ->
     a run longer than a piece is rejected, and one request per peer is served at a time."""
     from swarm.core import hashes, merkle, wire
 
-    src = make_tree(tmp_path)
-    data = build_torrent(src, piece_length=PL, version=2).data
-    meta = parse_metainfo(data)
+    src, data, meta = tree_torrent(tmp_path, 2)
     files = {f.path[-1]: f for f in meta.files}
     big, tail = files["b.bin"], files["a.bin"]  # 5 whole pieces; 3 pieces and 1234 bytes
     assert big.pieces_root is not None and tail.pieces_root is not None
@@ -404,9 +397,7 @@ async def test_a_peer_answering_wrong_hashes_is_banned(tmp_path: Path) -> None:
     from swarm.core import wire
     from tests.helpers.peer_server import LocalPeerServer
 
-    src = make_tree(tmp_path)
-    data = build_torrent(src, piece_length=PL, version=2).data
-    meta = parse_metainfo(data)
+    src, data, meta = tree_torrent(tmp_path, 2)
 
     class WrongHashes(LocalPeerServer):
         """Claims every piece and answers each hash request with garbage hashes."""
@@ -455,9 +446,7 @@ async def test_a_seed_without_piece_layers_rebuilds_them_from_its_data(tmp_path:
     get them from it; with resume data too (then the data is rechecked)."""
     from swarm.core.magnet import Magnet
 
-    src = make_tree(tmp_path)
-    data = build_torrent(src, piece_length=PL, version=2).data
-    meta = parse_metainfo(data)
+    src, data, meta = tree_torrent(tmp_path, 2)
     bare = without_layers(data)
     out = tmp_path / "out"
     out.mkdir()
@@ -478,9 +467,7 @@ async def test_a_seed_without_piece_layers_rebuilds_them_from_its_data(tmp_path:
 
 async def test_lsd_finds_a_hybrid_by_its_v2_hash(tmp_path: Path) -> None:
     """A BEP 14 announce naming a hybrid's truncated v2 hash is a peer of that torrent."""
-    src = make_tree(tmp_path)
-    data = build_torrent(src, piece_length=PL, version="hybrid").data
-    meta = parse_metainfo(data)
+    src, data, meta = tree_torrent(tmp_path, "hybrid")
     assert meta.info_hash_v2 is not None
     async with Session("127.0.0.1", 0, enable_dht=True, dht_bootstrap=()) as s:
         assert s.discovery is not None
