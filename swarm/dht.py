@@ -194,11 +194,18 @@ class DHTNode:
         if self._closed:
             return
         self._closed = True
-        for task in list(self._tasks):
+        tasks = set(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        while tasks:
+            # Python 3.11's wait_for can swallow a cancel that lands as its inner wait
+            # times out: a task still running a second later is cancelled again.
+            done, tasks = await asyncio.wait(tasks, timeout=1.0)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a failure on the way out is not news
+            for task in tasks:
+                task.cancel()
         for _, fut in self._pending.values():
             if not fut.done():
                 fut.cancel()

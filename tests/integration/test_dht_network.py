@@ -357,3 +357,24 @@ async def test_port_in_use_is_a_swarm_error() -> None:
             await DHTNode(LOCAL, a.port).start()
     finally:
         await a.close()
+
+
+async def test_close_returns_when_a_task_loses_its_first_cancel() -> None:
+    """Python 3.11's ``asyncio.wait_for`` can swallow a cancel that lands as its inner
+    wait times out; the maintenance loop then went on, and ``close()`` (awaiting it)
+    hung (a CI run stopped at pytest's 120 s). Here a task drops its first cancel."""
+    node = DHTNode(LOCAL, maintenance_interval=0.05)
+    await node.start(bootstrap_timeout=0.1)
+
+    async def deaf_once() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # the lost cancel
+        await asyncio.sleep(3600)
+
+    node._spawn(deaf_once())
+    await asyncio.sleep(0)  # let it start and reach its first sleep
+    closing = asyncio.ensure_future(node.close())
+    done, _ = await asyncio.wait([closing], timeout=10)
+    assert closing in done, "close() still waits for a task that dropped a cancel"
