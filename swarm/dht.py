@@ -85,6 +85,21 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("dht: socket error: %s", exc)
 
 
+async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they end. Python 3.11's ``wait_for`` can swallow
+    a cancel that lands as its inner wait times out: a task still running a second
+    later is cancelled again (awaiting it once hung ``close()``)."""
+    for task in tasks:
+        task.cancel()
+    while tasks:
+        done, tasks = await asyncio.wait(tasks, timeout=1.0)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: a failure on the way out is not news
+        for task in tasks:
+            task.cancel()
+
+
 class DHTNode:
     """A mainline DHT node (BEP 5) on one UDP socket.
 
@@ -194,18 +209,7 @@ class DHTNode:
         if self._closed:
             return
         self._closed = True
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        while tasks:
-            # Python 3.11's wait_for can swallow a cancel that lands as its inner wait
-            # times out: a task still running a second later is cancelled again.
-            done, tasks = await asyncio.wait(tasks, timeout=1.0)
-            for task in done:
-                if not task.cancelled():
-                    task.exception()  # retrieved: a failure on the way out is not news
-            for task in tasks:
-                task.cancel()
+        await _cancel_all(set(self._tasks))
         for _, fut in self._pending.values():
             if not fut.done():
                 fut.cancel()
@@ -254,9 +258,7 @@ class DHTNode:
                         seen.add(peer)
                         yield peer
         finally:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await _cancel_all({task})
 
     async def announce(
         self,
