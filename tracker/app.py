@@ -111,6 +111,8 @@ class Tracker:
         self._announce_now = getattr(store, "announce_sync", None)
         #: The same without a request object (``MemoryStore.announce_fields``): UDP's fast path.
         self._announce_fields = getattr(store, "announce_fields", None)
+        #: Its IPv4 common case in one step (``MemoryStore.announce_v4``), tried first.
+        self._announce_v4 = getattr(store, "announce_v4", None)
 
     # ------------------------------------------------------------------ shared steps
 
@@ -281,12 +283,20 @@ class Tracker:
         ):
             return None
         started = perf_counter()
+        addr = ip + port.to_bytes(2, "big")
+        if len(ip) == 4 and self._announce_v4 is not None:
+            try:
+                done = self._announce_v4(info_hash, pid, left, event, numwant, addr, time.time())
+            except Exception:  # a bug: refused (and logged) by the general path
+                return None
+            if done is not None:
+                stored = perf_counter()
+                return self._udp_counted(tid, done[0], done[1], done[2], started, stored)
         packed = bytearray()
         try:
             _, addrs, seeders, leechers = announce_fields(
-                info_hash, pid, left, event, numwant, ip + port.to_bytes(2, "big"),
-                time.time(), False, packed,
-            )  # fmt: skip
+                info_hash, pid, left, event, numwant, addr, time.time(), False, packed
+            )
         except Exception:  # full, or a bug: refused (and logged) by the general path
             return None
         stored = perf_counter()
@@ -297,8 +307,16 @@ class Tracker:
             size = 18 if len(ip) == 16 else 6
             if len(peers) != size * len(addrs):  # some of the other family
                 peers = b"".join(udp_peers_for(addrs, size == 18))
-        body = udp_encode_announce(tid, cfg.interval, leechers, seeders, (peers,))
-        counters = self.counters  # as ``_answered``, with the metrics tallied in bulk
+        return self._udp_counted(tid, peers, seeders, leechers, started, stored)
+
+    def _udp_counted(
+        self, tid: int, peers: bytes | bytearray, seeders: int, leechers: int,
+        started: float, stored: float,
+    ) -> bytes:  # fmt: skip
+        """The fast path's answer, counted as ``_answered`` does, with the metrics
+        tallied in bulk."""
+        body = udp_encode_announce(tid, self.config.interval, leechers, seeders, (peers,))
+        counters = self.counters
         counters.announces += 1
         counters.udp_announces += 1
         self.metrics.udp_tally.add(perf_counter() - started, stored - started)

@@ -166,6 +166,15 @@ class _Swarm:
         return None
 
 
+def _span(first: bytearray, second: bytearray, n_first: int, lo: int, hi: int) -> bytearray:
+    """Entries ``lo:hi`` of two packed pools laid end to end (6 bytes each)."""
+    if hi <= n_first:
+        return first[6 * lo : 6 * hi]
+    if lo >= n_first:
+        return second[6 * (lo - n_first) : 6 * (hi - n_first)]
+    return first[6 * lo :] + second[: 6 * (hi - n_first)]
+
+
 def same_source(stored: bytes, addr: bytes) -> bool:
     """Whether two compact addresses share their IP (the port may change).
 
@@ -278,6 +287,85 @@ class MemoryStore:
         else:
             self._pick(swarm, theirs, seed, numwant, now, ids if with_ids else None, addrs, fill)
         return ids, addrs, len(swarm.seeds.ids), len(swarm.leechers.ids)
+
+    def announce_v4(
+        self, info_hash: bytes, pid: bytes, left: int, event: str, numwant: int, addr: bytes,
+        now: float,
+    ) -> tuple[bytes | bytearray, int, int] | None:
+        """UDP's common case in one step: ``(packed peers, seeders, leechers)``, or
+        ``None``, having changed nothing, for anything else (the caller then takes
+        ``announce_fields``). The case: an IPv4 asker (``addr`` 6 bytes) in a known
+        swarm of IPv4 peers none of which is past its time, not stopping, new or
+        refreshing its own entry, not aria2c's seed. Half the cost of the general
+        path, which looks the peer id up five times and builds runs and lists: on a
+        loaded tracker this is where the time goes."""
+        swarm = self.swarms.get(info_hash)
+        if swarm is None or event == "stopped":
+            return None
+        seeds, leechers = swarm.seeds, swarm.leechers
+        if seeds.ipv6 or leechers.ipv6 or seeds.earliest <= now or leechers.earliest <= now:
+            return None
+        seed = left == 0
+        mine, other = (seeds, leechers) if seed else (leechers, seeds)
+        expires = now + self.peer_ttl
+        at = mine.index.get(pid)
+        if at is None:
+            if pid in other.index or (seed and pid.startswith(SEEDS_FOR_SEED_PREFIX)):
+                return None
+            if len(seeds.ids) + len(leechers.ids) >= self.max_peers_per_swarm:
+                return None
+            if self.peer_count >= self.max_peers:
+                return None
+            by_source, key = self.peers_by_source, addr[:4]
+            n = by_source.get(key, 0)
+            if n >= self.max_peers_per_source:
+                return None
+            by_source[key] = n + 1
+            self.peer_count += 1
+            at = mine.index[pid] = len(mine.ids)
+            mine.ids.append(pid)
+            mine.addrs.append(addr)
+            mine.expires.append(expires)
+            mine.packed += addr
+            if expires < mine.earliest:
+                mine.earliest = expires
+        else:
+            if mine.addrs[at][:4] != addr[:4] or (seed and pid.startswith(SEEDS_FOR_SEED_PREFIX)):
+                return None  # someone else's entry (or aria2c's seed): the general path
+            mine.addrs[at] = addr
+            mine.expires[at] = expires
+            mine.packed[6 * at : 6 * at + 6] = addr
+        if event == "completed":
+            swarm.completed += 1
+            self.total_completed += 1
+        ns, nl = len(seeds.ids), len(leechers.ids)
+        if numwant <= 0:
+            return b"", ns, nl
+        if seed:  # leechers only, and the asker is not among them
+            if nl <= numwant:
+                return leechers.packed[:], ns, nl
+            pos = int(self.rng.random() * nl)  # randrange costs 5x more; nl < 2**53
+            end = pos + numwant
+            if end <= nl:
+                return leechers.packed[6 * pos : 6 * end], ns, nl
+            return leechers.packed[6 * pos :] + leechers.packed[: 6 * (end - nl)], ns, nl
+        # a leecher: seeds and leechers laid end to end, a window of numwant + 1 at a
+        # random offset (wrapping around), then the asker (or the window's last) out
+        total, me = ns + nl, ns + at
+        if total <= numwant + 1:
+            out = seeds.packed + leechers.packed
+            del out[6 * me : 6 * me + 6]
+            return out, ns, nl
+        pos = int(self.rng.random() * total)
+        end = pos + numwant + 1
+        out = _span(seeds.packed, leechers.packed, ns, pos, min(end, total))
+        if end > total:
+            out += _span(seeds.packed, leechers.packed, ns, 0, end - total)
+        skip = me - pos if me >= pos else me + total - pos
+        if skip > numwant:
+            skip = numwant
+        del out[6 * skip : 6 * skip + 6]
+        return out, ns, nl
 
     def _record(
         self,
