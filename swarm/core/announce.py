@@ -697,7 +697,7 @@ def udp_encode_connect(tid: int, connection_id: int) -> bytes:
 
 
 def udp_encode_announce(
-    tid: int, interval: int, leechers: int, seeders: int, peers: Iterable[bytes]
+    tid: int, interval: int, leechers: int, seeders: int, peers: Iterable[bytes | bytearray]
 ) -> bytes:
     """``peers`` are compact addresses of one family (6 or 18 bytes each)."""
     cap = 0xFFFFFFFF
