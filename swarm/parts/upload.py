@@ -35,6 +35,8 @@ log = logging.getLogger("swarm.torrent")
 
 #: Linux ioctl: the bytes of a TCP socket's send queue not yet sent
 SIOCOUTQNSD = 0x894B
+#: seconds a judgement of the uplink (``_uplink_busy``) holds: it asks every peer's socket
+BUSY_RECHECK = 0.01
 
 
 class Uploader:
@@ -55,6 +57,8 @@ class Uploader:
         )
         #: requests the first pass holds back (asked again after a refusal): see _answer_late
         self._held: set[tuple[PeerConnection, int, int, int]] = set()
+        #: when the uplink was last judged, and whether it was busy
+        self._busy = (-BUSY_RECHECK, False)
 
     def greet(self, peer: PeerConnection) -> None:
         """What we have, told to a new peer (BEP 3 bitfield or BEP 6 have-all/none), and
@@ -201,8 +205,16 @@ class Uploader:
                 self._queue_or_reject(peer, m, late=True)
 
     def _uplink_busy(self) -> bool:
-        queued = sum(len(p.upload_queue) * wire.BLOCK_SIZE + _unsent(p) for p in self.torrent.peers)
-        return uplink_busy(queued, self.up.rate(time.monotonic()))
+        """Has the uplink other work? Judged again at most every ``BUSY_RECHECK``: a
+        libtorrent leecher asks again at once after a refusal, and each judgement
+        asks the kernel about every peer's socket."""
+        now = time.monotonic()
+        at, busy = self._busy
+        if now - at >= BUSY_RECHECK:
+            queued = sum(len(p.upload_queue) * wire.BLOCK_SIZE + _unsent(p) for p in self.torrent.peers)
+            busy = uplink_busy(queued, self.up.rate(now))
+            self._busy = (now, busy)
+        return busy
 
     def _holders(self, index: int) -> int:
         """Connected peers that announced ``index`` (the picker counts them)."""
