@@ -25,7 +25,8 @@ retransmissions included, over N*F) and the part of it the leechers counted
 as received twice or unrequested (swarm's ``wasted``, libtorrent's
 ``total_redundant_bytes``); CPU seconds of the seed and the leechers
 over the transfer. The one-link cases also print the steady rate (10 %..90 % of
-the file) and the first data after the handshake, in RTTs.
+the file) and the first data, in RTTs: from the first handshake byte, and after
+the handshake completed (the seed's handshake reached the leecher).
 
 Needs root (namespaces, TUN, tc); without it, says so and exits with status 77.
 
@@ -154,6 +155,7 @@ class Relay:
         self.payload = [[0] * n for _ in range(n)]
         self.first_payload: dict[str, float] = {}
         self.first_bulk: dict[str, float] = {}
+        self.first_head: dict[str, list[Any]] = {}  # key: [payload bytes, first bytes in hex]
         self.trace: list[tuple[float, int, int, int, str]] = []  # the first payload packets
         self.bins: list[list[int]] = [[] for _ in range(n)]
         self.packets = 0
@@ -181,9 +183,11 @@ class Relay:
         row[b] += length + (segs - 1) * hdr
         if data > 0:
             key = f"{src}-{dst}"
-            self.first_payload.setdefault(key, t)
+            start = VNET + hdr
+            if key not in self.first_payload:
+                self.first_payload[key] = t
+                self.first_head[key] = [data, buf[start : start + 24].hex()]
             if len(self.trace) < TRACE_PACKETS:
-                start = VNET + hdr
                 self.trace.append((t, src, dst, data, buf[start : start + 24].hex()))
             if data >= BULK:
                 self.first_bulk.setdefault(key, t)
@@ -246,7 +250,8 @@ class Relay:
         if cmd["cmd"] == "stats":
             return {
                 "t_open": self.t_open, "wire": self.wire, "payload": self.payload,
-                "first_payload": self.first_payload, "first_bulk": self.first_bulk, "trace": self.trace,
+                "first_payload": self.first_payload, "first_bulk": self.first_bulk,
+                "first_head": self.first_head, "trace": self.trace,
                 "bins": self.bins, "packets": self.packets, "late": self.late,
                 "lateness": self.lateness,
                 "write_errors": self.write_errors,
@@ -651,7 +656,7 @@ def run_client(
     }
 
 
-def figures(case: Case, r: dict[str, Any]) -> dict[str, float]:
+def figures(case: Case, r: dict[str, Any]) -> dict[str, Any]:
     """The figures of one run, from the done times and the relay's counters."""
     s = r["stats"]
     n, size = case.leechers, case.size
@@ -694,15 +699,47 @@ def figures(case: Case, r: dict[str, Any]) -> dict[str, float]:
         if t10 is not None and t90 is not None and t90 > t10:
             out["steady_use"] = 0.8 * total / (t90 - t10) / cap
             out["steady_mib"] = 0.8 * seed_payload / (t90 - t10) / MiB
-        handshake = min(s["first_payload"].get(k, math.inf) for k in ("2-1", "1-2"))
-        first_bulk = s["first_bulk"].get("1-2")
-        if first_bulk is not None and handshake != math.inf:
-            out["first_data"] = first_bulk + case.one_way_ms / 1000 - handshake
-            out["first_data_rtt"] = out["first_data"] / (2 * case.one_way_ms / 1000)
+        out.update(first_data_figures(
+            s["first_payload"], s["first_bulk"], s["first_head"], case.one_way_ms / 1000
+        ))  # fmt: skip
     return out
 
 
-def print_figures(case: Case, client: str, f: dict[str, float], data_ok: bool | None) -> None:
+HANDSHAKE_HEAD = b"\x13BitTorrent protocol".hex()
+
+
+def first_data_figures(
+    first_payload: dict[str, float], first_bulk: dict[str, float],
+    first_head: dict[str, list[Any]], one_way: float,
+) -> dict[str, Any]:
+    """The first piece data's arrival at the leecher (host 2; the seed is host 1), two ways.
+
+    *From the first handshake byte*: since the first payload byte left either side.
+    2 RTT is the protocol's floor there (handshake, then request, then block).
+    *After the handshake completed*: since the leecher had the seed's handshake
+    (the seed's first payload packet, delivered one one-way delay after the relay
+    took it) and had sent its own. A client that waited for unchoke before asking
+    takes 2 RTT from there (interested, unchoke; request, piece); one that asks at
+    once (allowed fast, or requests queued with interested) 1 RTT.
+    Relay times are the sender's (the relay takes a packet when it is sent)."""
+    out: dict[str, Any] = {}
+    bulk = first_bulk.get("1-2")
+    seed, leech = first_payload.get("1-2"), first_payload.get("2-1")
+    if bulk is None or seed is None or leech is None:
+        return out
+    rtt = 2 * one_way
+    arrives = bulk + one_way
+    out["first_data"] = arrives - min(seed, leech)
+    out["first_data_rtt"] = out["first_data"] / rtt
+    out["first_data_after_handshake"] = arrives - max(seed + one_way, leech)
+    out["first_data_after_handshake_rtt"] = out["first_data_after_handshake"] / rtt
+    size, head = first_head.get("1-2", [0, ""])
+    out["seed_handshake_bytes"] = size
+    out["seed_handshake_seen"] = head.startswith(HANDSHAKE_HEAD)
+    return out
+
+
+def print_figures(case: Case, client: str, f: dict[str, Any], data_ok: bool | None) -> None:
     print(
         f"  {client:<10} all done {f['all_done']:6.1f} s = {f['ratio']:.2f}x T_min ({f['t_min']:.1f} s)"
         f" | leechers first {f['first']:.1f} median {f['median']:.1f} last {f['last']:.1f} s"
@@ -728,8 +765,12 @@ def print_figures(case: Case, client: str, f: dict[str, float], data_ok: bool | 
             end="",
         )
         if "first_data" in f:
+            seen = "" if f["seed_handshake_seen"] else "; NOT a handshake"
             print(
-                f" | first data {f['first_data']:.3f} s after the handshake ({f['first_data_rtt']:.2f} RTT)"
+                f" | first data {f['first_data']:.3f} s ({f['first_data_rtt']:.2f} RTT) from the first"
+                f" handshake byte, {f['first_data_after_handshake']:.3f} s"
+                f" ({f['first_data_after_handshake_rtt']:.2f} RTT) after the handshake completed"
+                f" (the seed's first packet, {f['seed_handshake_bytes']} B{seen}, at the leecher)"
             )
         else:
             print()

@@ -12,7 +12,7 @@ for it is rejected (BEP 6 lets us), and it asks someone else.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from swarm.core.merkle import block_count
 from swarm.core.wire import BLOCK_SIZE
@@ -24,10 +24,22 @@ _CAP = 0xFFFF
 
 #: seconds a first-pass refusal of a block the peer was refused before waits (FirstPass.refuse)
 REASK_DELAY = 0.5
-#: the first pass refuses only while the seed has this much queued to send: seconds at its
-#: upload rate, and at least MIN_QUEUED bytes (uplink_busy)
-BUSY_SECONDS = 0.5
-MIN_QUEUED = 64 * BLOCK_SIZE
+#: the first pass refuses only while the seed has this much to send (requests queued, bytes
+#: written and not yet sent): seconds at its upload rate, and at least MIN_QUEUED bytes
+#: (uplink_busy). Was 0.5 s and 1 MiB of queued requests alone, which took a 24-leecher
+#: seed for idle while its uplink was 99 % busy: 0.14 copies of the file went out as
+#: second copies of pieces still on their way to their owners.
+BUSY_SECONDS = 0.1
+MIN_QUEUED = 8 * BLOCK_SIZE
+#: after the first pass the seed leaves a piece to its peers once this many of them hold it
+#: (FirstPass.decide)
+SHARED_BY = 2
+#: ...in a swarm of more peers than this: in a smaller one the seed's uplink is a large
+#: part of the swarm's, and it serves every request (work-conserving)
+SMALL_SWARM = 3
+#: ...but serves a peer still asking for it this many seconds after its first refusal
+#: (swarm leechers ask a refusing peer again after requests.REFUSED_FOR, 5 s)
+PATIENCE = 4.0
 
 
 def uplink_busy(queued_bytes: int, rate: float) -> bool:
@@ -80,7 +92,10 @@ class FirstPass:
     for it is refused (BEP 6 reject: it asks for a piece nobody has instead, or
     gets this one from a peer that announces it). An owner choked or gone gives
     back the pieces it has not announced; a piece anyone announced stays given.
-    After the pass, every request is served.
+    After the pass, a piece is served while fewer than ``SHARED_BY`` peers hold
+    it (``decide``): once all first copies are out the leechers' uplinks dwarf
+    the seed's, and its further copies were the copies above one (1.15-1.26 of
+    the file in the 24-leecher benchmark).
 
     libtorrent gives a rejected block back to its picker and, the piece being
     partly requested, asks for the same block again at once: a reject per round
@@ -93,8 +108,32 @@ class FirstPass:
         self.num_pieces = num_pieces
         self._owner: dict[int, Peer | None] = {}  # None: announced by some peer
         self.done = num_pieces == 0
-        #: the blocks refused to each peer (peer, piece, offset) during the pass
+        #: the blocks refused to each peer (peer, piece, offset)
         self._refused: set[tuple[Peer, int, int]] = set()
+        #: after the pass: when a peer was first refused a piece others hold
+        self._shared_since: dict[tuple[Peer, int], float] = {}
+
+    def decide(
+        self, peer: Peer, index: int, holders: int, busy: Callable[[], bool], now: float, peers: int
+    ) -> bool:
+        """Serve a fast-extension peer's request for ``index`` (else a BEP 6 reject)?
+        ``holders``: the connected peers that announced the piece; ``busy``: has the
+        uplink other work (``uplink_busy``; asked only when it matters); ``peers``:
+        how many are connected.
+
+        During the pass: its owner's, or anyone's when the uplink would idle. After
+        it: while fewer than ``SHARED_BY`` peers hold the piece, always with at most
+        ``SMALL_SWARM`` peers (a lone leecher, a small swarm), and when the peer asks
+        for it ``PATIENCE`` seconds after a first refusal (the holders may not be
+        serving it). Not work-conserving on purpose: once every piece has left the
+        seed, a piece several leechers hold reaches the others as fast through their
+        uplinks, and the seed may idle (issue 17: busy until its last piece left it)."""
+        if not self.done:
+            return self.may_serve(peer, index, holders > 0) or not busy()
+        if holders < SHARED_BY or peers <= SMALL_SWARM:
+            return True
+        since = self._shared_since.setdefault((peer, index), now)
+        return now - since >= PATIENCE
 
     def may_serve(self, peer: Peer, index: int, held_elsewhere: bool = True) -> bool:
         """May ``peer`` have a block of ``index`` now? (It becomes the owner if nobody is.)
@@ -137,12 +176,14 @@ class FirstPass:
                 self._finish()
 
     def release(self, peer: Peer) -> None:
-        """``peer`` was choked or left: its pieces nobody announced go to whoever asks."""
+        """``peer`` was choked or left: its pieces nobody announced go to whoever asks,
+        and what was refused to it is forgotten."""
+        self._refused = {k for k in self._refused if k[0] != peer}
         if self.done:
+            self._shared_since = {k: t for k, t in self._shared_since.items() if k[0] != peer}
             return
         for i in [i for i, p in self._owner.items() if p == peer and p is not None]:
             del self._owner[i]
-        self._refused = {k for k in self._refused if k[0] != peer}
 
 
 _NOBODY = object()

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, cast
 
@@ -30,6 +32,11 @@ if TYPE_CHECKING:
     from swarm.torrent import Torrent
 
 log = logging.getLogger("swarm.torrent")
+
+#: Linux ioctl: the bytes of a TCP socket's send queue not yet sent
+SIOCOUTQNSD = 0x894B
+#: seconds a judgement of the uplink (``_uplink_busy``) holds: it asks every peer's socket
+BUSY_RECHECK = 0.01
 
 
 class Uploader:
@@ -50,6 +57,8 @@ class Uploader:
         )
         #: requests the first pass holds back (asked again after a refusal): see _answer_late
         self._held: set[tuple[PeerConnection, int, int, int]] = set()
+        #: when the uplink was last judged, and whether it was busy
+        self._busy = (-BUSY_RECHECK, False)
 
     def greet(self, peer: PeerConnection) -> None:
         """What we have, told to a new peer (BEP 3 bitfield or BEP 6 have-all/none), and
@@ -167,11 +176,12 @@ class Uploader:
         if (
             fp is not None
             and peer.supports_fast
-            and not fp.may_serve(peer, index, self._held_elsewhere(index))
-            and self._uplink_busy()
+            and not fp.decide(
+                peer, index, self._holders(index), self._uplink_busy, time.monotonic(), len(self.torrent.peers)
+            )
         ):
-            # another peer's first copy; only a BEP 6 peer can be told no (a BEP 3
-            # peer would wait for the block until its own timeout)
+            # another peer's first copy, or a piece other peers hold after the pass; only
+            # a BEP 6 peer can be told no (a BEP 3 peer would wait until its own timeout)
             delay = 0.0 if late else fp.refuse(peer, index, m.begin)
             if delay:  # asked again at once (libtorrent): not a reject per round trip
                 self._held.add((peer, index, m.begin, m.length))
@@ -195,12 +205,21 @@ class Uploader:
                 self._queue_or_reject(peer, m, late=True)
 
     def _uplink_busy(self) -> bool:
-        queued = sum(len(p.upload_queue) for p in self.torrent.peers) * wire.BLOCK_SIZE
-        return uplink_busy(queued, self.up.rate(time.monotonic()))
+        """Has the uplink other work? Judged again at most every ``BUSY_RECHECK``: a
+        libtorrent leecher asks again at once after a refusal, and each judgement
+        asks the kernel about every peer's socket."""
+        now = time.monotonic()
+        at, busy = self._busy
+        if now - at >= BUSY_RECHECK:
+            queued = sum(len(p.upload_queue) * wire.BLOCK_SIZE + _unsent(p) for p in self.torrent.peers)
+            busy = uplink_busy(queued, self.up.rate(now))
+            self._busy = (now, busy)
+        return busy
 
-    def _held_elsewhere(self, index: int) -> bool:
+    def _holders(self, index: int) -> int:
+        """Connected peers that announced ``index`` (the picker counts them)."""
         picker = self.torrent.picker
-        return picker is None or picker.availability(index) > 0
+        return 0 if picker is None else picker.availability(index)
 
     @staticmethod
     def reject(peer: PeerConnection, index: int, begin: int, length: int) -> None:
@@ -320,3 +339,21 @@ class Uploader:
             t.state = "downloading"  # fetch it again from whoever has it
         if not t.seed_only:
             t.downloader.update_interest_all()
+
+
+def _unsent(peer: PeerConnection) -> int:
+    """Bytes written to ``peer`` and not yet sent: asyncio's buffer and the kernel's.
+
+    Why: the serving task moves requests into the transport as fast as it takes
+    them, so the request queues alone were nearly empty at a seed whose uplink was
+    99 % busy (24 leechers), and the first pass took it for idle."""
+    t = peer.transport
+    if t is None:
+        return 0
+    n = t.get_write_buffer_size()
+    sock = t.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            out = fcntl.ioctl(sock.fileno(), SIOCOUTQNSD, bytes(4))
+            n += int.from_bytes(out, sys.byteorder, signed=True)
+    return n

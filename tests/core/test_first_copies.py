@@ -9,7 +9,10 @@ sent in the 24-leecher benchmark).
 from swarm.core.seeding import (
     BUSY_SECONDS,
     MIN_QUEUED,
+    PATIENCE,
     REASK_DELAY,
+    SHARED_BY,
+    SMALL_SWARM,
     FirstCopies,
     FirstPass,
     uplink_busy,
@@ -116,3 +119,96 @@ def test_the_pass_refuses_only_while_the_uplink_has_other_work() -> None:
     rate = 10 * MIN_QUEUED / BUSY_SECONDS  # bytes/s: MIN_QUEUED is a tenth of BUSY_SECONDS of it
     assert not uplink_busy(5 * MIN_QUEUED, rate)
     assert uplink_busy(10 * MIN_QUEUED, rate)
+
+
+def _passed(n: int) -> FirstPass:
+    """A pass over ``n`` pieces, over: each piece given to peer "a"."""
+    fp = FirstPass(n)
+    for i in range(n):
+        assert fp.may_serve("a", i)
+    assert fp.done
+    return fp
+
+
+def _idle() -> bool:
+    return False
+
+
+def _busy() -> bool:
+    return True
+
+
+def test_after_the_pass_a_piece_several_peers_hold_is_left_to_them() -> None:
+    """Issue 17: after its first pass the seed served every request at full rate until
+    the last leecher was done (1.15-1.26 copies in the 24-leecher benchmark, where the
+    leechers' 24 uplinks dwarf the seed's). A piece SHARED_BY peers hold is theirs to
+    trade, even when the seed's uplink would idle (it may, once every piece has left it)."""
+    fp = _passed(4)
+    peers = SMALL_SWARM + 1
+    assert not fp.decide("c", 0, holders=SHARED_BY, busy=_idle, now=0.0, peers=peers)
+    assert not fp.decide("c", 0, holders=20, busy=_busy, now=0.0, peers=24)
+    assert fp.decide("c", 1, holders=SHARED_BY - 1, busy=_busy, now=0.0, peers=peers)  # still rare
+
+
+def test_after_the_pass_a_small_swarm_is_served_whatever_its_peers_hold() -> None:
+    """With a few leechers the seed's uplink is a large part of the swarm's: it stays
+    work-conserving (a third leecher gets a piece the other two hold from it too)."""
+    fp = _passed(4)
+    assert fp.decide("c", 0, holders=SMALL_SWARM - 1, busy=_busy, now=0.0, peers=SMALL_SWARM)
+
+
+def test_after_the_pass_a_lone_leecher_or_a_small_swarm_is_always_served() -> None:
+    """Work-conserving where the seed's uplink is a large part of the swarm's: a piece no
+    other peer holds (a lone leecher: the one-link case) or only one or two do."""
+    fp = _passed(4)
+    for holders in range(SHARED_BY):
+        for busy in (_idle, _busy):
+            assert fp.decide("c", 0, holders=holders, busy=busy, now=0.0, peers=24)
+
+
+def test_after_the_pass_a_peer_that_finds_no_other_source_is_served_in_the_end() -> None:
+    """The holders the seed knows of may not serve this peer (not connected to it, or
+    choking it): a peer that still asks PATIENCE seconds after its first refusal gets
+    the piece, every block of it; others are still refused."""
+    fp = _passed(4)
+    assert not fp.decide("c", 0, holders=5, busy=_busy, now=10.0, peers=24)
+    assert not fp.decide("c", 0, holders=5, busy=_busy, now=10.0 + PATIENCE - 0.1, peers=24)
+    assert fp.decide("c", 0, holders=5, busy=_busy, now=10.0 + PATIENCE, peers=24)
+    assert fp.decide("c", 0, holders=5, busy=_busy, now=10.0 + PATIENCE + 0.1, peers=24)  # next block
+    assert not fp.decide("d", 0, holders=5, busy=_busy, now=10.0 + PATIENCE, peers=24)
+    assert not fp.decide("c", 1, holders=5, busy=_busy, now=10.0 + PATIENCE, peers=24)  # per piece
+    fp.release("c")  # choked or gone: its refusals are forgotten
+    assert not fp.decide("c", 0, holders=5, busy=_busy, now=100.0, peers=24)
+
+
+def test_during_the_pass_decide_is_the_pass_and_the_uplink() -> None:
+    fp = FirstPass(4)
+    assert fp.decide("a", 0, holders=0, busy=_busy, now=0.0, peers=2)  # a owns piece 0
+    assert not fp.decide("b", 0, holders=0, busy=_busy, now=0.0, peers=2)  # another's first copy
+    assert fp.decide("b", 0, holders=0, busy=_idle, now=0.0, peers=2)  # the uplink would idle: free
+    fp.announced(1)
+    assert not fp.decide("b", 1, holders=1, busy=_busy, now=0.0, peers=2)  # out: trade it
+    assert fp.decide("b", 1, holders=0, busy=_busy, now=0.0, peers=2)  # its holders left
+
+
+def test_refusals_after_the_pass_are_forgotten_with_the_peer() -> None:
+    """A re-asked block is refused after REASK_DELAY after the pass too; what the pass
+    remembers of a peer goes when it does (no growth over a long seeding)."""
+    fp = _passed(2)
+    assert fp.refuse("c", 0, 0) == 0.0
+    assert fp.refuse("c", 0, 0) == REASK_DELAY
+    fp.release("c")
+    assert fp.refuse("c", 0, 0) == 0.0
+
+
+def test_a_tenth_of_a_second_of_queued_uploads_is_a_busy_uplink() -> None:
+    """Issue 17: in the 24-leecher benchmark each leecher keeps about a second of its
+    share of the seed's rate queued there (6 blocks), and refusals thin the queue: at
+    0.5 s the pass judged the seed's uplink idle while it was 99 % busy (the kernel's
+    send buffers hold more), and served 0.14 copies of the file as second copies.
+    The queue alone need only say the uplink will not idle: 0.1 s of it."""
+    rate = 2.5e6  # 20 Mbit/s
+    assert uplink_busy(int(0.3 * rate), rate)
+    assert uplink_busy(int(0.1 * rate), rate)
+    assert not uplink_busy(0, rate)
+    assert not uplink_busy(MIN_QUEUED - 1, 0.0)
