@@ -147,6 +147,23 @@ def pread_into(fd: int, buf: memoryview, offset: int) -> int:
     return got
 
 
+def stat_regular(root_fd: int, comps: tuple[str, ...], display: str) -> os.stat_result | None:
+    """lstat of ``comps`` under ``root_fd`` (no symlink followed on the way); None if it is
+    absent or not a regular file."""
+    try:
+        dfd, opened = walk_dirs(root_fd, comps[:-1], False, display)
+    except (OSError, StorageError):
+        return None
+    try:
+        st = os.stat(comps[-1], dir_fd=dfd, follow_symlinks=False)
+    except OSError:
+        return None
+    finally:
+        for d in opened:
+            os.close(d)
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
 def walk_dirs(root_fd: int, dirs: tuple[str, ...], create: bool, display: str) -> tuple[int, list[int]]:
     """The fd of directory ``dirs`` under ``root_fd`` (plus the fds to close), walked
     one component at a time with ``O_NOFOLLOW``; created when ``create``.

@@ -207,6 +207,44 @@ async def test_read_detects_changed_file(tmp_path: Path) -> None:
     await st.close()
 
 
+async def test_read_hashes_only_pieces_of_files_changed_since_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seed's read skips SHA-1 for files with the size and mtime of the last recheck
+    (a stat instead of hashing the piece), and hashes, and refuses, a changed one."""
+    meta, stream = make_meta(MIXED, PL)
+    st = Storage(meta, tmp_path)
+    await st.open()
+    await write_all(st, meta, stream)
+    await st.close()
+    seed = Storage(meta, tmp_path)
+    await seed.open(create=False)
+    assert list(await seed.recheck()) == list(range(meta.num_pieces))
+    import swarm.storage as storage_module
+
+    hashed: list[int] = []
+    real = storage_module.piece_matches
+
+    def counting(layout: object, checks: object, m: object, index: int, data: bytes) -> bool:
+        hashed.append(index)
+        return real(layout, checks, m, index, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(storage_module, "piece_matches", counting)
+    for i in range(1, meta.num_pieces):  # piece 0 stays out of the read cache
+        assert await seed.read_block(i, 0, 16) == piece(meta, stream, i)[:16]
+    assert hashed == []
+    a = tmp_path / "t" / "a.bin"
+    with open(a, "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00corrupt")
+    later = os.stat(a).st_mtime_ns + 5_000_000_000  # a coarse clock may not have moved
+    os.utime(a, ns=(later, later))
+    with pytest.raises(StorageError, match="no longer matches"):
+        await seed.read_block(0, 0, 16)
+    assert hashed == [0] and 0 not in seed.have
+    await seed.close()
+
+
 async def test_read_cache_serves_repeat_requests(tmp_path: Path) -> None:
     meta, stream = make_meta(MIXED, PL)
     st = Storage(meta, tmp_path)
