@@ -299,7 +299,11 @@ class PeerConnection(asyncio.BufferedProtocol):
             reserved = OUR_RESERVED_DHT
         if self.torrent is not None and self.torrent.speaks_v2:
             reserved = wire.with_v2(reserved)
-        self._write_now(wire.Handshake(info_hash, self.session.peer_id, reserved).encode())
+        data = wire.Handshake(info_hash, self.session.peer_id, reserved).encode()
+        if self.decoder is None and self._hs is not None and self._hs.head_done:
+            self.send(data)  # an answer: it leaves with our greeting (``_on_handshake``)
+        else:
+            self._write_now(data)
 
     def _on_handshake_head(self, info_hash: bytes) -> None:
         if self.torrent is None:
@@ -332,6 +336,10 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.ready = True
         self._upload_task = asyncio.get_running_loop().create_task(self._serve_uploads())
         torrent.peer_ready(self)
+        # our handshake if we answered, extension handshake, bitfield, allowed-fast: one
+        # write now, before the tasks peer_ready started (the seed's reads of the
+        # allowed-fast pieces) can hold the loop; the peer needs all of it to ask
+        self.flush()
 
     # -- sending ----------------------------------------------------------
 
