@@ -22,7 +22,11 @@ the engine's ``RateMeter``s):
   asks (slot squatting) is served last, in regular slots too;
 * peers that take without progressing (``wasteful``: we sent them far more
   than the pieces they announced; a client that never finishes, a free
-  rider hiding what it has) come after every other peer, in every slot;
+  rider hiding what it has) come after every other peer, and while any peer
+  that is not wasteful is interested they get no regular slot, only a chance
+  at the optimistic one: every byte sent to them is uplink (on loopback, CPU)
+  the peers that progress wait for. With nobody else interested they may have
+  every slot again (the seed serves when it has nothing better to do);
 * seeding: ranked by what we send them (``up_rate``, libtorrent's
   "fastest upload" seed choker) so the fastest downloaders are served and
   spread the data on, rotated (libtorrent's round robin): a peer that has
@@ -117,12 +121,14 @@ class Choker:
             (p for p in peers if seeding or not (p.snubbed or p.is_seed)),
             key=lambda p: (p.wasteful, served(p), -rate(p), not p.asked, p.key not in prev, rng.random()),
         )
+        # clients that never finish: the optimistic slot only, while others want data
+        restrain = any(p.interested and not p.wasteful for p in peers)
         chosen: set[Hashable] = set()
         regular = 0
         ready = 0
         for p in ranked:
-            if regular >= self.slots:
-                break
+            if regular >= self.slots or (restrain and p.wasteful):
+                break  # ranked last: everyone after it is wasteful too
             if p.interested:
                 chosen.add(p.key)
                 regular += 1
@@ -152,7 +158,7 @@ class Choker:
         if regular < self.slots and not seeding:
             # slots nobody better wants: an idle upload slot helps no one
             spare = sorted(
-                (p for p in peers if p.interested and p.key not in chosen),
+                (p for p in peers if p.interested and p.key not in chosen and not (restrain and p.wasteful)),
                 key=lambda p: (-p.down_rate, rng.random()),
             )
             for p in spare[: self.slots - regular]:
