@@ -66,6 +66,12 @@ class PeerInfo:
     optimistic_ok: bool = True
     asked: bool = False  # the peer has sent us a request (allowed-fast ones count): it uses slots
     wasteful: bool = False  # it takes without progressing: served after everyone else
+    unchoked: bool = False  # we unchoke it now (a free slot is given on interest, between rechokes)
+
+
+def _progressing_peer_interested(peers: Sequence[PeerInfo]) -> bool:
+    """Is a peer that is not wasteful interested? Then the wasteful get no regular slot."""
+    return any(p.interested and not p.wasteful for p in peers)
 
 
 class Choker:
@@ -93,6 +99,17 @@ class Choker:
 
     def due(self, now: float) -> bool:
         return now >= self.next_at
+
+    def wasteful_holds_a_slot(self, peers: Sequence[PeerInfo]) -> bool:
+        """Rechoke now, not at the next round: a peer that takes without progressing is
+        unchoked (not as the optimistic) while a peer that progresses is interested.
+
+        Why: it may show itself wasteful a second after it got its slot (a free slot on
+        interest, or at the last rechoke), and a round is 10 s: an honest download of
+        256 MiB takes 2 s on loopback, sharing the seed with it all along."""
+        if not _progressing_peer_interested(peers):
+            return False
+        return any(p.unchoked and p.wasteful and p.key != self.optimistic for p in peers)
 
     def rechoke(self, peers: Sequence[PeerInfo], now: float, seeding: bool) -> set[Hashable]:
         """The keys to unchoke now (everyone else choked); schedules the next rechoke."""
@@ -122,7 +139,7 @@ class Choker:
             key=lambda p: (p.wasteful, served(p), -rate(p), not p.asked, p.key not in prev, rng.random()),
         )
         # clients that never finish: the optimistic slot only, while others want data
-        restrain = any(p.interested and not p.wasteful for p in peers)
+        restrain = _progressing_peer_interested(peers)
         chosen: set[Hashable] = set()
         regular = 0
         ready = 0

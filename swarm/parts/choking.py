@@ -53,14 +53,16 @@ class ChokeControl:
     def on_interested(self, peer: PeerConnection, m: Any) -> None:
         peer.peer_interested = True
         idle = time.monotonic() < peer.idle_until  # caught squatting: no slot for a while
-        if peer.am_choking and not idle and self.unchoked_count() < UPLOAD_SLOTS:
+        # a client that never finishes waits for the round (it may have every slot then,
+        # if nobody else wants one): else saying interested again won a slot each time
+        if peer.am_choking and not idle and self.unchoked_count() < UPLOAD_SLOTS and not self.wasteful(peer):
             self.unchoke(peer)
 
     def on_not_interested(self, peer: PeerConnection, m: Any) -> None:
         peer.peer_interested = False
 
     def tick(self, now: float) -> None:
-        if self.choker.due(now):
+        if self.choker.due(now) or self.choker.wasteful_holds_a_slot(self._infos(now)):
             self.rechoke(now)
 
     def upload_uses(self, now: float) -> list[admission.UploadUse]:
@@ -124,11 +126,9 @@ class ChokeControl:
 
         self._look_again = asyncio.get_running_loop().call_later(max(0.0, when - now), look)
 
-    def rechoke(self, now: float) -> None:
-        """Ask the pure choker whom to unchoke; send only the changes."""
-        t = self.torrent
-        seeding = t.state == "seeding"
-        infos = [
+    def _infos(self, now: float) -> list[PeerInfo]:
+        """What the pure choker knows of each peer."""
+        return [
             PeerInfo(
                 key=p,
                 interested=p.peer_interested and now >= p.idle_until,
@@ -139,11 +139,16 @@ class ChokeControl:
                 is_seed=p.have is not None and p.have.all(),
                 asked=p.asked,
                 wasteful=self.wasteful(p),
+                unchoked=not p.am_choking,
             )
-            for p in t.peers
+            for p in self.torrent.peers
             if not p.closed
         ]
-        keep = self.choker.rechoke(infos, now, seeding)
+
+    def rechoke(self, now: float) -> None:
+        """Ask the pure choker whom to unchoke; send only the changes."""
+        t = self.torrent
+        keep = self.choker.rechoke(self._infos(now), now, t.state == "seeding")
         for p in list(t.peers):
             if p in keep:
                 self.unchoke(p)

@@ -288,3 +288,23 @@ def test_a_squatter_that_is_interested_also_keeps_clients_that_never_finish_to_o
     passed_over = peer("silent", interested=False)  # the engine's view once caught idle
     assert len(choker.rechoke([*takers, passed_over], now=10.0, seeding=True)) == 5
 
+
+def test_a_peer_that_turns_wasteful_in_a_slot_calls_for_a_rechoke_while_others_want_data() -> None:
+    """Slots change between rechokes (one every 10 s): a peer unchoked when a slot was
+    free, or at the last rechoke, may show itself a client that never finishes a second
+    later (after a few scattered requests). While a peer that progresses is interested
+    that calls for a rechoke now: a 256 MiB download takes 2 s on loopback."""
+    choker = Choker(slots=4, rng=random.Random(1))
+    honest = peer("honest", asked=True, unchoked=True)
+    fresh = [peer(f"t{i}", asked=True, unchoked=True) for i in range(3)]
+    chosen = choker.rechoke([honest, *fresh], now=0.0, seeding=True)
+    assert chosen == {"honest", "t0", "t1", "t2"}
+    assert not choker.wasteful_holds_a_slot([honest, *fresh])
+    shown = [peer(f"t{i}", up=5e6, asked=True, unchoked=True, wasteful=True) for i in range(3)]
+    assert choker.wasteful_holds_a_slot([honest, *shown])
+    chosen = choker.rechoke([honest, *shown], now=1.0, seeding=True)
+    after = [peer(k.key, up=5e6, asked=True, unchoked=k.key in chosen, wasteful=True) for k in shown]
+    assert not choker.wasteful_holds_a_slot([honest, *after])  # at most the optimistic one is left
+    # nobody else wants anything: they may keep every slot
+    done = peer("honest", interested=False, unchoked=True)
+    assert not choker.wasteful_holds_a_slot([done, *shown])

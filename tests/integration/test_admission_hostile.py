@@ -333,3 +333,58 @@ async def test_a_full_pool_replaces_squatters_but_keeps_a_peer_busy_elsewhere(
         finally:
             for p in conns:
                 p.writer.close()
+
+
+async def test_clients_that_never_finish_lose_their_slots_within_seconds_while_a_peer_that_progresses_wants_data(
+    tmp_path: Path,
+) -> None:
+    """Three connections get free slots on ``interested``, then show themselves clients
+    that never finish; an honest peer is unchoked and interested. They must be choked
+    (the optimistic one apart) within a tick or two, not at the next rechoke round
+    (10 s; made 120 s here so the test cannot pass by a round's timing): the seed is
+    CPU-bound on loopback and every block they get is one the honest peer waits for."""
+    async with made(tmp_path, size=96 * PIECE) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        torrent: Any = seed.torrents[s.meta.info_hash]
+        torrent.choking.waste_slack = 8 * PIECE  # a small file: "far more" is scaled down with it
+        torrent.choking.choker.rechoke_interval = 120.0
+        assert seed.port is not None
+        conns: list[RawPeer] = []
+        takers: list[asyncio.Task[None]] = []
+        try:
+            honest = await raw_from("127.0.0.2", seed.port)
+            conns.append(honest)
+            assert await honest.handshake(s.meta.info_hash) is not None
+            honest.send(wire.encode_interested())
+            await honest.drain()
+            for host in range(3, 6):
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                conns.append(p)
+                assert await p.handshake(s.meta.info_hash, reserved=bytes(8)) is not None
+                p.send(wire.encode_interested())
+                await p.drain()
+                takers.append(asyncio.create_task(take_forever(p, s.meta)))
+            assert await poll(lambda: len(torrent.peers) == 4, timeout=10)
+
+            def taking() -> list[Any]:
+                return [peer for peer in torrent.peers if peer.address[0] != "127.0.0.2"]
+
+            assert await poll(lambda: all(torrent.choking.wasteful(peer) for peer in taking()), timeout=10)
+            assert await poll(lambda: sum(not peer.am_choking for peer in taking()) <= 1, timeout=3), [
+                peer.am_choking for peer in taking()
+            ]
+            (good,) = (peer for peer in torrent.peers if peer.address[0] == "127.0.0.2")
+            assert not good.am_choking
+            # saying interested again does not win it a free slot between rounds either
+            choked = next(peer for peer in taking() if peer.am_choking)
+            again = conns[int(choked.address[0].rsplit(".", 1)[1]) - 2]
+            again.send(wire.encode_not_interested())
+            assert await poll(lambda: not choked.peer_interested, timeout=5)
+            again.send(wire.encode_interested())
+            assert await poll(lambda: choked.peer_interested, timeout=5)
+            assert choked.am_choking and torrent.choking.unchoked_count() < 4
+        finally:
+            for task in takers:
+                task.cancel()
+            for p in conns:
+                p.writer.close()
