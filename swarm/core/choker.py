@@ -23,10 +23,11 @@ the engine's ``RateMeter``s):
 * peers that take without progressing (``wasteful``: we sent them far more
   than the pieces they announced; a client that never finishes, a free
   rider hiding what it has) come after every other peer, and while any peer
-  that is not wasteful is interested they get no regular slot, only a chance
-  at the optimistic one: every byte sent to them is uplink (on loopback, CPU)
-  the peers that progress wait for. With nobody else interested they may have
-  every slot again (the seed serves when it has nothing better to do);
+  that is not wasteful is interested they get no slot, the optimistic one
+  included (they had their trial): every byte sent to them is uplink (on
+  loopback, CPU) the peers that progress wait for. With nobody else
+  interested they may have every slot again (the seed serves when it has
+  nothing better to do);
 * seeding: ranked by what we send them (``up_rate``, libtorrent's
   "fastest upload" seed choker) so the fastest downloaders are served and
   spread the data on, rotated (libtorrent's round robin): a peer that has
@@ -102,14 +103,14 @@ class Choker:
 
     def wasteful_holds_a_slot(self, peers: Sequence[PeerInfo]) -> bool:
         """Rechoke now, not at the next round: a peer that takes without progressing is
-        unchoked (not as the optimistic) while a peer that progresses is interested.
+        unchoked while a peer that progresses is interested.
 
         Why: it may show itself wasteful a second after it got its slot (a free slot on
         interest, or at the last rechoke), and a round is 10 s: an honest download of
         256 MiB takes 2 s on loopback, sharing the seed with it all along."""
         if not _progressing_peer_interested(peers):
             return False
-        return any(p.unchoked and p.wasteful and p.key != self.optimistic for p in peers)
+        return any(p.unchoked and p.wasteful for p in peers)
 
     def rechoke(self, peers: Sequence[PeerInfo], now: float, seeding: bool) -> set[Hashable]:
         """The keys to unchoke now (everyone else choked); schedules the next rechoke."""
@@ -138,7 +139,7 @@ class Choker:
             (p for p in peers if seeding or not (p.snubbed or p.is_seed)),
             key=lambda p: (p.wasteful, served(p), -rate(p), not p.asked, p.key not in prev, rng.random()),
         )
-        # clients that never finish: the optimistic slot only, while others want data
+        # clients that never finish: no slot while others want data
         restrain = _progressing_peer_interested(peers)
         chosen: set[Hashable] = set()
         regular = 0
@@ -155,7 +156,11 @@ class Choker:
         self._regular = set(chosen)
         self._since = {k: since.get(k, now) for k in chosen}
 
-        eligible = [p for p in peers if p.interested and p.optimistic_ok and p.key not in chosen]
+        eligible = [
+            p
+            for p in peers
+            if p.interested and p.optimistic_ok and p.key not in chosen and not (restrain and p.wasteful)
+        ]
         current = next((p for p in eligible if p.key == self.optimistic), None)
         if current is None or now >= self._optimistic_until:
             pool = [p for p in eligible if p is not current] or eligible
