@@ -66,12 +66,12 @@ class PeerInfo:
     is_seed: bool = False  # the peer has everything
     optimistic_ok: bool = True
     asked: bool = False  # the peer has sent us a request (allowed-fast ones count): it uses slots
-    wasteful: bool = False  # it takes without progressing: served after everyone else
+    wasteful: bool = False  # it takes without progressing: no slot while others want data
     unchoked: bool = False  # we unchoke it now (a free slot is given on interest, between rechokes)
 
 
 def _progressing_peer_interested(peers: Sequence[PeerInfo]) -> bool:
-    """Is a peer that is not wasteful interested? Then the wasteful get no regular slot."""
+    """Is a peer that is not wasteful interested? Then the wasteful get no slot."""
     return any(p.interested and not p.wasteful for p in peers)
 
 

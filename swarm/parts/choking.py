@@ -107,7 +107,7 @@ class ChokeControl:
         meta = self.torrent.meta
         if meta is None:
             return False
-        if peer.new_haves == 0 and not peer.read_spread.whole_pieces(meta.piece_length):
+        if peer.new_haves == 0 and peer.read_spread.scattered(meta.piece_length):
             return True
         return admission.takes_without_progress(
             peer.uploaded, peer.new_haves, meta.piece_length, self.waste_slack

@@ -390,3 +390,45 @@ async def test_clients_that_never_finish_lose_their_slots_within_seconds_while_a
                 task.cancel()
             for p in conns:
                 p.writer.close()
+
+
+async def test_an_honest_leecher_of_large_pieces_is_not_taken_for_a_client_that_never_finishes(
+    tmp_path: Path,
+) -> None:
+    """1 MiB pieces (64 blocks): a leecher's first 8 requests, all of one piece, use an
+    eighth of it. Taken for a flood's scattered requester (no piece announced yet), it
+    was choked at them while silent connections were interested and never got a byte
+    (the 1 GiB run of benchmarks/many_connections.py stalled so). A first download
+    before it has sent every piece once, so its allowed-fast requests are refused and
+    only an unchoke serves it, as in the benchmark."""
+    payload = os.urandom(32 << 20)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", piece_length=1 << 20)
+    meta = parse_metainfo(data)
+    async with Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(data, src, seed_only=True)
+        torrent: Any = seed.torrents[meta.info_hash]
+        assert seed.port is not None
+        for name in ("first", "honest"):
+            (tmp_path / name).mkdir()
+        async with Session("127.0.0.1", 0) as first:
+            h = await first.add_torrent(meta, tmp_path / "first", peers=[("127.0.0.1", seed.port)])
+            await h.wait_complete(30)
+        squatters: list[RawPeer] = []
+        try:
+            for host in range(2, 8):
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                squatters.append(p)
+                assert await p.handshake(meta.info_hash, reserved=bytes(8)) is not None
+                p.send(wire.encode_interested())
+                await p.drain()
+            assert await poll(lambda: sum(peer.peer_interested for peer in torrent.peers) == 6, timeout=10)
+            async with Session("127.0.0.1", 0) as leecher:
+                h = await leecher.add_torrent(meta, tmp_path / "honest", peers=[("127.0.0.1", seed.port)])
+                await h.wait_complete(10)
+            assert (tmp_path / "honest" / "f.bin").read_bytes() == payload
+        finally:
+            for p in squatters:
+                p.writer.close()
