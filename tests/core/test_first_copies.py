@@ -132,7 +132,7 @@ def test_request_spread_calls_scattered_only_a_block_per_piece_not_a_client_star
     assert not starting.whole_pieces(64 * BS)
     assert not starting.scattered(64 * BS)
     several = RequestSpread()  # a few pieces at a time, a block of each in turn
-    for block in range(6):
+    for _ in range(6):
         for piece in (3, 9, 14, 20):
             several.note(piece)
     assert not several.scattered(64 * BS)
