@@ -4,7 +4,8 @@ Owns: the ``Choker`` (its slots, optimistic unchoke and rechoke clock) and
 the reclaiming of idle slots (issue 16 #3: an unchoked peer that requests
 nothing gives its slot back and is passed over for ``idle_unchoke_after``;
 decided by ``swarm.core.admission``, the per-peer marks kept on the
-``PeerConnection``). Each peer's ``am_choking`` flag is set only here; what a choke does to the peer's
+``PeerConnection``), and the rechoke at once when an unchoked peer shows
+itself a client that never finishes while others want data (``on_request``). Each peer's ``am_choking`` flag is set only here; what a choke does to the peer's
 queued requests is the upload side's (``Uploader.on_choked``).
 """
 
