@@ -253,11 +253,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
     open_before = c.open_now()
     error = ""
     cpu0 = cpu_now(pid)
+    served_before = c.blocks_received
     try:
         crowded: float | None = await honest_get(torrent, tmp / "crowded", seed.port, digest, data.name, args.timeout)
     except RuntimeError as e:
         crowded, error = None, str(e)
     open_after = c.open_now()
+    served_during = c.blocks_received - served_before
     cpu_crowded = cpu_spent(cpu0, cpu_now(pid))
     rss_crowded = proc_rss(pid)
     flood.stop.set()
@@ -275,7 +277,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> int:
           f"{c.dropped_after_handshake}")  # fmt: skip
     print("  closed by the seed: " + ", ".join(f"{why}: {n}" for why, n in close_reasons(err).items()))
     print(f"  open when the honest leecher started: {open_before}, when it ended: {open_after}")
-    print(f"  unchokes seen: {c.unchoked}, served to the flood: {c.blocks_received * BLOCK / MiB:.0f} MiB")
+    print(f"  unchokes seen: {c.unchoked}, served to the flood: {c.blocks_received * BLOCK / MiB:.0f} MiB, "
+          f"{served_during * BLOCK / MiB:.1f} MiB of it during the honest download")  # fmt: skip
     print(f"CPU-s during the honest download (seed / this process: the flood / leecher, on "
           f"{os.cpu_count()} CPUs): alone {cpu_alone}, with the flood {cpu_crowded}")
     print(f"seed RSS: idle {rss_idle / MiB:.1f} MiB, after one download {rss_after_alone / MiB:.1f} MiB, "

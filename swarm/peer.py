@@ -206,6 +206,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.idle_until = 0.0  # passed over by the choker until then
         self.asked = False  # it has sent us a request: the choker serves such peers first
         self.new_haves = 0  # HAVEs for pieces it lacked: it is downloading (from someone)
+        self.seen_wasteful = False  # ChokeControl.on_request: when it turns wasteful
 
     # -- naming -----------------------------------------------------------
 

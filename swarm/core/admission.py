@@ -35,7 +35,7 @@ UNUSED_UNCHOKE_AFTER = 1.0
 IDLE_CONNECTION_AFTER = 30.0
 #: A peer we sent this much more than the pieces it has announced since it connected
 #: takes without progressing (a client that never finishes; a free rider hiding what it
-#: has): served after the peers that progress. Generous: an honest peer's requests in
+#: has): no unchoke slot while a peer that progresses wants one. Generous: an honest peer's requests in
 #: flight and its pieces waiting for a hash check or the disk lag behind what we sent
 #: (a swarm leecher buffers at most 96 MiB, ``swarm.parts.download.MAX_BUFFER_BYTES``).
 WASTE_SLACK = 128 * 1024 * 1024

@@ -22,7 +22,12 @@ the engine's ``RateMeter``s):
   asks (slot squatting) is served last, in regular slots too;
 * peers that take without progressing (``wasteful``: we sent them far more
   than the pieces they announced; a client that never finishes, a free
-  rider hiding what it has) come after every other peer, in every slot;
+  rider hiding what it has) come after every other peer, and while any peer
+  that is not wasteful is interested they get no slot, the optimistic one
+  included (they had their trial): every byte sent to them is uplink (on
+  loopback, CPU) the peers that progress wait for. With nobody else
+  interested they may have every slot again (the seed serves when it has
+  nothing better to do);
 * seeding: ranked by what we send them (``up_rate``, libtorrent's
   "fastest upload" seed choker) so the fastest downloaders are served and
   spread the data on, rotated (libtorrent's round robin): a peer that has
@@ -61,7 +66,13 @@ class PeerInfo:
     is_seed: bool = False  # the peer has everything
     optimistic_ok: bool = True
     asked: bool = False  # the peer has sent us a request (allowed-fast ones count): it uses slots
-    wasteful: bool = False  # it takes without progressing: served after everyone else
+    wasteful: bool = False  # it takes without progressing: no slot while others want data
+    unchoked: bool = False  # we unchoke it now (a free slot is given on interest, between rechokes)
+
+
+def _progressing_peer_interested(peers: Sequence[PeerInfo]) -> bool:
+    """Is a peer that is not wasteful interested? Then the wasteful get no slot."""
+    return any(p.interested and not p.wasteful for p in peers)
 
 
 class Choker:
@@ -90,6 +101,17 @@ class Choker:
     def due(self, now: float) -> bool:
         return now >= self.next_at
 
+    def wasteful_holds_a_slot(self, peers: Sequence[PeerInfo]) -> bool:
+        """Rechoke now, not at the next round: a peer that takes without progressing is
+        unchoked while a peer that progresses is interested.
+
+        Why: it may show itself wasteful a second after it got its slot (a free slot on
+        interest, or at the last rechoke), and a round is 10 s: an honest download of
+        256 MiB takes 2 s on loopback, sharing the seed with it all along."""
+        if not _progressing_peer_interested(peers):
+            return False
+        return any(p.unchoked and p.wasteful for p in peers)
+
     def rechoke(self, peers: Sequence[PeerInfo], now: float, seeding: bool) -> set[Hashable]:
         """The keys to unchoke now (everyone else choked); schedules the next rechoke."""
         self.next_at = now + self.rechoke_interval
@@ -117,12 +139,14 @@ class Choker:
             (p for p in peers if seeding or not (p.snubbed or p.is_seed)),
             key=lambda p: (p.wasteful, served(p), -rate(p), not p.asked, p.key not in prev, rng.random()),
         )
+        # clients that never finish: no slot while others want data
+        restrain = _progressing_peer_interested(peers)
         chosen: set[Hashable] = set()
         regular = 0
         ready = 0
         for p in ranked:
-            if regular >= self.slots:
-                break
+            if regular >= self.slots or (restrain and p.wasteful):
+                break  # ranked last: everyone after it is wasteful too
             if p.interested:
                 chosen.add(p.key)
                 regular += 1
@@ -132,7 +156,11 @@ class Choker:
         self._regular = set(chosen)
         self._since = {k: since.get(k, now) for k in chosen}
 
-        eligible = [p for p in peers if p.interested and p.optimistic_ok and p.key not in chosen]
+        eligible = [
+            p
+            for p in peers
+            if p.interested and p.optimistic_ok and p.key not in chosen and not (restrain and p.wasteful)
+        ]
         current = next((p for p in eligible if p.key == self.optimistic), None)
         if current is None or now >= self._optimistic_until:
             pool = [p for p in eligible if p is not current] or eligible
@@ -152,7 +180,7 @@ class Choker:
         if regular < self.slots and not seeding:
             # slots nobody better wants: an idle upload slot helps no one
             spare = sorted(
-                (p for p in peers if p.interested and p.key not in chosen),
+                (p for p in peers if p.interested and p.key not in chosen and not (restrain and p.wasteful)),
                 key=lambda p: (-p.down_rate, rng.random()),
             )
             for p in spare[: self.slots - regular]:

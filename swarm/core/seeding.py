@@ -209,6 +209,8 @@ class RequestSpread:
     #: Whole pieces are loaded while the peer asks at least 1/USE of the blocks they hold.
     USE = 4
     RECENT = 4
+    #: Fewer blocks per piece moved to than this is scattered (``scattered``).
+    SCATTERED_BLOCKS = 2
     WINDOW = 256
 
     def __init__(self) -> None:
@@ -231,3 +233,13 @@ class RequestSpread:
     def whole_pieces(self, piece_length: int) -> bool:
         """Load whole pieces (of ``piece_length`` bytes) for this peer's requests?"""
         return self.blocks < self.GRACE or self.USE * self.blocks >= self.moves * block_count(piece_length)
+
+    def scattered(self, piece_length: int) -> bool:
+        """Does the peer ask about one block per piece it moves to (a flood's requester)?
+
+        Not ``not whole_pieces``: a client starting on a few large pieces uses a small
+        part of each for a while, and the choker gives no slot to a peer found scattered
+        (and announcing nothing) while others want data. Pieces of one block are asked
+        one block each by everyone: never scattered."""
+        per_move = min(self.SCATTERED_BLOCKS, block_count(piece_length))
+        return self.blocks >= self.GRACE and self.blocks < per_move * self.moves

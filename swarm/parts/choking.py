@@ -4,7 +4,8 @@ Owns: the ``Choker`` (its slots, optimistic unchoke and rechoke clock) and
 the reclaiming of idle slots (issue 16 #3: an unchoked peer that requests
 nothing gives its slot back and is passed over for ``idle_unchoke_after``;
 decided by ``swarm.core.admission``, the per-peer marks kept on the
-``PeerConnection``). Each peer's ``am_choking`` flag is set only here; what a choke does to the peer's
+``PeerConnection``), and the rechoke at once when an unchoked peer shows
+itself a client that never finishes while others want data (``on_request``). Each peer's ``am_choking`` flag is set only here; what a choke does to the peer's
 queued requests is the upload side's (``Uploader.on_choked``).
 """
 
@@ -53,14 +54,30 @@ class ChokeControl:
     def on_interested(self, peer: PeerConnection, m: Any) -> None:
         peer.peer_interested = True
         idle = time.monotonic() < peer.idle_until  # caught squatting: no slot for a while
-        if peer.am_choking and not idle and self.unchoked_count() < UPLOAD_SLOTS:
+        # a client that never finishes waits for the round (it may have every slot then,
+        # if nobody else wants one): else saying interested again won a slot each time
+        if peer.am_choking and not idle and self.unchoked_count() < UPLOAD_SLOTS and not self.wasteful(peer):
             self.unchoke(peer)
 
     def on_not_interested(self, peer: PeerConnection, m: Any) -> None:
         peer.peer_interested = False
 
+    def on_request(self, peer: PeerConnection) -> None:
+        """A request may show an unchoked peer a client that never finishes (its first
+        few scattered requests, or the slack): while a peer that progresses is interested
+        it loses its slot now; a tick later it had taken 20-30 MiB on loopback. Looked at
+        only when it turns wasteful: one served because nobody else wants anything costs
+        no rechoke per request."""
+        wasteful = self.wasteful(peer)
+        shown = wasteful and not peer.seen_wasteful
+        peer.seen_wasteful = wasteful
+        if shown:
+            now = time.monotonic()
+            if self.choker.wasteful_holds_a_slot(self._infos(now)):
+                self.rechoke(now)
+
     def tick(self, now: float) -> None:
-        if self.choker.due(now):
+        if self.choker.due(now) or self.choker.wasteful_holds_a_slot(self._infos(now)):
             self.rechoke(now)
 
     def upload_uses(self, now: float) -> list[admission.UploadUse]:
@@ -91,7 +108,7 @@ class ChokeControl:
         meta = self.torrent.meta
         if meta is None:
             return False
-        if peer.new_haves == 0 and not peer.read_spread.whole_pieces(meta.piece_length):
+        if peer.new_haves == 0 and peer.read_spread.scattered(meta.piece_length):
             return True
         return admission.takes_without_progress(
             peer.uploaded, peer.new_haves, meta.piece_length, self.waste_slack
@@ -124,11 +141,9 @@ class ChokeControl:
 
         self._look_again = asyncio.get_running_loop().call_later(max(0.0, when - now), look)
 
-    def rechoke(self, now: float) -> None:
-        """Ask the pure choker whom to unchoke; send only the changes."""
-        t = self.torrent
-        seeding = t.state == "seeding"
-        infos = [
+    def _infos(self, now: float) -> list[PeerInfo]:
+        """What the pure choker knows of each peer."""
+        return [
             PeerInfo(
                 key=p,
                 interested=p.peer_interested and now >= p.idle_until,
@@ -139,11 +154,16 @@ class ChokeControl:
                 is_seed=p.have is not None and p.have.all(),
                 asked=p.asked,
                 wasteful=self.wasteful(p),
+                unchoked=not p.am_choking,
             )
-            for p in t.peers
+            for p in self.torrent.peers
             if not p.closed
         ]
-        keep = self.choker.rechoke(infos, now, seeding)
+
+    def rechoke(self, now: float) -> None:
+        """Ask the pure choker whom to unchoke; send only the changes."""
+        t = self.torrent
+        keep = self.choker.rechoke(self._infos(now), now, t.state == "seeding")
         for p in list(t.peers):
             if p in keep:
                 self.unchoke(p)

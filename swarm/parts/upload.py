@@ -154,6 +154,8 @@ class Uploader:
         self._queue_or_reject(peer, m)
         if first_while_choked:  # a slot left unused may be its now, not at the next tick
             self.torrent.choking.reclaim_idle_slots(time.monotonic())
+        elif not peer.am_choking:
+            self.torrent.choking.on_request(peer)
 
     def _queue_or_reject(self, peer: PeerConnection, m: wire.Request, late: bool = False) -> None:
         """``late``: a request the first pass held back (``_answer_late``): refused now, at once."""

@@ -250,3 +250,60 @@ def test_seeding_serves_peers_that_progress_before_clients_that_never_finish(see
     assert "honest" in choker.rechoke([*takers, honest], now=10.0, seeding=True)
     later = [*takers, peer("honest", up=1e8, asked=True)]
     assert "honest" in choker.rechoke(later, now=50.0, seeding=True)  # held 40 s: rotation due
+
+
+@pytest.mark.parametrize("seeding", [True, False])
+@pytest.mark.parametrize("seed", range(10))
+def test_clients_that_never_finish_get_no_slot_while_others_want_data(seed: int, seeding: bool) -> None:
+    """Eight connections take without progressing (``wasteful``) and held every slot;
+    an honest peer is interested. Ranked last, they still took the regular slots the
+    honest peer did not (on loopback the seed is CPU-bound: every byte sent to them was
+    one the honest leecher waited for, x0.61-0.98 of its speed alone); the optimistic
+    one alone cost it 20-30 MiB/s. Now they get no slot while a peer that progresses is
+    interested, and every slot again once none is (the seed stays work-conserving)."""
+    choker = Choker(slots=4, rng=random.Random(seed))
+    takers = [peer(f"t{i}", down=1e5, up=5e6, asked=True, wasteful=True) for i in range(8)]
+    assert len(choker.rechoke(takers, now=0.0, seeding=seeding)) == 5  # nobody else: they may have it all
+    honest = peer("honest", asked=True)
+    for now in (10.0, 20.0, 30.0, 40.0):
+        assert choker.rechoke([*takers, honest], now=now, seeding=seeding) == {"honest"}
+        assert choker.optimistic is None
+    done = peer("honest", asked=True, interested=False)
+    assert len(choker.rechoke([*takers, done], now=50.0, seeding=seeding) & {t.key for t in takers}) == 5
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_squatter_that_is_interested_also_keeps_clients_that_never_finish_out(seed: int) -> None:
+    """Any interested peer that is not wasteful counts, a silent one too: its idle slot
+    costs nothing and is reclaimed (``swarm.core.admission``); until it is passed over
+    the wasteful ones wait."""
+    choker = Choker(slots=4, rng=random.Random(seed))
+    takers = [peer(f"t{i}", up=5e6, asked=True, wasteful=True) for i in range(8)]
+    chosen = choker.rechoke([*takers, peer("silent")], now=0.0, seeding=True)
+    assert chosen == {"silent"}
+    passed_over = peer("silent", interested=False)  # the engine's view once caught idle
+    assert len(choker.rechoke([*takers, passed_over], now=10.0, seeding=True)) == 5
+
+
+def test_a_peer_that_turns_wasteful_in_a_slot_calls_for_a_rechoke_while_others_want_data() -> None:
+    """Slots change between rechokes (one every 10 s): a peer unchoked when a slot was
+    free, or at the last rechoke (as the optimistic one too), may show itself a client
+    that never finishes a moment later (after a few scattered requests). While a peer
+    that progresses is interested that calls for a rechoke now: a 256 MiB download takes
+    2 s on loopback, and such a peer took 20-30 MiB a second of the seed's."""
+    choker = Choker(slots=2, rng=random.Random(1))
+    honest = peer("honest", asked=True, unchoked=True)
+    fresh = [peer(f"t{i}", unchoked=True) for i in range(3)]
+    chosen = choker.rechoke([honest, *fresh], now=0.0, seeding=True)
+    assert len(chosen) == 3 and choker.optimistic in {"t0", "t1", "t2"}
+    fresh = [peer(f"t{i}", unchoked=f"t{i}" in chosen) for i in range(3)]
+    assert not choker.wasteful_holds_a_slot([honest, *fresh])
+    shown = [peer(p.key, up=5e6, asked=True, unchoked=p.unchoked, wasteful=True) for p in fresh]
+    assert choker.wasteful_holds_a_slot([honest, *shown])
+    chosen = choker.rechoke([honest, *shown], now=1.0, seeding=True)
+    assert chosen == {"honest"}
+    after = [peer(k.key, up=5e6, asked=True, unchoked=k.key in chosen, wasteful=True) for k in shown]
+    assert not choker.wasteful_holds_a_slot([honest, *after])
+    # nobody else wants anything: they may keep every slot
+    done = peer("honest", interested=False, unchoked=True)
+    assert not choker.wasteful_holds_a_slot([done, *shown])

@@ -212,3 +212,29 @@ def test_a_tenth_of_a_second_of_queued_uploads_is_a_busy_uplink() -> None:
     assert uplink_busy(int(0.1 * rate), rate)
     assert not uplink_busy(0, rate)
     assert not uplink_busy(MIN_QUEUED - 1, 0.0)
+def test_request_spread_calls_scattered_only_a_block_per_piece_not_a_client_starting_a_large_piece() -> None:
+    """The choker gives no slot to a peer that asks scattered blocks and announces
+    nothing (a flood's requester). A client's first 8 requests of one 1 MiB piece (64
+    blocks) use an eighth of it: too little for loading whole pieces to pay
+    (``whole_pieces``), but no sign of a flood; taken for one, an honest leecher was
+    choked at its first requests and never served while others were interested."""
+    from swarm.core.seeding import RequestSpread
+
+    starting = RequestSpread()
+    for _ in range(8):
+        starting.note(28)
+    assert not starting.whole_pieces(64 * BS)
+    assert not starting.scattered(64 * BS)
+    several = RequestSpread()  # a few pieces at a time, a block of each in turn
+    for _ in range(6):
+        for piece in (3, 9, 14, 20):
+            several.note(piece)
+    assert not several.scattered(64 * BS)
+    flood = RequestSpread()
+    for i in range(RequestSpread.GRACE - 1):
+        flood.note(i * 7)
+    assert not flood.scattered(64 * BS)  # too soon to tell
+    for i in range(RequestSpread.GRACE, 40):
+        flood.note(i * 7)
+    assert flood.scattered(64 * BS) and flood.scattered(2 * BS)
+    assert not flood.scattered(BS)  # a piece of one block: every client asks so

@@ -333,3 +333,102 @@ async def test_a_full_pool_replaces_squatters_but_keeps_a_peer_busy_elsewhere(
         finally:
             for p in conns:
                 p.writer.close()
+
+
+async def test_clients_that_never_finish_lose_their_slots_within_seconds_while_a_peer_that_progresses_wants_data(
+    tmp_path: Path,
+) -> None:
+    """Three connections get free slots on ``interested``, then show themselves clients
+    that never finish; an honest peer is unchoked and interested. They must be choked
+    at the request that shows it, not at the next rechoke round (10 s; made 120 s here
+    so the test cannot pass by a round's timing) nor at the next tick (a second: 20-30
+    MiB on loopback, where the seed is CPU-bound and every block they get is one the
+    honest peer waits for)."""
+    async with made(tmp_path, size=96 * PIECE) as s, Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(s.data, s.src, seed_only=True)
+        torrent: Any = seed.torrents[s.meta.info_hash]
+        torrent.choking.waste_slack = 8 * PIECE  # a small file: "far more" is scaled down with it
+        torrent.choking.choker.rechoke_interval = 120.0
+        assert seed.port is not None
+        conns: list[RawPeer] = []
+        takers: list[asyncio.Task[None]] = []
+        try:
+            honest = await raw_from("127.0.0.2", seed.port)
+            conns.append(honest)
+            assert await honest.handshake(s.meta.info_hash) is not None
+            honest.send(wire.encode_interested())
+            await honest.drain()
+            for host in range(3, 6):
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                conns.append(p)
+                assert await p.handshake(s.meta.info_hash, reserved=bytes(8)) is not None
+                p.send(wire.encode_interested())
+                await p.drain()
+                takers.append(asyncio.create_task(take_forever(p, s.meta)))
+            assert await poll(lambda: len(torrent.peers) == 4, timeout=10)
+
+            def taking() -> list[Any]:
+                return [peer for peer in torrent.peers if peer.address[0] != "127.0.0.2"]
+
+            assert await poll(lambda: all(torrent.choking.wasteful(peer) for peer in taking()), timeout=10)
+            assert await poll(lambda: all(peer.am_choking for peer in taking()), timeout=3)
+            # what a request queue holds when the last request shows it: 500 blocks at most
+            most = torrent.choking.waste_slack + 500 * wire.BLOCK_SIZE
+            assert all(peer.uploaded <= most for peer in taking()), [peer.uploaded for peer in taking()]
+            (good,) = (peer for peer in torrent.peers if peer.address[0] == "127.0.0.2")
+            assert not good.am_choking
+            # saying interested again does not win it a free slot between rounds either
+            choked = next(peer for peer in taking() if peer.am_choking)
+            again = conns[int(choked.address[0].rsplit(".", 1)[1]) - 2]
+            again.send(wire.encode_not_interested())
+            assert await poll(lambda: not choked.peer_interested, timeout=5)
+            again.send(wire.encode_interested())
+            assert await poll(lambda: choked.peer_interested, timeout=5)
+            assert choked.am_choking and torrent.choking.unchoked_count() < 4
+        finally:
+            for task in takers:
+                task.cancel()
+            for p in conns:
+                p.writer.close()
+
+
+async def test_an_honest_leecher_of_large_pieces_is_not_taken_for_a_client_that_never_finishes(
+    tmp_path: Path,
+) -> None:
+    """1 MiB pieces (64 blocks): a leecher's first 8 requests, all of one piece, use an
+    eighth of it. Taken for a flood's scattered requester (no piece announced yet), it
+    was choked at them while silent connections were interested and never got a byte
+    (the 1 GiB run of benchmarks/many_connections.py stalled so). A first download
+    before it has sent every piece once, so its allowed-fast requests are refused and
+    only an unchoke serves it, as in the benchmark."""
+    payload = os.urandom(32 << 20)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(payload)
+    data = create_torrent(src / "f.bin", piece_length=1 << 20)
+    meta = parse_metainfo(data)
+    async with Session("127.0.0.1", 0) as seed:
+        await seed.add_torrent(data, src, seed_only=True)
+        torrent: Any = seed.torrents[meta.info_hash]
+        assert seed.port is not None
+        for name in ("first", "honest"):
+            (tmp_path / name).mkdir()
+        async with Session("127.0.0.1", 0) as first:
+            h = await first.add_torrent(meta, tmp_path / "first", peers=[("127.0.0.1", seed.port)])
+            await h.wait_complete(30)
+        squatters: list[RawPeer] = []
+        try:
+            for host in range(2, 8):
+                p = await raw_from(f"127.0.0.{host}", seed.port)
+                squatters.append(p)
+                assert await p.handshake(meta.info_hash, reserved=bytes(8)) is not None
+                p.send(wire.encode_interested())
+                await p.drain()
+            assert await poll(lambda: sum(peer.peer_interested for peer in torrent.peers) == 6, timeout=10)
+            async with Session("127.0.0.1", 0) as leecher:
+                h = await leecher.add_torrent(meta, tmp_path / "honest", peers=[("127.0.0.1", seed.port)])
+                await h.wait_complete(10)
+            assert (tmp_path / "honest" / "f.bin").read_bytes() == payload
+        finally:
+            for p in squatters:
+                p.writer.close()
