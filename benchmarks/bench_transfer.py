@@ -355,15 +355,20 @@ def main() -> None:
             if "swarm" in res and "lt" in res:
                 s, lt = res["swarm"], res["lt"]
                 print(
-                    f"swarm/libtorrent{label}: speed x{lt['wall'] / s['wall']:.2f}, "
-                    f"leech CPU x{s['leech_cpu'] / lt['leech_cpu']:.2f}, "
-                    f"seed CPU x{s['seed_cpu'] / lt['seed_cpu']:.2f}, "
+                    f"swarm/libtorrent{label}: speed {times(lt['wall'], s['wall'])}, "
+                    f"leech CPU {times(s['leech_cpu'], lt['leech_cpu'])}, "
+                    f"seed CPU {times(s['seed_cpu'], lt['seed_cpu'])}, "
                     f"leech RssAnon x{s['anon'] / max(1, lt['anon']):.2f}"
                 )
     finally:
         shutil.rmtree(out, ignore_errors=True)
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
+
+def times(a: float, b: float) -> str:
+    """``a`` over ``b`` as "x1.23"; a small run's CPU may round to 0 clock ticks."""
+    return f"x{a / b:.2f}" if b > 0 else "x? (under a clock tick)"
+
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_transfer import GiB, MiB, parse_size, run_swarm  # noqa: E402 (a script's neighbour)
+from bench_transfer import GiB, MiB, parse_size, run_swarm, times  # noqa: E402 (a script's neighbour)
 
 from swarm.create import build_torrent  # noqa: E402
 
@@ -115,7 +115,7 @@ def main() -> None:
             torrents[name].write_bytes(blob)
             print(f"create --{name}: {wall:6.2f} s  {size_mib / wall:7.0f} MiB/s  CPU {cpu:6.2f} s")
         (w1, c1), (w2, c2) = created["v1"], created["v2"]
-        print(f"create --v2 / --v1: wall x{w2 / w1:.2f}, CPU x{c2 / c1:.2f}")
+        print(f"create --v2 / --v1: wall {times(w2, w1)}, CPU {times(c2, c1)}")
 
         runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in VERSIONS}
         for _ in range(args.runs):
@@ -130,8 +130,8 @@ def main() -> None:
             )
         v1, v2 = med["v1"], med["v2"]
         print(
-            f"get v2 / v1: speed x{v1['wall'] / v2['wall']:.2f}, "
-            f"leech CPU x{v2['leech_cpu'] / v1['leech_cpu']:.2f}, seed CPU x{v2['seed_cpu'] / v1['seed_cpu']:.2f}"
+            f"get v2 / v1: speed {times(v1['wall'], v2['wall'])}, "
+            f"leech CPU {times(v2['leech_cpu'], v1['leech_cpu'])}, seed CPU {times(v2['seed_cpu'], v1['seed_cpu'])}"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
