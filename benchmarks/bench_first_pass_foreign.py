@@ -38,18 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from swarm import Session  # noqa: E402
 from swarm.create import create_torrent  # noqa: E402
 from tests.helpers.aria2 import aria2_args, free_port  # noqa: E402
+from tests.helpers.lt import lt_session  # noqa: E402
 
 MiB = 1 << 20
-LT_SETTINGS: dict[str, Any] = {
-    "listen_interfaces": "127.0.0.1:0",
-    "enable_dht": False,
-    "enable_lsd": False,
-    "enable_upnp": False,
-    "enable_natpmp": False,
-    "allow_multiple_connections_per_ip": True,
-    "enable_outgoing_utp": False,
-    "enable_incoming_utp": False,
-}
 
 
 def size_arg(text: str) -> int:
@@ -107,7 +98,7 @@ class Counted:
 
 
 def lt_leecher(torrent: bytes, save: Path, files: list[int] | None = None) -> tuple[Any, Any]:
-    ses = lt.session(LT_SETTINGS)
+    ses = lt_session(lt, enable_outgoing_utp=False, enable_incoming_utp=False)  # TCP, as swarm
     p = lt.add_torrent_params()
     p.ti = lt.torrent_info(lt.bdecode(torrent))
     p.save_path = str(save)

@@ -9,7 +9,7 @@ from pathlib import Path
 from swarm import Session
 from swarm.core.metainfo import parse_metainfo
 from swarm.create import create_torrent
-from tests.helpers.trees import same_tree
+from tests.helpers.trees import same_tree, seed_then_get
 
 
 def make_tree(root: Path) -> Path:
@@ -29,16 +29,10 @@ async def test_seed_to_get_multi_file(tmp_path: Path) -> None:
     meta = parse_metainfo(data)
     assert meta.num_pieces > 10
     out = tmp_path / "out"
-    out.mkdir()
-    async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
-        seed = await seed_s.add_torrent(data, tmp_path, seed_only=True)
-        assert seed.status().state == "seeding"
-        leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", seed_s.port or 0)])
-        await leech.wait_complete(timeout=30)
-        st = leech.status()
-        assert st.state == "seeding"
-        assert st.verified == st.total_size == meta.total_length
-        assert seed.status().uploaded >= meta.total_length
+    seed_st, st = await seed_then_get(data, meta, tmp_path, out)
+    assert st.state == "seeding"
+    assert st.verified == st.total_size == meta.total_length
+    assert seed_st.uploaded >= meta.total_length
     assert same_tree(src, out / "tree")
     assert (out / "tree" / "empty.txt").exists()
 

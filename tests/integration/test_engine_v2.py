@@ -12,7 +12,7 @@ import pytest
 from swarm import Session
 from swarm.core.metainfo import Metainfo, parse_metainfo
 from swarm.create import build_torrent
-from tests.helpers.trees import same_tree
+from tests.helpers.trees import same_tree, seed_then_get
 from tests.helpers.wait import until
 
 PL = 32768
@@ -42,14 +42,8 @@ async def test_seed_to_get_v2(tmp_path: Path, version: int | str) -> None:
     src, data, meta = tree_torrent(tmp_path, version)
     assert meta.version == version
     out = tmp_path / "out"
-    out.mkdir()
-    async with Session("127.0.0.1", 0) as seed_s, Session("127.0.0.1", 0) as get_s:
-        seed = await seed_s.add_torrent(data, tmp_path, seed_only=True)
-        assert seed.status().state == "seeding"
-        leech = await get_s.add_torrent(meta, out, peers=[("127.0.0.1", seed_s.port or 0)])
-        await leech.wait_complete(timeout=30)
-        st = leech.status()
-        assert st.state == "seeding" and st.verified == st.total_size
+    _, st = await seed_then_get(data, meta, tmp_path, out)
+    assert st.state == "seeding" and st.verified == st.total_size
     assert same_tree(src, out / "tree")
     assert not (out / "tree" / ".pad").exists()
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from swarm.core import announce as a
 from swarm.trackers import TrackerClient
+from tests.helpers.http_app import serve_local
 from tracker.server import RunningTracker, start_tracker
 
 IH = bytes(range(1, 21))
@@ -174,11 +175,7 @@ async def test_hostile_http_tracker_answers(body: bytes) -> None:
         return web.Response(body=body, status=200)
 
     app.router.add_get("/announce", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_local(app)
     try:
         url = f"http://127.0.0.1:{port}/announce"
         c = client([[url]], 1, Peer())
@@ -201,10 +198,7 @@ async def test_http_error_status_and_redirect() -> None:
 
     app.router.add_get("/announce", redirect)
     app.router.add_get("/broken/announce", broken)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_local(app)
     try:
         via = f"http://127.0.0.1:{port}/announce"
         bad = f"http://127.0.0.1:{port}/broken/announce"

@@ -175,6 +175,7 @@ async def _stub_tracker(peer_port: list[int]) -> tuple[Any, str]:
     from aiohttp import web
 
     from swarm.core.bencode import encode
+    from tests.helpers.http_app import serve_local
 
     async def announce(_req: web.Request) -> web.Response:
         peers = socket.inet_aton("127.0.0.1") + peer_port[0].to_bytes(2, "big")
@@ -182,11 +183,7 @@ async def _stub_tracker(peer_port: list[int]) -> tuple[Any, str]:
 
     app = web.Application()
     app.router.add_get("/announce", announce)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_local(app)
     return runner, f"http://127.0.0.1:{port}/announce"
 
 
