@@ -292,7 +292,8 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     # -- handshake --------------------------------------------------------
 
-    def _send_handshake(self, info_hash: bytes) -> None:
+    def _send_handshake(self, info_hash: bytes, *, answer: bool = False) -> None:
+        """``answer``: to the peer's handshake, sent with our greeting (``_on_handshake``)."""
         self._answered = True
         reserved = OUR_RESERVED
         # discovery hook: the BEP 5 DHT bit when our DHT is on (never for private torrents)
@@ -301,8 +302,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         if self.torrent is not None and self.torrent.speaks_v2:
             reserved = wire.with_v2(reserved)
         data = wire.Handshake(info_hash, self.session.peer_id, reserved).encode()
-        if self.decoder is None and self._hs is not None and self._hs.head_done:
-            self.send(data)  # an answer: it leaves with our greeting (``_on_handshake``)
+        if answer:
+            self.send(data)
         else:
             self._write_now(data)
 
@@ -312,7 +313,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             if torrent is None:
                 raise ProtocolError(f"unknown info-hash {info_hash.hex()}")
             self.torrent = torrent
-            self._send_handshake(info_hash)
+            self._send_handshake(info_hash, answer=True)
         elif info_hash != self.torrent.info_hash:
             raise ProtocolError("handshake for another torrent")
         self._answered = True

@@ -248,18 +248,19 @@ class Storage:
         except OSError as exc:
             raise _oserror(exc, name, "write to" if create else "open") from None
 
-    def _stat_file(self, index: int) -> os.stat_result | None:
-        """lstat-equivalent of file ``index`` without following any symlink; None if absent."""
-        comps = self._paths[index]
-        assert self._root_fd is not None and comps is not None
-        return stat_regular(self._root_fd, comps, self._display(index))
-
     def _observe(self) -> list[tuple[int, int]]:
-        out: list[tuple[int, int]] = []
-        for i, p in enumerate(self._paths):
-            st = None if p is None else self._stat_file(i)
-            out.append((ABSENT, 0) if st is None else (st.st_size, st.st_mtime_ns))
-        return out
+        return [self._observed(i) for i in range(len(self._paths))]
+
+    def _observed(self, index: int) -> tuple[int, int]:
+        """File ``index``'s size and mtime, what resume data and ``_unchanged`` compare:
+        ``(ABSENT, 0)`` when it is missing, not a regular file, or padding. No symlink
+        is followed on the way (an lstat relative to the root)."""
+        comps = self._paths[index]
+        if comps is None:
+            return ABSENT, 0
+        assert self._root_fd is not None
+        st = stat_regular(self._root_fd, comps, self._display(index))
+        return (ABSENT, 0) if st is None else (st.st_size, st.st_mtime_ns)
 
     def _submit(self, fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
         """Run ``fn`` in a worker thread, tracked until it ends (even if its awaiter is cancelled)."""
@@ -419,12 +420,10 @@ class Storage:
     def _unchanged(self, index: int) -> bool:
         """Each file of the piece as at the last recheck/resume (size, mtime, no write of
         ours)? Then a read skips SHA-1, half a seed's CPU, for a stat (libtorrent: none)."""
-        base = self._baseline
-        for i in self.layout.files_for_piece(index):
-            st = None if base is None or i in self._touched else self._stat_file(i)
-            if st is None or (st.st_size, st.st_mtime_ns) != base[i]:  # type: ignore[index]
-                return False
-        return True
+        base, touched = self._baseline, self._touched
+        return base is not None and all(
+            i not in touched and self._observed(i) == base[i] for i in self.layout.files_for_piece(index)
+        )
 
     def _read_one(self, seg: Segment) -> bytes:
         i = seg.file_index
@@ -524,11 +523,7 @@ class Storage:
         return sizes
 
     def _file_sizes(self) -> list[int]:
-        out: list[int] = []
-        for i, p in enumerate(self._paths):
-            st = None if p is None else self._stat_file(i)
-            out.append(ABSENT if st is None else st.st_size)
-        return out
+        return [size for size, _ in self._observe()]
 
     def _hash_job(self, job: range, sizes: list[int], checks: PieceChecks) -> tuple[range, list[int]]:
         """Hash the pieces of ``job`` (in a worker thread); memory is one chunk."""
