@@ -103,7 +103,11 @@ class _Pool:
 
     def put(self, pid: bytes, addr: bytes, expires: float) -> int:
         """Add or refresh ``pid``; its position."""
-        i = self.index.get(pid)
+        return self.put_at(self.index.get(pid), pid, addr, expires)
+
+    def put_at(self, i: int | None, pid: bytes, addr: bytes, expires: float) -> int:
+        """``put`` for a caller that has looked ``pid`` up already: ``i`` is its
+        position here, or ``None`` when it is not here."""
         v4 = len(addr) == 6
         if expires < self.earliest:
             self.earliest = expires
@@ -306,11 +310,12 @@ class MemoryStore:
         if seeds.ipv6 or leechers.ipv6 or seeds.earliest <= now or leechers.earliest <= now:
             return None
         seed = left == 0
+        if seed and pid.startswith(SEEDS_FOR_SEED_PREFIX):
+            return None  # aria2c's seed may get seeds: the general path
         mine, other = (seeds, leechers) if seed else (leechers, seeds)
-        expires = now + self.peer_ttl
         at = mine.index.get(pid)
         if at is None:
-            if pid in other.index or (seed and pid.startswith(SEEDS_FOR_SEED_PREFIX)):
+            if pid in other.index:
                 return None
             if len(seeds.ids) + len(leechers.ids) >= self.max_peers_per_swarm:
                 return None
@@ -322,19 +327,9 @@ class MemoryStore:
                 return None
             by_source[key] = n + 1
             self.peer_count += 1
-            at = mine.index[pid] = len(mine.ids)
-            mine.ids.append(pid)
-            mine.addrs.append(addr)
-            mine.expires.append(expires)
-            mine.packed += addr
-            if expires < mine.earliest:
-                mine.earliest = expires
-        else:
-            if mine.addrs[at][:4] != addr[:4] or (seed and pid.startswith(SEEDS_FOR_SEED_PREFIX)):
-                return None  # someone else's entry (or aria2c's seed): the general path
-            mine.addrs[at] = addr
-            mine.expires[at] = expires
-            mine.packed[6 * at : 6 * at + 6] = addr
+        elif mine.addrs[at][:4] != addr[:4]:
+            return None  # someone else's entry: the general path
+        at = mine.put_at(at, pid, addr, now + self.peer_ttl)
         if event == "completed":
             swarm.completed += 1
             self.total_completed += 1
@@ -389,7 +384,7 @@ class MemoryStore:
             else:
                 self._count(self.peers_by_source, addr, self.max_peers_per_source, "peers")
                 self.peer_count += 1
-        at = mine.put(pid, addr, now + self.peer_ttl)
+        at = mine.put_at(at, pid, addr, now + self.peer_ttl)
         if event == "completed":
             swarm.completed += 1
             self.total_completed += 1
